@@ -1,0 +1,143 @@
+"""The command line: the only place that parses arguments. Everything below it takes options
+dataclasses. Errors facecast raises on purpose print as one line and exit with code 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="facecast: lip-synced talking heads from a portrait and speech, offline.")
+err = Console(stderr=True)
+
+DEMO_TEXT = ("Hello! I am speaking from a single photo. Every word you hear moves my lips, "
+             "and when I pause, my mouth rests.")
+
+
+def _quiet_native_logs() -> None:
+    # mediapipe's TFLite/absl print INFO lines to stderr from C++; keep the terminal for us.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)], force=True)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
+
+
+def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: int, crf: int, preset: str,
+                 head_motion: float, expressiveness: float):
+    from .errors import InputError
+    from .options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
+
+    if size == "portrait":
+        size_px = None
+    else:
+        try:
+            size_px = int(size)
+        except ValueError:
+            raise InputError(f"--size {size}: not a number. Use an even pixel size like 512, or 'portrait'.") from None
+        if size_px < 64 or size_px > 4096 or size_px % 2:
+            raise InputError(f"--size {size}: must be an even number of pixels between 64 and 4096 (H.264 needs even sizes).")
+    if not 1 <= fps <= 120:
+        raise InputError(f"--fps {fps}: must be between 1 and 120.")
+    return SayOptions(size=size_px, fps=fps, face_index=face,
+                      motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness),
+                      render=RenderOptions(device=device), encode=EncodeOptions(crf=crf, preset=preset))
+
+
+def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
+    from .pipeline import say
+
+    with Progress(TextColumn("[bold]rendering"), BarColumn(), TextColumn("{task.fields[done]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("say", total=None, done="")
+
+        def progress(done: float, total: float | None) -> None:
+            bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of audio")
+
+        path = say(portrait, output, text=text, audio=audio, transcript=transcript, options=options, progress=progress)
+    err.print(f"wrote [bold]{path}[/]")
+
+
+@app.command("say")
+def say_cmd(
+    portrait: str = typer.Argument(..., help="Portrait image (jpg/png/webp ...) with one clearly visible face."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .mp4 path."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="Text to speak (English, bundled Piper voice)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech audio file (any format FFmpeg decodes)."),
+    transcript: Optional[str] = typer.Option(None, "--transcript", help="What the audio says (better alignment)."),
+    size: str = typer.Option("512", "--size", help="Output side in pixels, or 'portrait' to keep the photo's framing."),
+    fps: float = typer.Option(25.0, "--fps"),
+    face: Optional[int] = typer.Option(None, "--face", help="Which face to animate, 0-based from the left."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    seed: int = typer.Option(0, "--seed", help="Seed for blinks and head motion."),
+    crf: int = typer.Option(23, "--crf", help="H.264 quality (lower is better)."),
+    preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
+    head_motion: float = typer.Option(1.0, "--head-motion", help="Head motion gain (0 = still)."),
+    expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Portrait + text or audio -> lip-synced talking-head MP4 (H.264 + AAC)."""
+    _setup_logging(verbose)
+    from .errors import FacecastError, InputError
+
+    try:
+        if (text is None) == (audio is None):
+            raise InputError("say: give either --text \"...\" or --audio FILE (exactly one).")
+        if transcript is not None and audio is None:
+            raise InputError("--transcript goes with --audio (with --text the words are already known).")
+        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
+        _run_say(portrait, output, text, audio, transcript, options)
+    except FacecastError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: nothing was written")
+        raise typer.Exit(130)
+
+
+@app.command("demo")
+def demo_cmd(
+    output: Path = typer.Option(Path("out/demo.mp4"), "-o", "--output", help="Output .mp4 path."),
+    text: str = typer.Option(DEMO_TEXT, "--text", help="What the demo says."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Render a demo from data that ships with the packages: scikit-image's astronaut photo
+    (a real portrait) and the bundled Piper voice."""
+    _setup_logging(False)
+    from skimage import data
+
+    from .errors import FacecastError
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        options = _say_options("512", 25.0, None, device, 0, 23, "veryfast", 1.0, 1.0)
+        _run_say(data.astronaut(), output, text, None, None, options)
+    except FacecastError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    _quiet_native_logs()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

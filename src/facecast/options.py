@@ -1,0 +1,72 @@
+"""Options are frozen dataclasses built at the edge (CLI, server) and passed down unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """How the face moves.
+
+    lookahead_s: how far ahead of a frame the mouth may start forming the next phone
+        (anticipatory coarticulation); also the stated look-ahead of streaming.
+    expressiveness: global gain on mouth movement (1 = natural, 0.5 = mumbly, 1.5 = emphatic).
+    head_motion: gain on head motion (0 = still head).
+    blinks_per_minute: mean blink rate (real people: about 10-20 per minute).
+    seed: seeds blinks and idle motion, so a job is reproducible.
+    """
+
+    lookahead_s: float = 0.10
+    expressiveness: float = 1.0
+    head_motion: float = 1.0
+    blinks_per_minute: float = 15.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How frames are drawn.
+
+    device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when it works, else CPU - stated in the log).
+    batch_frames: frames rendered per batched launch.
+    dtype: "float32" or "float16"/"bfloat16" (GPU only; CPU always runs float32).
+    mouth_interior: draw teeth/tongue/cavity where the lips part.
+    backend: "auto" (OpenCV remap on the CPU, torch grid_sample on CUDA), "torch" or "opencv".
+    """
+
+    device: str = "cpu"
+    batch_frames: int = 25
+    dtype: str = "float32"
+    mouth_interior: bool = True
+    backend: str = "auto"
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """H.264 + AAC output. crf: quality (lower = better, 18-28 sensible). preset: libx264 speed."""
+
+    crf: int = 23
+    preset: str = "veryfast"
+    codec: str = "libx264"
+
+
+@dataclass(frozen=True)
+class SayOptions:
+    """Everything `say` needs besides the inputs.
+
+    size: output width = height in pixels (even), or None to keep the portrait's own framing.
+    fps: output frame rate.
+    face_index: which face to animate when the portrait has several (0-based, left to right);
+        None = the largest.
+    segment_max_s: longest stretch of audio processed at once; bounds memory whatever the
+        input length (segments are cut at pauses where possible).
+    """
+
+    size: int | None = 512
+    fps: float = 25.0
+    face_index: int | None = None
+    segment_max_s: float = 12.0
+    motion: MotionOptions = MotionOptions()
+    render: RenderOptions = RenderOptions()
+    encode: EncodeOptions = EncodeOptions()

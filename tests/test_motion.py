@@ -1,0 +1,120 @@
+"""Motion passes: visemes, coarticulation, closures, pauses, blinks, head."""
+
+import numpy as np
+
+from facecast.motion import BlinkSchedule, MotionModel
+from facecast.options import MotionOptions
+from facecast.types import MOTION_INDEX, PhoneSpan, Speech
+
+FPS = 25.0
+
+
+def speech_from(phones, seconds, voiced=None, energy=0.8):
+    """Speech with loudness where the phones speak; ``voiced`` (VAD) defaults to the same."""
+    n = int(seconds * FPS)
+    spoken = np.zeros(n, bool)
+    for p in phones:
+        if p.phone != "SIL":
+            spoken[int(p.start * FPS):int(np.ceil(p.end * FPS))] = True
+    voiced = spoken if voiced is None else voiced
+    return Speech(tuple(phones), np.where(spoken, energy, 0.0).astype(np.float32), voiced, FPS, 0)
+
+
+def seq(spec, t0=0.5):
+    """[(phone, dur_s)] -> PhoneSpans starting at t0 (silence before)."""
+    out, t = [PhoneSpan("SIL", 0.0, t0)], t0
+    for ph, d in spec:
+        out.append(PhoneSpan(ph, t, t + d))
+        t += d
+    out.append(PhoneSpan("SIL", t, t + 1.0))
+    return out
+
+
+def col(m, name):
+    return m.params[:, MOTION_INDEX[name]]
+
+
+def test_bilabials_close_the_lips_between_open_vowels():
+    phones = seq([("AA", 0.2), ("M", 0.05), ("AA", 0.2), ("B", 0.04), ("AA", 0.2)])
+    m = MotionModel(MotionOptions(head_motion=0)).frames(speech_from(phones, 2.5))
+    jaw, close = col(m, "jaw_open"), col(m, "lip_close")
+    for p in phones:
+        if p.phone in ("M", "B"):
+            f = int(round((p.start + p.end) / 2 * FPS))
+            assert close[f] > 0.9, (p, close[f - 2:f + 3])
+            assert jaw[f] < 0.2
+    # The vowels are clearly open.
+    f_vowel = int(round(0.6 * FPS))
+    assert jaw[f_vowel] > 0.5 and close[f_vowel] < 0.2
+
+
+def test_rounded_and_spread_vowels_differ():
+    oo = MotionModel().frames(speech_from(seq([("UW", 0.4)]), 2.0))
+    ee = MotionModel().frames(speech_from(seq([("IY", 0.4)]), 2.0))
+    f = int(0.7 * FPS)
+    assert col(oo, "lip_round")[f] > 0.7 and col(ee, "lip_round")[f] < 0.1
+    assert col(ee, "lip_spread")[f] > 0.5 and col(oo, "lip_spread")[f] < 0.0
+
+
+def test_silence_gives_a_closed_still_mouth_and_no_pops():
+    phones = seq([("HH", 0.08), ("AH", 0.15), ("L", 0.06), ("OW", 0.25)], t0=1.0)
+    m = MotionModel().frames(speech_from(phones, 3.0))
+    jaw = col(m, "jaw_open")
+    assert np.all(jaw[: int(0.7 * FPS)] < 0.02)      # before speech
+    assert np.all(jaw[int(2.3 * FPS):] < 0.02)       # after speech
+    assert jaw.max() > 0.4
+    # Smooth: no frame-to-frame jump of more than 0.35 of the full jaw range.
+    assert np.abs(np.diff(jaw)).max() < 0.35
+
+
+def test_anticipation_opens_before_the_vowel_within_lookahead():
+    phones = seq([("AA", 0.3)], t0=1.0)
+    m = MotionModel(MotionOptions(lookahead_s=0.1)).frames(speech_from(phones, 2.0, voiced=np.ones(50, bool)))
+    jaw = col(m, "jaw_open")
+    onset = int(1.0 * FPS)
+    assert jaw[onset - 1] > 0.05         # already opening one frame (40 ms) before the vowel
+    assert jaw[onset - 1] > jaw[onset - 3] >= 0
+    assert jaw[onset - 8] < 0.05         # but not 320 ms before
+
+
+def test_energy_drives_the_jaw_when_no_phones_were_recognised():
+    n = 50
+    voiced = np.ones(n, bool)
+    energy = (0.5 + 0.5 * np.sin(np.arange(n) / 3.0)).astype(np.float32)
+    sp = Speech((PhoneSpan("SIL", 0, 2.0),), energy, voiced, FPS, 0)
+    jaw = col(MotionModel().frames(sp), "jaw_open")
+    assert np.corrcoef(jaw[5:-5], energy[5:-5])[0, 1] > 0.8
+
+
+def test_blinks_are_natural_and_not_periodic():
+    sched = BlinkSchedule(per_minute=15, seed=3)
+    t = np.arange(0, 600, 1 / FPS)
+    b = sched.value(t)
+    onsets = np.nonzero((b[1:] > 0.5) & (b[:-1] <= 0.5))[0]
+    per_min = len(onsets) / 10
+    assert 8 <= per_min <= 25
+    gaps = np.diff(onsets) / FPS
+    assert gaps.std() > 0.25 * gaps.mean()             # not a metronome
+    closed_runs = np.diff(np.nonzero(np.diff((b > 0.1).astype(int)))[0])[::2] / FPS
+    assert np.median(closed_runs) <= 0.24
+
+
+def test_chunked_motion_equals_whole_motion():
+    phones = seq([("AA", 0.2), ("M", 0.05), ("IY", 0.2)], t0=0.5) + [PhoneSpan("SIL", 2.0, 6.0)]
+    whole = MotionModel(MotionOptions(seed=7)).frames(speech_from(phones, 6.0))
+    model = MotionModel(MotionOptions(seed=7))
+    sp = speech_from(phones, 6.0)
+    a = model.frames(Speech(sp.phones, sp.energy[:75], sp.voiced[:75], FPS, 0))
+    b = model.frames(Speech(sp.phones, sp.energy[75:], sp.voiced[75:], FPS, 75))
+    joined = np.concatenate([a.params, b.params])
+    # Cut in a pause (frame 75 = 3 s): identical blink/head/mouth everywhere but the few frames
+    # near the cut that the zero-phase smoothing of the VAD map touches.
+    assert np.allclose(joined[:70], whole.params[:70], atol=1e-4)
+    assert np.allclose(joined[80:], whole.params[80:], atol=1e-4)
+
+
+def test_head_moves_a_little_and_smoothly():
+    m = MotionModel().frames(speech_from(seq([("AA", 0.3)] * 10), 8.0))
+    yaw, pitch = col(m, "head_yaw"), col(m, "head_pitch")
+    assert 0.003 < np.abs(yaw).max() < 0.12 and np.abs(pitch).max() < 0.12
+    assert np.abs(np.diff(yaw)).max() < 0.01
