@@ -111,8 +111,11 @@ def test_portrait_face_and_framing(name, portraits, tracker):
     assert 0.44 <= (x1 - x0) / 512 <= 0.51  # face 45-50 % of the square
     eyes_y = np.mean([c[1] for c in eye_centres(framed.face.points)]) / 512
     assert 0.25 < eyes_y < 0.5  # a bit above the centre
-    # The landmarks were transformed, not re-detected: a fresh detection must agree.
-    assert redetection_error(tracker, framed.image, framed.face) < 0.02
+    # The landmarks were transformed, not re-detected: a fresh detection must agree. (Where the
+    # framing had to upscale a small face, e.g. bw_s12 at 1.8x, mediapipe itself wavers more:
+    # observed 1.8 % there, 0.5-1.3 % elsewhere.)
+    upscaled = any("upscaled" in n for n in framed.notes)
+    assert redetection_error(tracker, framed.image, framed.face) < (0.025 if upscaled else 0.02)
 
     whole = F.frame_portrait(image, face, size=None, source=name)
     h, w = whole.image.shape[:2]
@@ -121,6 +124,69 @@ def test_portrait_face_and_framing(name, portraits, tracker):
     assert abs(w / h - image.shape[1] / image.shape[0]) < 0.01  # the portrait's own framing
     assert_plausible(whole.face)
     assert redetection_error(tracker, whole.image, whole.face) < 0.02
+
+
+def synthetic_face(width: int, height: int, face_box: tuple[float, float, float, float], seed: int = 0):
+    """Random landmarks filling face_box (x0, y0, x1, y1) with the eyes above the nose, and an
+    image that is black except for small Gaussian dots centred exactly on three landmarks."""
+    rng = np.random.default_rng(seed)
+    x0, y0, x1, y1 = face_box
+    pts = np.column_stack([rng.uniform(x0, x1, 478), rng.uniform(y0, y1, 478), rng.uniform(-30, 30, 478)])
+    pts[[10, 152], :2] = [[x0, y0], [x1, y1]]  # pin the bbox
+    eye_y = y0 + 0.35 * (y1 - y0)
+    pts[[33, 133, 263, 362], 1] = eye_y
+    dots = {33: (x0 + 0.3 * (x1 - x0), eye_y), 263: (x0 + 0.7 * (x1 - x0), eye_y),
+            F.NOSE_TIP: ((x0 + x1) / 2, y0 + 0.6 * (y1 - y0))}
+    pts[F.NOSE_TIP] = [*dots[F.NOSE_TIP], 0]
+    pts[33, 0], pts[263, 0] = dots[33][0], dots[263][0]
+    # pixel-edge convention: pixel (i, j) is centred at (j + 0.5, i + 0.5)
+    yy, xx = np.mgrid[0:height, 0:width] + 0.5
+    image = np.zeros((height, width), np.float64)
+    for cx, cy in dots.values():
+        image += 250 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 2.5**2))
+    image = np.repeat(np.clip(image, 0, 255).round().astype(np.uint8)[:, :, None], 3, axis=2)
+    return image, FaceLandmarks(points=pts.astype(np.float32), image_size=(width, height)), list(dots)
+
+
+def dot_centroid(image: np.ndarray, at: np.ndarray, radius: int) -> np.ndarray:
+    """Intensity centroid (pixel-edge convention) of the window of +-radius px around ``at``."""
+    cx, cy = int(at[0]), int(at[1])
+    win = image[cy - radius: cy + radius + 1, cx - radius: cx + radius + 1, 0].astype(np.float64)
+    yy, xx = np.mgrid[cy - radius: cy + radius + 1, cx - radius: cx + radius + 1] + 0.5
+    return np.array([(xx * win).sum(), (yy * win).sum()]) / win.sum()
+
+
+@pytest.mark.parametrize(
+    "width, height, box, size",
+    [
+        (900, 700, (300, 200, 500, 440), 512),  # room around the face: plain crop, downscale
+        (300, 260, (60, 40, 200, 210), 512),  # face fills the image: padded, upscaled
+        (2001, 1201, (800, 300, 1200, 780), None),  # whole image, downscaled to even sides
+        (301, 211, (100, 50, 200, 170), None),  # whole image, odd sides cropped
+    ],
+)
+def test_framing_transform_is_exact(width, height, box, size):
+    image, face, dots = synthetic_face(width, height, box)
+    framed = F.frame_portrait(image, face, size=size)
+    h, w = framed.image.shape[:2]
+    assert h % 2 == 0 and w % 2 == 0 and framed.face.image_size == (w, h)
+    if size:
+        assert (h, w) == (size, size)
+    scale = w / width if size is None else size / framed_side(face, framed)
+    for i in dots:
+        at = framed.face.points[i, :2]
+        radius = int(np.ceil(8 * scale))
+        np.testing.assert_allclose(dot_centroid(framed.image, at, radius), at, atol=0.25 * max(1.0, scale))
+    # z scales like x
+    sx = (framed.face.points[152, 0] - framed.face.points[10, 0]) / (box[2] - box[0])
+    np.testing.assert_allclose(framed.face.points[:, 2], face.points[:, 2] * sx, rtol=1e-4, atol=1e-3)
+
+
+def framed_side(face: FaceLandmarks, framed) -> float:
+    """Side in source pixels of the square frame_portrait cut (from the landmark scale)."""
+    src = face.points[152, 0] - face.points[10, 0]
+    dst = framed.face.points[152, 0] - framed.face.points[10, 0]
+    return framed.image.shape[1] * src / dst
 
 
 def test_large_photo_is_downscaled_for_detection(portraits, tracker):
@@ -280,6 +346,7 @@ def png_header_only(path: Path, width: int, height: int) -> None:
         ("directory", "is a directory"),
         ("empty", r"empty \(0 bytes\)"),
         ("text", "is a text file, not an image"),
+        ("html", r"web page \(HTML\)"),
         ("garbage", "is not an image"),
         ("truncated", "damaged or truncated"),
         ("bomb", "too large"),
@@ -294,6 +361,8 @@ def test_bad_files(case, message, tmp_path):
         path.write_bytes(b"")
     elif case == "text":
         path.write_text("Hello, this is not a photo.\n" * 10)
+    elif case == "html":
+        path.write_text("<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n")
     elif case == "garbage":
         path.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
     elif case == "truncated":
@@ -470,6 +539,11 @@ def test_track_video_speech(may_frames):
     raw_mouth = F.mouth_metrics(raw)["mouth_open"]
     assert np.abs(raw_mouth - mouth).max() < 0.03
     assert np.corrcoef(raw_mouth, mouth)[0, 1] > 0.98
+    # Lag L from the least-squares fit smooth(t) ~ raw(t - L) ~ raw - L raw'(t): a causal
+    # One-Euro pass gives ~0.15 frames here, the zero-phase one ~0.
+    r, sm = raw[:, :, :2].astype(np.float64), points[:, :, :2].astype(np.float64)
+    d = np.gradient(r, axis=0)
+    assert abs(-((sm - r) * d).sum() / (d * d).sum()) < 0.05
     # ... while it does reduce the jitter of a still face.
     raw_still, _ = F.track_video(np.clip(noisy, 0, 255).astype(np.uint8), fps=25, smooth=False)
 
@@ -500,6 +574,10 @@ def test_track_video_gaps(may_frames):
     np.testing.assert_array_equal(found, expected)
     assert np.isfinite(points[:25]).all() and np.isfinite(points[35:]).all()
     assert np.isnan(points[25:35]).all()
-    # Interpolated frames lie between their neighbours.
-    nose = points[9:14, F.NOSE_TIP, 0]
-    assert nose.min() >= min(nose[0], nose[-1]) - 1 and nose.max() <= max(nose[0], nose[-1]) + 1
+    # Without smoothing, the short gap is exactly the linear interpolation of its neighbours.
+    raw, raw_found = F.track_video(frames, fps=25, smooth=False)
+    np.testing.assert_array_equal(raw_found, found)
+    t = np.array([1, 2, 3])[:, None, None] / 4
+    np.testing.assert_allclose(raw[10:13], (1 - t) * raw[9] + t * raw[13], rtol=1e-5, atol=1e-3)
+    assert np.abs(raw[10:13] - raw[9]).max() > 0.5  # (the head moves: not a hold)
+    assert np.isnan(raw[25:35]).all()

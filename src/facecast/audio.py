@@ -20,6 +20,7 @@ of samples decoded, so consecutive chunks are exactly contiguous.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -501,12 +502,16 @@ def _load_silero() -> tuple[str, object]:
     try:
         import onnxruntime  # noqa: F401  (only probing that it imports)
     except ImportError:
-        model = silero_vad.load_silero_vad(onnx=False)
-        return "jit", model
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return "jit", silero_vad.load_silero_vad(onnx=False)
     # The "sequence" export runs many 512-sample windows per ONNX call with the LSTM state as
     # explicit inputs/outputs: bit-identical to the per-window model, ~2.5x faster, and the
     # explicit state is exactly what streaming needs.
-    return "onnx", silero_vad.load_silero_vad(sequence=True)
+    with warnings.catch_warnings():
+        # silero_vad 6 locates its model with the deprecated importlib.resources.path().
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return "onnx", silero_vad.load_silero_vad(sequence=True)
 
 
 class VoiceActivity:

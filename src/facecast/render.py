@@ -46,9 +46,12 @@ EYE_R_UP = [246, 161, 160, 159, 158, 157, 173]
 EYE_R_LO = [7, 163, 144, 145, 153, 154, 155]
 EYE_L_UP = [466, 388, 387, 386, 385, 384, 398]
 EYE_L_LO = [249, 390, 373, 374, 380, 381, 382]
+EYE_R_CREASE = [247, 30, 29, 27, 28, 56, 190]    # the ring above each upper lid, same order
+EYE_L_CREASE = [467, 260, 259, 257, 258, 286, 414]
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
              377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 CORNERS = [61, 291, 78, 308]
+N_MESH = 468  # mesh landmarks without the irises
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,6 +104,11 @@ def _face_frame(pts: np.ndarray) -> _FaceFrame:
     return _FaceFrame(origin, ex, ey, iod)
 
 
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
 def _ring(pts: np.ndarray, center: np.ndarray, scale: float, n: int = 24) -> np.ndarray:
     """Points on the face oval scaled about ``center`` (resampled to n points)."""
     oval = pts[FACE_OVAL, :2]
@@ -111,11 +119,13 @@ def _ring(pts: np.ndarray, center: np.ndarray, scale: float, n: int = 24) -> np.
 class MeshRig:
     """Rest geometry of one portrait and the linear maps from motion to landmark motion.
 
-    points: float32 [L, 2] control points (478 landmarks, 2 rings, border).
+    points: float32 [L, 2] control points (468 mesh landmarks, 2 rings, border). The 10 iris
+        landmarks are left out: they sit inside the eye opening, and pinning them would stop the
+        eyelids from closing over the eye.
     """
 
     def __init__(self, portrait: Portrait):
-        pts = portrait.face.points.astype(np.float64)
+        pts = portrait.face.points[:N_MESH].astype(np.float64)
         H, W = portrait.image.shape[:2]
         self.size = (W, H)
         self.ff = ff = _face_frame(pts)
@@ -143,26 +153,31 @@ class MeshRig:
         # Rings must stay strictly inside the pinned rectangle.
         ring1 = np.clip(ring1, [x0 + 1, y0 + 1], [x0 + w - 1, y0 + h - 1])
         ring2 = np.clip(ring2, [x0 + 1, y0 + 1], [x0 + w - 1, y0 + h - 1])
-        self.n_face = 478
+        self.n_face = N_MESH
         self.n_ring = len(ring1)
         self.points = np.concatenate([pts[:, :2], ring1, ring2, border]).astype(np.float64)
         L = len(self.points)
 
         # --- per-landmark weights of each mouth/eye motion (in IOD units of displacement) ---
         chin_b = max(b[152], 0.4)
-        lower = np.zeros(478)
-        below = np.clip(b / chin_b, 0, 1.3)
-        lateral = np.clip(1.0 - (np.abs(a) - 0.45) / 0.9, 0.3, 1.0)
-        lower = np.where(b > 0.05, np.clip(below, 0, 1) ** 0.7 * lateral, 0.0)
+        # Jaw weight: the lower jaw (lower lip to chin) drops as one piece; the skin beside the
+        # mouth stretches over a distance that grows towards the cheeks, so no neighbouring
+        # landmarks cross (a fold). Lateral falloff towards the jaw hinges; the chin drops a
+        # little less than the lower lip (the lip also rolls down).
+        lateral = 1.0 - 0.65 * _smoothstep((np.abs(a) - 0.5) / 0.7)
+        ramp = 0.05 + 0.35 * _smoothstep((np.abs(a) - 0.3) / 0.5)
+        chin = 1.0 - 0.2 * np.clip((b - 0.2) / max(chin_b - 0.2, 0.1), 0, 1)
+        lower = lateral * _smoothstep((b + 0.06) / ramp) * chin
         lower[LIP_IN_LO] = 1.0
-        lower[LIP_OUT_LO] = 0.95
-        lower[CORNERS] = 0.45
+        lower[LIP_OUT_LO[1:-1]] = 1.0
+        lower[LIP_IN_UP[1:-1] + LIP_OUT_UP[1:-1]] = 0.0
         # Upper-lip region (above the inner lip, below the nose): tiny lift when the jaw drops.
         upper = np.where((b <= 0.05) & (b > -0.45) & (np.abs(a) < 0.6), 1.0 - np.abs(b) / 0.45, 0.0)
         upper = np.clip(upper, 0, 1) * np.clip(1 - np.abs(a) / 0.6, 0, 1)
         upper[LIP_IN_UP] = 1.0
         upper[LIP_OUT_UP] = np.maximum(upper[LIP_OUT_UP], 0.85)
         upper[CORNERS] = 0.4
+        lower[CORNERS] = np.clip(lower[CORNERS], 0.3, 0.5)
         # Horizontal mouth-shape weight: lips fully, cheeks around the mouth a little.
         mouthw = np.exp(-((a / 0.75) ** 2 + (b / 0.45) ** 2) * 2.0)
         mouthw[LIP_IN_UP + LIP_IN_LO + LIP_OUT_UP + LIP_OUT_LO] = 1.0
@@ -173,29 +188,41 @@ class MeshRig:
         def field(w_down=None, w_side=None):
             d = np.zeros((L, 2))
             if w_down is not None:
-                d[:478] += w_down[:, None] * ey[None, :] * u
+                d[:N_MESH] += w_down[:, None] * ey[None, :] * u
             if w_side is not None:
-                d[:478] += w_side[:, None] * ex[None, :] * u
+                d[:N_MESH] += w_side[:, None] * ex[None, :] * u
+            r0 = N_MESH
+            d[r0:r0 + self.n_ring] = 0.6 * d[oval_idx]
+            d[r0 + self.n_ring:r0 + 2 * self.n_ring] = 0.2 * d[oval_idx]
             return d
 
         sign_a = np.clip(a / corner_a, -1.2, 1.2)
-        self.B_jaw = field(w_down=0.32 * lower - 0.035 * upper)
+        # Rings follow the face oval's mouth/jaw motion partly (ring1 60 %, ring2 20 %), so a
+        # dropping chin stretches the neck instead of folding against a pinned point.
+        oval_idx = np.array(FACE_OVAL)[np.linspace(0, len(FACE_OVAL), self.n_ring, endpoint=False).astype(int)]
+        self._ring_src = oval_idx
+        self.B_jaw = field(w_down=0.40 * lower - 0.04 * upper)
         self.B_spread = field(w_side=0.09 * sign_a * mouthw)
         # Rounding: corners in, lips pushed away from the mouth line (pursed), gap rounder.
         self.B_round = field(w_side=-0.14 * sign_a * mouthw, w_down=0.03 * np.sign(b) * mouthw * (np.abs(a) < corner_a))
         self.B_upper = field(w_down=-0.05 * upper)
         self.w_lower_lip = np.zeros(L)
-        self.w_lower_lip[:478] = lower
+        self.w_lower_lip[:N_MESH] = lower
         self.w_lower_lip[LIP_IN_LO] = 1.0
         # Eyelids: upper lid -> its lower lid, skin above follows a little.
         self.B_blink = np.zeros((L, 2))
-        for up, lo in ((EYE_R_UP, EYE_R_LO), (EYE_L_UP, EYE_L_LO)):
+        for up, lo, crease in ((EYE_R_UP, EYE_R_LO, EYE_R_CREASE), (EYE_L_UP, EYE_L_LO, EYE_L_CREASE)):
             delta = pts[lo, :2] - pts[up, :2]
-            self.B_blink[up] = 0.92 * delta
+            # Lids meet 85 % of the way down (the lower lid rises a little too, as it does).
+            self.B_blink[up] = 0.85 * delta
+            self.B_blink[lo] = -0.15 * delta
+            # The lid crease above follows part of the way, so the lid reads as skin sliding
+            # down, not as a stretched iris.
+            self.B_blink[crease] = 0.45 * delta
         # Head pose weights: face 1, ring1 0.75, ring2 0.25, border 0.
-        self.w_head = np.concatenate([np.ones(478), np.full(self.n_ring, 0.75), np.full(self.n_ring, 0.25), np.zeros(len(border))])
+        self.w_head = np.concatenate([np.ones(N_MESH), np.full(self.n_ring, 0.75), np.full(self.n_ring, 0.25), np.zeros(len(border))])
         z = np.zeros(L)
-        z[:478] = pts[:, 2]
+        z[:N_MESH] = pts[:, 2]
         self.z = z
         self.pivot = np.array([*(pts[152, :2] + ff.ey * 0.5 * u), float(np.median(pts[:, 2])) + 0.9 * u])
         self.rest_gap = float(np.median(np.linalg.norm(pts[LIP_IN_LO, :2] - pts[LIP_IN_UP, :2], axis=1)[2:-2]) / u)
@@ -214,7 +241,7 @@ class MeshRig:
              + params[:, I["blink"], None, None] * self.B_blink[None])
         # Lip closure / labiodental tuck: pull the lower lip back up by the share of the jaw drop
         # that would open the lips, plus the rest gap of a portrait with parted lips.
-        lip_drop = 0.32 * jaw * u
+        lip_drop = 0.40 * jaw * u
         pull = (np.maximum(close, 0.85 * labio) * (lip_drop + self.rest_gap * u)
                 + 0.02 * u * labio)
         d -= pull[:, None, None] * self.w_lower_lip[None, :, None] * self.ff.ey[None, None, :]
@@ -302,12 +329,7 @@ class MeshRenderer:
         # Dense forward displacement on the coarse grid: [G, L] @ [L, 2B] -> [G, 2B].
         dense = torch.sparse.mm(self.bary, disp.permute(1, 0, 2).reshape(disp.shape[1], 2 * B))
         dense = dense.reshape(gh, gw, B, 2).permute(2, 3, 0, 1)  # [B, 2, gh, gw]
-        # Invert: s <- x - d(s), two fixed-point steps, on the coarse grid.
-        x = self.coarse_xy[None].expand(B, gh, gw, 2)
-        s = x - dense.permute(0, 2, 3, 1)
-        for _ in range(2):
-            d_at_s = F.grid_sample(dense, self._norm_coarse(s), mode="bilinear", padding_mode="border", align_corners=True)
-            s = x - d_at_s.permute(0, 2, 3, 1)
+        s = self._invert(dense)
         out = self._sample_opencv(s) if self.backend == "opencv" else self._sample_torch(s)
         if self.options.mouth_interior:
             out = self.mouth.paint_frames(out, params, disp_np, disp)
@@ -343,11 +365,39 @@ class MeshRenderer:
             out_np[b, y0:y1, x0:x1] = cv2.remap(self.image_np, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return out
 
-    def _norm_coarse(self, xy: torch.Tensor) -> torch.Tensor:
-        """Pixel coordinates -> grid_sample's [-1, 1] on the coarse grid (cell centres at
-        step*i + (step-1)/2)."""
+    def _invert(self, dense: torch.Tensor) -> torch.Tensor:
+        """Solve s + d(s) = x for every coarse output cell x: [B, 2, gh, gw] -> s [B, gh, gw, 2].
+
+        Newton's method with the field's Jacobian J = I + grad d (finite differences on the coarse
+        grid). A plain fixed-point iteration s <- x - d(s) only converges where |grad d| < 1, and
+        opening a mouth or closing an eyelid stretches or squeezes the skin far more than that.
+        Steps are capped at 6 px and det(J) kept >= 0.05 so a collapsing eyelid cannot blow up.
+        """
+        B = dense.shape[0]
         gh, gw = self.grid_shape
-        idx = (xy - (self.step - 1) / 2) / self.step
+        st = float(self.step)
+        # Jacobian entries of d (per pixel), from central differences on the coarse grid.
+        dxx, dxy = torch.gradient(dense[:, 0], spacing=st, dim=(2, 1))  # d(dx)/dx, d(dx)/dy
+        dyx, dyy = torch.gradient(dense[:, 1], spacing=st, dim=(2, 1))
+        field = torch.cat([dense, torch.stack([dxx, dxy, dyx, dyy], 1)], 1)  # [B, 6, gh, gw]
+        x = self.coarse_xy[None].expand(B, gh, gw, 2)
+        s = x - dense.permute(0, 2, 3, 1)
+        for _ in range(4):
+            f = F.grid_sample(field, self._norm_coarse(s), mode="bilinear", padding_mode="border", align_corners=True)
+            r = s + f[:, 0:2].permute(0, 2, 3, 1) - x  # residual f(s) - x, [B, gh, gw, 2]
+            a, b, c, d = 1 + f[:, 2], f[:, 3], f[:, 4], 1 + f[:, 5]
+            det = a * d - b * c
+            det = torch.where(det.abs() < 0.05, torch.full_like(det, 0.05), det)
+            step = torch.stack([(d * r[..., 0] - b * r[..., 1]) / det, (-c * r[..., 0] + a * r[..., 1]) / det], -1)
+            s = s - step.clamp(-6.0, 6.0)
+        return s
+
+    def _norm_coarse(self, xy: torch.Tensor) -> torch.Tensor:
+        """Image pixel coordinates -> grid_sample's [-1, 1] on the coarse grid (cell centres at
+        region origin + step*i + (step-1)/2)."""
+        gh, gw = self.grid_shape
+        x0, y0 = self.rig.region[:2]
+        idx = (xy - torch.tensor([x0 + (self.step - 1) / 2, y0 + (self.step - 1) / 2], device=xy.device)) / self.step
         scale = torch.tensor([2.0 / max(gw - 1, 1), 2.0 / max(gh - 1, 1)], device=xy.device)
         return idx * scale - 1.0
 

@@ -41,7 +41,8 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     if max_side is None or max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+    # Round to the nearest pixel, then down to even, so the long side never exceeds max_side.
+    return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
 
 
 class VideoSource:

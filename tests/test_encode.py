@@ -1,0 +1,217 @@
+"""facecast.encode: output-path checks, Mp4Writer streams/timing/atomicity, probe_mp4."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest import media
+
+from facecast.audio import open_audio
+from facecast.encode import Encoder, Mp4Writer, check_output_path, probe_mp4
+from facecast.errors import OutputError
+from facecast.types import AudioChunk, VideoFrames
+from facecast.video import open_video
+
+W, H = 128, 96
+
+
+def _frames(n: int, fps: float, first: int = 0) -> VideoFrames:
+    """A red square moving over a grey gradient: uint8 [n, H, W, 3]."""
+    imgs = np.empty((n, H, W, 3), np.uint8)
+    imgs[:] = np.linspace(40, 200, W, dtype=np.uint8)[None, None, :, None]
+    for k in range(n):
+        x = (first + k) * 2 % (W - 24)
+        imgs[k, 30:54, x : x + 24] = (220, 30, 30)
+    return VideoFrames(torch.from_numpy(imgs), fps, first)
+
+
+def _tone(seconds: float, rate: int, start: float = 0.0, channels: int = 1, freq: float = 440.0) -> AudioChunk:
+    t = start + np.arange(round(seconds * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return AudioChunk(np.repeat(x[None], channels, axis=0), rate, start)
+
+
+def _decode_audio(path) -> tuple[np.ndarray, int]:
+    with av.open(str(path)) as container:
+        frames = list(container.decode(audio=0))
+        rate = frames[0].sample_rate
+        return np.concatenate([f.to_ndarray() for f in frames], axis=1), rate
+
+
+# -- check_output_path --------------------------------------------------------------------------
+
+
+def test_output_path_ok(tmp_path):
+    assert check_output_path(tmp_path / "out.MP4") == tmp_path / "out.MP4"
+    assert check_output_path(str(tmp_path / "clip.mov")) == tmp_path / "clip.mov"
+
+
+@pytest.mark.parametrize(
+    "name, fragments",
+    [
+        ("talk.avi", ("unsupported", ".mp4", ".mov")),
+        ("talk", ("no extension", ".mp4")),
+        ("missing_dir/talk.mp4", ("does not exist", "missing_dir", "Create")),
+    ],
+)
+def test_output_path_errors(tmp_path, name, fragments):
+    with pytest.raises(OutputError) as info:
+        check_output_path(tmp_path / name)
+    msg = str(info.value)
+    assert "talk" in msg and "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+
+
+def test_output_path_is_a_directory(tmp_path):
+    folder = tmp_path / "renders.mp4"
+    folder.mkdir()
+    with pytest.raises(OutputError, match="renders.mp4.*is a directory"):
+        check_output_path(folder)
+
+
+def test_writer_refuses_bad_path_and_odd_size(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        Mp4Writer(tmp_path / "no" / "x.mp4", fps=25, width=W, height=H)
+    with pytest.raises(ValueError, match="even"):
+        Mp4Writer(tmp_path / "x.mp4", fps=25, width=127, height=H)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- Mp4Writer ----------------------------------------------------------------------------------
+
+
+def test_writer_output_probes_right(tmp_path):
+    out = tmp_path / "talk.mp4"
+    with Mp4Writer(out, fps=25, width=W, height=H, audio_rate=16000, audio_channels=1) as writer:
+        assert isinstance(writer, Encoder)
+        for first in range(0, 50, 20):
+            writer.write_video(_frames(min(20, 50 - first), 25, first))
+        for k in range(4):
+            writer.write_audio(_tone(0.5, 16000, start=k * 0.5))
+        assert not out.exists()  # nothing at the target until close
+    info = probe_mp4(out)
+    assert info["video_codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert (info["width"], info["height"]) == (W, H)
+    assert info["fps"] == pytest.approx(25.0)
+    assert info["num_frames"] == 50
+    assert info["video_duration"] == pytest.approx(2.0, abs=1 / 25)
+    assert info["audio_codec"] == "aac" and info["audio_rate"] == 16000 and info["audio_channels"] == 1
+    assert info["audio_duration"] == pytest.approx(2.0, abs=1e-3)
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]  # no partial file left behind
+
+
+def test_writer_pixels_and_colours_survive(tmp_path):
+    out = tmp_path / "colour.mp4"
+    src = _frames(10, 25)
+    with Mp4Writer(out, fps=25, width=W, height=H, crf=18) as writer:
+        writer.write_video(src)
+    with av.open(str(out)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(np.float32)
+    ref = src.frames.numpy().astype(np.float32)
+    psnr = 10 * np.log10(255**2 / np.mean((decoded - ref) ** 2))
+    assert psnr > 32
+    square = decoded[3, 34:50, 10:26].mean(axis=(0, 1))  # frame 3: square at x=6..30
+    assert square[0] > 190 and square[1] < 70 and square[2] < 70
+    assert probe_mp4(out)["audio_codec"] is None
+
+
+def test_exception_inside_with_leaves_nothing(tmp_path):
+    out = tmp_path / "result.mp4"
+    out.write_bytes(b"previous render")
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        with Mp4Writer(out, fps=25, width=W, height=H, audio_rate=16000) as writer:
+            writer.write_video(_frames(30, 25))
+            writer.write_audio(_tone(1.0, 16000))
+            raise RuntimeError("renderer crashed")
+    assert out.read_bytes() == b"previous render"  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.mp4"]
+
+
+def test_abort_and_empty_close(tmp_path):
+    out = tmp_path / "aborted.mp4"
+    writer = Mp4Writer(out, fps=25, width=W, height=H)
+    writer.write_video(_frames(5, 25))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+    empty = Mp4Writer(tmp_path / "empty.mp4", fps=25, width=W, height=H)
+    with pytest.raises(ValueError, match="no video frames"):
+        empty.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_rejects_mismatched_input(tmp_path):
+    with Mp4Writer(tmp_path / "x.mp4", fps=25, width=W, height=H, audio_rate=16000) as writer:
+        writer.write_video(_frames(10, 25))
+        with pytest.raises(ValueError, match="pts must increase"):
+            writer.write_video(_frames(3, 25, first=5))
+        with pytest.raises(ValueError, match=r"\[n, 96, 128, 3\]"):
+            writer.write_video(VideoFrames(torch.zeros((2, 64, 64, 3), dtype=torch.uint8), 25, 10))
+        with pytest.raises(ValueError, match="fps"):
+            writer.write_video(_frames(2, 30, first=10))
+        with pytest.raises(ValueError, match="Hz"):
+            writer.write_audio(_tone(0.1, 22050))
+
+
+def test_odd_fps_and_unsupported_audio_rate(tmp_path):
+    fps = float(Fraction(1350, 61))  # the 22.13 fps clip's rate
+    out = tmp_path / "odd.mov"
+    n = 44  # ~1.99 s
+    with Mp4Writer(out, fps=fps, width=W, height=H, audio_rate=22000, audio_channels=2) as writer:
+        writer.write_video(_frames(n, fps))
+        for k in range(4):
+            writer.write_audio(_tone(0.5, 22000, start=k * 0.5, channels=2))
+    info = probe_mp4(out)
+    assert info["fps"] == pytest.approx(fps, rel=1e-4)
+    assert info["num_frames"] == n
+    assert info["video_duration"] == pytest.approx(n / fps, abs=1 / fps)
+    assert info["audio_rate"] == 48000 and info["audio_channels"] == 2  # 22000 Hz is not an AAC rate
+    assert info["audio_duration"] == pytest.approx(2.0, abs=1 / fps)
+
+
+def test_audio_gap_is_silence_at_the_right_place(tmp_path):
+    out = tmp_path / "gap.mp4"
+    with Mp4Writer(out, fps=25, width=W, height=H, audio_rate=22050) as writer:
+        writer.write_video(_frames(38, 25))
+        writer.write_audio(_tone(0.5, 22050, start=0.0))
+        writer.write_audio(_tone(0.5, 22050, start=1.0))  # nothing between 0.5 s and 1.0 s
+    assert probe_mp4(out)["audio_duration"] == pytest.approx(1.5, abs=1e-3)
+    audio, rate = _decode_audio(out)
+    assert rate == 22050
+    assert 1.5 * rate <= audio.shape[1] < 1.5 * rate + 1024  # FFmpeg does not trim the last AAC frame
+
+    def rms(a: float, b: float) -> float:
+        return float(np.sqrt(np.mean(audio[0, int(a * rate) : int(b * rate)] ** 2)))
+
+    assert rms(0.1, 0.4) > 0.15 and rms(1.1, 1.4) > 0.15
+    assert rms(0.6, 0.9) < 0.01
+
+
+def test_reencode_real_clip_keeps_sync(tmp_path):
+    """Decode a real talking clip and write it back: frame count, durations and audio align."""
+    video = open_video(media("video/may_en.mp4"), max_side=256)
+    audio = open_audio(video.path)
+    out = tmp_path / "may_small.m4v"
+    with Mp4Writer(
+        out, fps=video.fps, width=video.size[0], height=video.size[1],
+        audio_rate=audio.sample_rate, audio_channels=audio.channels,
+    ) as writer:
+        for chunk in video:
+            writer.write_video(chunk)
+        for chunk in audio:
+            writer.write_audio(chunk)
+    info = probe_mp4(out)
+    assert info["num_frames"] == video.num_frames == 125
+    assert info["video_duration"] == pytest.approx(5.0, abs=1 / 25)
+    assert info["audio_duration"] == pytest.approx(audio.duration, abs=1 / 25)
+    # The sound itself survives AAC: envelopes of source and output correlate.
+    src = np.concatenate([c.samples for c in audio], axis=1)[0]
+    dec, _ = _decode_audio(out)
+    n = min(src.size, dec.shape[1]) // 480 * 480
+    env_src = np.sqrt((src[:n].reshape(-1, 480) ** 2).mean(axis=1))
+    env_out = np.sqrt((dec[0, :n].reshape(-1, 480) ** 2).mean(axis=1))
+    assert np.corrcoef(env_src, env_out)[0, 1] > 0.95
