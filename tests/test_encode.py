@@ -96,6 +96,7 @@ def test_writer_output_probes_right(tmp_path):
         assert not out.exists()  # nothing at the target until close
     info = probe_mp4(out)
     assert info["video_codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert info["colorspace"] == 6  # tagged BT.601 (smpte170m), the matrix the RGB was converted with
     assert (info["width"], info["height"]) == (W, H)
     assert info["fps"] == pytest.approx(25.0)
     assert info["num_frames"] == 50

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -117,7 +118,12 @@ def test_portrait_face_and_framing(name, portraits, tracker):
     upscaled = any("upscaled" in n for n in framed.notes)
     assert redetection_error(tracker, framed.image, framed.face) < (0.025 if upscaled else 0.02)
 
+    # Outputs are new, writable arrays (torch.from_numpy warns on read-only ones).
+    assert framed.image.flags.writeable and not np.shares_memory(framed.image, image)
+    assert image.flags.writeable
+
     whole = F.frame_portrait(image, face, size=None, source=name)
+    assert whole.image.flags.writeable and not np.shares_memory(whole.image, image)
     h, w = whole.image.shape[:2]
     assert max(h, w) <= 1024 and h % 2 == 0 and w % 2 == 0
     assert whole.face.image_size == (w, h)
@@ -301,6 +307,25 @@ def test_tiny_face(portraits, tracker):
     assert "\n" not in str(err.value)
 
 
+def test_min_face_px(portraits, tracker):
+    image = portrait(portraits, "sadtalker_people0.png")  # face ~153 px wide
+    with pytest.raises(NoFaceError, match=r"people\.png: the face is only 15\d pixels wide.*at least 200 pixels"):
+        F.find_face(image, source="people.png", min_face_px=200, tracker=tracker)
+
+
+def test_tracker_lifecycle_and_options(portraits):
+    image = portrait(portraits, "sam_512.jpg")
+    with F.MediapipeFaceMesh(refine_landmarks=False, max_faces=1) as mesh:
+        assert mesh.options.max_faces == 1 and not mesh.options.refine_landmarks
+        face = mesh.detect(image, source="sam")[0]
+    assert face.points.shape == (478, 3)  # iris points estimated at the eye centres
+    right_eye = face.points[list(F.RIGHT_EYE_UPPER + F.RIGHT_EYE_LOWER)].mean(axis=0)
+    np.testing.assert_allclose(face.points[list(F.RIGHT_IRIS)], np.tile(right_eye, (5, 1)), atol=1e-3)
+    mesh.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        mesh.detect(image, source="sam")
+
+
 def test_two_faces(portraits, tracker, caplog):
     left = np.asarray(
         Image.fromarray(portrait(portraits, "sadtalker_people0.png")).resize((512, 512), Image.Resampling.LANCZOS)
@@ -378,7 +403,7 @@ def test_bad_files(case, message, tmp_path):
         F.load_image(path)
     text = str(err.value)
     assert text.startswith(f"{path}: ")
-    assert __import__("re").search(message, text), text
+    assert re.search(message, text), text
     assert "\n" not in text and text.rstrip().count(". ") >= 1  # what is wrong. what to do
 
 
@@ -472,11 +497,12 @@ def test_landmark_orderings(name, portraits, tracker):
     for upper, lower in ((F.LIPS_OUTER_UPPER, F.LIPS_OUTER_LOWER), (F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER),
                          (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER), (F.LIPS_INNER_UPPER, F.LIPS_INNER_LOWER)):
         gap = p[list(lower[1:-1]), 1] - p[list(upper[1:-1]), 1]
-        assert (gap > (1.0 if name == "leijun.png" or upper is not F.LIPS_INNER_UPPER else -1.0)).all()
+        closed_lips = upper is F.LIPS_INNER_UPPER and name in CLOSED_MOUTH  # they may touch
+        assert (gap > (-1.0 if closed_lips else 1.0)).all(), (upper, gap)
     assert p[F.RIGHT_EYE_UPPER[0], 0] < p[F.LEFT_EYE_UPPER[-1], 0]  # subject's right = image left
     assert np.linalg.norm(p[F.RIGHT_IRIS[0], :2] - p[[33, 133], :2].mean(0)) < 0.3 * np.linalg.norm(p[33, :2] - p[133, :2])
     assert (p[list(F.JAW_LOWER), 1] > p[[61, 291], 1].max()).all()
-    assert p[list(F.JAW_LOWER), 1].argmax() == F.JAW_LOWER.index(F.CHIN) or p[F.CHIN, 1] >= p[list(F.JAW_LOWER), 1].max() - 2
+    assert p[F.CHIN, 1] >= p[list(F.JAW_LOWER), 1].max() - 2  # the chin is (about) the lowest
     # The oval is a simple closed loop around the face: positive shoelace area close to its hull.
     oval = p[list(F.FACE_OVAL), :2]
     area = 0.5 * np.sum(oval[:, 0] * np.roll(oval[:, 1], -1) - np.roll(oval[:, 0], -1) * oval[:, 1])
@@ -528,8 +554,9 @@ def test_track_video_speech(may_frames):
 
     # The same first frame 50 times with sensor noise: what the tracker does without speech.
     rng = np.random.default_rng(0)
-    noisy = may_frames[0].astype(np.int16) + rng.normal(0, 2, (50, *may_frames[0].shape)).round().astype(np.int16)
-    still, still_found = F.track_video(np.clip(noisy, 0, 255).astype(np.uint8), fps=25)
+    noise = rng.integers(-3, 4, (50, *may_frames[0].shape), dtype=np.int16)  # +-3 levels, sd 2
+    noisy = np.clip(may_frames[0].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    still, still_found = F.track_video(noisy, fps=25)
     assert still_found.all()
     still_mouth = F.mouth_metrics(still)["mouth_open"]
     assert np.ptp(mouth) > 0.15  # speech: the mouth opens and closes
@@ -545,7 +572,7 @@ def test_track_video_speech(may_frames):
     d = np.gradient(r, axis=0)
     assert abs(-((sm - r) * d).sum() / (d * d).sum()) < 0.05
     # ... while it does reduce the jitter of a still face.
-    raw_still, _ = F.track_video(np.clip(noisy, 0, 255).astype(np.uint8), fps=25, smooth=False)
+    raw_still, _ = F.track_video(noisy, fps=25, smooth=False)
 
     def jitter(x):
         return np.linalg.norm(np.diff(x[:, :, :2], axis=0), axis=-1).mean()

@@ -374,7 +374,7 @@ class Resampler:
             layout="mono" if self._channels == 1 else "stereo",
         )
         frame.sample_rate = self._in_rate
-        frame.pts = None  # timing is ours (sample counting); swr must not insert gap silence
+        frame.pts = None  # timing is ours: output starts come from sample counting
         return self._emit(self._collect(self._swr.resample(frame)))
 
     def flush(self) -> AudioChunk:

@@ -298,7 +298,7 @@ class Mp4Writer:
         except (av.error.FFmpegError, OSError):
             pass  # the file is being thrown away; a failure to finalise it does not matter
         finally:
-            pass
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:
         return self

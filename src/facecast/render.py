@@ -204,7 +204,13 @@ class MeshRig:
         self.B_jaw = field(w_down=0.40 * lower - 0.04 * upper)
         self.B_spread = field(w_side=0.09 * sign_a * mouthw)
         # Rounding: corners in, lips pushed away from the mouth line (pursed), gap rounder.
-        self.B_round = field(w_side=-0.14 * sign_a * mouthw, w_down=0.03 * np.sign(b) * mouthw * (np.abs(a) < corner_a))
+        # Rounding: corners in, and the lips pushed apart vertically in the middle (protruded lips
+        # frame a small round opening rather than a slit).
+        pucker = np.zeros(N_MESH)
+        pucker[LIP_IN_LO[1:-1]] = pucker[LIP_OUT_LO[1:-1]] = 1.0
+        pucker[LIP_IN_UP[1:-1]] = pucker[LIP_OUT_UP[1:-1]] = -0.6
+        pucker *= np.clip(1 - np.abs(a) / corner_a, 0, 1) ** 0.5
+        self.B_round = field(w_side=-0.16 * sign_a * mouthw, w_down=0.07 * pucker)
         self.B_upper = field(w_down=-0.05 * upper)
         self.w_lower_lip = np.zeros(L)
         self.w_lower_lip[:N_MESH] = lower
@@ -300,7 +306,7 @@ class MeshRenderer:
         mat, (gh, gw) = barycentric_matrix(self.rig.points - [x0, y0], x1 - x0, y1 - y0, self.step)
         self.grid_shape = (gh, gw)
         self.bary = mat.to(self.device)
-        self.image = torch.from_numpy(np.ascontiguousarray(portrait.image)).to(self.device)  # uint8 [H, W, 3]
+        self.image = torch.from_numpy(portrait.image.copy()).to(self.device)  # uint8 [H, W, 3]
         self.image_f = self.image.permute(2, 0, 1)[None].float()  # [1, 3, H, W] 0..255
         self.image_np = np.ascontiguousarray(portrait.image)
         # OpenCV's remap is the fast CPU path; torch's grid_sample is the reference and the GPU path.

@@ -1,0 +1,479 @@
+"""Phone timelines for speech audio, with pocketsphinx.
+
+Two ways to get the phones of a segment, both behind :meth:`Aligner.align`:
+
+* with a transcript: forced alignment of its words (dictionary pronunciations, a letter-to-sound
+  fallback for unknown words) -- exact phones, good boundaries;
+* without one (or when the transcript does not fit the audio): free phone recognition with the
+  English phone n-gram ("allphone" search) -- about 55 % of frames get the right phone and about
+  70 % the right mouth-shape class, which is what lip sync needs.
+
+Everything runs on the models inside the pocketsphinx wheel; nothing is downloaded.  Both paths
+cost well under 0.1 s of one CPU core per second of audio (numbers in the docstring of
+:class:`AlignOptions`).
+
+Segments are meant to be short (the caller cuts at pauses, up to ~15 s); up to a minute works
+(alignment time and memory grow linearly); longer audio is not refused but should be cut first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pocketsphinx
+
+from .errors import ModelError
+from .types import AudioChunk, PhoneSpan
+
+__all__ = ["AlignOptions", "Aligner", "SAMPLE_RATE"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+"""The only input rate: the acoustic model was trained on 16 kHz audio."""
+
+_FRAME_RATE = 100  # pocketsphinx frames per second (frame i starts at i / 100 s)
+_HOP = SAMPLE_RATE // _FRAME_RATE  # samples per frame
+
+# The en-us model's phone set (without SIL); anything else coming out of the decoder (SIL, the
+# noise phones +NSN+ / +SPN+, filler words) is silence for our purposes.
+_PHONES = frozenset(
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
+    "UH UW V W Y Z ZH".split()
+)
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """Settings of an :class:`Aligner`.
+
+    Recognition (no transcript) knobs, tuned on jfk_en / hdtf_radio31_en / lecture_en against
+    their forced alignments (frame phone accuracy, mouth-class accuracy, bilabial hits, speed):
+
+    lw: weight of the phone n-gram.  2.0 is best; the default 6.5 is tuned for word search and
+        merges phones (7 phones/s instead of ~9), 1.0 inserts spurious ones.
+    beam, pbeam: Viterbi / phone-transition pruning.  Accuracy is flat from 1e-48 down to 1e-12
+        and collapses at 1e-8 (phones cannot pay the n-gram cost of a transition any more);
+        1e-20 keeps 8 orders of magnitude of margin and is ~10 % faster than the default 1e-48.
+    downsample: pocketsphinx ``-ds``, acoustic scores computed every n-th frame.  2 is ~30 %
+        faster but loses 9 points of phone accuracy and half of the silence precision, so off.
+
+    Shared:
+
+    silence_dbfs: 10 ms frames quieter than this (RMS, dB re full scale) in runs of at least
+        ``min_silence_s`` are SIL whatever the model says.  The model turns digital silence into
+        a long fricative (its features are degenerate), which TTS audio is full of.
+    min_silence_s: see ``silence_dbfs``; shorter quiet runs (stop closures) are left alone.
+    max_unaligned_speech: forced-alignment sanity check.  A transcript that does not match the
+        audio still "aligns" -- the decoder parks the missing words' audio in long silences.  If
+        more than this fraction of clearly loud frames ends up as silence, the alignment is
+        rejected and phone recognition is used instead (correct transcripts stay below 0.10,
+        a transcript missing half the words is near 0.5).
+    model_dir: pocketsphinx model folder holding ``en-us/`` (acoustic model),
+        ``cmudict-en-us.dict`` and ``en-us-phone.lm.bin``; None = the one in the wheel.
+    sphinx_loglevel: pocketsphinx's own stderr logging ("FATAL" keeps it quiet; failures are
+        reported through :mod:`logging` instead).
+    """
+
+    lw: float = 2.0
+    beam: float = 1e-20
+    pbeam: float = 1e-20
+    downsample: int = 1
+    silence_dbfs: float = -60.0
+    min_silence_s: float = 0.1
+    max_unaligned_speech: float = 0.25
+    model_dir: str | None = None
+    sphinx_loglevel: str = "FATAL"
+
+
+class Aligner:
+    """Loaded pocketsphinx decoders; build once, then call :meth:`align` per segment.
+
+    Holds two decoders (phone recogniser and forced aligner, ~0.3 s to load, ~40 MB).  Not
+    thread-safe: use one Aligner per thread.
+
+    Raises ModelError when the model files are missing or unreadable.
+    """
+
+    def __init__(self, options: AlignOptions | None = None) -> None:
+        self.options = options or AlignOptions()
+        model_dir = self.options.model_dir or pocketsphinx.get_model_path()
+        hmm = os.path.join(model_dir, "en-us", "en-us")
+        dictionary = os.path.join(model_dir, "en-us", "cmudict-en-us.dict")
+        phone_lm = os.path.join(model_dir, "en-us", "en-us-phone.lm.bin")
+        for path in (hmm, dictionary, phone_lm):
+            if not os.path.exists(path):
+                raise ModelError(
+                    f"{path}: pocketsphinx model file missing; reinstall the pocketsphinx wheel "
+                    "(pip install --force-reinstall pocketsphinx)"
+                )
+        loglevel = self.options.sphinx_loglevel
+        try:
+            # lm=None everywhere: the 27 MB word n-gram is never needed and would cost a second
+            # to load.  The recogniser needs no dictionary either.
+            self._recognizer = pocketsphinx.Decoder(
+                hmm=hmm, lm=None, dict=None, allphone=phone_lm, allphone_ci=True,
+                lw=self.options.lw, beam=self.options.beam, pbeam=self.options.pbeam,
+                ds=self.options.downsample, bestpath=False, loglevel=loglevel,
+            )
+            # The aligner keeps pocketsphinx's wide default beams: its search space is one
+            # sentence, so pruning saves little and risks losing the only valid path.
+            self._aligner = pocketsphinx.Decoder(
+                hmm=hmm, lm=None, dict=dictionary, loglevel=loglevel,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"{model_dir}: cannot load the pocketsphinx models ({exc})") from exc
+
+    # ------------------------------------------------------------------------------------------
+
+    def align(self, audio: AudioChunk, transcript: str | None = None) -> list[PhoneSpan]:
+        """The phone timeline of ``audio``.
+
+        audio: 16 kHz speech, samples float32 [channels, n] (channels are averaged), ideally
+            <= 15 s, at most about a minute.
+        transcript: the words spoken, if known (any punctuation, digits, case).  Words missing
+            from the dictionary are spelt with letter-to-sound rules.  If the transcript cannot
+            be aligned or does not fit the audio, phone recognition is used and a warning logged.
+
+        Returns PhoneSpans in absolute seconds (``audio.start`` + offset), sorted, contiguous,
+        covering [audio.start, audio.end) exactly; consecutive silence is merged into one
+        ``SIL`` span.  Frame resolution is 10 ms.  Empty audio gives [].
+        Non-English speech, music and noise never raise: they give whatever English phones fit,
+        or silence.
+        """
+        if audio.sample_rate != SAMPLE_RATE:
+            raise ValueError(
+                f"Aligner.align needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate} Hz; resample first"
+            )
+        samples = audio.mono() if audio.channels != 1 else audio.samples[0]
+        n = samples.shape[0]
+        if n == 0:
+            return []
+        num_frames = -(-n // _HOP)
+        quiet = _quiet_frames(samples, self.options.silence_dbfs,
+                              max(1, round(self.options.min_silence_s * _FRAME_RATE)))
+        spans: list[tuple[str, int, int]] = []
+        if not quiet.all():
+            pcm = _to_pcm16(samples)
+            words = _words(transcript) if transcript else []
+            if words:
+                spans = self._force_align(pcm, words, samples)
+            elif transcript and transcript.strip():
+                log.warning("transcript %r has no alignable words; using phone recognition",
+                            _clip(transcript))
+            if not spans:
+                spans = self._recognize(pcm)
+        return _timeline(spans, quiet, num_frames, audio.start, audio.end)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _recognize(self, pcm: bytes) -> list[tuple[str, int, int]]:
+        """Free phone recognition: [(phone or 'SIL', first frame, end frame exclusive)]."""
+        dec = self._recognizer
+        try:
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+        except RuntimeError as exc:  # e.g. audio too short to make one feature frame
+            log.warning("phone recognition failed (%s); returning silence", exc)
+            return []
+        if dec.hyp() is None:  # nothing decoded (very short audio); seg() would fail
+            return []
+        return [(_phone(s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()]
+
+    def _force_align(self, pcm: bytes, words: list[str], samples: np.ndarray) -> list[tuple[str, int, int]]:
+        """Forced alignment of ``words``; [] when it fails or does not fit the audio."""
+        dec = self._aligner
+        words = [w for w in words if self._ensure_word(w)]
+        if not words:
+            return []
+        text = " ".join(words)
+        try:
+            # Pass 1 finds the word sequence (with optional silences/fillers) through the
+            # transcript grammar; pass 2 re-runs the audio against that fixed sequence to get
+            # phone (and state) boundaries.  pocketsphinx has no single-pass phone alignment.
+            dec.set_align_text(text)
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            if dec.hyp() is None:
+                raise RuntimeError("no path through the transcript reaches the end of the audio")
+            dec.set_alignment()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            alignment = dec.get_alignment()
+            if alignment is None:
+                raise RuntimeError("decoder returned no alignment")
+            spans = [(_phone(p.name), p.start, p.start + p.duration) for p in alignment.phones()]
+        except RuntimeError as exc:
+            log.warning("forced alignment of %r failed (%s); using phone recognition",
+                        _clip(text), exc)
+            return []
+        unaligned = _unaligned_speech(spans, samples)
+        if unaligned > self.options.max_unaligned_speech:
+            log.warning("transcript %r does not fit the audio (%.0f%% of the loud frames aligned "
+                        "to silence); using phone recognition", _clip(text), 100 * unaligned)
+            return []
+        return spans
+
+    def _ensure_word(self, word: str) -> bool:
+        """Make sure ``word`` is in the aligner's dictionary (adding a guessed pronunciation);
+        False if it cannot be pronounced at all."""
+        dec = self._aligner
+        if dec.lookup_word(word) is not None:
+            return True
+        phones = _guess_pronunciation(word, dec.lookup_word)
+        if not phones:
+            return False
+        try:
+            # Words added here stay in this Aligner's dictionary, which is what we want for a
+            # speaker's recurring names; update=True rebuilds the search's word list.
+            dec.add_word(word, " ".join(phones), True)
+        except RuntimeError as exc:
+            log.warning("cannot add %r to the dictionary (%s); dropping it", word, exc)
+            return False
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames and spans
+
+
+def _to_pcm16(samples: np.ndarray) -> bytes:
+    """float32 [n] in [-1, 1] -> little-endian int16 bytes, what process_raw takes."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _frame_db(samples: np.ndarray) -> np.ndarray:
+    """float32 [n] -> RMS level in dBFS of each 10 ms frame, float64 [ceil(n / 160)]."""
+    n = samples.shape[0]
+    num_frames = -(-n // _HOP)
+    padded = np.zeros(num_frames * _HOP, dtype=np.float64)
+    padded[:n] = samples
+    power = np.mean(padded.reshape(num_frames, _HOP) ** 2, axis=1)
+    return 10.0 * np.log10(power + 1e-12)
+
+
+def _quiet_frames(samples: np.ndarray, floor_db: float, min_run: int) -> np.ndarray:
+    """bool [num_frames]: frames in runs of >= min_run frames quieter than floor_db."""
+    below = _frame_db(samples) < floor_db
+    out = np.zeros_like(below)
+    # Run-length scan via the edges of the boolean mask.
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], below.astype(np.int8), [0]))))
+    for start, end in zip(edges[::2], edges[1::2]):
+        if end - start >= min_run:
+            out[start:end] = True
+    return out
+
+
+def _unaligned_speech(spans: list[tuple[str, int, int]], samples: np.ndarray) -> float:
+    """Fraction of clearly loud frames that ``spans`` label silence (0 when there are none).
+
+    "Loud" is relative to the clip itself: above the midpoint (in dB) between its noise floor
+    (10th percentile of frame levels) and its speech level (95th percentile).  Real pauses sit
+    near the floor, so a correct alignment leaves very few loud frames in silence.
+    """
+    db = _frame_db(samples)
+    floor, peak = np.percentile(db, [10, 95])
+    if peak - floor < 10.0:  # no usable dynamics (constant noise/music): nothing to judge
+        return 0.0
+    loud = db > (floor + peak) / 2
+    silent = np.ones_like(loud)
+    for phone, start, end in spans:
+        if phone != "SIL":
+            silent[max(0, start):max(0, end)] = False
+    return float(np.count_nonzero(loud & silent)) / max(1, int(np.count_nonzero(loud)))
+
+
+def _phone(name: str) -> str:
+    """Decoder unit name -> ARPAbet without stress, or 'SIL' for silence/noise/fillers."""
+    base = name.strip().upper().rstrip("012")
+    return base if base in _PHONES else "SIL"
+
+
+def _timeline(spans: list[tuple[str, int, int]], quiet: np.ndarray, num_frames: int,
+              start: float, end: float) -> list[PhoneSpan]:
+    """Decoder spans [(phone, first frame, end frame)] -> contiguous PhoneSpans in seconds.
+
+    Gaps, frames past the decoder's last frame and ``quiet`` frames become SIL; consecutive SIL
+    is merged.  Boundaries between two identical phones are kept (span ids, not labels, are
+    run-length encoded).
+    """
+    owner = np.full(num_frames, -1, dtype=np.int64)  # span index of each frame, -1 = silence
+    names: list[str] = []
+    for phone, first, stop in spans:
+        first, stop = max(0, first), min(num_frames, stop)
+        if phone == "SIL" or stop <= first:
+            continue
+        owner[first:stop] = len(names)
+        names.append(phone)
+    owner[quiet] = -1
+    change = np.flatnonzero(np.diff(owner)) + 1
+    bounds = np.concatenate(([0], change, [num_frames]))
+    out: list[PhoneSpan] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        phone = names[owner[a]] if owner[a] >= 0 else "SIL"
+        t0 = start + a / _FRAME_RATE
+        t1 = end if b == num_frames else start + b / _FRAME_RATE
+        if out and phone == "SIL" and out[-1].phone == "SIL":
+            out[-1] = PhoneSpan("SIL", out[-1].start, t1)
+        else:
+            out.append(PhoneSpan(phone, t0, t1))
+    return out
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcript normalisation
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth",
+            "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+_SYMBOLS = {"&": " and ", "%": " percent ", "+": " plus ", "@": " at ", "=": " equals "}
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?(?:st|nd|rd|th|s)?")
+
+
+def _below_thousand(n: int) -> list[str]:
+    words: list[str] = []
+    if n >= 100:
+        words += [_ONES[n // 100], "hundred"]
+        n %= 100
+    if n >= 20:
+        words.append(_TENS[n // 10])
+        n %= 10
+        if n:
+            words.append(_ONES[n])
+    elif n or not words:
+        words.append(_ONES[n])
+    return words
+
+
+def _cardinal(n: int) -> list[str]:
+    if n >= 10**15:  # longer than any spoken number: read the digits
+        return [_ONES[int(d)] for d in str(n)]
+    words: list[str] = []
+    for value, name in _SCALES:
+        if n >= value:
+            words += _below_thousand(n // value) + [name]
+            n %= value
+    if n or not words:
+        words += _below_thousand(n)
+    return words
+
+
+def _number_words(token: str) -> list[str]:
+    """'1984' -> nineteen eighty four, '3.5' -> three point five, '21st' -> twenty first."""
+    suffix = re.search(r"(st|nd|rd|th|s)$", token)
+    digits = token[: suffix.start()] if suffix else token
+    whole, _, frac = digits.replace(",", "").partition(".")
+    n = int(whole)
+    if len(whole) == 4 and not frac and (1100 <= n <= 1999 or 2010 <= n <= 2099) and n % 100:
+        words = _below_thousand(n // 100) + _below_thousand(n % 100)  # a year: "nineteen eighty"
+        if n % 100 < 10:
+            words[-1:] = ["oh", words[-1]]
+    else:
+        words = _cardinal(n)
+    if frac:
+        words += ["point"] + [_ONES[int(d)] for d in frac]
+    elif suffix and suffix.group() == "s":  # 1990s
+        last = words[-1]
+        words[-1] = last[:-1] + "ies" if last.endswith("y") else last + "s"
+    elif suffix:
+        last = words[-1]
+        words[-1] = _ORDINAL.get(last) or (last[:-1] + "ieth" if last.endswith("y") else last + "th")
+    return words
+
+
+def _words(text: str) -> list[str]:
+    """A transcript -> lowercase dictionary-style words: digits spelt out, accents stripped,
+    punctuation dropped, inner apostrophes kept (don't, it's)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
+    for symbol, spoken in _SYMBOLS.items():
+        text = text.replace(symbol, spoken)
+    text = _NUMBER.sub(lambda m: " " + " ".join(_number_words(m.group())) + " ", text)
+    # Everything that is not a Latin letter or apostrophe separates words; letters of other
+    # scripts (CJK, Cyrillic ...) are dropped since we cannot pronounce them.
+    tokens = re.split(r"[^a-z']+", text)
+    return [t.strip("'") for t in tokens if t.strip("'")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Letter-to-sound fallback for words missing from the dictionary.  Crude, but it only has to get
+# the mouth shapes roughly right (vowel openness, lip closures, f/v) so the alignment holds.
+
+_LETTER_NAMES = {
+    "a": "EY", "b": "B IY", "c": "S IY", "d": "D IY", "e": "IY", "f": "EH F", "g": "JH IY",
+    "h": "EY CH", "i": "AY", "j": "JH EY", "k": "K EY", "l": "EH L", "m": "EH M", "n": "EH N",
+    "o": "OW", "p": "P IY", "q": "K Y UW", "r": "AA R", "s": "EH S", "t": "T IY", "u": "Y UW",
+    "v": "V IY", "w": "D AH B AH L Y UW", "x": "EH K S", "y": "W AY", "z": "Z IY",
+}
+# Longest match first; a rule is (letters, phones).
+_RULES = sorted({
+    "tch": "CH", "sch": "S K", "igh": "AY", "ough": "OW", "augh": "AO", "eigh": "EY",
+    "tion": "SH AH N", "sion": "ZH AH N", "th": "TH", "sh": "SH", "ch": "CH", "ph": "F",
+    "wh": "W", "ck": "K", "ng": "NG", "qu": "K W", "gh": "", "ee": "IY", "ea": "IY", "oo": "UW",
+    "ou": "AW", "ow": "OW", "oi": "OY", "oy": "OY", "ai": "EY", "ay": "EY", "au": "AO",
+    "aw": "AO", "ei": "EY", "ey": "EY", "ie": "IY", "ue": "UW", "ew": "UW", "oa": "OW",
+    "ar": "AA R", "er": "ER", "ir": "ER", "ur": "ER", "or": "AO R", "x": "K S",
+    "a": "AE", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH",
+    "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P", "q": "K", "r": "R",
+    "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "y": "IH", "z": "Z",
+}.items(), key=lambda rule: -len(rule[0]))
+
+
+def _guess_pronunciation(word: str, lookup) -> list[str]:
+    """ARPAbet phones for an out-of-vocabulary ``word`` (lowercase a-z and apostrophes).
+
+    lookup: dictionary lookup (word -> "PH ON ES" or None), used for possessives/plurals of
+    known words ("obama's").
+    """
+    letters = word.replace("'", "")
+    if not letters:
+        return []
+    for ending, extra in (("'s", "Z"), ("s'", "Z"), ("s", "Z")):
+        stem = word[: -len(ending)]
+        if word.endswith(ending) and len(stem) > 1 and not stem.endswith("s") and lookup(stem):
+            return lookup(stem).split() + [extra]
+    if not re.search(r"[aeiouy]", letters) or len(letters) == 1:  # an acronym: spell it
+        return [p for ch in letters for p in _LETTER_NAMES[ch].split()]
+    phones: list[str] = []
+    i = 0
+    while i < len(letters):
+        rest = letters[i:]
+        if rest == "e" and i > 1:  # silent final e
+            break
+        if i == 0 and rest[:2] in ("kn", "wr"):  # silent first letter
+            i += 1
+            continue
+        if rest[0] == "c" and rest[1:2] in ("e", "i", "y"):  # soft c
+            phones.append("S")
+            i += 1
+            continue
+        if rest == "y" and i > 0:  # final y is a vowel
+            phones.append("IY")
+            break
+        for pattern, arpabet in _RULES:
+            if rest.startswith(pattern):
+                new = arpabet.split()
+                # doubled consonants ("ll", "ss") are one sound
+                if not (new and phones and new == phones[-1:] and pattern not in ("ee", "oo")):
+                    phones += new
+                i += len(pattern)
+                break
+        else:  # unreachable for a-z, kept so a stray character can never loop forever
+            i += 1
+    return phones
