@@ -224,7 +224,9 @@ def test_resampler_impulse_stays_in_place():
     x = np.zeros((1, 3 * 44100), np.float32)
     x[0, 44100] = 1.0  # 1.000 s
     rs = Resampler(SR)
-    parts = [rs.feed(AudioChunk(x[:, i : i + 10000], 44100, i / 44100)).samples for i in range(0, x.shape[1], 10000)]
+    parts = [
+        rs.feed(AudioChunk(x[:, i : i + 10000], 44100, i / 44100)).samples for i in range(0, x.shape[1], 10000)
+    ]
     y = np.concatenate(parts + [rs.flush().samples], axis=1)[0]
     assert abs(int(np.argmax(np.abs(y))) - SR) <= 1
 
@@ -265,6 +267,9 @@ def test_loudness_fixed_mapping():
         expected = np.clip((dbfs - opts.floor_db) / (opts.ceiling_db - opts.floor_db), 0, 1)
         assert np.median(env) == pytest.approx(expected, abs=0.02)
     assert levels[0] == 0.0 and levels[-1] == 1.0
+    # A steady tone reads the same at the edges, where half the window is outside the audio.
+    steady = loudness_envelope((0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR, 25, 50)
+    assert np.ptp(steady) < 0.01
     assert all(a < b for a, b in zip(levels[:-1], levels[1:-1]))
     assert np.all(loudness_envelope(np.zeros(SR, np.float32), SR, 25, 25) == 0.0)
 
@@ -282,6 +287,14 @@ def test_loudness_chunked_equals_whole(jfk16k):
         hi = int((first + count) / fps * SR) + margin
         parts.append(loudness_envelope(jfk16k[lo:hi], SR, fps, count, first, samples_start=lo / SR))
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
+    # Without margins only the frames at chunk edges move, and only a little.
+    bare = np.concatenate([
+        loudness_envelope(jfk16k[int(f / fps * SR) : int((f + 25) / fps * SR)], SR, fps, min(25, n - f), f,
+                          samples_start=int(f / fps * SR) / SR)
+        for f in range(0, n, 25)
+    ])
+    assert np.abs(bare - whole).max() < 0.1
+    assert np.mean(np.abs(bare - whole) > 1e-5) < 0.1
 
 
 def test_loudness_is_louder_where_voiced(vad, jfk16k):

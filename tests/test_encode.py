@@ -152,6 +152,8 @@ def test_writer_rejects_mismatched_input(tmp_path):
             writer.write_video(_frames(3, 25, first=5))
         with pytest.raises(ValueError, match=r"\[n, 96, 128, 3\]"):
             writer.write_video(VideoFrames(torch.zeros((2, 64, 64, 3), dtype=torch.uint8), 25, 10))
+        with pytest.raises(ValueError, match="uint8"):
+            writer.write_video(VideoFrames(torch.zeros((2, H, W, 3)), 25, 10))
         with pytest.raises(ValueError, match="fps"):
             writer.write_video(_frames(2, 30, first=10))
         with pytest.raises(ValueError, match="Hz"):

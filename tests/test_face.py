@@ -112,9 +112,9 @@ def test_portrait_face_and_framing(name, portraits, tracker):
     assert 0.44 <= (x1 - x0) / 512 <= 0.51  # face 45-50 % of the square
     eyes_y = np.mean([c[1] for c in eye_centres(framed.face.points)]) / 512
     assert 0.25 < eyes_y < 0.5  # a bit above the centre
-    # The landmarks were transformed, not re-detected: a fresh detection must agree. (Where the
-    # framing had to upscale a small face, e.g. bw_s12 at 1.8x, mediapipe itself wavers more:
-    # observed 1.8 % there, 0.5-1.3 % elsewhere.)
+    # The landmarks were transformed, not re-detected: a fresh detection must agree. (Observed
+    # 0-1.4 % of the IOD; where the framing upscales a small face, e.g. bw_s12 1.8x, mediapipe
+    # wavers more, so that case gets a little more room.)
     upscaled = any("upscaled" in n for n in framed.notes)
     assert redetection_error(tracker, framed.image, framed.face) < (0.025 if upscaled else 0.02)
 
@@ -514,10 +514,13 @@ def test_landmark_orderings(name, portraits, tracker):
 def test_mouth_aperture_of_portraits(name, portraits, tracker):
     m = F.mouth_metrics(F.find_face(portrait(portraits, name), tracker=tracker).points)
     assert m["mouth_open"].shape == ()
+    # Observed: closed 0.000-0.005 (sadtalker_people0 0.03: her lips part by a hair line),
+    # open 0.125 (sam_512, teeth showing) and 0.20 (leijun, laughing).
+    assert sorted(CLOSED_MOUTH + OPEN_MOUTH) == PORTRAITS
     if name in CLOSED_MOUTH:
-        assert abs(float(m["mouth_open"])) < 0.04
+        assert abs(float(m["mouth_open"])) < 0.05
     else:
-        assert float(m["mouth_open"]) > 0.08
+        assert float(m["mouth_open"]) > 0.09
     assert 0.6 < float(m["mouth_width"]) < 1.2
     for eye in ("eye_open_right", "eye_open_left"):
         assert 0.12 < float(m[eye]) < 0.45  # open eyes

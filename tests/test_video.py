@@ -62,7 +62,9 @@ def test_odd_rate_clip_lands_on_its_timestamps():
         wanted[i] = candidates[-1] if candidates else 0
     assert len(set(wanted.values())) < len(check)  # the VFR clip really repeats a frame here
     with av.open(str(path)) as container:
-        ref = {k: f.to_ndarray(format="rgb24") for k, f in enumerate(container.decode(video=0)) if k in wanted.values()}
+        ref = {
+            k: f.to_ndarray(format="rgb24") for k, f in enumerate(container.decode(video=0)) if k in wanted.values()
+        }
     for i, k in wanted.items():
         np.testing.assert_array_equal(got[i], ref[k], err_msg=f"slot {i} should show decoded frame {k}")
 

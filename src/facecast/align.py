@@ -155,14 +155,15 @@ class Aligner:
         if n == 0:
             return []
         num_frames = -(-n // _HOP)
-        quiet = _quiet_frames(samples, self.options.silence_dbfs,
+        level = _frame_db(samples)
+        quiet = _quiet_frames(level, self.options.silence_dbfs,
                               max(1, round(self.options.min_silence_s * _FRAME_RATE)))
         spans: list[tuple[str, int, int]] = []
         if not quiet.all():
             pcm = _to_pcm16(samples)
             words = _words(transcript) if transcript else []
             if words:
-                spans = self._force_align(pcm, words, samples)
+                spans = self._force_align(pcm, words, _acronyms(transcript), level[~quiet], ~quiet)
             elif transcript and transcript.strip():
                 log.warning("transcript %r has no alignable words; using phone recognition",
                             _clip(transcript))
@@ -176,6 +177,9 @@ class Aligner:
         """Free phone recognition: [(phone or 'SIL', first frame, end frame exclusive)]."""
         dec = self._recognizer
         try:
+            # start_stream() forgets the noise estimate of the previous segment (kept by default
+            # for live audio); without it the result depends on what was decoded before.
+            dec.start_stream()
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
@@ -186,10 +190,16 @@ class Aligner:
             return []
         return [(_phone(s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()]
 
-    def _force_align(self, pcm: bytes, words: list[str], samples: np.ndarray) -> list[tuple[str, int, int]]:
-        """Forced alignment of ``words``; [] when it fails or does not fit the audio."""
+    def _force_align(self, pcm: bytes, words: list[str], acronyms: set[str], level: np.ndarray,
+                     judged: np.ndarray) -> list[tuple[str, int, int]]:
+        """Forced alignment of ``words``; [] when it fails or does not fit the audio.
+
+        acronyms: words written in capitals, spelt letter by letter if not in the dictionary.
+        level: dBFS of the ``judged`` frames (bool mask over all frames) -- the ones that are
+        not digital silence -- for the sanity check.
+        """
         dec = self._aligner
-        words = [w for w in words if self._ensure_word(w)]
+        words = [w for w in words if self._ensure_word(w, w in acronyms)]
         if not words:
             return []
         text = " ".join(words)
@@ -198,12 +208,14 @@ class Aligner:
             # transcript grammar; pass 2 re-runs the audio against that fixed sequence to get
             # phone (and state) boundaries.  pocketsphinx has no single-pass phone alignment.
             dec.set_align_text(text)
+            dec.start_stream()  # as in _recognize: each segment on its own noise estimate
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
             if dec.hyp() is None:
                 raise RuntimeError("no path through the transcript reaches the end of the audio")
             dec.set_alignment()
+            dec.start_stream()
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
@@ -215,20 +227,20 @@ class Aligner:
             log.warning("forced alignment of %r failed (%s); using phone recognition",
                         _clip(text), exc)
             return []
-        unaligned = _unaligned_speech(spans, samples)
+        unaligned = _unaligned_speech(spans, level, judged)
         if unaligned > self.options.max_unaligned_speech:
             log.warning("transcript %r does not fit the audio (%.0f%% of the loud frames aligned "
                         "to silence); using phone recognition", _clip(text), 100 * unaligned)
             return []
         return spans
 
-    def _ensure_word(self, word: str) -> bool:
+    def _ensure_word(self, word: str, spell: bool) -> bool:
         """Make sure ``word`` is in the aligner's dictionary (adding a guessed pronunciation);
         False if it cannot be pronounced at all."""
         dec = self._aligner
         if dec.lookup_word(word) is not None:
             return True
-        phones = _guess_pronunciation(word, dec.lookup_word)
+        phones = _guess_pronunciation(word, dec.lookup_word, spell)
         if not phones:
             return False
         try:
@@ -260,9 +272,10 @@ def _frame_db(samples: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(power + 1e-12)
 
 
-def _quiet_frames(samples: np.ndarray, floor_db: float, min_run: int) -> np.ndarray:
-    """bool [num_frames]: frames in runs of >= min_run frames quieter than floor_db."""
-    below = _frame_db(samples) < floor_db
+def _quiet_frames(level: np.ndarray, floor_db: float, min_run: int) -> np.ndarray:
+    """level: dBFS [num_frames] -> bool [num_frames]: frames in runs of >= min_run frames
+    quieter than floor_db."""
+    below = level < floor_db
     out = np.zeros_like(below)
     # Run-length scan via the edges of the boolean mask.
     edges = np.flatnonzero(np.diff(np.concatenate(([0], below.astype(np.int8), [0]))))
@@ -272,23 +285,27 @@ def _quiet_frames(samples: np.ndarray, floor_db: float, min_run: int) -> np.ndar
     return out
 
 
-def _unaligned_speech(spans: list[tuple[str, int, int]], samples: np.ndarray) -> float:
+def _unaligned_speech(spans: list[tuple[str, int, int]], level: np.ndarray,
+                      judged: np.ndarray) -> float:
     """Fraction of clearly loud frames that ``spans`` label silence (0 when there are none).
 
-    "Loud" is relative to the clip itself: above the midpoint (in dB) between its noise floor
-    (10th percentile of frame levels) and its speech level (95th percentile).  Real pauses sit
-    near the floor, so a correct alignment leaves very few loud frames in silence.
+    level: dBFS of the frames selected by ``judged`` (bool [num_frames]).  "Loud" is relative
+    to the clip: above the midpoint (in dB) between its noise floor (10th percentile of frame
+    levels) and its speech level (95th percentile).  Real pauses sit near the floor, so a
+    correct alignment leaves very few loud frames in silence.  Digital silence is left out of
+    ``judged``: at -120 dB it would drag the floor down and make room noise look loud.
     """
-    db = _frame_db(samples)
-    floor, peak = np.percentile(db, [10, 95])
+    if level.size == 0:
+        return 0.0
+    floor, peak = np.percentile(level, [10, 95])
     if peak - floor < 10.0:  # no usable dynamics (constant noise/music): nothing to judge
         return 0.0
-    loud = db > (floor + peak) / 2
-    silent = np.ones_like(loud)
+    speech = np.zeros(judged.shape[0], dtype=bool)
     for phone, start, end in spans:
         if phone != "SIL":
-            silent[max(0, start):max(0, end)] = False
-    return float(np.count_nonzero(loud & silent)) / max(1, int(np.count_nonzero(loud)))
+            speech[max(0, start):max(0, end)] = True
+    loud = level > (floor + peak) / 2
+    return float(np.count_nonzero(loud & ~speech[judged])) / max(1, int(np.count_nonzero(loud)))
 
 
 def _phone(name: str) -> str:
@@ -396,6 +413,11 @@ def _number_words(token: str) -> list[str]:
     return words
 
 
+def _acronyms(text: str) -> set[str]:
+    """Lowercased words written in capitals ("NSA", "GPT"), 2-5 letters."""
+    return {w.lower() for w in re.findall(r"\b[A-Z]{2,5}\b", text)}
+
+
 def _words(text: str) -> list[str]:
     """A transcript -> lowercase dictionary-style words: digits spelt out, accents stripped,
     punctuation dropped, inner apostrophes kept (don't, it's)."""
@@ -435,15 +457,17 @@ _RULES = sorted({
 }.items(), key=lambda rule: -len(rule[0]))
 
 
-def _guess_pronunciation(word: str, lookup) -> list[str]:
+def _guess_pronunciation(word: str, lookup, spell: bool = False) -> list[str]:
     """ARPAbet phones for an out-of-vocabulary ``word`` (lowercase a-z and apostrophes).
 
     lookup: dictionary lookup (word -> "PH ON ES" or None), used for possessives/plurals of
-    known words ("obama's").
+    known words ("obama's").  spell: read it letter by letter (an acronym).
     """
     letters = word.replace("'", "")
     if not letters:
         return []
+    if spell:
+        return [p for ch in letters for p in _LETTER_NAMES[ch].split()]
     for ending, extra in (("'s", "Z"), ("s'", "Z"), ("s", "Z")):
         stem = word[: -len(ending)]
         if word.endswith(ending) and len(stem) > 1 and not stem.endswith("s") and lookup(stem):

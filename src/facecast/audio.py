@@ -85,7 +85,9 @@ def open_media(path: Path, *, what: str = "audio") -> av.container.InputContaine
             f"{path}: not a readable {what} file (FFmpeg: {_ffmpeg_reason(exc)}). {_CONVERT_HINT}"
         ) from exc
     except OSError as exc:
-        raise InputError(f"{path}: cannot be opened ({exc.strerror or exc}). Check the file's permissions.") from exc
+        raise InputError(
+            f"{path}: cannot be opened ({exc.strerror or exc}). Check the file's permissions."
+        ) from exc
 
 
 def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
@@ -185,7 +187,8 @@ class AudioSource:
             buf = np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0]
             cut = (buf.shape[1] // chunk) * chunk
             for i in range(0, cut, chunk):
-                yield AudioChunk(buf[:, i : i + chunk], self.sample_rate, self.start + emitted / self.sample_rate)
+                start = self.start + emitted / self.sample_rate
+                yield AudioChunk(buf[:, i : i + chunk], self.sample_rate, start)
                 emitted += chunk
             pending = [buf[:, cut:]] if cut < buf.shape[1] else []
             pending_n = buf.shape[1] - cut
@@ -219,7 +222,7 @@ class AudioSource:
                             f"{frame.sample_rate} Hz). Re-export the audio at one rate."
                         )
                     if downmix is not None:
-                        frame.pts = None  # we keep our own clock; stop swr from padding pts gaps
+                        frame.pts = None  # our clock is sample counting, not the file's pts
                         for out in downmix.resample(frame):
                             yield _frame_to_float(out, 2)
                     else:
@@ -256,7 +259,9 @@ def open_audio(
     container = open_media(p, what="audio")
     try:
         if not container.streams.audio:
-            raise InputError(f"{p}: has no audio stream ({_describe_streams(container)}). Give a file with speech audio.")
+            raise InputError(
+                f"{p}: has no audio stream ({_describe_streams(container)}). Give a file with speech audio."
+            )
         stream = container.streams.audio[0]
         ctx = stream.codec_context
         rate = int(ctx.sample_rate or 0)
@@ -448,9 +453,11 @@ def loudness_envelope(
     samples16k: float32 [n] mono audio at ``sample_rate`` whose first sample is at
     ``samples_start`` seconds. Frame ``start_frame + k`` is at (start_frame + k) / fps; its value
     is the RMS of a ``window_seconds`` window centred there, in dBFS, mapped linearly from
-    [floor_db, ceiling_db] to [0, 1] and clipped. Samples outside the given array count as
-    silence, so a chunked caller gets exactly the whole-file answer when each call's audio
-    covers [first frame time - window/2, last frame time + window/2].
+    [floor_db, ceiling_db] to [0, 1] and clipped. A window reaching past the given audio uses
+    the part inside it (a frame with no audio at all reads 0), so chunks cut without margins
+    differ from the whole-file answer only slightly at their edges, and a chunked caller gets
+    exactly the whole-file answer when each call's audio covers [first frame time - window/2,
+    last frame time + window/2].
     """
     x = np.asarray(samples16k, dtype=np.float32).reshape(-1)
     if num_frames <= 0:
@@ -463,7 +470,10 @@ def loudness_envelope(
     csum = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
     lo_c = np.clip(lo, 0, x.shape[0])
     hi_c = np.clip(hi, 0, x.shape[0])
-    energy = np.maximum(csum[hi_c] - csum[lo_c], 0.0) / win  # cumsum differences can dip below 0
+    # Mean over the part of the window that lies inside the given audio: a segment edge then
+    # reads as the audio next to it rather than as a dip towards silence.
+    count = hi_c - lo_c
+    energy = np.where(count > 0, np.maximum(csum[hi_c] - csum[lo_c], 0.0) / np.maximum(count, 1), 0.0)
     db = 10.0 * np.log10(energy + 1e-12)
     level = (db - options.floor_db) / (options.ceiling_db - options.floor_db)
     return np.clip(level, 0.0, 1.0).astype(np.float32)
@@ -545,7 +555,6 @@ class VoiceActivity:
         self._c = np.zeros((1, 1, 128), np.float32)
         self._ctx = np.zeros(self._context, np.float32)
         self._rest = np.zeros(0, np.float32)
-        self._windows_done = 0
         if self.backend == "jit":
             self._model.reset_states()
         # Probability history for voiced_frames: _hist[i] is window _hist_first + i.
@@ -591,15 +600,11 @@ class VoiceActivity:
                 )
                 out.append(np.asarray(probs, np.float32).reshape(-1))
             else:
+                # The JIT model keeps its state and context inside; one call per window.
                 with torch.inference_mode():
-                    out.append(
-                        np.array(
-                            [float(self._model(torch.from_numpy(w.copy())[None], self.sample_rate)) for w in block],
-                            np.float32,
-                        )
-                    )
+                    probs = [float(self._model(torch.from_numpy(w.copy())[None], self.sample_rate)) for w in block]
+                out.append(np.array(probs, np.float32))
             self._ctx = block[-1, -self._context :].copy()
-        self._windows_done += windows.shape[0]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _remember(self, probs: np.ndarray) -> None:

@@ -8,9 +8,10 @@ Public API
   atomically appears at ``path`` on a successful ``close()``, never half-written.
 - ``probe_mp4(path) -> dict``: what is in a written file (for tests and checks).
 
-Speed (2-core CPU, 512x512 @ 25 fps talking-head footage, CRF 23): ultrafast ~4 ms/frame,
-superfast ~5, veryfast ~7, faster ~12. veryfast is the default: files are ~40 % smaller than
-superfast at the same quality for ~1.5 ms/frame more, and it is still ~6x faster than real time.
+Speed (2 shared CPU cores, 512x512 @ 25 fps real talking-head footage, CRF 23, best of 5):
+ultrafast ~3 ms/frame (700 KiB per 5 s), superfast ~5.5 (340 KiB), veryfast ~5-7 (200 KiB),
+faster ~8-9 (250 KiB); thread settings change little on 2 cores. veryfast is the default: files
+~40 % smaller than superfast at the same PSNR (~39-40 dB), still >5x faster than real time.
 RGB -> yuv420p is left to the encoder's own swscale context (~1 ms/frame at 512x512); a numpy
 or torch conversion measured 8-24 ms/frame.
 """
@@ -26,6 +27,7 @@ from typing import Protocol, runtime_checkable
 import av
 import av.error
 import numpy as np
+import torch
 
 from facecast.audio import Resampler
 from facecast.errors import OutputError
@@ -42,7 +44,9 @@ __all__ = [
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov")
 # Rates the MPEG-4 AAC sampling-frequency table (and FFmpeg's aac encoder) accept.
-AAC_SAMPLE_RATES: tuple[int, ...] = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+AAC_SAMPLE_RATES: tuple[int, ...] = (
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+)
 _AAC_FRAME = 1024  # samples per AAC frame: the encoder takes exactly this many (last one may be short)
 _AAC_BITRATE_PER_CHANNEL = 64_000  # plenty for speech; 128 kb/s stereo
 
@@ -59,7 +63,9 @@ def check_output_path(path: str | Path) -> Path:
         )
     parent = p.parent
     if not parent.exists():
-        raise OutputError(f"{p}: the folder {parent} does not exist. Create it first (mkdir -p {parent}) or write elsewhere.")
+        raise OutputError(
+            f"{p}: the folder {parent} does not exist. Create it first (mkdir -p {parent}) or write elsewhere."
+        )
     if not parent.is_dir():
         raise OutputError(f"{p}: {parent} is a file, not a folder. Choose an output path inside a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -137,7 +143,9 @@ class Mp4Writer:
             # faststart: moov atom up front so players/browsers can start before the download ends.
             self._container = av.open(str(self._tmp), mode="w", format=fmt, options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: cannot create the output file ({exc}). Choose a folder you can write to.") from exc
+            raise OutputError(
+                f"{self.path}: cannot create the output file ({exc}). Choose a folder you can write to."
+            ) from exc
         try:
             self._video = self._add_video(codec, crf, preset, threads)
             self._audio = self._add_audio() if audio_rate is not None else None
@@ -188,11 +196,15 @@ class Mp4Writer:
         if abs(frames.fps - self.fps) > 1e-3 * self.fps:
             raise ValueError(f"VideoFrames at {frames.fps} fps written to a {self.fps} fps Mp4Writer")
         arr = frames.frames
+        if arr.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 RGB, got {arr.dtype}")
         if arr.ndim != 4 or tuple(arr.shape[1:]) != (self.height, self.width, 3):
             raise ValueError(f"frames must be [n, {self.height}, {self.width}, 3], got {tuple(arr.shape)}")
         if frames.first_frame < self._next_pts:
-            raise ValueError(f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase")
-        data = np.ascontiguousarray(arr.detach().cpu().numpy().astype(np.uint8, copy=False))
+            raise ValueError(
+                f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase"
+            )
+        data = np.ascontiguousarray(arr.detach().cpu().numpy())
         for k in range(data.shape[0]):
             frame = av.VideoFrame.from_ndarray(data[k], format="rgb24")
             frame.pts = frames.first_frame + k
@@ -206,7 +218,9 @@ class Mp4Writer:
         if self._audio is None:
             raise ValueError("this Mp4Writer was created without audio (audio_rate=None)")
         if chunk.sample_rate != self.audio_rate:
-            raise ValueError(f"AudioChunk at {chunk.sample_rate} Hz written to an Mp4Writer for {self.audio_rate} Hz")
+            raise ValueError(
+                f"AudioChunk at {chunk.sample_rate} Hz written to an Mp4Writer for {self.audio_rate} Hz"
+            )
         samples = chunk.samples.astype(np.float32, copy=False)
         if samples.shape[0] != self.audio_channels:
             # Mono <-> stereo: average down, duplicate up.
@@ -233,7 +247,8 @@ class Mp4Writer:
             samples = np.concatenate([np.zeros((self.audio_channels, start - at), np.float32), samples], axis=1)
         elif start < at - 1:
             raise ValueError(
-                f"audio chunk at {chunk.start:.3f} s overlaps audio already written up to {at / self._aac_rate:.3f} s"
+                f"audio chunk at {chunk.start:.3f} s overlaps audio already written up to "
+                f"{at / self._aac_rate:.3f} s"
             )
         buf = np.concatenate([self._abuf, samples], axis=1)
         full = (buf.shape[1] // _AAC_FRAME) * _AAC_FRAME
@@ -253,7 +268,9 @@ class Mp4Writer:
         try:
             self._container.mux(packets)
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: writing failed ({exc}). Check free disk space and permissions.") from exc
+            raise OutputError(
+                f"{self.path}: writing failed ({exc}). Check free disk space and permissions."
+            ) from exc
 
     def _check_open(self) -> None:
         if self._closed:
@@ -282,7 +299,9 @@ class Mp4Writer:
             os.replace(self._tmp, self.path)
             ok = True
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: could not finish the file ({exc}). Check free disk space and permissions.") from exc
+            raise OutputError(
+                f"{self.path}: could not finish the file ({exc}). Check free disk space and permissions."
+            ) from exc
         finally:
             if not ok:
                 self._closed = False

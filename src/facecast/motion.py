@@ -253,7 +253,7 @@ class MotionModel:
         fine_t = ((f0 + np.arange(n))[:, None] + offsets[None, :]).reshape(-1) / fps
         frame_t = (f0 + np.arange(n)) / fps
 
-        phones = speech.phones
+        phones = speech.phones if opt.drive == "phones" else ()
         mouth = coarticulate(mouth_targets(phones), fine_t, opt.lookahead_s)
         mouth = closures(mouth, fine_t, phones)
         mouth = mouth.reshape(n, _SUBSTEPS, 6).mean(axis=1)  # box filter into frames

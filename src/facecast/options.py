@@ -15,6 +15,8 @@ class MotionOptions:
     head_motion: gain on head motion (0 = still head).
     blinks_per_minute: mean blink rate (real people: about 10-20 per minute).
     seed: seeds blinks and idle motion, so a job is reproducible.
+    drive: "phones" (visemes from the phone timeline, loudness as gain) or "loudness" (the jaw
+        follows loudness alone: the baseline `facecast eval` compares against).
     """
 
     lookahead_s: float = 0.10
@@ -22,6 +24,7 @@ class MotionOptions:
     head_motion: float = 1.0
     blinks_per_minute: float = 15.0
     seed: int = 0
+    drive: str = "phones"
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,14 @@ class SayOptions:
         None = the largest.
     segment_max_s: longest stretch of audio processed at once; bounds memory whatever the
         input length (segments are cut at pauses where possible).
+    first_segment_s: length of the first segment, kept short so the first frames leave early.
     """
 
     size: int | None = 512
     fps: float = 25.0
     face_index: int | None = None
     segment_max_s: float = 12.0
+    first_segment_s: float = 2.0
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
     encode: EncodeOptions = EncodeOptions()

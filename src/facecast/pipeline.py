@@ -21,6 +21,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -58,6 +59,46 @@ class Segment:
     analysis: np.ndarray
     output_audio: tuple[AudioChunk, ...]
     phones: tuple[PhoneSpan, ...] | None = None
+
+
+class Timings:
+    """Wall-clock seconds spent per stage (voice, decode, align, analyse, motion, render,
+    encode), accumulated over a job; read by `facecast bench`. On CUDA the render stage is
+    timed by the bench with device events instead (wall time there would only see launches)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def stage(self, name: str):
+        return _StageClock(self, name)
+
+    def timed_iter(self, name: str, it):
+        """Yield from ``it``, charging the time spent producing each item to ``name``."""
+        it = iter(it)
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                self.add(name, time.perf_counter() - t)
+                return
+            self.add(name, time.perf_counter() - t)
+            yield item
+
+
+class _StageClock:
+    def __init__(self, timings: Timings, name: str):
+        self.timings, self.name = timings, name
+
+    def __enter__(self):
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timings.add(self.name, time.perf_counter() - self.t)
 
 
 @dataclass(frozen=True)
@@ -115,9 +156,10 @@ def text_segments(text: str, fps: float, voice=None) -> Iterator[Segment]:
         yield Segment(a.start, a.end, f0, n, analysis, (a,), sentence.phones)
 
 
-def audio_segments(path: str | Path, fps: float, segment_max_s: float) -> Iterator[Segment]:
-    """Stream an audio file as segments of at most ``segment_max_s``, cut at the quietest
-    100 ms in the second half of each window and snapped to a frame boundary."""
+def audio_segments(path: str | Path, fps: float, segment_max_s: float, first_segment_s: float | None = None) -> Iterator[Segment]:
+    """Stream an audio file as segments of at most ``segment_max_s`` (the first one at most
+    ``first_segment_s``, so the first frames leave early), cut at the quietest 100 ms in the
+    second half of each window and snapped to a frame boundary."""
     source = audio_mod.open_audio(path)
     resampler = audio_mod.Resampler(ANALYSIS_RATE, mono=True)
     buf: list[np.ndarray] = []
@@ -125,6 +167,7 @@ def audio_segments(path: str | Path, fps: float, segment_max_s: float) -> Iterat
     start_sample = 0  # analysis-rate sample index of buf[0]
     pending: list[AudioChunk] = []
     max_n = int(segment_max_s * ANALYSIS_RATE)
+    limit = int(min(first_segment_s or segment_max_s, segment_max_s) * ANALYSIS_RATE)
 
     def cut(data: np.ndarray, final: bool) -> tuple[Segment, np.ndarray]:
         nonlocal start_sample, pending
@@ -147,10 +190,11 @@ def audio_segments(path: str | Path, fps: float, segment_max_s: float) -> Iterat
         part = resampler.feed(chunk).samples[0]
         buf.append(part)
         buf_len += part.shape[0]
-        if buf_len >= max_n:
+        if buf_len >= limit:
             data = np.concatenate(buf)
             seg, rest = cut(data, final=False)
             buf, buf_len = [rest], rest.shape[0]
+            limit = max_n
             yield seg
     buf.append(resampler.flush().samples[0])
     data = np.concatenate(buf)
@@ -190,10 +234,11 @@ class _Stages:
             self.vad = audio_mod.VoiceActivity()
         self.any_speech = False
 
-    def speech(self, seg: Segment) -> Speech:
+    def speech(self, seg: Segment, timings: Timings) -> Speech:
         fps = self.options.fps
-        energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
-                                             samples_start=seg.start)
+        with timings.stage("analyse"):
+            energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
+                                                 samples_start=seg.start)
         if seg.phones is not None:
             phones = seg.phones
             voiced = np.zeros(seg.num_frames, bool)
@@ -203,8 +248,10 @@ class _Stages:
                     voiced[max(a - seg.first_frame, 0):max(a - seg.first_frame + n, 0)] = True
         else:
             chunk = AudioChunk(seg.analysis[None, :], ANALYSIS_RATE, seg.start)
-            phones = tuple(self.aligner.align(chunk, self.transcript))
-            voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
+            with timings.stage("align"):
+                phones = tuple(self.aligner.align(chunk, self.transcript))
+            with timings.stage("analyse"):
+                voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
         self.any_speech |= bool(voiced.any())
         return Speech(tuple(phones), energy, voiced, fps, seg.first_frame)
 
@@ -217,6 +264,7 @@ def say_chunks(
     transcript: str | None = None,
     options: SayOptions = SayOptions(),
     progress: Progress | None = None,
+    timings: Timings | None = None,
 ) -> Iterator[SayChunk]:
     """The `say` job as a stream of SayChunks (frames + matching audio), in order.
 
@@ -225,15 +273,18 @@ def say_chunks(
     """
     if (text is None) == (audio is None):
         raise InputError("say: give either text or audio (exactly one). Use --text \"...\" or --audio FILE.")
+    timings = timings if timings is not None else Timings()
     torch.set_num_threads(1)  # one core renders while the other encodes (see encode thread)
-    prepared = prepare_portrait(portrait, options)
-    for note in prepared.notes:
-        log.warning("%s: %s", prepared.source, note)
-    renderer = make_renderer(prepared, options)
+    with timings.stage("face"):
+        prepared = prepare_portrait(portrait, options)
+        for note in prepared.notes:
+            log.warning("%s: %s", prepared.source, note)
+    with timings.stage("setup"):
+        renderer = make_renderer(prepared, options)
 
     fps = options.fps
     if text is not None:
-        segments = text_segments(text, fps)
+        segments = timings.timed_iter("voice", text_segments(text, fps))
         total = None
     else:
         seg_max = options.segment_max_s
@@ -248,13 +299,17 @@ def say_chunks(
                 transcript = None
             else:
                 seg_max = TRANSCRIPT_MAX_S + 1.0
-        segments = audio_segments(audio, fps, seg_max)
-    stages = _Stages(options, transcript, need_aligner=text is None)
+        first = None if transcript is not None else options.first_segment_s
+        segments = timings.timed_iter("decode", audio_segments(audio, fps, seg_max, first))
+    with timings.stage("setup"):
+        stages = _Stages(options, transcript, need_aligner=text is None)
 
     for seg in segments:
-        speech = stages.speech(seg)            # align + analyse
-        motion = stages.motion.frames(speech)  # animate
-        video = renderer.render(motion)        # render
+        speech = stages.speech(seg, timings)   # align + analyse
+        with timings.stage("motion"):
+            motion = stages.motion.frames(speech)  # animate
+        with timings.stage("render"):
+            video = renderer.render(motion)        # render
         yield SayChunk(video, seg.output_audio, seg)
         if progress:
             progress(seg.end, total)
@@ -272,19 +327,22 @@ def say(
     transcript: str | None = None,
     options: SayOptions = SayOptions(),
     progress: Progress | None = None,
+    timings: Timings | None = None,
 ) -> Path:
     """Render a talking-head MP4 (H.264 + AAC) from a portrait and text or audio; returns the
     output path. Nothing is left at ``output`` unless the whole job succeeds."""
     from .encode import check_output_path
 
     output = check_output_path(output)
-    chunks = say_chunks(portrait, text=text, audio=audio, transcript=transcript, options=options, progress=progress)
+    timings = timings if timings is not None else Timings()
+    chunks = say_chunks(portrait, text=text, audio=audio, transcript=transcript, options=options, progress=progress,
+                        timings=timings)
     first = next(chunks, None)
     if first is None:
         raise InputError("say: nothing to render (the input has no duration).")
     H, W = first.video.frames.shape[1:3]
     ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
-    with _ThreadedWriter(output, options, W, H, ref.sample_rate, ref.channels) as writer:
+    with _ThreadedWriter(output, options, W, H, ref.sample_rate, ref.channels, timings) as writer:
         writer.put(first)
         for chunk in chunks:
             writer.put(chunk)
@@ -295,13 +353,15 @@ class _ThreadedWriter:
     """Encodes SayChunks on a background thread (libx264 and the renderer then use both cores).
     A bounded queue keeps memory flat; any error on either side aborts the output file."""
 
-    def __init__(self, path: Path, options: SayOptions, width: int, height: int, rate: int, channels: int):
+    def __init__(self, path: Path, options: SayOptions, width: int, height: int, rate: int, channels: int,
+                 timings: Timings):
         from .encode import Mp4Writer
 
         enc = options.encode
         self._writer = Mp4Writer(path, fps=options.fps, width=width, height=height, audio_rate=rate,
                                  audio_channels=channels, crf=enc.crf, preset=enc.preset, codec=enc.codec)
         self._q: queue.Queue = queue.Queue(maxsize=2)
+        self._timings = timings
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="facecast-encode", daemon=True)
         self._thread.start()
@@ -309,9 +369,12 @@ class _ThreadedWriter:
     def _run(self) -> None:
         try:
             while (item := self._q.get()) is not None:
+                t = time.perf_counter()
                 self._writer.write_video(VideoFrames(item.video.frames.cpu(), item.video.fps, item.video.first_frame))
                 for a in item.audio:
                     self._writer.write_audio(a)
+                # Runs on the encode thread, concurrently with rendering: its time overlaps.
+                self._timings.add("encode (overlapped)", time.perf_counter() - t)
         except BaseException as exc:  # re-raised on the main thread in close()
             self._error = exc
             while self._q.get() is not None:  # drain so the producer never blocks

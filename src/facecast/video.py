@@ -136,7 +136,10 @@ class VideoSource:
             try:
                 for frame in container.decode(stream):
                     decoded += 1
-                    t = frame.time if frame.time is not None else (last_t + step if last_t is not None else origin)
+                    if frame.time is not None:
+                        t = float(frame.time)
+                    else:  # no timestamp: assume it follows the previous frame
+                        t = last_t + step if last_t is not None else origin
                     last_t = t
                     slot = round((t - origin) * self.fps)
                     while slot_next < slot and (total is None or slot_next < total):
