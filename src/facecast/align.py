@@ -177,9 +177,10 @@ class Aligner:
         """Free phone recognition: [(phone or 'SIL', first frame, end frame exclusive)]."""
         dec = self._recognizer
         try:
-            # start_stream() forgets the noise estimate of the previous segment (kept by default
-            # for live audio); without it the result depends on what was decoded before.
-            dec.start_stream()
+            # Fresh feature extraction per segment (0.5 ms): pocketsphinx carries normalisation
+            # state from one utterance to the next (it is built for live streams), so without
+            # this a segment's phones depend on what was decoded before it.
+            dec.reinit_feat()
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
@@ -208,14 +209,14 @@ class Aligner:
             # transcript grammar; pass 2 re-runs the audio against that fixed sequence to get
             # phone (and state) boundaries.  pocketsphinx has no single-pass phone alignment.
             dec.set_align_text(text)
-            dec.start_stream()  # as in _recognize: each segment on its own noise estimate
+            dec.reinit_feat()  # as in _recognize: no state from earlier segments
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
             if dec.hyp() is None:
                 raise RuntimeError("no path through the transcript reaches the end of the audio")
             dec.set_alignment()
-            dec.start_stream()
+            dec.reinit_feat()
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -129,6 +128,33 @@ def demo_cmd(
         _run_say(data.astronaut(), output, text, None, None, options)
     except FacecastError as exc:
         _fail(exc)
+
+
+@app.command("doctor")
+def doctor_cmd(
+    device: str = typer.Option("auto", "--device", help="auto (check the GPU if any), cpu, or cuda[:N] (must work)."),
+    models: bool = typer.Option(True, "--models/--no-models", help="Also load every bundled model."),
+) -> None:
+    """Check this machine for real: run a kernel on the GPU, open NVENC, load the bundled models."""
+    _setup_logging(False)
+    from rich.table import Table
+
+    from . import doctor
+
+    checks = doctor.run(device=device, models=models)
+    table = Table(show_header=True, header_style="bold")
+    for col in ("check", "status", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]" if c.name != "nvenc" else "[yellow]no[/]",
+                      c.detail, c.fix)
+    Console().print(table)
+    cuda = next((c for c in checks if c.name == "cuda"), None)
+    if device.startswith("cuda") and cuda is not None and not cuda.ok:
+        err.print(f"[bold red]error:[/] --device {device}: {cuda.detail}. Fix: {cuda.fix}.", highlight=False)
+        raise typer.Exit(2)
+    if any(not c.ok for c in checks if c.name not in ("cuda", "nvenc")):
+        raise typer.Exit(1)
 
 
 def main() -> None:

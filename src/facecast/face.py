@@ -22,10 +22,12 @@ The mediapipe graphs are not thread-safe: use one ``MediapipeFaceMesh`` per thre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import struct
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -327,6 +329,30 @@ def _round_u8(x: np.ndarray) -> np.ndarray:
 # Face detection / landmarks
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence file descriptor 2 while mediapipe's C++ code runs: its TFLite/absl layers print
+    INFO/WARNING lines ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager ...") that
+    Python logging cannot turn off. Set FACECAST_NATIVE_LOGS=1 to see them."""
+    if os.environ.get("FACECAST_NATIVE_LOGS") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceTracker(Protocol):
     """Something that finds faces and their 478 mediapipe landmarks in an RGB image."""
 
@@ -393,13 +419,14 @@ class MediapipeFaceMesh:
 
     def _new_mesh(self, static: bool, max_faces: int):
         o = self.options
-        return self._mp.solutions.face_mesh.FaceMesh(
+        with quiet_native_stderr():
+            return self._mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
             max_num_faces=max_faces,
             refine_landmarks=o.refine_landmarks,
             min_detection_confidence=o.min_detection_confidence,
             min_tracking_confidence=o.min_tracking_confidence,
-        )
+            )
 
     def __enter__(self) -> MediapipeFaceMesh:
         return self
@@ -443,7 +470,8 @@ class MediapipeFaceMesh:
                     image_size: tuple[int, int]) -> list[FaceLandmarks]:
         """Run ``mesh`` on ``rgb``, which shows ``box`` = (x0, y0, width, height) of the full
         image in full-image pixels; return landmarks in full-image pixels."""
-        result = mesh.process(rgb)
+        with quiet_native_stderr():
+            result = mesh.process(rgb)
         faces = []
         x0, y0, bw, bh = box
         for lms in result.multi_face_landmarks or ():
@@ -497,9 +525,10 @@ class MediapipeFaceMesh:
         frame), and run the mesh on a crop around each."""
         if self._detector is None:
             # model_selection=1: the full-range model (faces up to ~5 m), which the mesh lacks.
-            self._detector = self._mp.solutions.face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=self.options.min_detection_confidence
-            )
+            with quiet_native_stderr():
+                self._detector = self._mp.solutions.face_detection.FaceDetection(
+                    model_selection=1, min_detection_confidence=self.options.min_detection_confidence
+                )
         h, w = rgb.shape[:2]
         boxes = self._detect_boxes(small, (0, 0, w, h))
         if not boxes:
@@ -539,7 +568,9 @@ class MediapipeFaceMesh:
         rx0, ry0, rx1, ry1 = region
         rw, rh = rx1 - rx0, ry1 - ry0
         boxes = []
-        for det in self._detector.process(view).detections or ():
+        with quiet_native_stderr():
+            detections = self._detector.process(view).detections
+        for det in detections or ():
             rb = det.location_data.relative_bounding_box
             x0, y0 = rx0 + rb.xmin * rw, ry0 + rb.ymin * rh
             boxes.append((float(det.score[0]), x0, y0, x0 + rb.width * rw, y0 + rb.height * rh))
