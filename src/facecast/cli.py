@@ -60,17 +60,25 @@ def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: 
 
 
 def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
+    import time
+
     from .pipeline import say
 
+    t0 = time.perf_counter()
     with Progress(TextColumn("[bold]rendering"), BarColumn(), TextColumn("{task.fields[done]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("say", total=None, done="")
 
         def progress(done: float, total: float | None) -> None:
             bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of audio")
 
         path = say(portrait, output, text=text, audio=audio, transcript=transcript, options=options, progress=progress)
-    err.print(f"wrote [bold]{path}[/]")
+    from .encode import probe_mp4
+
+    info = probe_mp4(path)
+    secs = time.perf_counter() - t0
+    err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "
+              f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
 
 
 @app.command("say")

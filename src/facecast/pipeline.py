@@ -38,7 +38,7 @@ from .types import AudioChunk, PhoneSpan, Portrait, Speech, VideoFrames
 log = logging.getLogger(__name__)
 
 ANALYSIS_RATE = 16_000
-TRANSCRIPT_MAX_S = 90.0  # forced alignment runs over the whole clip; longer clips use recognition
+TRANSCRIPT_MAX_S = 60.0  # forced alignment runs over the whole clip (memory grows ~2 MB/s); longer clips use recognition
 
 Progress = Callable[[float, float | None], None]  # (seconds of audio done, total seconds or None)
 
@@ -170,11 +170,11 @@ def audio_segments(path: str | Path, fps: float, segment_max_s: float, first_seg
     limit = int(min(first_segment_s or segment_max_s, segment_max_s) * ANALYSIS_RATE)
 
     def cut(data: np.ndarray, final: bool) -> tuple[Segment, np.ndarray]:
-        nonlocal start_sample, pending
+        nonlocal start_sample, pending, limit
         if final:
             n = data.shape[0]
         else:
-            n = _quiet_cut(data, ANALYSIS_RATE, fps, start_sample)
+            n = _quiet_cut(data[:limit], ANALYSIS_RATE, fps, start_sample)
         start = start_sample / ANALYSIS_RATE
         end = (start_sample + n) / ANALYSIS_RATE
         f0, nf = _frames_between(start, end, fps)
@@ -210,7 +210,7 @@ def _quiet_cut(x: np.ndarray, rate: int, fps: float, start_sample: int) -> int:
     half = x.shape[0] // 2
     e = np.convolve(x[half:].astype(np.float64) ** 2, np.ones(win), "valid")
     c = half + int(np.argmin(e)) + win // 2
-    frame = round((start_sample + c) * fps / rate)
+    frame = math.floor((start_sample + c) * fps / rate)  # floor: never past the end of x
     return max(int(round(frame * rate / fps)) - start_sample, 1)
 
 
@@ -233,6 +233,7 @@ class _Stages:
             self.aligner = Aligner()
             self.vad = audio_mod.VoiceActivity()
         self.any_speech = False
+        self.gain = LoudnessGain()
 
     def speech(self, seg: Segment, timings: Timings) -> Speech:
         fps = self.options.fps
@@ -253,7 +254,29 @@ class _Stages:
             with timings.stage("analyse"):
                 voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
         self.any_speech |= bool(voiced.any())
+        energy = self.gain(energy, voiced)
         return Speech(tuple(phones), energy, voiced, fps, seg.first_frame)
+
+
+class LoudnessGain:
+    """Slow automatic gain on the per-frame loudness (0..1, a fixed dBFS mapping).
+
+    Recordings differ by ~17 dB in level (a quiet lecture vs a compressed clip), and the jaw
+    should open as wide for loud speech in either. The reference is the 90th percentile of voiced
+    frames over the last ``memory_frames`` (30 s at 25 fps), so it adapts within a few seconds
+    and memory stays bounded; loud speech maps to ~0.9.
+    """
+
+    def __init__(self, memory_frames: int = 750, target: float = 0.9, floor: float = 0.5):
+        self._hist = np.zeros(0, np.float32)
+        self.memory_frames, self.target, self.floor = memory_frames, target, floor
+
+    def __call__(self, energy: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+        self._hist = np.concatenate([self._hist, energy[voiced]])[-self.memory_frames:]
+        if self._hist.size < 5:
+            return energy
+        ref = max(float(np.percentile(self._hist, 90)), self.floor)
+        return np.clip(energy + (self.target - ref) * (energy > 0), 0.0, 1.0).astype(np.float32)
 
 
 def say_chunks(

@@ -1,0 +1,176 @@
+"""End to end: `say` on real portraits and real speech, segmenting, durations, bad inputs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import media
+from facecast.encode import probe_mp4
+from facecast.errors import InputError, NoFaceError, OutputError
+from facecast.options import SayOptions
+from facecast.pipeline import LoudnessGain, audio_segments, say, say_chunks
+
+PORTRAITS = ["hallo_ref7.jpg", "sam_512.jpg", "sadtalker_people0.png", "leijun.png", "dreamtalk_face3.png",
+             "bw_s12.jpg", "art0_painting.png"]
+AUDIO = ["jfk_en.flac", "hdtf_radio31_en.wav", "lecture_en.wav", "speech60s_en.wav", "german_de.wav",
+         "french_fr.wav", "japanese_ja.wav", "news_zh.wav"]
+CLI = [str(Path(sys.executable).with_name("facecast"))]
+
+
+def write_wav(path, samples, rate=16000):
+    """float32 [n] mono -> 16-bit WAV via PyAV."""
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
+                                           layout="mono")
+        frame.sample_rate = rate
+        for p in st.encode(frame):
+            out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    return path
+
+
+def clip_of(name, seconds, tmp_path):
+    from facecast.audio import load_audio
+
+    a = load_audio(media(f"audio/{name}"))
+    return write_wav(tmp_path / f"{Path(name).stem}_{seconds}s.wav", a.samples[0, : int(seconds * 16000)])
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_every_portrait_talks(portrait, tmp_path):
+    out = say(media(f"portrait/{portrait}"), tmp_path / "out.mp4", audio=clip_of("jfk_en.flac", 2.5, tmp_path),
+              options=SayOptions(size=256))
+    info = probe_mp4(out)
+    assert info["video_codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["audio_codec"] == "aac"
+    assert (info["width"], info["height"]) == (256, 256)
+    assert abs(info["video_duration"] - info["audio_duration"]) <= 1 / 25 + 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", AUDIO)
+def test_every_audio_clip_gives_a_valid_video(clip, tmp_path):
+    out = say(media("portrait/sam_512.jpg"), tmp_path / "out.mp4", audio=media(f"audio/{clip}"),
+              options=SayOptions(size=256))
+    info = probe_mp4(out)
+    src = av.open(str(media(f"audio/{clip}")))
+    duration = float(src.duration / av.time_base)
+    assert abs(info["video_duration"] - duration) <= 1 / 25 + 0.03
+    assert info["num_frames"] == pytest.approx(duration * 25, abs=1.5)
+
+
+def test_segments_tile_the_frame_grid_and_cut_in_pauses():
+    segs = list(audio_segments(media("audio/lecture_en.wav"), 25.0, segment_max_s=4.0, first_segment_s=1.5))
+    assert segs[0].end <= 1.5 + 1e-6
+    assert all(s.end - s.start <= 4.0 + 1e-6 for s in segs)
+    for a, b in zip(segs, segs[1:]):
+        assert b.first_frame == a.first_frame + a.num_frames
+        assert b.start == pytest.approx(a.end)
+    total = segs[-1].end
+    assert segs[-1].first_frame + segs[-1].num_frames == int(np.ceil(total * 25 - 1e-9))
+    # All output audio is handed on exactly once.
+    n = sum(c.num_samples for s in segs for c in s.output_audio)
+    assert n / 44100 == pytest.approx(total, abs=0.01)
+
+
+def test_text_job_streams_chunks_with_matching_audio():
+    chunks = list(say_chunks(media("portrait/leijun.png"), text="One sentence. And another one!",
+                             options=SayOptions(size=128)))
+    assert len(chunks) == 2
+    frames = sum(c.video.num_frames for c in chunks)
+    dur = sum(a.duration for c in chunks for a in c.audio)
+    assert abs(frames / 25 - dur) <= 1 / 25
+    assert chunks[1].video.first_frame == chunks[0].video.num_frames
+
+
+def test_loudness_gain_levels_quiet_and_loud_recordings_alike():
+    quiet, loud = LoudnessGain(), LoudnessGain()
+    v = np.ones(200, bool)
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, 200).astype(np.float32)
+    a, b = quiet(base * 0.6 + 0.3, v), loud(np.clip(base + 0.4, 0, 1), v)  # ~17 dB apart
+    assert abs(np.percentile(a, 90) - np.percentile(b, 90)) < 0.05
+
+
+# ---- bad input: one clear line, exit code 2, no traceback, no output file ----
+
+def run_cli(*args):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_error(res, out: Path, *words):
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "error:" in res.stderr
+    flat = " ".join(res.stderr.split())
+    for w in words:
+        assert w in flat, (w, res.stderr)
+    assert not out.exists()
+    assert not list(out.parent.glob(".*partial*"))
+
+
+@pytest.fixture
+def sam():
+    return str(media("portrait/sam_512.jpg"))
+
+
+def test_cli_zero_byte_audio(tmp_path, sam):
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--audio", str(bad), "-o", str(out)), out, "empty.wav")
+
+
+def test_cli_corrupt_audio(tmp_path, sam):
+    bad = tmp_path / "noise.mp3"
+    bad.write_bytes(np.random.default_rng(1).bytes(5000))
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--audio", str(bad), "-o", str(out)), out, "noise.mp3")
+
+
+def test_cli_image_without_face(tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "wall.png"
+    Image.fromarray(np.full((300, 300, 3), 180, np.uint8)).save(img)
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", str(img), "--text", "Hello.", "-o", str(out)), out, "wall.png", "no face")
+
+
+def test_cli_silent_audio(tmp_path, sam):
+    silent = write_wav(tmp_path / "silence.wav", np.zeros(16000 * 2, np.float32))
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--audio", str(silent), "-o", str(out), "--size", "128"), out,
+                       "silence.wav", "no speech")
+
+
+def test_cli_empty_and_huge_text(tmp_path, sam):
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--text", "  ", "-o", str(out)), out, "empty")
+    assert_clean_error(run_cli("say", sam, "--text", "word " * 20_000, "-o", str(out)), out, "50,000", "Split")
+
+
+def test_cli_missing_output_dir_and_bad_extension(tmp_path, sam):
+    out = tmp_path / "nope" / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--text", "Hi.", "-o", str(out)), out, "nope")
+    out = tmp_path / "o.avi"
+    assert_clean_error(run_cli("say", sam, "--text", "Hi.", "-o", str(out)), out, "o.avi", ".mp4")
+
+
+def test_cli_missing_portrait(tmp_path):
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", str(tmp_path / "ghost.jpg"), "--text", "Hi.", "-o", str(out)), out, "ghost.jpg")
+
+
+def test_api_errors_are_typed(tmp_path):
+    with pytest.raises(OutputError):
+        say(media("portrait/sam_512.jpg"), tmp_path / "x.gif", text="Hi.")
+    with pytest.raises(InputError):
+        list(say_chunks(media("portrait/sam_512.jpg"), text="Hi.", audio="x.wav"))
+    with pytest.raises(NoFaceError):
+        list(say_chunks(np.zeros((200, 200, 3), np.uint8), text="Hi."))
