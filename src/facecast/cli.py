@@ -164,6 +164,100 @@ def doctor_cmd(
     if any(not c.ok for c in checks if c.name not in ("cuda", "nvenc")):
         raise typer.Exit(1)
 
+@app.command("eval")
+def eval_cmd(
+    clips: list[Path] = typer.Argument(..., help="Real talking videos with their own speech (or folders of them)."),
+    mode: str = typer.Option("photo", "--mode", help="photo: one frame of the clip is the portrait, its sound drives it."),
+    size: Optional[int] = typer.Option(None, "--size", help="Longer side of the evaluation frames (default: the clip's, <= 1024)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Evaluate only the first seconds of each clip."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers as JSON here."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables as Markdown here."),
+    plot: bool = typer.Option(False, "--plot", help="Write PNGs: mouth opening over time and a contact sheet."),
+    plot_dir: Path = typer.Option(Path("out/eval"), "--plot-dir", help="Folder for --plot."),
+    baselines: str = typer.Option("real,still,loudness", "--baselines", help="Comma-separated: real, still, loudness."),
+    identity: bool = typer.Option(True, "--identity/--no-identity", help="dlib identity distance (needs dlib-bin)."),
+    device: str = typer.Option("cpu", "--device", help="Render device of the generated rows."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Regenerate real talking clips and score lip sync, stability, identity and image quality
+    against the real clip, a still frame (floor) and a loudness-only mouth."""
+    _setup_logging(verbose)
+    from .errors import FacecastError
+
+    try:
+        from . import eval as ev
+
+        names = tuple(b.strip() for b in baselines.split(",") if b.strip())
+        options = ev.EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
+                                 baselines=names, identity=identity, device=device)
+        out = Console()
+        reports = []
+        for clip in ev.expand_clips(clips):
+            report = ev.evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+            reports.append(report)
+            out.print(ev.rich_table(report))
+            for note in report.notes:
+                out.print(f"  note: {note}", highlight=False)
+            for p in report.plots:
+                out.print(f"  plot: {p}", highlight=False)
+        if json_path is not None:
+            ev.write_json(reports, json_path)
+            err.print(f"wrote [bold]{json_path}[/]")
+        if markdown is not None:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(ev.markdown_report(reports) + "\n")
+            err.print(f"wrote [bold]{markdown}[/]")
+    except FacecastError as exc:
+        _fail(exc)
+
+def _float_list(text: str, what: str) -> tuple[float, ...]:
+    from .errors import InputError
+
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"{what} {text}: give comma-separated numbers, e.g. 5,60,600.") from None
+
+
+@app.command("bench")
+def bench_cmd(
+    durations: str = typer.Option("5", "--durations", help="Input lengths in seconds, comma-separated (e.g. 5,60,600)."),
+    sizes: str = typer.Option("512", "--sizes", help="Output sizes in pixels, comma-separated (e.g. 256,512,1024)."),
+    long: bool = typer.Option(False, "--long", help="All documented scales: 5 s, 60 s and 10 min (takes a while)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    repeats: int = typer.Option(5, "--repeats", help="Runs for the time-to-first-chunk p50/p95 (after a warm-up)."),
+    speech: Optional[Path] = typer.Option(None, "--speech", help="Speech file looped to each duration."),
+    portrait: Optional[str] = typer.Option(None, "--portrait", help="Portrait image (default: scikit-image's astronaut)."),
+    text: bool = typer.Option(False, "--text", help="Drive with Piper TTS of a repeated paragraph instead of speech audio."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers (and the RSS curves) as JSON here."),
+    append: Optional[Path] = typer.Option(None, "--append", help="Append a Markdown section here (e.g. docs/benchmarks.md)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Speed and memory: real-time factor end to end and per stage, fps, time to first chunk,
+    peak RSS (and VRAM on CUDA) over input lengths and output sizes."""
+    _setup_logging(verbose)
+    from .errors import FacecastError
+
+    try:
+        from . import bench
+
+        durs = (5.0, 60.0, 600.0) if long else _float_list(durations, "--durations")
+        options = bench.BenchOptions(durations=durs, sizes=tuple(int(x) for x in _float_list(sizes, "--sizes")),
+                                     device=device, repeats=repeats, speech=speech, portrait=portrait,
+                                     source="text" if text else "audio")
+        results = bench.run_bench(options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+        Console().print(bench.rich_table(results))
+        command = "facecast " + " ".join(sys.argv[1:])
+        machine = bench.machine_info()
+        if json_path is not None:
+            bench.write_json(results, json_path, command, machine)
+            err.print(f"wrote [bold]{json_path}[/]")
+        if append is not None:
+            bench.append_markdown(append, results, command, machine)
+            err.print(f"appended to [bold]{append}[/]")
+    except FacecastError as exc:
+        _fail(exc)
+
 
 def main() -> None:
     _quiet_native_logs()

@@ -12,6 +12,8 @@ face-aligned coordinates (a across the mouth, b towards the chin), so a tilted h
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 import torch
 
@@ -42,9 +44,6 @@ class MouthPainter:
         self.u = u
         self.rest_gap = 0.9 * rig.rest_gap * u  # px
         self.rest = torch.from_numpy(rig.points.astype(np.float32)).to(device)  # [L, 2]
-        self.origin = torch.tensor(ff.origin, dtype=torch.float32, device=device)
-        self.ex = torch.tensor(ff.ex, dtype=torch.float32, device=device)
-        self.ey = torch.tensor(ff.ey, dtype=torch.float32, device=device)
 
         self.up_np, self.lo_np = np.array(LIP_IN_UP), np.array(LIP_IN_LO)
         self.rest_np = rig.points.astype(np.float32)
@@ -64,7 +63,11 @@ class MouthPainter:
         tongue = tongue * sat + grey * 0.7 * (1 - sat)
         cavity = lip * 0.12 + 4.0
         t = lambda c: torch.tensor(np.asarray(c, np.float32), device=device).view(1, 3, 1)  # noqa: E731
-        self.c_teeth, self.c_tongue, self.c_cavity = t(teeth), t(tongue), t(cavity)
+        v = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=device).reshape(1, 1, -1)  # noqa: E731
+        self.consts = MouthConsts(origin=v(ff.origin), ex=v(ff.ex), ey=v(ff.ey),
+                                  u=torch.tensor([[u]], dtype=torch.float32, device=device),
+                                  rest_gap=torch.tensor([[self.rest_gap]], dtype=torch.float32, device=device),
+                                  teeth=t(teeth), tongue=t(tongue), cavity=t(cavity))
 
     def open_frames(self, disp: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         """Host-side: which frames part their lips beyond the rest gap, and the pixel box
@@ -101,63 +104,100 @@ class MouthPainter:
     def paint(self, img: torch.Tensor, pix: torch.Tensor, params: np.ndarray, disp: torch.Tensor) -> torch.Tensor:
         """img float [B, 3, h, w] (0..255), pix [h*w, 2] the pixel coordinates of its pixels,
         params [B, P], disp [B, L, 2] px -> painted img [B, 3, h, w]."""
-        B, _, crop_h, crop_w = img.shape
-        u = self.u
         up = self.rest[self.up_idx][None] + disp[:, self.up_idx]  # [B, 11, 2]
         lo = self.rest[self.lo_idx][None] + disp[:, self.lo_idx]
-        # Face-aligned coordinates of contour points and pixels.
-        def ab(p):
-            q = p - self.origin
-            return q @ self.ex, q @ self.ey
-        ua, ub = ab(up)
-        la, lb = ab(lo)
-        pa, pb = ab(pix)  # [N]
-        pa = pa[None].expand(B, -1).contiguous()
-        pb = pb[None].expand(B, -1)
-        bu = _interp(pa, ua, ub)  # upper inner lip height above each pixel column [B, N]
-        bl = _interp(pa, la, lb)
-        left = torch.minimum(ua[:, :1], la[:, :1])
-        right = torch.maximum(ua[:, -1:], la[:, -1:])
-        gap = (bl - bu).clamp(min=0)
-        inside = ((pb - bu + 0.5).clamp(0, 1) * (bl - pb + 0.5).clamp(0, 1)
-                  * ((pa - left) / 1.5).clamp(0, 1) * ((right - pa) / 1.5).clamp(0, 1))
-        # Fade the painted interior in only as the lips part beyond their rest gap, so a portrait
-        # that already shows its teeth keeps them at rest.
-        inside = inside * ((gap - self.rest_gap - 0.6) / (0.03 * u)).clamp(0, 1)
-        half = ((right - left) / 2).clamp(min=1.0)
-        h = (pa - (left + right) / 2) / half  # -1..1 across the mouth
-        jaw = torch.from_numpy(params[:, MOTION_INDEX["jaw_open"]]).to(img.device)[:, None]
-        lift = torch.from_numpy(params[:, MOTION_INDEX["upper_lip"]]).to(img.device)[:, None]
-
-        # Cavity: dark, darkest in the middle (depth).
-        shade = 0.55 + 0.45 * h.abs()
-        colour = self.c_cavity * shade[:, None]
-        # Tongue: a soft ellipse resting on the lower teeth, visible as the jaw opens.
-        tb = (pb - (bl - 0.3 * gap)) / (0.45 * gap + 1e-3)
-        tongue = (1 - (h / 0.6) ** 2 - tb ** 2).clamp(0, 1).sqrt() * (gap > 0.12 * u)
-        tongue_shade = (0.65 + 0.35 * (1 - tb.abs().clamp(0, 1)))
-        colour = colour * (1 - tongue[:, None]) + self.c_tongue * (tongue * tongue_shade)[:, None]
-        # Lower teeth: a thin band above the lower lip once the mouth is well open.
-        lower_h = 0.07 * u * ((gap - 0.16 * u) / (0.15 * u)).clamp(0, 1)
-        lower = ((pb - (bl - lower_h)) / 1.0 + 0.5).clamp(0, 1) * (lower_h > 0.5)
-        # Upper teeth: from the upper lip down to a fixed edge below the rest lip line.
-        edge = bu + (0.05 * lift + 0.035 * jaw) * u + 0.085 * u * (1 - 0.35 * h ** 2)
-        upper = ((edge - pb) / 1.0 + 0.5).clamp(0, 1)
-        w_inc = 0.115 * u
-        frac = pa / w_inc - torch.round(pa / w_inc)
-        gaps = 1 - 0.15 * torch.exp(-(frac / 0.07) ** 2) * (h.abs() < 0.7)
-        teeth_shade = (1 - 0.7 * h ** 2) * gaps
-        teeth_alpha = torch.maximum(upper, lower)
-        teeth_col = self.c_teeth * (teeth_shade * torch.where(upper >= lower, 1.0, 0.8))[:, None]
-        colour = colour * (1 - teeth_alpha[:, None]) + teeth_col * teeth_alpha[:, None]
-        # Shadow under the upper lip on the teeth.
-        colour = colour * (1 - 0.35 * ((bu + 0.025 * u - pb) / (0.025 * u)).clamp(0, 1))[:, None]
-
-        a = inside.reshape(B, 1, crop_h, crop_w)
-        col = colour.reshape(B, 3, crop_h, crop_w)
-        return torch.lerp(img, col, a)
+        jaw = torch.from_numpy(params[:, MOTION_INDEX["jaw_open"]]).to(img.device)
+        lift = torch.from_numpy(params[:, MOTION_INDEX["upper_lip"]]).to(img.device)
+        return paint_mouth(img, pix[None], up, lo, jaw, lift, self.consts)
 
 
+@dataclass(frozen=True)
+class MouthConsts:
+    """Per-face constants of the mouth painter, each with a leading dim of 1 (one face) or B
+    (one row per frame, gathered from several faces by the batched GPU renderer).
+
+    origin [B, 1, 2] px, ex/ey [B, 1, 2] unit axes, u [B, 1] inter-ocular px, rest_gap [B, 1] px,
+    teeth/tongue/cavity [B, 3, 1] RGB 0..255.
+    """
+
+    origin: torch.Tensor
+    ex: torch.Tensor
+    ey: torch.Tensor
+    u: torch.Tensor
+    rest_gap: torch.Tensor
+    teeth: torch.Tensor
+    tongue: torch.Tensor
+    cavity: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> "MouthConsts":
+        return MouthConsts(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @staticmethod
+    def stack(items: list["MouthConsts"]) -> "MouthConsts":
+        return MouthConsts(*(torch.cat([getattr(c, f.name) for c in items]) for f in fields(MouthConsts)))
+
+
+def paint_mouth(img: torch.Tensor, pix: torch.Tensor, up: torch.Tensor, lo: torch.Tensor, jaw: torch.Tensor,
+                lift: torch.Tensor, c: MouthConsts) -> torch.Tensor:
+    """Paint the mouth interior.
+
+    img float [B, 3, h, w] (0..255); pix [B or 1, h*w, 2] image coordinates of img's pixels;
+    up/lo [B, 11, 2] inner upper/lower lip contours (corner to corner) in image px;
+    jaw/lift [B] motion parameters; c: constants with leading dim B or 1. -> [B, 3, h, w].
+    """
+    B, _, crop_h, crop_w = img.shape
+    u = c.u
+
+    def ab(p):  # face-aligned coordinates: a across the mouth, b towards the chin
+        q = p - c.origin
+        return (q * c.ex).sum(-1), (q * c.ey).sum(-1)
+
+    ua, ub = ab(up)
+    la, lb = ab(lo)
+    pa, pb = ab(pix)
+    pa = pa.expand(B, -1).contiguous()
+    pb = pb.expand(B, -1)
+    bu = _interp(pa, ua, ub)  # upper inner lip height above each pixel column [B, N]
+    bl = _interp(pa, la, lb)
+    left = torch.minimum(ua[:, :1], la[:, :1])
+    right = torch.maximum(ua[:, -1:], la[:, -1:])
+    gap = (bl - bu).clamp(min=0)
+    inside = ((pb - bu + 0.5).clamp(0, 1) * (bl - pb + 0.5).clamp(0, 1)
+              * ((pa - left) / 1.5).clamp(0, 1) * ((right - pa) / 1.5).clamp(0, 1))
+    # Fade the painted interior in only as the lips part beyond their rest gap, so a portrait
+    # that already shows its teeth keeps them at rest.
+    inside = inside * ((gap - c.rest_gap - 0.6) / (0.03 * u)).clamp(0, 1)
+    half = ((right - left) / 2).clamp(min=1.0)
+    h = (pa - (left + right) / 2) / half  # -1..1 across the mouth
+    jaw, lift = jaw[:, None], lift[:, None]
+
+    # Cavity: dark, darkest in the middle (depth).
+    shade = 0.55 + 0.45 * h.abs()
+    colour = c.cavity * shade[:, None]
+    # Tongue: a soft ellipse resting on the lower teeth, visible as the jaw opens.
+    tb = (pb - (bl - 0.3 * gap)) / (0.45 * gap + 1e-3)
+    tongue = (1 - (h / 0.6) ** 2 - tb ** 2).clamp(0, 1).sqrt() * (gap > 0.12 * u)
+    tongue_shade = (0.65 + 0.35 * (1 - tb.abs().clamp(0, 1)))
+    colour = colour * (1 - tongue[:, None]) + c.tongue * (tongue * tongue_shade)[:, None]
+    # Lower teeth: a thin band above the lower lip once the mouth is well open.
+    lower_h = 0.07 * u * ((gap - 0.16 * u) / (0.15 * u)).clamp(0, 1)
+    lower = ((pb - (bl - lower_h)) / 1.0 + 0.5).clamp(0, 1) * (lower_h > 0.5)
+    # Upper teeth: from the upper lip down to a fixed edge below the rest lip line.
+    edge = bu + (0.05 * lift + 0.035 * jaw) * u + 0.085 * u * (1 - 0.35 * h ** 2)
+    upper = ((edge - pb) / 1.0 + 0.5).clamp(0, 1)
+    w_inc = 0.115 * u
+    frac = pa / w_inc - torch.round(pa / w_inc)
+    gaps = 1 - 0.15 * torch.exp(-(frac / 0.07) ** 2) * (h.abs() < 0.7)
+    teeth_shade = (1 - 0.7 * h ** 2) * gaps
+    teeth_alpha = torch.maximum(upper, lower)
+    teeth_col = c.teeth * (teeth_shade * torch.where(upper >= lower, 1.0, 0.8))[:, None]
+    colour = colour * (1 - teeth_alpha[:, None]) + teeth_col * teeth_alpha[:, None]
+    # Shadow under the upper lip on the teeth.
+    colour = colour * (1 - 0.35 * ((bu + 0.025 * u - pb) / (0.025 * u)).clamp(0, 1))[:, None]
+
+    a = inside.reshape(B, 1, crop_h, crop_w)
+    col = colour.reshape(B, 3, crop_h, crop_w).to(img.dtype)
+    return torch.lerp(img, col, a.to(img.dtype))
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ CPU renders 512x512 frames faster than real time and a GPU renders thousands per
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -124,7 +124,10 @@ class MeshRig:
         eyelids from closing over the eye.
     """
 
-    def __init__(self, portrait: Portrait):
+    def __init__(self, portrait: Portrait, full_frame: bool = False):
+        """full_frame: pin the image border instead of a rectangle around the head, so every
+        rig of one output size has the same moving region (the batched GPU renderer needs
+        equal shapes; the CPU renderer prefers the smaller rectangle)."""
         pts = portrait.face.points[:N_MESH].astype(np.float64)
         H, W = portrait.image.shape[:2]
         self.size = (W, H)
@@ -143,6 +146,8 @@ class MeshRig:
         x1, y1 = np.ceil(np.minimum(ring2.max(0) + 0.1 * ff.iod, [W, H])).astype(int)
         x0, y0 = x0 - x0 % 2, y0 - y0 % 2  # even origin and size keep the coarse grid aligned
         x1, y1 = min(x1 + (x1 - x0) % 2, W), min(y1 + (y1 - y0) % 2, H)
+        if full_frame:
+            x0, y0, x1, y1 = 0, 0, W, H
         self.region = (int(x0), int(y0), int(x1), int(y1))
         n_b = 12
         t = np.linspace(0, 1, n_b, endpoint=False)
@@ -233,45 +238,88 @@ class MeshRig:
         self.pivot = np.array([*(pts[152, :2] + ff.ey * 0.5 * u), float(np.median(pts[:, 2])) + 0.9 * u])
         self.rest_gap = float(np.median(np.linalg.norm(pts[LIP_IN_LO, :2] - pts[LIP_IN_UP, :2], axis=1)[2:-2]) / u)
 
+        self.tensors = RigTensors.of(self)
+
     def displacements(self, params: np.ndarray) -> np.ndarray:
         """params float32 [B, P] -> landmark displacements float32 [B, L, 2] in pixels."""
-        I = MOTION_INDEX
-        jaw = params[:, I["jaw_open"]]
-        close = params[:, I["lip_close"]]
-        labio = params[:, I["labiodental"]]
-        u = self.ff.iod
-        d = (jaw[:, None, None] * self.B_jaw[None]
-             + params[:, I["lip_spread"], None, None] * self.B_spread[None]
-             + params[:, I["lip_round"], None, None] * self.B_round[None]
-             + params[:, I["upper_lip"], None, None] * self.B_upper[None]
-             + params[:, I["blink"], None, None] * self.B_blink[None])
-        # Lip closure / labiodental tuck: pull the lower lip back up by the share of the jaw drop
-        # that would open the lips, plus the rest gap of a portrait with parted lips.
-        lip_drop = 0.40 * jaw * u
-        pull = (np.maximum(close, 0.85 * labio) * (lip_drop + self.rest_gap * u)
-                + 0.02 * u * labio)
-        d -= pull[:, None, None] * self.w_lower_lip[None, :, None] * self.ff.ey[None, None, :]
-        # Head pose: rotate (rest + mouth motion) in 3D about the neck pivot, weighted per point.
-        yaw, pitch, roll = (params[:, I[k]] for k in ("head_yaw", "head_pitch", "head_roll"))
-        p3 = np.concatenate([self.points[None] + d, np.broadcast_to(self.z[None, :, None], d.shape[:2] + (1,))], 2)
-        rot = _rotations(yaw, pitch, roll)  # [B, 3, 3]
-        q = np.einsum("bij,blj->bli", rot, p3 - self.pivot) + self.pivot
-        d += (q[..., :2] - p3[..., :2]) * self.w_head[None, :, None]
-        return d.astype(np.float32)
+        return displace(self.tensors, torch.from_numpy(np.ascontiguousarray(params, np.float32))).numpy()
 
 
-def _rotations(yaw, pitch, roll) -> np.ndarray:
-    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-    o, z = np.ones_like(yaw), np.zeros_like(yaw)
-    Ry = np.stack([np.stack([cy, z, sy], -1), np.stack([z, o, z], -1), np.stack([-sy, z, cy], -1)], -2)
-    Rx = np.stack([np.stack([o, z, z], -1), np.stack([z, cp, -sp], -1), np.stack([z, sp, cp], -1)], -2)
-    Rz = np.stack([np.stack([cr, -sr, z], -1), np.stack([sr, cr, z], -1), np.stack([z, z, o], -1)], -2)
+@dataclass(frozen=True)
+class RigTensors:
+    """A rig's motion maps as tensors, leading dim 1 (one face) or N (gathered per frame from
+    several faces by the batched renderer). L = number of control points.
+
+    bases [.., 5, L, 2]: px per unit of jaw_open, lip_spread, lip_round, upper_lip, blink.
+    w_lower [.., L], ey [.., 2], iod/rest_gap [..] (px / IOD units), points [.., L, 2],
+    z [.., L], pivot [.., 3], w_head [.., L].
+    """
+
+    bases: torch.Tensor
+    w_lower: torch.Tensor
+    ey: torch.Tensor
+    iod: torch.Tensor
+    rest_gap: torch.Tensor
+    points: torch.Tensor
+    z: torch.Tensor
+    pivot: torch.Tensor
+    w_head: torch.Tensor
+
+    @staticmethod
+    def of(rig: "MeshRig") -> "RigTensors":
+        f = lambda x: torch.as_tensor(np.asarray(x, np.float32))[None]  # noqa: E731
+        return RigTensors(f(np.stack([rig.B_jaw, rig.B_spread, rig.B_round, rig.B_upper, rig.B_blink])),
+                          f(rig.w_lower_lip), f(rig.ff.ey), f([rig.ff.iod]).reshape(1), f([rig.rest_gap]).reshape(1),
+                          f(rig.points), f(rig.z), f(rig.pivot), f(rig.w_head))
+
+    def to(self, device) -> "RigTensors":
+        return RigTensors(*(getattr(self, k.name).to(device) for k in fields(self)))
+
+    def take(self, index: torch.Tensor) -> "RigTensors":
+        return RigTensors(*(getattr(self, k.name)[index] for k in fields(self)))
+
+    @staticmethod
+    def stack(items: list["RigTensors"]) -> "RigTensors":
+        return RigTensors(*(torch.cat([getattr(r, k.name) for r in items]) for k in fields(RigTensors)))
+
+
+_LINEAR = [MOTION_INDEX[k] for k in ("jaw_open", "lip_spread", "lip_round", "upper_lip", "blink")]
+
+
+def displace(rt: RigTensors, params: torch.Tensor) -> torch.Tensor:
+    """Landmark displacements [B, L, 2] px for params [B, P] (rig tensors with leading dim 1 or B).
+    One implementation for the CPU renderer (numpy in, via torch) and the batched GPU one."""
+    I = MOTION_INDEX
+    jaw, close, labio = params[:, I["jaw_open"]], params[:, I["lip_close"]], params[:, I["labiodental"]]
+    d = (params[:, _LINEAR, None, None] * rt.bases).sum(1)
+    # Lip closure / labiodental tuck: pull the lower lip back up by the share of the jaw drop
+    # that would open the lips, plus the rest gap of a portrait with parted lips.
+    u = rt.iod
+    pull = torch.maximum(close, 0.85 * labio) * (0.40 * jaw * u + rt.rest_gap * u) + 0.02 * u * labio
+    d = d - pull[:, None, None] * rt.w_lower[:, :, None] * rt.ey[:, None, :]
+    # Head pose: rotate (rest + mouth motion) in 3D about the neck pivot, weighted per point.
+    rot = rotations(params[:, I["head_yaw"]], params[:, I["head_pitch"]], params[:, I["head_roll"]])  # [B, 3, 3]
+    xy = rt.points + d
+    p3 = torch.cat([xy, rt.z.expand(xy.shape[0], -1)[..., None]], 2) - rt.pivot[:, None, :]
+    q = torch.einsum("bij,blj->bli", rot, p3)
+    return d + (q[..., :2] - p3[..., :2]) * rt.w_head[:, :, None]
+
+
+def rotations(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """[B] angles (radians) -> [B, 3, 3] rotation matrices Rz(roll) @ Rx(pitch) @ Ry(yaw)."""
+    cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
+    o, z = torch.ones_like(yaw), torch.zeros_like(yaw)
+    Ry = torch.stack([torch.stack([cy, z, sy], -1), torch.stack([z, o, z], -1), torch.stack([-sy, z, cy], -1)], -2)
+    Rx = torch.stack([torch.stack([o, z, z], -1), torch.stack([z, cp, -sp], -1), torch.stack([z, sp, cp], -1)], -2)
+    Rz = torch.stack([torch.stack([cr, -sr, z], -1), torch.stack([sr, cr, z], -1), torch.stack([z, z, o], -1)], -2)
     return Rz @ Rx @ Ry
 
 
-def barycentric_matrix(points: np.ndarray, width: int, height: int, step: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Sparse [G, L] matrix of barycentric weights of a coarse grid (every ``step`` pixels) in
-    the Delaunay triangulation of ``points`` [L, 2]; grid points outside the hull get weight 0."""
+def barycentric_weights(points: np.ndarray, width: int, height: int, step: int
+                        ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Barycentric weights of a coarse grid (cell centres every ``step`` px) in the Delaunay
+    triangulation of ``points`` [L, 2]: vertex indices int64 [G, 3], weights float32 [G, 3]
+    (zero outside the hull), and the grid shape (gh, gw)."""
     gw, gh = (width + step - 1) // step, (height + step - 1) // step
     gx, gy = np.meshgrid((np.arange(gw) * step + (step - 1) / 2), (np.arange(gh) * step + (step - 1) / 2))
     q = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -280,13 +328,22 @@ def barycentric_matrix(points: np.ndarray, width: int, height: int, step: int) -
     inside = simplex >= 0
     T = tri.transform[simplex[inside]]  # [n, 3, 2]
     bary2 = np.einsum("nij,nj->ni", T[:, :2], q[inside] - T[:, 2])
-    bary = np.concatenate([bary2, 1 - bary2.sum(1, keepdims=True)], 1)
-    verts = tri.simplices[simplex[inside]]
-    rows = np.repeat(np.nonzero(inside)[0], 3)
-    idx = torch.from_numpy(np.stack([rows, verts.ravel()]).astype(np.int64))
-    val = torch.from_numpy(bary.ravel().astype(np.float32))
-    mat = torch.sparse_coo_tensor(idx, val, (gw * gh, len(points)), check_invariants=False).coalesce()
-    return mat, (gh, gw)
+    idx = np.zeros((q.shape[0], 3), np.int64)
+    w = np.zeros((q.shape[0], 3), np.float32)
+    idx[inside] = tri.simplices[simplex[inside]]
+    w[inside] = np.concatenate([bary2, 1 - bary2.sum(1, keepdims=True)], 1)
+    return idx, w, (gh, gw)
+
+
+def barycentric_matrix(points: np.ndarray, width: int, height: int, step: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The same weights as a sparse [G, L] matrix (the CPU renderer's sparse.mm)."""
+    idx, w, shape = barycentric_weights(points, width, height, step)
+    rows = np.repeat(np.arange(idx.shape[0]), 3)
+    keep = w.ravel() != 0
+    ind = torch.from_numpy(np.stack([rows[keep], idx.ravel()[keep]]))
+    mat = torch.sparse_coo_tensor(ind, torch.from_numpy(w.ravel()[keep]), (idx.shape[0], len(points)),
+                                  check_invariants=False).coalesce()
+    return mat, shape
 
 
 class MeshRenderer:
@@ -372,43 +429,50 @@ class MeshRenderer:
         return out
 
     def _invert(self, dense: torch.Tensor) -> torch.Tensor:
-        """Solve s + d(s) = x for every coarse output cell x: [B, 2, gh, gw] -> s [B, gh, gw, 2].
-
-        Newton's method with the field's Jacobian J = I + grad d (finite differences on the coarse
-        grid). A plain fixed-point iteration s <- x - d(s) only converges where |grad d| < 1, and
-        opening a mouth or closing an eyelid stretches or squeezes the skin far more than that.
-        Steps are capped at 6 px and det(J) kept >= 0.05 so a collapsing eyelid cannot blow up.
-        """
-        B = dense.shape[0]
-        gh, gw = self.grid_shape
-        st = float(self.step)
-        # Jacobian entries of d (per pixel), from central differences on the coarse grid.
-        dxx, dxy = torch.gradient(dense[:, 0], spacing=st, dim=(2, 1))  # d(dx)/dx, d(dx)/dy
-        dyx, dyy = torch.gradient(dense[:, 1], spacing=st, dim=(2, 1))
-        field = torch.cat([dense, torch.stack([dxx, dxy, dyx, dyy], 1)], 1)  # [B, 6, gh, gw]
-        x = self.coarse_xy[None].expand(B, gh, gw, 2)
-        s = x - dense.permute(0, 2, 3, 1)
-        for _ in range(4):
-            f = F.grid_sample(field, self._norm_coarse(s), mode="bilinear", padding_mode="border", align_corners=True)
-            r = s + f[:, 0:2].permute(0, 2, 3, 1) - x  # residual f(s) - x, [B, gh, gw, 2]
-            a, b, c, d = 1 + f[:, 2], f[:, 3], f[:, 4], 1 + f[:, 5]
-            det = a * d - b * c
-            det = torch.where(det.abs() < 0.05, torch.full_like(det, 0.05), det)
-            step = torch.stack([(d * r[..., 0] - b * r[..., 1]) / det, (-c * r[..., 0] + a * r[..., 1]) / det], -1)
-            s = s - step.clamp(-6.0, 6.0)
-        return s
-
-    def _norm_coarse(self, xy: torch.Tensor) -> torch.Tensor:
-        """Image pixel coordinates -> grid_sample's [-1, 1] on the coarse grid (cell centres at
-        region origin + step*i + (step-1)/2)."""
-        gh, gw = self.grid_shape
-        x0, y0 = self.rig.region[:2]
-        idx = (xy - torch.tensor([x0 + (self.step - 1) / 2, y0 + (self.step - 1) / 2], device=xy.device)) / self.step
-        scale = torch.tensor([2.0 / max(gw - 1, 1), 2.0 / max(gh - 1, 1)], device=xy.device)
-        return idx * scale - 1.0
+        return invert_warp(dense, self.coarse_xy, self.rig.region[:2], self.step)
 
     def _norm(self, xy: torch.Tensor) -> torch.Tensor:
         """Pixel coordinates -> grid_sample's [-1, 1] (align_corners=True)."""
         W, H = self.size
         scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=xy.device)
         return xy * scale - 1.0
+
+
+def coarse_grid(xy: torch.Tensor, origin: tuple[int, int], step: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Image pixel coordinates -> grid_sample's [-1, 1] on a coarse grid whose cell centres are
+    at origin + step*i + (step-1)/2, of ``shape`` (gh, gw)."""
+    gh, gw = shape
+    off = torch.tensor([origin[0] + (step - 1) / 2, origin[1] + (step - 1) / 2], device=xy.device, dtype=xy.dtype)
+    scale = torch.tensor([2.0 / max(gw - 1, 1), 2.0 / max(gh - 1, 1)], device=xy.device, dtype=xy.dtype)
+    return (xy - off) / step * scale - 1.0
+
+
+def invert_warp(dense: torch.Tensor, coarse_xy: torch.Tensor, origin: tuple[int, int], step: int,
+                iters: int = 4) -> torch.Tensor:
+    """Solve s + d(s) = x for every coarse output cell x.
+
+    dense: forward displacement [B, 2, gh, gw] (px) on the coarse grid; coarse_xy: [gh, gw, 2]
+    image px of the cells. Returns s [B, gh, gw, 2] (image px to read from).
+
+    Newton's method with the field's Jacobian J = I + grad d (finite differences on the coarse
+    grid). A plain fixed-point iteration s <- x - d(s) only converges where |grad d| < 1, and
+    opening a mouth or closing an eyelid stretches or squeezes the skin far more than that.
+    Steps are capped at 6 px and det(J) kept >= 0.05 so a collapsing eyelid cannot blow up.
+    """
+    B, _, gh, gw = dense.shape
+    st = float(step)
+    dxx, dxy = torch.gradient(dense[:, 0], spacing=st, dim=(2, 1))  # d(dx)/dx, d(dx)/dy
+    dyx, dyy = torch.gradient(dense[:, 1], spacing=st, dim=(2, 1))
+    field = torch.cat([dense, torch.stack([dxx, dxy, dyx, dyy], 1)], 1)  # [B, 6, gh, gw]
+    x = coarse_xy[None].expand(B, gh, gw, 2)
+    s = x - dense.permute(0, 2, 3, 1)
+    for _ in range(iters):
+        f = F.grid_sample(field, coarse_grid(s, origin, step, (gh, gw)), mode="bilinear",
+                          padding_mode="border", align_corners=True)
+        r = s + f[:, 0:2].permute(0, 2, 3, 1) - x  # residual f(s) - x, [B, gh, gw, 2]
+        a, b, c, d = 1 + f[:, 2], f[:, 3], f[:, 4], 1 + f[:, 5]
+        det = a * d - b * c
+        det = torch.where(det.abs() < 0.05, torch.full_like(det, 0.05), det)
+        step_ = torch.stack([(d * r[..., 0] - b * r[..., 1]) / det, (-c * r[..., 0] + a * r[..., 1]) / det], -1)
+        s = s - step_.clamp(-6.0, 6.0)
+    return s

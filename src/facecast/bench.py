@@ -1,0 +1,524 @@
+"""`facecast bench`: how fast, how much memory, end to end and per stage.
+
+For each (input duration, output size) case:
+
+1. time to first chunk: ``repeats + 1`` runs of ``say_chunks`` up to its first SayChunk (a new
+   job in a warm process: portrait detection, renderer setup, model loading, the first short
+   segment). The first run is the warm-up (it also pays Python imports and first-touch costs)
+   and is reported on its own; p50/p95 are over the other ``repeats``.
+2. the measured run: ``say`` to an MP4 in a temporary folder, with
+   - wall time -> RTF = wall / audio seconds (< 1 = faster than real time) and frames/s;
+   - steady-state RTF: the same without the warm-up of that run (everything up to the first
+     chunk handed to the encoder: model loading and the first segment), i.e.
+     (wall - first chunk) / (audio - audio of the first segment);
+   - seconds per stage from ``pipeline.Timings`` (voice, decode, align, analyse, motion, render;
+     "encode (overlapped)" runs on its own thread, concurrently with rendering, so stages do not
+     add up to the wall time);
+   - memory: VmHWM (peak RSS, reset before the run through /proc/self/clear_refs where the
+     kernel allows it) and VmRSS sampled every 0.5 s on a thread; RSS at 10 %, 50 % and 100 % of
+     the run shows whether memory stays flat as the input grows;
+   - on CUDA: the render stage timed with torch.cuda.Event pairs recorded around every
+     ``renderer.render`` call and read after the run (no synchronisation inside the pipeline),
+     and ``torch.cuda.max_memory_allocated``.
+
+Inputs are real speech (``speech60s_en.wav`` from the shared media by default) looped into a WAV
+of the requested length, or, with ``source="text"``, a paragraph repeated to about that length
+and spoken by the bundled Piper voice (then the "voice" stage is timed too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["BenchOptions", "CaseResult", "MemorySampler", "run_bench", "run_case", "make_speech_wav",
+           "rich_table", "markdown_section", "append_markdown", "write_json", "machine_info", "DEFAULT_SPEECH"]
+
+DEFAULT_SPEECH = Path(__file__).resolve().parents[3] / "shared" / "media" / "audio" / "speech60s_en.wav"
+STAGES = ("face", "setup", "voice", "decode", "align", "analyse", "motion", "render", "encode (overlapped)")
+BENCH_TEXT = (
+    "The quick brown fox jumps over the lazy dog, and then it rests for a moment in the warm sun. "
+    "Meanwhile, a small bird sings from the top of an old oak tree, while people walk by and talk "
+    "about the weather, the news, and their plans for the weekend. "
+)
+_WORDS_PER_SECOND = 2.6  # the bundled Piper voice, measured on BENCH_TEXT
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `facecast bench` measures.
+
+    durations: input lengths in seconds (5, 60, 600 are the documented scales).
+    sizes: output sizes in pixels.
+    device: render device ("cpu", "cuda", "cuda:N").
+    repeats: runs for the time-to-first-chunk percentiles (after one warm-up run).
+    speech: speech file looped to each duration (None = the shared 60 s English clip).
+    portrait: image path (None = scikit-image's astronaut photo, which ships with the package).
+    source: "audio" (speech file) or "text" (Piper TTS of a repeated paragraph).
+    fps: output frame rate.  sample_interval_s: RSS sampling period.
+    """
+
+    durations: tuple[float, ...] = (5.0,)
+    sizes: tuple[int, ...] = (512,)
+    device: str = "cpu"
+    repeats: int = 5
+    speech: Path | None = None
+    portrait: str | None = None
+    source: str = "audio"
+    fps: float = 25.0
+    sample_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.durations or any(not d > 0 for d in self.durations):
+            raise InputError(f"--durations {self.durations}: give positive seconds, e.g. 5,60,600.")
+        if not self.sizes or any(s < 64 or s % 2 for s in self.sizes):
+            raise InputError(f"--sizes {self.sizes}: even pixel sizes >= 64, e.g. 256,512,1024.")
+        if self.source not in ("audio", "text"):
+            raise InputError(f"--source {self.source}: use audio or text.")
+        if self.repeats < 1:
+            raise InputError(f"--repeats {self.repeats}: at least 1.")
+
+
+@dataclass
+class CaseResult:
+    """One measured case. Times in seconds, memory in MiB."""
+
+    source: str
+    duration_s: float          # audio seconds actually rendered
+    size: int
+    device: str
+    frames: int
+    wall_s: float
+    rtf: float
+    rtf_steady: float
+    fps: float
+    first_chunk_s: float       # warm-up of the measured run (model loading + first segment)
+    first_chunk_audio_s: float
+    stages: dict[str, float]
+    ttfc_warmup_s: float
+    ttfc_p50_s: float
+    ttfc_p95_s: float
+    ttfc_runs: list[float]
+    rss_peak_mb: float
+    rss_at: dict[str, float]   # "10%", "50%", "100%" of the run
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MiB)
+    vram_peak_mb: float | None = None
+    render_gpu_s: float | None = None
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k, v in list(d.items()):
+            if isinstance(v, float):
+                d[k] = None if not math.isfinite(v) else round(v, 4)
+        d["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
+        d["rss_samples"] = [[round(t, 2), round(m, 1)] for t, m in self.rss_samples]
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+
+
+def _status_kb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_mb() -> float:
+    """Current resident set size (VmRSS) in MiB (NaN where /proc is unavailable)."""
+    kb = _status_kb("VmRSS")
+    return kb / 1024 if kb is not None else float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size (VmHWM) in MiB since start or the last reset_peak_rss()."""
+    kb = _status_kb("VmHWM")
+    return kb / 1024 if kb is not None else float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs). False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemorySampler:
+    """Samples VmRSS every ``interval`` seconds on a daemon thread while in use as a context
+    manager: ``samples`` = [(seconds since start, MiB)], including one at start and one at stop."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> "MemorySampler":
+        self._t0 = time.perf_counter()
+        self.samples = [(0.0, rss_mb())]
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="facecast-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.perf_counter() - self._t0, rss_mb()))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.samples.append((time.perf_counter() - self._t0, rss_mb()))
+
+    def at_fraction(self, f: float) -> float:
+        """RSS (MiB) of the sample nearest to fraction ``f`` of the sampled time."""
+        if not self.samples:
+            return float("nan")
+        end = self.samples[-1][0]
+        return min(self.samples, key=lambda s: abs(s[0] - f * end))[1]
+
+    @property
+    def peak(self) -> float:
+        return max((m for _, m in self.samples), default=float("nan"))
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def make_speech_wav(src: str | Path, seconds: float, path: str | Path, *, max_source_s: float = 600.0) -> Path:
+    """Loop the speech in ``src`` (leading and trailing silence trimmed, so every stretch of the
+    result is speech with its natural pauses) into a mono 16-bit WAV of exactly ``seconds`` at
+    ``src``'s own sample rate, written block by block."""
+    import av
+
+    from . import audio as audio_mod
+
+    rate = audio_mod.open_audio(src).sample_rate
+    x = audio_mod.load_audio(src, sample_rate=rate, mono=True, max_seconds=max_source_s).samples[0]
+    win = max(1, rate // 50)  # 20 ms
+    n = x.shape[0] // win
+    if n == 0:
+        raise InputError(f"{src}: holds no audio samples to loop.")
+    db = 10 * np.log10((x[: n * win].reshape(n, win).astype(np.float64) ** 2).mean(axis=1) + 1e-12)
+    loud = np.nonzero(db > -40.0)[0]
+    if loud.size == 0:
+        raise InputError(f"{src}: is silent (no 20 ms window above -40 dBFS); give a speech recording.")
+    x = x[max(0, (loud[0] - 5) * win): min(x.shape[0], (loud[-1] + 6) * win)]
+    total = int(round(seconds * rate))
+    path = Path(path)
+    written = 0
+    block = rate * 10
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        while written < total:
+            pos = written % x.shape[0]
+            piece = x[pos: pos + min(block, total - written)]
+            frame = av.AudioFrame.from_ndarray(
+                (np.clip(piece, -1, 1) * 32767).astype(np.int16)[None], format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = written
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            written += piece.shape[0]
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def bench_text(seconds: float) -> str:
+    """BENCH_TEXT repeated to about ``seconds`` of speech."""
+    words = BENCH_TEXT.split()
+    n = max(3, int(round(seconds * _WORDS_PER_SECOND)))
+    reps = [words[i % len(words)] for i in range(n)]
+    text = " ".join(reps)
+    return text.rstrip(",.") + "."
+
+
+def _portrait(options: BenchOptions):
+    if options.portrait is not None:
+        return options.portrait
+    from skimage import data
+
+    return data.astronaut()
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA render timing
+# --------------------------------------------------------------------------------------------
+
+
+class _EventTimedRenderer:
+    """Wraps a renderer: records a CUDA event pair around each render() call; read after the run."""
+
+    def __init__(self, inner, events: list) -> None:
+        self._inner, self._events = inner, events
+
+    def render(self, motion):
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = self._inner.render(motion)
+        end.record()
+        self._events.append((start, end))
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def _cuda_render_events(enabled: bool) -> Iterator[list]:
+    """Within the block, renderers made by the pipeline are wrapped in _EventTimedRenderer."""
+    events: list = []
+    if not enabled:
+        yield events
+        return
+    from . import pipeline
+
+    original = pipeline.make_renderer
+    pipeline.make_renderer = lambda portrait, options: _EventTimedRenderer(original(portrait, options), events)
+    try:
+        yield events
+    finally:
+        pipeline.make_renderer = original
+
+
+def _is_cuda(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def _say_options(options: BenchOptions, size: int):
+    from .options import RenderOptions, SayOptions
+
+    return SayOptions(size=size, fps=options.fps, render=RenderOptions(device=options.device))
+
+
+def _inputs(options: BenchOptions, seconds: float, tmp: Path) -> dict:
+    if options.source == "text":
+        return {"text": bench_text(seconds)}
+    speech = Path(options.speech) if options.speech is not None else DEFAULT_SPEECH
+    if not speech.exists():
+        raise InputError(f"{speech}: speech file for the benchmark not found. Pass --speech FILE.")
+    wav = tmp / f"speech_{seconds:g}s.wav"
+    if not wav.exists():
+        make_speech_wav(speech, seconds, wav)
+    return {"audio": wav}
+
+
+def time_to_first_chunk(portrait, inputs: dict, options, runs: int) -> list[float]:
+    """Seconds from calling say_chunks to receiving its first chunk, ``runs`` times."""
+    from .pipeline import say_chunks
+
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        chunks = say_chunks(portrait, options=options, **inputs)
+        try:
+            first = next(chunks)
+            if first.video.frames.is_cuda:
+                import torch
+
+                torch.cuda.synchronize()
+            out.append(time.perf_counter() - t)
+        finally:
+            chunks.close()
+    return out
+
+
+def run_case(options: BenchOptions, seconds: float, size: int, tmp: Path,
+             progress: Callable[[str], None] | None = None) -> CaseResult:
+    """Measure one (duration, size) case (see the module docstring)."""
+    from .pipeline import Timings, say
+
+    say_msg = progress or (lambda m: None)
+    inputs = _inputs(options, seconds, tmp)
+    portrait = _portrait(options)
+    opts = _say_options(options, size)
+    cuda = _is_cuda(options.device)
+
+    say_msg(f"{seconds:g} s @ {size}: time to first chunk ({options.repeats + 1} runs)")
+    ttfc_inputs = inputs if seconds <= 10 or options.source == "text" else _inputs(options, min(seconds, 5.0), tmp)
+    runs = time_to_first_chunk(portrait, ttfc_inputs, opts, options.repeats + 1)
+
+    say_msg(f"{seconds:g} s @ {size}: measured run")
+    timings = Timings()
+    first: list[tuple[float, float]] = []
+    t0 = 0.0
+
+    def on_progress(done: float, total: float | None) -> None:
+        if not first:
+            first.append((time.perf_counter() - t0, done))
+
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    reset_peak_rss()
+    out_path = tmp / f"bench_{seconds:g}s_{size}.mp4"
+    with _cuda_render_events(cuda) as events, MemorySampler(options.sample_interval_s) as mem:
+        t0 = time.perf_counter()
+        say(portrait, out_path, options=opts, timings=timings, progress=on_progress, **inputs)
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    from .encode import probe_mp4
+
+    info = probe_mp4(out_path)
+    frames = int(info["num_frames"] or 0)
+    audio_s = frames / options.fps
+    if info.get("audio_duration"):
+        audio_s = float(info["audio_duration"])
+    out_path.unlink(missing_ok=True)
+    first_s, first_audio = first[0] if first else (wall, audio_s)
+    steady_audio = audio_s - first_audio
+    vram = render_gpu = None
+    if cuda:
+        vram = torch.cuda.max_memory_allocated() / 2**20
+        render_gpu = sum(s.elapsed_time(e) for s, e in events) / 1000.0
+    hwm = peak_rss_mb()
+    return CaseResult(
+        source=options.source, duration_s=audio_s, size=size, device=options.device, frames=frames,
+        wall_s=wall, rtf=wall / audio_s if audio_s > 0 else float("nan"),
+        rtf_steady=(wall - first_s) / steady_audio if steady_audio > 0.5 else float("nan"),
+        fps=frames / wall if wall > 0 else float("nan"),
+        first_chunk_s=first_s, first_chunk_audio_s=first_audio, stages=dict(timings.seconds),
+        ttfc_warmup_s=runs[0], ttfc_p50_s=float(np.percentile(runs[1:], 50)),
+        ttfc_p95_s=float(np.percentile(runs[1:], 95)), ttfc_runs=runs,
+        rss_peak_mb=max(hwm, mem.peak) if math.isfinite(hwm) else mem.peak,
+        rss_at={f"{int(f * 100)}%": mem.at_fraction(f) for f in (0.1, 0.5, 1.0)},
+        rss_samples=mem.samples, vram_peak_mb=vram, render_gpu_s=render_gpu,
+    )
+
+
+def run_bench(options: BenchOptions = BenchOptions(), progress: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Every (duration, size) case, shortest first; inputs are made in a temporary folder."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="facecast-bench-") as tmp:
+        for seconds in sorted(options.durations):
+            for size in options.sizes:
+                results.append(run_case(options, seconds, size, Path(tmp), progress))
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+_TABLE_STAGES = ("voice", "decode", "align", "analyse", "motion", "render", "encode (overlapped)")
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "-" if v is None or not math.isfinite(v) else fmt.format(v)
+
+
+def _row(r: CaseResult) -> list[str]:
+    stages = [_f(r.stages.get(s, 0.0) / r.duration_s if r.duration_s else None, "{:.3f}") for s in _TABLE_STAGES]
+    setup = _f((r.stages.get("face", 0.0) + r.stages.get("setup", 0.0)), "{:.2f}")
+    rss = "/".join(_f(r.rss_at.get(k), "{:.0f}") for k in ("10%", "50%", "100%"))
+    gpu = (f"{_f(r.vram_peak_mb, '{:.0f}')} MiB, render {_f(r.render_gpu_s / r.duration_s if r.render_gpu_s else None, '{:.4f}')}"
+           if r.vram_peak_mb is not None else "-")
+    return [f"{r.source} {r.duration_s:.1f} s", str(r.size), r.device, _f(r.rtf, "{:.3f}"), _f(r.rtf_steady, "{:.3f}"),
+            _f(r.fps, "{:.1f}"), _f(r.first_chunk_s, "{:.2f}"), _f(r.ttfc_warmup_s, "{:.2f}"),
+            f"{_f(r.ttfc_p50_s, '{:.2f}')} / {_f(r.ttfc_p95_s, '{:.2f}')}", _f(r.rss_peak_mb, "{:.0f}"), rss, setup,
+            *stages, gpu]
+
+
+HEADERS = ["input", "size", "device", "RTF", "RTF steady", "fps", "first chunk s", "TTFC warm-up s",
+           "TTFC p50 / p95 s", "peak RSS MiB", "RSS 10/50/100% MiB", "face+setup s",
+           *[f"{s} s/s" for s in _TABLE_STAGES], "GPU peak VRAM, render s/s"]
+
+
+def rich_table(results: list[CaseResult]):
+    from rich.table import Table
+
+    t = Table(title="facecast bench (RTF = wall / audio seconds; stages in seconds per audio second)")
+    for h in HEADERS:
+        t.add_column(h, justify="left" if h in ("input", "device") else "right")
+    for r in results:
+        t.add_row(*_row(r))
+    return t
+
+
+def markdown_section(results: list[CaseResult], command: str, machine: dict) -> str:
+    gpu = machine.get("gpu") or "none"
+    lines = [
+        f"## {machine['date']} - {machine['cpu']} ({machine['cores']} cores), GPU: {gpu}",
+        "",
+        f"- command: `{command}`",
+        f"- git revision: {machine['git']}; Python {machine['python']}",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
+    lines += ["| " + " | ".join(_row(r)) + " |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+DOC_HEADER = """# facecast benchmarks
+
+Appended by `facecast bench --append docs/benchmarks.md` (one section per run; newest last).
+Columns: RTF = wall time / audio seconds, end to end including model loading and the MP4 encode
+(< 1 is faster than real time); RTF steady = the same without the run's warm-up (everything up to
+the first chunk: model loading and the first segment); fps = output frames per wall second;
+first chunk = that warm-up in the measured run; TTFC = time to the first chunk of a new
+`say_chunks` job in a warm process, warm-up run (pays imports) and p50/p95 of the repeated runs;
+peak RSS = VmHWM of the measured run; RSS 10/50/100 % = resident memory at those points of the run
+(flat = memory does not grow with the input); stages in seconds per audio second (encode runs on
+its own thread, overlapped with rendering, so stages do not add up to RTF); on CUDA the render
+stage is also timed with CUDA events and peak VRAM is torch.cuda.max_memory_allocated.
+"""
+
+
+def append_markdown(path: Path, results: list[CaseResult], command: str, machine: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else DOC_HEADER
+    if not text.endswith("\n"):
+        text += "\n"
+    path.write_text(text + "\n" + markdown_section(results, command, machine))
+
+
+def write_json(results: list[CaseResult], path: Path, command: str, machine: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine, "command": command, "cases": [r.to_json() for r in results]},
+                               indent=1))
+
+
+def machine_info() -> dict:
+    from .eval import machine_info as _mi
+
+    return _mi()

@@ -1,0 +1,97 @@
+"""facecast bench: memory sampling, inputs, one short real run through the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import media
+
+from facecast import bench
+from facecast.errors import InputError
+
+
+def test_memory_sampler_sees_an_allocation():
+    with bench.MemorySampler(interval=0.05) as mem:
+        time.sleep(0.12)
+        block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+        time.sleep(0.2)
+        del block
+        time.sleep(0.05)
+    assert len(mem.samples) >= 5
+    assert all(m > 0 for _, m in mem.samples)
+    assert mem.peak - mem.samples[0][1] > 200
+    assert mem.at_fraction(0.0) == mem.samples[0][1]
+    assert bench.peak_rss_mb() >= mem.peak - 1
+
+
+def test_speech_wav_is_exactly_long_and_starts_with_speech(tmp_path):
+    from facecast.audio import load_audio, open_audio
+
+    src = media("audio/speech60s_en.wav")  # starts with ~3 s of near silence
+    out = bench.make_speech_wav(src, 7.5, tmp_path / "s.wav")
+    info = open_audio(out)
+    assert info.sample_rate == open_audio(src).sample_rate and info.channels == 1
+    x = load_audio(out).samples[0]
+    assert x.shape[0] == pytest.approx(7.5 * 16000, abs=2)
+    assert np.abs(x[:8000]).max() > 0.05  # speech within the first 0.5 s
+
+
+def test_options_are_validated():
+    with pytest.raises(InputError):
+        bench.BenchOptions(sizes=(511,))
+    with pytest.raises(InputError):
+        bench.BenchOptions(durations=(0,))
+    with pytest.raises(InputError):
+        bench.BenchOptions(source="video")
+
+
+def test_render_events_patch_is_restored():
+    from facecast import pipeline
+
+    original = pipeline.make_renderer
+    with bench._cuda_render_events(True) as events:
+        assert pipeline.make_renderer is not original
+        assert events == []
+    assert pipeline.make_renderer is original
+
+
+def test_bench_cli_measures_a_short_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from facecast.cli import app
+
+    media("audio/speech60s_en.wav")
+    js, md = tmp_path / "bench.json", tmp_path / "benchmarks.md"
+    args = ["bench", "--durations", "2.5", "--sizes", "128", "--repeats", "2", "--json", str(js), "--append", str(md)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(js.read_text())
+    assert data["machine"]["cores"] >= 1 and data["machine"]["git"]
+    (case,) = data["cases"]
+    assert case["size"] == 128 and case["device"] == "cpu"
+    assert case["frames"] == 63  # ceil(2.5 s * 25 fps)
+    assert case["duration_s"] == pytest.approx(2.5, abs=0.1)
+    for key in ("wall_s", "rtf", "fps", "first_chunk_s", "ttfc_warmup_s", "ttfc_p50_s", "ttfc_p95_s", "rss_peak_mb"):
+        assert case[key] > 0, key
+    assert case["ttfc_p95_s"] >= case["ttfc_p50_s"]
+    assert len(case["ttfc_runs"]) == 3
+    assert case["stages"]["render"] > 0 and case["stages"]["align"] > 0
+    assert set(case["rss_at"]) == {"10%", "50%", "100%"} and len(case["rss_samples"]) >= 2
+    assert case["vram_peak_mb"] is None
+    text = md.read_text()
+    assert text.startswith("# facecast benchmarks") and "| audio 2.5 s | 128 | cpu |" in text
+    # A second run appends a section instead of replacing the file.
+    bench.append_markdown(md, [], "facecast bench", data["machine"])
+    assert md.read_text().count("\n## ") == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_on_cuda_reports_vram_and_event_timed_render(tmp_path):
+    media("audio/speech60s_en.wav")
+    (r,) = bench.run_bench(bench.BenchOptions(durations=(2.0,), sizes=(256,), device="cuda", repeats=1))
+    assert r.vram_peak_mb > 0 and r.render_gpu_s > 0
