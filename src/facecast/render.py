@@ -349,11 +349,11 @@ def barycentric_matrix(points: np.ndarray, width: int, height: int, step: int) -
 class MeshRenderer:
     """The portrait warper (see the module docstring). One instance per portrait."""
 
-    def __init__(self, portrait: Portrait, options: RenderOptions = RenderOptions()):
+    def __init__(self, portrait: Portrait, options: RenderOptions = RenderOptions(), full_frame: bool = False):
         self.options = options
         self.device = resolve_device(options.device)
         self.portrait = portrait
-        self.rig = MeshRig(portrait)
+        self.rig = MeshRig(portrait, full_frame=full_frame)
         H, W = portrait.image.shape[:2]
         self.size = (W, H)
         x0, y0, x1, y1 = self.rig.region

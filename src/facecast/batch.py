@@ -1,0 +1,160 @@
+"""The batched engine: many faces, one launch.
+
+`BatchRenderer` holds the rigs of many portraits (one per live stream) of one output size on one
+device and renders any mix of their frames in a single batched pass: frame n of the batch belongs
+to face ``ids[n]``. Every per-face constant (motion bases, barycentric weights, mouth colours,
+the portrait itself) is gathered per frame, so the GPU sees a few large kernels per tick no matter
+how many streams are live. The math is the CPU renderer's (render.displace, render.invert_warp,
+composite.paint_mouth); `tests/test_batch.py` checks the two agree on the CPU.
+
+Nothing here synchronises with the host: parameters go up through a pinned buffer, frames come
+back through a pinned buffer with a CUDA event the caller waits on (see `BatchRenderer.fetch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .composite import MouthConsts, MouthPainter, paint_mouth
+from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
+    displace, invert_warp, resolve_device
+from .types import MOTION_INDEX, Portrait
+
+
+@dataclass(frozen=True)
+class _Face:
+    rig: RigTensors
+    idx: torch.Tensor     # [G, 3] vertex indices of each coarse cell
+    w: torch.Tensor       # [G, 3] barycentric weights
+    mouth: MouthConsts
+    mouth_origin: torch.Tensor  # [2] px, top-left of this face's fixed mouth crop
+
+
+class BatchRenderer:
+    """Render frames of many faces (same output size) in one batched pass.
+
+    add(portrait) -> face id; render(ids [N] long, params [N, P] float32) -> uint8 [N, H, W, 3]
+    on the device. `dtype` is the precision of the image sampling and blending (float16 /
+    bfloat16 on CUDA are safe for 8-bit output; geometry stays float32).
+    """
+
+    def __init__(self, size: tuple[int, int], device: str = "cuda", dtype: torch.dtype = torch.float32,
+                 mouth_crop: tuple[int, int] | None = None):
+        self.size = size  # (W, H)
+        self.device = resolve_device(device)
+        self.dtype = dtype if self.device.type == "cuda" else torch.float32
+        W, H = size
+        self.step = 2 if max(W, H) <= 1024 else 4
+        self.grid_shape: tuple[int, int] | None = None
+        self._faces: list[_Face] = []
+        self._images: list[torch.Tensor] = []
+        self._stacked = None
+        self.mouth_crop = mouth_crop  # (w, h) of the mouth painting window; set by the first face
+        ys = torch.arange(0, H, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
+        xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
+        self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
+
+    def add(self, portrait: Portrait) -> int:
+        """Register a face; returns its id. Costs a triangulation (~20 ms on a CPU)."""
+        H, W = portrait.image.shape[:2]
+        if (W, H) != self.size:
+            raise ValueError(f"portrait is {W}x{H}, this BatchRenderer renders {self.size[0]}x{self.size[1]}")
+        rig = MeshRig(portrait, full_frame=True)
+        idx, w, shape = barycentric_weights(rig.points, W, H, self.step)
+        self.grid_shape = shape
+        painter = MouthPainter(portrait, rig, torch.device("cpu"))
+        pts = portrait.face.points
+        u = rig.ff.iod
+        lips = pts[LIP_OUT_UP + LIP_OUT_LO, :2]
+        if self.mouth_crop is None:  # room for the widest jaw drop and head motion
+            self.mouth_crop = (int(np.ceil(np.ptp(lips[:, 0]) + 0.7 * u)) // 2 * 2 + 2,
+                               int(np.ceil(np.ptp(lips[:, 1]) + 0.9 * u)) // 2 * 2 + 2)
+        cw, ch = self.mouth_crop
+        cx, cy = lips[:, 0].mean(), lips[:, 1].min() - 0.2 * u
+        ox = int(np.clip(round(cx - cw / 2), 0, max(W - cw, 0)))
+        oy = int(np.clip(round(cy), 0, max(H - ch, 0)))
+        dev = self.device
+        self._faces.append(_Face(rig.tensors.to(dev), torch.from_numpy(idx).to(dev), torch.from_numpy(w).to(dev),
+                                 MouthConsts(*(getattr(painter.consts, k).to(dev) for k in MouthConsts.__dataclass_fields__)),
+                                 torch.tensor([ox, oy], dtype=torch.float32, device=dev)))
+        self._images.append(torch.from_numpy(portrait.image.copy()).to(dev))
+        self._stacked = None
+        return len(self._faces) - 1
+
+    def _stack(self):
+        if self._stacked is None:
+            f = self._faces
+            self._stacked = (RigTensors.stack([x.rig for x in f]), torch.stack([x.idx for x in f]),
+                             torch.stack([x.w for x in f]), MouthConsts.stack([x.mouth for x in f]),
+                             torch.stack([x.mouth_origin for x in f]),
+                             torch.stack(self._images).permute(0, 3, 1, 2).to(self.dtype))  # [S, 3, H, W]
+        return self._stacked
+
+    @torch.inference_mode()
+    def render(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """ids long [N] (face of each frame), params float32 [N, P] -> uint8 [N, H, W, 3]."""
+        rigs, idx, w, mouth, mouth_origin, images = self._stack()
+        ids = ids.to(self.device, non_blocking=True)
+        params = params.to(self.device, non_blocking=True)
+        N = ids.shape[0]
+        W, H = self.size
+        gh, gw = self.grid_shape
+        disp = displace(rigs.take(ids), params)  # [N, L, 2]
+        # Dense forward field: each coarse cell mixes its triangle's 3 vertex displacements.
+        cell_idx, cell_w = idx[ids], w[ids]  # [N, G, 3]
+        gathered = torch.gather(disp, 1, cell_idx.reshape(N, -1, 1).expand(-1, -1, 2)).reshape(N, -1, 3, 2)
+        dense = (gathered * cell_w[..., None]).sum(2).reshape(N, gh, gw, 2).permute(0, 3, 1, 2)
+        s = invert_warp(dense, self.coarse_xy, (0, 0), self.step)  # [N, gh, gw, 2] px
+        scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)
+        grid = (s * scale - 1.0).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=(H, W), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        img = F.grid_sample(images[ids], grid.to(self.dtype), mode="bilinear", padding_mode="border",
+                            align_corners=True)  # [N, 3, H, W]
+        img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin)
+        return img.permute(0, 2, 3, 1).add(0.5).clamp_(0, 255).to(torch.uint8)
+
+    def _paint(self, img, ids, params, disp, rigs, mouth, mouth_origin):
+        """Mouth interior in each frame's fixed crop (per-face offsets, one gather/scatter)."""
+        N = img.shape[0]
+        cw, ch = self.mouth_crop
+        origin = mouth_origin[ids]  # [N, 2]
+        ox = origin[:, 0].long()
+        oy = origin[:, 1].long()
+        rows = oy[:, None] + torch.arange(ch, device=self.device)  # [N, ch]
+        cols = ox[:, None] + torch.arange(cw, device=self.device)  # [N, cw]
+        n = torch.arange(N, device=self.device)[:, None, None]
+        crop = img.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # [N, 3, ch, cw]
+        ys, xs = torch.meshgrid(torch.arange(ch, device=self.device, dtype=torch.float32),
+                                torch.arange(cw, device=self.device, dtype=torch.float32), indexing="ij")
+        pix = torch.stack([xs, ys], -1).reshape(1, -1, 2) + origin[:, None, :]
+        pts = rigs.take(ids).points + disp
+        up, lo = pts[:, LIP_IN_UP], pts[:, LIP_IN_LO]
+        painted = paint_mouth(crop, pix, up, lo, params[:, MOTION_INDEX["jaw_open"]],
+                              params[:, MOTION_INDEX["upper_lip"]], mouth.take(ids))
+        img = img.permute(0, 2, 3, 1).clone()
+        img[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
+        return img.permute(0, 3, 1, 2)
+
+
+class PinnedFetcher:
+    """Device frames -> host without a synchronisation in the render loop: a non-blocking copy
+    into a pinned buffer plus a CUDA event; `wait()` blocks only the consumer (encode thread).
+    On the CPU it is a plain view."""
+
+    def __init__(self, frames: torch.Tensor):
+        if frames.device.type == "cuda":
+            self.host = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
+            self.host.copy_(frames, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host, self.event = frames, None
+
+    def wait(self) -> torch.Tensor:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host

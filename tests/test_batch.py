@@ -1,0 +1,63 @@
+"""The batched multi-face renderer computes what the per-portrait renderer computes."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import media
+from facecast import face
+from facecast.batch import BatchRenderer, PinnedFetcher
+from facecast.options import RenderOptions
+from facecast.render import MeshRenderer
+from facecast.types import MOTION_PARAMS, MotionFrames
+
+
+def portrait(name, size=192):
+    img = face.load_image(media(f"portrait/{name}"))
+    return face.frame_portrait(img, face.find_face(img, source=name), size=size, source=name)
+
+
+def random_params(n, rng):
+    p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
+    p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
+    p[:, 6] = rng.uniform(0, 1, n)
+    p[:, 7:] = rng.uniform(-0.06, 0.06, size=(n, 3))
+    return p
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return [portrait("sam_512.jpg"), portrait("bw_s12.jpg"), portrait("leijun.png")]
+
+
+def test_batched_frames_equal_per_face_reference(faces):
+    rng = np.random.default_rng(np.random.SeedSequence().entropy % 2**32)
+    batch = BatchRenderer((192, 192), device="cpu")
+    ids = [batch.add(p) for p in faces]
+    assert ids == [0, 1, 2]
+    frame_ids = np.array([0, 2, 1, 1, 0, 2, 2, 0])
+    params = random_params(len(frame_ids), rng)
+    params[0, 0] = 1.0  # one wide-open mouth for sure
+    out = batch.render(torch.from_numpy(frame_ids), torch.from_numpy(params)).numpy().astype(np.float32)
+    assert out.shape == (8, 192, 192, 3)
+    for s, p in enumerate(faces):
+        ref = MeshRenderer(p, RenderOptions(backend="torch"), full_frame=True)
+        sel = np.nonzero(frame_ids == s)[0]
+        want = ref.render(MotionFrames(params[sel], 25, 0)).frames.numpy().astype(np.float32)
+        diff = np.abs(out[sel] - want)
+        assert diff.mean() < 0.3, (s, diff.mean())
+        assert np.quantile(diff, 0.9995) <= 4, (s, np.quantile(diff, 0.9995))
+
+
+def test_rest_pose_is_the_portrait_and_sizes_are_checked(faces):
+    batch = BatchRenderer((192, 192), device="cpu")
+    batch.add(faces[0])
+    out = batch.render(torch.zeros(1, dtype=torch.long), torch.zeros(1, len(MOTION_PARAMS)))
+    assert np.abs(out[0].numpy().astype(int) - faces[0].image).mean() < 1.0
+    with pytest.raises(ValueError, match="192x192"):
+        batch.add(portrait("sam_512.jpg", size=128))
+
+
+def test_pinned_fetcher_is_a_plain_view_on_cpu():
+    t = torch.arange(12, dtype=torch.uint8).reshape(1, 2, 2, 3)
+    assert torch.equal(PinnedFetcher(t).wait(), t)
