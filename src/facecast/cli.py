@@ -190,7 +190,7 @@ def eval_cmd(
         names = tuple(b.strip() for b in baselines.split(",") if b.strip())
         options = ev.EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
                                  baselines=names, identity=identity, device=device)
-        out = Console()
+        out = Console() if sys.stdout.isatty() else Console(width=170)
         reports = []
         for clip in ev.expand_clips(clips):
             report = ev.evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
@@ -246,7 +246,7 @@ def bench_cmd(
                                      device=device, repeats=repeats, speech=speech, portrait=portrait,
                                      source="text" if text else "audio")
         results = bench.run_bench(options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-        Console().print(bench.rich_table(results))
+        (Console() if sys.stdout.isatty() else Console(width=250)).print(bench.rich_table(results))
         command = "facecast " + " ".join(sys.argv[1:])
         machine = bench.machine_info()
         if json_path is not None:

@@ -368,3 +368,224 @@ def probe_mp4(path: str | Path) -> dict:
                 info["audio_duration"] = float(a.duration * a.time_base)
             info["audio_samples"] = sum(f.samples for f in container.decode(a))
     return info
+
+
+# --------------------------------------------------------------------------------------------
+# Fragmented MP4 for live streaming (Media Source Extensions)
+# --------------------------------------------------------------------------------------------
+
+
+class _ByteSink:
+    """A write-only, non-seekable file object: the muxer then writes strictly sequentially
+    (init segment, then moof+mdat fragments) and we hand the bytes out as they come."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts = []
+        return out
+
+
+class Fmp4SegmentWriter:
+    """H.264 (yuv420p) + AAC as a fragmented MP4 produced in memory, piece by piece.
+
+    The first bytes returned are the init segment (``ftyp`` + ``moov`` with no samples); after
+    that only ``moof`` + ``mdat`` fragments. Every fragment starts with an IDR frame (a keyframe
+    every ``fragment_frames`` frames and at the first frame), so a Media Source Extensions
+    player can start at any fragment after the init segment. The concatenation of everything
+    returned is a valid MP4 file (``movflags=frag_keyframe+empty_moov+default_base_moof``,
+    no ``mfra`` trailer).
+
+    fps, width, height: video format; frames are uint8 [n, height, width, 3] RGB with pts
+        ``first_frame + k`` (1/fps units), increasing, starting anywhere >= 0.
+    audio_rate, audio_channels: the AudioChunks' rate (one of AAC_SAMPLE_RATES) and the track's
+        channels (1 or 2; chunks with other channel counts are mixed/duplicated); None = no
+        audio track. Audio is placed by ``AudioChunk.start``; the track starts at 0 s and gaps
+        are filled with silence, as in Mp4Writer.
+    crf, preset, codec: as Mp4Writer; the encoder runs with ``tune=zerolatency`` (no B-frames,
+        no look-ahead), so a frame's packet leaves the encoder as soon as it is encoded.
+
+    Latency: the muxer closes a fragment when the next fragment's keyframe reaches it (FFmpeg's
+    mov muxer cannot be told to flush from PyAV), so the bytes of fragment k come out of the
+    ``write`` call that carries the first one or two frames of fragment k + 1, or of ``close``.
+    ``write``/``close`` return b"" when no new bytes are ready.
+    """
+
+    def __init__(
+        self,
+        *,
+        fps: float,
+        width: int,
+        height: int,
+        audio_rate: int | None = 48000,
+        audio_channels: int = 1,
+        crf: int = 23,
+        preset: str = "veryfast",
+        codec: str = "libx264",
+        fragment_frames: int = 12,
+        threads: int = 0,
+    ) -> None:
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if fragment_frames < 1:
+            raise ValueError(f"fragment_frames must be >= 1, got {fragment_frames}")
+        if audio_rate is not None and audio_rate not in AAC_SAMPLE_RATES:
+            raise ValueError(f"audio_rate {audio_rate} Hz is not an AAC rate; use one of {AAC_SAMPLE_RATES}")
+        if audio_channels not in (1, 2):
+            raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
+        self.fps = float(fps)
+        self.width, self.height = int(width), int(height)
+        self.audio_rate = audio_rate
+        self.audio_channels = audio_channels
+        self.fragment_frames = int(fragment_frames)
+        self._closed = False
+        self._first_pts: int | None = None
+        self._next_pts = 0
+        self._sink = _ByteSink()
+        self._container = av.open(
+            self._sink, mode="w", format="mp4",
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof+skip_trailer",
+                     # Hand packets to the muxer as they come (no cross-stream buffering) and
+                     # push each fragment's bytes out at once.
+                     "max_interleave_delta": "1", "flush_packets": "1"},
+        )
+        rate = _as_fraction(self.fps)
+        options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+        if codec == "libx264":
+            options.update({"tune": "zerolatency", "g": str(self.fragment_frames),
+                            "keyint_min": str(self.fragment_frames), "sc_threshold": "0"})
+        v = self._container.add_stream(codec, rate=rate, options=options)
+        v.width, v.height = self.width, self.height
+        v.pix_fmt = "yuv420p"
+        ctx = v.codec_context
+        ctx.time_base = 1 / rate
+        ctx.thread_count = threads
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 6, 6, 6, 1  # BT.601 limited, as Mp4Writer
+        self._video = v
+        self._audio = None
+        if audio_rate is not None:
+            self._layout = "mono" if audio_channels == 1 else "stereo"
+            a = self._container.add_stream("aac", rate=audio_rate)
+            actx = a.codec_context
+            actx.layout = self._layout
+            actx.format = "fltp"
+            actx.bit_rate = _AAC_BITRATE_PER_CHANNEL * audio_channels
+            actx.time_base = Fraction(1, audio_rate)
+            self._audio = a
+            self._abuf = np.zeros((audio_channels, 0), np.float32)
+            self._a_next = 0  # timeline sample index of _abuf[:, 0]
+
+    def write(self, video: VideoFrames | None = None, audio: AudioChunk | None = None) -> bytes:
+        """Encode ``video`` (may be None or empty) and ``audio`` (may be None); return the bytes
+        the muxer produced meanwhile (the init segment first, then whole fragments)."""
+        if self._closed:
+            raise ValueError("Fmp4SegmentWriter is already closed")
+        if video is not None and video.num_frames and audio is not None and audio.num_samples:
+            # Interleave: each frame, then the audio up to its end, so every fragment carries
+            # the sound of its own frames rather than all audio piling into a later one.
+            a0 = round(audio.start * audio.sample_rate)
+            done = 0
+            for k in range(video.num_frames):
+                self._write_video(VideoFrames(video.frames[k:k + 1], video.fps, video.first_frame + k))
+                upto = round((video.first_frame + k + 1) / video.fps * audio.sample_rate) - a0
+                upto = audio.num_samples if k == video.num_frames - 1 else min(max(upto, done), audio.num_samples)
+                if upto > done:
+                    self._write_audio(AudioChunk(audio.samples[:, done:upto], audio.sample_rate,
+                                                 (a0 + done) / audio.sample_rate))
+                    done = upto
+        elif video is not None and video.num_frames:
+            self._write_video(video)
+        elif audio is not None and audio.num_samples:
+            self._write_audio(audio)
+        return self._sink.take()
+
+    def close(self) -> bytes:
+        """Flush the encoders, write the last fragment and return the remaining bytes."""
+        if self._closed:
+            return b""
+        self._closed = True
+        try:
+            if self._audio is not None:
+                if self._abuf.shape[1]:
+                    self._encode_audio(self._abuf)
+                    self._abuf = self._abuf[:, :0]
+                self._container.mux(self._audio.encode(None))
+            self._container.mux(self._video.encode(None))
+        finally:
+            self._container.close()
+        return self._sink.take()
+
+    def _write_video(self, frames: VideoFrames) -> None:
+        if abs(frames.fps - self.fps) > 1e-3 * self.fps:
+            raise ValueError(f"VideoFrames at {frames.fps} fps written to a {self.fps} fps Fmp4SegmentWriter")
+        arr = frames.frames
+        if arr.dtype != torch.uint8 or arr.ndim != 4 or tuple(arr.shape[1:]) != (self.height, self.width, 3):
+            raise ValueError(f"frames must be uint8 [n, {self.height}, {self.width}, 3], got {arr.dtype} {tuple(arr.shape)}")
+        if frames.first_frame < self._next_pts:
+            raise ValueError(f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase")
+        if self._first_pts is None:
+            self._first_pts = frames.first_frame
+        data = np.ascontiguousarray(arr.detach().cpu().numpy())
+        for k in range(data.shape[0]):
+            pts = frames.first_frame + k
+            frame = av.VideoFrame.from_ndarray(data[k], format="rgb24")
+            frame.pts = pts
+            if (pts - self._first_pts) % self.fragment_frames == 0:
+                frame.pict_type = av.video.frame.PictureType.I  # IDR: a fragment starts here
+            self._container.mux(self._video.encode(frame))
+        self._next_pts = frames.first_frame + data.shape[0]
+
+    def _write_audio(self, chunk: AudioChunk) -> None:
+        if self._audio is None:
+            raise ValueError("this Fmp4SegmentWriter was created without audio (audio_rate=None)")
+        if chunk.sample_rate != self.audio_rate:
+            raise ValueError(f"AudioChunk at {chunk.sample_rate} Hz written to a {self.audio_rate} Hz Fmp4SegmentWriter")
+        samples = chunk.samples.astype(np.float32, copy=False)
+        if samples.shape[0] != self.audio_channels:
+            mono = samples.mean(axis=0, keepdims=True)
+            samples = mono if self.audio_channels == 1 else np.repeat(mono, 2, axis=0)
+        start = round(chunk.start * self.audio_rate)
+        at = self._a_next + self._abuf.shape[1]
+        if start > at + 1:
+            samples = np.concatenate([np.zeros((self.audio_channels, start - at), np.float32), samples], axis=1)
+        elif start < at - 1:
+            raise ValueError(f"audio chunk at {chunk.start:.3f} s overlaps audio already written up to "
+                             f"{at / self.audio_rate:.3f} s")
+        buf = np.concatenate([self._abuf, samples], axis=1)
+        full = (buf.shape[1] // _AAC_FRAME) * _AAC_FRAME
+        for i in range(0, full, _AAC_FRAME):
+            self._encode_audio(buf[:, i:i + _AAC_FRAME])
+        self._abuf = buf[:, full:]
+
+    def _encode_audio(self, samples: np.ndarray) -> None:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self._layout)
+        frame.sample_rate = self.audio_rate
+        frame.pts = self._a_next
+        frame.time_base = Fraction(1, self.audio_rate)
+        self._a_next += samples.shape[1]
+        self._container.mux(self._audio.encode(frame))
+
+
+def fmp4_boxes(data: bytes) -> list[tuple[str, int]]:
+    """Top-level ISO-BMFF boxes of ``data`` as (type, size): e.g. [('ftyp', 28), ('moov', 1210),
+    ('moof', 412), ('mdat', 5487), ...]. Stops at a truncated box."""
+    out = []
+    i = 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i:i + 4], "big")
+        kind = data[i + 4:i + 8].decode("latin-1")
+        if size == 1 and i + 16 <= len(data):
+            size = int.from_bytes(data[i + 8:i + 16], "big")
+        if size < 8 or i + size > len(data):
+            break
+        out.append((kind, size))
+        i += size
+    return out

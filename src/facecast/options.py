@@ -65,6 +65,8 @@ class SayOptions:
     segment_max_s: longest stretch of audio processed at once; bounds memory whatever the
         input length (segments are cut at pauses where possible).
     first_segment_s: length of the first segment, kept short so the first frames leave early.
+    workers: processes that recognise phones of upcoming segments in parallel (0 = inline);
+        worth it on many-core machines (the GPU box), not on 2 cores.
     """
 
     size: int | None = 512
@@ -72,6 +74,7 @@ class SayOptions:
     face_index: int | None = None
     segment_max_s: float = 12.0
     first_segment_s: float = 2.0
+    workers: int = 0
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
     encode: EncodeOptions = EncodeOptions()

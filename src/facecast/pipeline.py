@@ -235,7 +235,9 @@ class _Stages:
         self.any_speech = False
         self.gain = LoudnessGain()
 
-    def speech(self, seg: Segment, timings: Timings) -> Speech:
+    def speech(self, seg: Segment, timings: Timings, phones_future=None) -> Speech:
+        """Phones (aligned here, or taken from ``phones_future`` computed by a worker process),
+        loudness and speech/silence for one segment."""
         fps = self.options.fps
         with timings.stage("analyse"):
             energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
@@ -248,9 +250,12 @@ class _Stages:
                     a, n = _frames_between(p.start, p.end, fps)
                     voiced[max(a - seg.first_frame, 0):max(a - seg.first_frame + n, 0)] = True
         else:
-            chunk = AudioChunk(seg.analysis[None, :], ANALYSIS_RATE, seg.start)
             with timings.stage("align"):
-                phones = tuple(self.aligner.align(chunk, self.transcript))
+                if phones_future is not None:
+                    phones = phones_future.result()
+                else:
+                    phones = tuple(self.aligner.align(AudioChunk(seg.analysis[None, :], ANALYSIS_RATE, seg.start),
+                                                      self.transcript))
             with timings.stage("analyse"):
                 voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
         self.any_speech |= bool(voiced.any())
@@ -327,8 +332,8 @@ def say_chunks(
     with timings.stage("setup"):
         stages = _Stages(options, transcript, need_aligner=text is None)
 
-    for seg in segments:
-        speech = stages.speech(seg, timings)   # align + analyse
+    for seg, phones_future in _prefetch_alignment(segments, transcript, options.workers if text is None else 0):
+        speech = stages.speech(seg, timings, phones_future)   # align + analyse
         with timings.stage("motion"):
             motion = stages.motion.frames(speech)  # animate
         with timings.stage("render"):
@@ -339,6 +344,40 @@ def say_chunks(
     if not stages.any_speech:
         src = audio if audio is not None else "--text"
         raise InputError(f"{src}: no speech found (the audio is silent or only noise). Give a recording with speech.")
+
+
+_worker_aligner = None
+
+
+def _align_in_worker(samples: np.ndarray, start: float, transcript: str | None) -> tuple[PhoneSpan, ...]:
+    global _worker_aligner  # one Aligner per worker process, loaded on first use
+    if _worker_aligner is None:
+        from .align import Aligner
+
+        _worker_aligner = Aligner()
+    return tuple(_worker_aligner.align(AudioChunk(samples[None, :], ANALYSIS_RATE, start), transcript))
+
+
+def _prefetch_alignment(segments: Iterator[Segment], transcript: str | None, workers: int):
+    """(segment, future of its phones | None) in order. With workers > 0, phone recognition of the
+    next 2*workers segments runs in a process pool while the current one renders (pocketsphinx
+    holds the GIL, so threads would not help); the look-ahead bounds memory."""
+    if workers <= 0:
+        for seg in segments:
+            yield seg, None
+        return
+    import collections
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
+    window: collections.deque = collections.deque()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        for seg in segments:
+            window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript)))
+            if len(window) > 2 * workers:
+                yield window.popleft()
+        while window:
+            yield window.popleft()
 
 
 def say(
