@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from .composite import MouthConsts, MouthPainter, paint_mouth
 from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
-    displace, invert_warp, resolve_device
+    displace, grid_step, invert_warp, pixel_grid, resolve_device, \
+    upsample_map
 from .types import MOTION_INDEX, Portrait
 
 
@@ -48,7 +49,7 @@ class BatchRenderer:
         self.device = resolve_device(device)
         self.dtype = dtype if self.device.type == "cuda" else torch.float32
         W, H = size
-        self.step = 2 if max(W, H) <= 1024 else 4
+        self.step = grid_step(self.device, W, H)
         self.grid_shape: tuple[int, int] | None = None
         self._faces: list[_Face] = []
         self._images: list[torch.Tensor] = []
@@ -57,6 +58,7 @@ class BatchRenderer:
         ys = torch.arange(0, H, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
+        self.full_xy = pixel_grid(0, 0, W, H, self.device)  # [H, W, 2]
 
     def add(self, portrait: Portrait) -> int:
         """Register a face; returns its id. Costs a triangulation (~20 ms on a CPU)."""
@@ -110,8 +112,7 @@ class BatchRenderer:
         dense = (gathered * cell_w[..., None]).sum(2).reshape(N, gh, gw, 2).permute(0, 3, 1, 2)
         s = invert_warp(dense, self.coarse_xy, (0, 0), self.step)  # [N, gh, gw, 2] px
         scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)
-        grid = (s * scale - 1.0).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(H, W), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        grid = upsample_map(s, self.coarse_xy, self.step, self.full_xy) * scale - 1.0
         img = F.grid_sample(images[ids], grid.to(self.dtype), mode="bilinear", padding_mode="border",
                             align_corners=True)  # [N, 3, H, W]
         img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin)
