@@ -625,7 +625,8 @@ class RowResult:
     num_frames: int
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    mouth_open: np.ndarray | None = None  # per frame, for plots
+    mouth_open: np.ndarray | None = None  # per frame (IOD), for plots and the JSON series
+    eye_open: np.ndarray | None = None  # per frame, mean of both eyes' lid gap / eye width
     thumbs: list[np.ndarray] = field(default_factory=list)  # contact-sheet crops
 
 
@@ -747,6 +748,8 @@ class ClipReport:
     notes: list[str]
     options: dict
     plots: list[str] = field(default_factory=list)
+    energy: np.ndarray | None = None  # [N] speech loudness on the frame grid
+    voiced: np.ndarray | None = None  # [N] VAD
 
     def to_json(self) -> dict:
         def num(x):
@@ -764,7 +767,20 @@ class ClipReport:
                             "metrics": {k: num(v) for k, v in r.metrics.items()}}
                      for name, r in self.rows.items()},
             "verdicts": self.verdicts, "plots": self.plots,
+            # Per-frame series (frame i at i / fps s), for plotting and diagnosis by machines.
+            "series": {
+                "loudness": _series(self.energy), "voiced": None if self.voiced is None else
+                [int(v) for v in self.voiced],
+                **{f"{name}.mouth_open": _series(r.mouth_open) for name, r in self.rows.items()},
+                **{f"{name}.eye_open": _series(r.eye_open) for name, r in self.rows.items()},
+            },
         }
+
+
+def _series(x: np.ndarray | None) -> list | None:
+    if x is None:
+        return None
+    return [None if not np.isfinite(v) else round(float(v), 4) for v in x]
 
 
 def _row_order(options: EvalOptions) -> list[str]:
@@ -803,14 +819,16 @@ def evaluate_clip(path: str | Path, options: EvalOptions = EvalOptions(),
             notes.append(f"{name}: face not found in {int((~found).sum())} of {len(found)} frames")
         metrics = score_row(clip, frames, points, found, ident, portrait_emb)
         thumbs = [_thumb(frames[min(i, len(frames) - 1)], b) for i, b in zip(thumb_idx, boxes)] if len(frames) else []
+        mm = face_mod.mouth_metrics(points)
         rows[name] = RowResult(name, gen.description, metrics, int(len(frames)), gen_s,
-                               getattr(gen, "timings", {}), face_mod.mouth_metrics(points)["mouth_open"], thumbs)
+                               getattr(gen, "timings", {}), mm["mouth_open"],
+                               (mm["eye_open_left"] + mm["eye_open_right"]) / 2, thumbs)
         del frames
     report = ClipReport(
         clip=clip.name, path=str(clip.path), fps=clip.fps, num_frames=clip.num_frames, seconds=clip.seconds,
         size=(int(clip.frames.shape[2]), int(clip.frames.shape[1])), source_size=clip.source_size,
         portrait_index=clip.portrait_index, rows=rows, verdicts=verdicts(rows), notes=notes,
-        options=_options_json(options),
+        options=_options_json(options), energy=clip.energy, voiced=clip.voiced,
     )
     if options.plot_dir is not None:
         report.plots = write_plots(report, clip, Path(options.plot_dir))
@@ -917,8 +935,8 @@ def summary_rows(reports: list[ClipReport]) -> list[dict]:
         row: dict = {"metric": spec.key, "label": spec.label.strip(), "unit": spec.unit}
         for name in ("real", "still", "loudness", "facecast"):
             vals = [r.rows[name].metrics.get(spec.key) for r in reports if name in r.rows]
-            vals = [v for v in vals if v is not None and np.isfinite(v)]
-            row[name] = float(np.mean(vals)) if vals else float("nan")
+            vals = [v for v in vals if v is not None and not np.isnan(v)]
+            row[name] = float(np.mean(vals)) if vals else float("nan")  # inf stays inf (PSNR of real)
         for k in ("vs_still", "vs_loudness", "vs_real"):
             counts = {"better": 0, "same": 0, "worse": 0, "n/a": 0}
             for r in reports:

@@ -328,6 +328,8 @@ def say_chunks(
             else:
                 seg_max = TRANSCRIPT_MAX_S + 1.0
         first = None if transcript is not None else options.first_segment_s
+        if options.workers > 0 and transcript is None:
+            seg_max = min(seg_max, 4.0)  # more, shorter segments keep every worker busy
         segments = timings.timed_iter("decode", audio_segments(audio, fps, seg_max, first))
     with timings.stage("setup"):
         stages = _Stages(options, transcript, need_aligner=text is None)
@@ -371,13 +373,18 @@ def _prefetch_alignment(segments: Iterator[Segment], transcript: str | None, wor
     import multiprocessing as mp
 
     window: collections.deque = collections.deque()
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        for seg in segments:
-            window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript)))
-            if len(window) > 2 * workers:
-                yield window.popleft()
-        while window:
+    pool = _POOLS.get(workers)
+    if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
+        pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    for seg in segments:
+        window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript)))
+        if len(window) > 2 * workers:
             yield window.popleft()
+    while window:
+        yield window.popleft()
+
+
+_POOLS: dict = {}
 
 
 def say(
