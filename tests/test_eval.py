@@ -72,7 +72,8 @@ def test_blinks_are_counted_as_events():
     eye[50:54] = 0.05
     eye[200:205] = 0.04
     eye[120] = 0.2  # a small dip is not a blink
-    assert ev.blink_events(eye) == 2
+    eye[250:280] = 0.05  # 1.2 s with the eyes down is not a blink either
+    assert ev.blink_events(eye, fps=25.0) == 2
     assert ev.blink_rate(eye, fps=25.0) == pytest.approx(2 / (300 / 25 / 60))
 
 

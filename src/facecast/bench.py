@@ -15,7 +15,7 @@ For each (input duration, output size) case:
      "encode (overlapped)" runs on its own thread, concurrently with rendering, so stages do not
      add up to the wall time);
    - memory: VmHWM (peak RSS, reset before the run through /proc/self/clear_refs where the
-     kernel allows it) and VmRSS sampled every 0.5 s on a thread; RSS at 10 %, 50 % and 100 % of
+     kernel allows it) and VmRSS sampled every 0.5 s on a thread; RSS at 10 %, 50 % and 90 % of
      the run shows whether memory stays flat as the input grows;
    - on CUDA: the render stage timed with torch.cuda.Event pairs recorded around every
      ``renderer.render`` call and read after the run (no synchronisation inside the pipeline),
@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import tempfile
 import threading
 import time
@@ -68,6 +69,8 @@ class BenchOptions:
     portrait: image path (None = scikit-image's astronaut photo, which ships with the package).
     source: "audio" (speech file) or "text" (Piper TTS of a repeated paragraph).
     fps: output frame rate.  sample_interval_s: RSS sampling period.
+    workers: SayOptions.workers (phone-recognition processes; their RSS is included in the
+        sampled RSS, not in the VmHWM peak of the main process).
     """
 
     durations: tuple[float, ...] = (5.0,)
@@ -79,6 +82,7 @@ class BenchOptions:
     source: str = "audio"
     fps: float = 25.0
     sample_interval_s: float = 0.5
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not self.durations or any(not d > 0 for d in self.durations):
@@ -112,10 +116,11 @@ class CaseResult:
     ttfc_p95_s: float
     ttfc_runs: list[float]
     rss_peak_mb: float
-    rss_at: dict[str, float]   # "10%", "50%", "100%" of the run
+    rss_at: dict[str, float]   # "10%", "50%", "90%" of the run (the end is after frames are freed)
     rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MiB)
     vram_peak_mb: float | None = None
     render_gpu_s: float | None = None
+    load_avg: tuple[float, float] | None = None  # 1-min load average before / after the case
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -143,10 +148,34 @@ def _status_kb(key: str) -> float | None:
     return None
 
 
-def rss_mb() -> float:
-    """Current resident set size (VmRSS) in MiB (NaN where /proc is unavailable)."""
+def _children(pid: str = "self") -> list[str]:
+    out: list[str] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += f.read().split()
+    except OSError:
+        pass
+    return out
+
+
+def rss_mb(children: bool = True) -> float:
+    """Current resident set size (VmRSS) in MiB, plus that of child processes (alignment
+    workers) when ``children``; NaN where /proc is unavailable."""
     kb = _status_kb("VmRSS")
-    return kb / 1024 if kb is not None else float("nan")
+    if kb is None:
+        return float("nan")
+    if children:
+        for pid in _children():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            kb += float(line.split()[1])
+                            break
+            except OSError:
+                continue
+    return kb / 1024
 
 
 def peak_rss_mb() -> float:
@@ -322,7 +351,8 @@ def _is_cuda(device: str) -> bool:
 def _say_options(options: BenchOptions, size: int):
     from .options import RenderOptions, SayOptions
 
-    return SayOptions(size=size, fps=options.fps, render=RenderOptions(device=options.device))
+    return SayOptions(size=size, fps=options.fps, render=RenderOptions(device=options.device),
+                      workers=options.workers)
 
 
 def _inputs(options: BenchOptions, seconds: float, tmp: Path) -> dict:
@@ -418,7 +448,7 @@ def run_case(options: BenchOptions, seconds: float, size: int, tmp: Path,
         ttfc_warmup_s=runs[0], ttfc_p50_s=float(np.percentile(runs[1:], 50)),
         ttfc_p95_s=float(np.percentile(runs[1:], 95)), ttfc_runs=runs,
         rss_peak_mb=max(hwm, mem.peak) if math.isfinite(hwm) else mem.peak,
-        rss_at={f"{int(f * 100)}%": mem.at_fraction(f) for f in (0.1, 0.5, 1.0)},
+        rss_at={f"{int(f * 100)}%": mem.at_fraction(f) for f in (0.1, 0.5, 0.9)},
         rss_samples=mem.samples, vram_peak_mb=vram, render_gpu_s=render_gpu,
     )
 
@@ -429,8 +459,19 @@ def run_bench(options: BenchOptions = BenchOptions(), progress: Callable[[str], 
     with tempfile.TemporaryDirectory(prefix="facecast-bench-") as tmp:
         for seconds in sorted(options.durations):
             for size in options.sizes:
-                results.append(run_case(options, seconds, size, Path(tmp), progress))
+                load = _load_avg()
+                r = run_case(options, seconds, size, Path(tmp), progress)
+                r.load_avg = (load, _load_avg())
+                results.append(r)
     return results
+
+
+def _load_avg() -> float:
+    """1-minute load average (NaN where unknown): other processes on the machine skew timings."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,18 +488,18 @@ def _f(v: float | None, fmt: str) -> str:
 def _row(r: CaseResult) -> list[str]:
     stages = [_f(r.stages.get(s, 0.0) / r.duration_s if r.duration_s else None, "{:.3f}") for s in _TABLE_STAGES]
     setup = _f((r.stages.get("face", 0.0) + r.stages.get("setup", 0.0)), "{:.2f}")
-    rss = "/".join(_f(r.rss_at.get(k), "{:.0f}") for k in ("10%", "50%", "100%"))
+    rss = "/".join(_f(r.rss_at.get(k), "{:.0f}") for k in ("10%", "50%", "90%"))
     gpu = (f"{_f(r.vram_peak_mb, '{:.0f}')} MiB, render {_f(r.render_gpu_s / r.duration_s if r.render_gpu_s else None, '{:.4f}')}"
            if r.vram_peak_mb is not None else "-")
     return [f"{r.source} {r.duration_s:.1f} s", str(r.size), r.device, _f(r.rtf, "{:.3f}"), _f(r.rtf_steady, "{:.3f}"),
             _f(r.fps, "{:.1f}"), _f(r.first_chunk_s, "{:.2f}"), _f(r.ttfc_warmup_s, "{:.2f}"),
             f"{_f(r.ttfc_p50_s, '{:.2f}')} / {_f(r.ttfc_p95_s, '{:.2f}')}", _f(r.rss_peak_mb, "{:.0f}"), rss, setup,
-            *stages, gpu]
+            *stages, gpu, "/".join(_f(x, "{:.1f}") for x in r.load_avg) if r.load_avg else "-"]
 
 
 HEADERS = ["input", "size", "device", "RTF", "RTF steady", "fps", "first chunk s", "TTFC warm-up s",
-           "TTFC p50 / p95 s", "peak RSS MiB", "RSS 10/50/100% MiB", "face+setup s",
-           *[f"{s} s/s" for s in _TABLE_STAGES], "GPU peak VRAM, render s/s"]
+           "TTFC p50 / p95 s", "peak RSS MiB", "RSS 10/50/90% MiB", "face+setup s",
+           *[f"{s} s/s" for s in _TABLE_STAGES], "GPU peak VRAM, render s/s", "load before/after"]
 
 
 def rich_table(results: list[CaseResult]):
@@ -495,10 +536,13 @@ Columns: RTF = wall time / audio seconds, end to end including model loading and
 the first chunk: model loading and the first segment); fps = output frames per wall second;
 first chunk = that warm-up in the measured run; TTFC = time to the first chunk of a new
 `say_chunks` job in a warm process, warm-up run (pays imports) and p50/p95 of the repeated runs;
-peak RSS = VmHWM of the measured run; RSS 10/50/100 % = resident memory at those points of the run
-(flat = memory does not grow with the input); stages in seconds per audio second (encode runs on
+peak RSS = VmHWM of the measured run; RSS 10/50/90 % = resident memory (VmRSS, sampled every
+0.5 s, alignment worker processes included) at those points of the run (flat = memory does not
+grow with the input); stages in seconds per audio second (encode runs on
 its own thread, overlapped with rendering, so stages do not add up to RTF); on CUDA the render
 stage is also timed with CUDA events and peak VRAM is torch.cuda.max_memory_allocated.
+"load" is the machine's 1-minute load average before/after each case: above the core count, other
+processes were competing for the CPU and the timings are pessimistic.
 """
 
 

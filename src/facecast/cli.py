@@ -138,6 +138,57 @@ def demo_cmd(
         _fail(exc)
 
 
+@app.command("loadtest")
+def loadtest_cmd(
+    streams: int = typer.Option(2, "--streams", help="Simulated clients talking at once."),
+    seconds: float = typer.Option(10.0, "--seconds", help="How long each client talks."),
+    size: int = typer.Option(512, "--size"),
+    device: str = typer.Option("cpu", "--device"),
+    workers: int = typer.Option(1, "--workers", help="Motion worker processes."),
+    encoders: int = typer.Option(1, "--encoders", help="Encoder threads."),
+    portraits: Optional[Path] = typer.Option(None, "--portraits", help="Pre-framed portraits (.npz); default: ../shared/media portraits."),
+    speech: Optional[Path] = typer.Option(None, "--speech", help="Speech: an audio file or a .npz of 16 kHz samples."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
+) -> None:
+    """N simulated clients feed real speech in real time; per-stream fps, late frames, latency."""
+    _setup_logging(False)
+    import json
+
+    import numpy as np
+
+    from .engine import LoadTestOptions, portraits_from_npz, run_loadtest
+    from .errors import FacecastError, InputError
+
+    try:
+        media = Path(__file__).resolve().parents[3] / "shared" / "media"
+        if portraits is not None:
+            faces = portraits_from_npz(portraits)
+        else:
+            from . import face
+
+            faces = []
+            for name in ("sam_512.jpg", "leijun.png", "bw_s12.jpg", "art0_painting.png"):
+                img = face.load_image(media / "portrait" / name)
+                faces.append(face.frame_portrait(img, face.find_face(img, source=name), size=size, source=name))
+        if speech is not None and speech.suffix == ".npz":
+            samples = np.load(speech)["samples"]
+        else:
+            from .audio import load_audio
+
+            path = speech or media / "audio" / "speech60s_en.wav"
+            if not Path(path).exists():
+                raise InputError(f"{path}: speech file not found. Pass --speech FILE.")
+            samples = load_audio(path).samples[0]
+        result = run_loadtest(faces, samples, LoadTestOptions(streams=streams, seconds=seconds, size=size, device=device,
+                                                              workers=workers, encoders=encoders))
+    except FacecastError as exc:
+        _fail(exc)
+    text = json.dumps(result, indent=1)
+    if json_out:
+        json_out.write_text(text)
+    Console().print_json(text)
+
+
 @app.command("doctor")
 def doctor_cmd(
     device: str = typer.Option("auto", "--device", help="auto (check the GPU if any), cpu, or cuda[:N] (must work)."),
@@ -191,6 +242,7 @@ def eval_cmd(
         options = ev.EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
                                  baselines=names, identity=identity, device=device)
         out = Console() if sys.stdout.isatty() else Console(width=170)
+        machine = ev.machine_info()  # the revision the run starts from
         reports = []
         for clip in ev.expand_clips(clips):
             report = ev.evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
@@ -201,7 +253,7 @@ def eval_cmd(
             for p in report.plots:
                 out.print(f"  plot: {p}", highlight=False)
         if json_path is not None:
-            ev.write_json(reports, json_path)
+            ev.write_json(reports, json_path, machine)
             err.print(f"wrote [bold]{json_path}[/]")
         if markdown is not None:
             markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +278,7 @@ def bench_cmd(
     long: bool = typer.Option(False, "--long", help="All documented scales: 5 s, 60 s and 10 min (takes a while)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     repeats: int = typer.Option(5, "--repeats", help="Runs for the time-to-first-chunk p50/p95 (after a warm-up)."),
+    workers: int = typer.Option(0, "--workers", help="Phone-recognition worker processes (SayOptions.workers)."),
     speech: Optional[Path] = typer.Option(None, "--speech", help="Speech file looped to each duration."),
     portrait: Optional[str] = typer.Option(None, "--portrait", help="Portrait image (default: scikit-image's astronaut)."),
     text: bool = typer.Option(False, "--text", help="Drive with Piper TTS of a repeated paragraph instead of speech audio."),
@@ -244,11 +297,11 @@ def bench_cmd(
         durs = (5.0, 60.0, 600.0) if long else _float_list(durations, "--durations")
         options = bench.BenchOptions(durations=durs, sizes=tuple(int(x) for x in _float_list(sizes, "--sizes")),
                                      device=device, repeats=repeats, speech=speech, portrait=portrait,
-                                     source="text" if text else "audio")
+                                     source="text" if text else "audio", workers=workers)
+        machine = bench.machine_info()  # the revision the run starts from
         results = bench.run_bench(options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
         (Console() if sys.stdout.isatty() else Console(width=250)).print(bench.rich_table(results))
         command = "facecast " + " ".join(sys.argv[1:])
-        machine = bench.machine_info()
         if json_path is not None:
             bench.write_json(results, json_path, command, machine)
             err.print(f"wrote [bold]{json_path}[/]")

@@ -57,7 +57,8 @@ closed_in_silence  Fraction of silent frames (``audio.VoiceActivity``, silero-VA
                  (5th percentile of its mouth opening) + 0.05 IOD. Needs >= 5 silent frames
                  (else "-"). Compared with the real clip's own value.
 blink_rate       Blinks per minute: runs of frames whose eye openness (mean of both eyes'
-                 lid gap / eye width) is below 50 % of the clip's median, counted as events.
+                 lid gap / eye width) is below 50 % of the clip's median, lasting at most 0.5 s
+                 (longer dips are squints or looks down), counted as events.
 jitter           Landmark jitter: median over frames of the mean |p[t+1] - 2 p[t] + p[t-1]| /
                  IOD over 22 non-mouth landmarks (eye corners, brows, nose, forehead, temples).
                  Includes the tracker's own noise (~0.003-0.005 on a still face): the still row
@@ -479,18 +480,22 @@ def jitter(points: np.ndarray) -> float:
     return float(np.nanmedian(acc)) if np.isfinite(acc).any() else float("nan")
 
 
-def blink_events(eye_open: np.ndarray) -> int:
+def blink_events(eye_open: np.ndarray, fps: float = 25.0, max_seconds: float = 0.5) -> int:
+    """Runs of frames with the eye openness below 50 % of the clip's median, lasting at most
+    ``max_seconds`` (blinks take 0.1-0.4 s; a longer dip is a squint or a look down)."""
     ok = np.isfinite(eye_open)
     if ok.sum() < 3:
         return 0
     base = float(np.median(eye_open[ok]))
     below = np.where(ok, eye_open < 0.5 * base, False)
-    return int(np.count_nonzero(below[1:] & ~below[:-1]) + int(below[0]))
+    edges = np.diff(np.concatenate([[0], below.astype(np.int8), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    return int(np.count_nonzero((ends - starts) <= max(1, round(max_seconds * fps))))
 
 
 def blink_rate(eye_open: np.ndarray, fps: float) -> float:
     minutes = len(eye_open) / fps / 60.0
-    return blink_events(eye_open) / minutes if minutes > 0 else float("nan")
+    return blink_events(eye_open, fps) / minutes if minutes > 0 else float("nan")
 
 
 def closed_in_silence(mouth_open: np.ndarray, voiced: np.ndarray, real_mouth_open: np.ndarray) -> float:
@@ -1010,9 +1015,9 @@ def git_revision() -> str:
     return "unknown"
 
 
-def write_json(reports: list[ClipReport], path: Path) -> None:
+def write_json(reports: list[ClipReport], path: Path, machine: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"machine": machine_info(), "clips": [r.to_json() for r in reports],
+    data = {"machine": machine or machine_info(), "clips": [r.to_json() for r in reports],
             "summary": [{k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None) for k, v in row.items()}
                         for row in summary_rows(reports)]}
     path.write_text(json.dumps(data, indent=1))

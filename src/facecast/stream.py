@@ -68,6 +68,10 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_RATE = 16_000
 MAX_LOOKAHEAD_S = 0.2
+# swresample holds back up to 32 samples (at 16 kHz; 8 kHz input) of filter delay until more
+# input comes; frame analysis stops this far short of frame time + look-ahead so that it never
+# waits for them (3 ms).
+_RESAMPLER_SLACK = 48
 
 # Mean cepstrum of speech for pocketsphinx's live cepstral mean normalisation at the start of a
 # stream (its built-in "40,3,-1" is far too quiet for normal recording levels, and live CMN only
@@ -530,6 +534,7 @@ class StreamSession:
         self._partial_cache: tuple[int, list[PhoneSpan]] | None = None
 
         self._next_frame = 0                    # next frame whose motion is computed
+        self._horizon = 0                       # analysis samples the current frame may use
         self._pending: list[np.ndarray] = []    # motion rows computed, not yet rendered
         self._pending_first = 0                 # frame index of _pending[0]
         self._last_params: np.ndarray | None = None
@@ -553,9 +558,9 @@ class StreamSession:
         self._advance()
 
     def push_text(self, text: str) -> None:
-        """Add a piece of text; each sentence is synthesised and queued as soon as it completes
-        (a sentence ends at . ! ? ; : followed by a space, or a line break; ``end_input``
-        speaks the rest)."""
+        """Add a piece of text; each sentence is synthesised (blocking) and queued as soon as it
+        completes (a sentence ends at . ! ? ; : followed by white space, or a line break). An
+        unfinished sentence is spoken when audio is pushed next or at ``end_input``."""
         self._check_input()
         text = _check_text_piece(text)
         for sentence in self._splitter.feed(text):
@@ -612,9 +617,9 @@ class StreamSession:
         self._clock = t if self._clock is None else max(self._clock, t)
         if not self._ended:
             target = math.floor(t * ANALYSIS_RATE)
-            if self._ana.end < target:
-                self._flush_text()
-                self._fill(target)
+            while self._ana.end < target:  # a second at a time: a clock jump does not pile up audio
+                self._fill(min(target, self._ana.end + ANALYSIS_RATE))
+                self._advance()
         self._advance()
 
     def end_input(self) -> None:
@@ -815,6 +820,7 @@ class StreamSession:
         if self._vad_origin is None or self._vad_flushed:
             self._vad.reset(a / ANALYSIS_RATE)
             self._vad_origin, self._vad_windows, self._vad_flushed = a, 0, False
+            self._last_mic_voiced = False
             self._vdec_next = max(self._vdec_next, math.ceil(a * self.fps / ANALYSIS_RATE - 1e-9))
         with self.timings.stage("vad"):
             probs = self._vad.speech_probability(x)
@@ -893,7 +899,9 @@ class StreamSession:
 
     def _due_limit(self) -> int:
         """Frames < this may be computed now."""
-        end = self._ana.end
+        # Input that arrived, including the ~1 ms a resampler still holds back (waiting for it
+        # would cost a whole push of latency for no information).
+        end = self._run.a_end() if self._run is not None else self._ana.end
         if self._ended:
             limit = self._total_frames()
         else:
@@ -915,7 +923,16 @@ class StreamSession:
         while self._next_frame < limit:
             f = self._next_frame
             if not self._ended:
-                self._process_to(math.ceil((f / self.fps + L) * ANALYSIS_RATE - 1e-6))
+                # Analyse up to a point fixed by the frame alone (not by how the input was cut
+                # into pushes), so every frame sees the same input whatever the push sizes. The
+                # few samples a resampler holds back are left for the next frame.
+                point = math.ceil((f / self.fps + L) * ANALYSIS_RATE - 1e-6) - _RESAMPLER_SLACK
+                if self._ana.end < point:
+                    break
+                self._process_to(point)
+                self._horizon = point
+            else:
+                self._horizon = self._ana.end
             self._pending.append(self._frame_motion(f))
             if len(self._pending) == 1:
                 self._pending_first = f
@@ -933,20 +950,21 @@ class StreamSession:
         hi = f + ahead + 1
         n = hi - lo
         a0 = self._frame_sample(lo) - int(0.03 * ANALYSIS_RATE)
-        a1 = min(self._frame_sample(hi) + int(0.03 * ANALYSIS_RATE), self._ana.end)
+        end = self._horizon  # what this frame may see (the same whatever the push sizes)
+        a1 = min(self._frame_sample(hi) + int(0.03 * ANALYSIS_RATE), end)
         seg = self._ana.get(max(a0, self._ana.base), max(a1, max(a0, self._ana.base)))[0]
         from .audio import loudness_envelope
 
         energy = loudness_envelope(seg, ANALYSIS_RATE, fps, n, lo, samples_start=max(a0, self._ana.base) / ANALYSIS_RATE)
         times = (lo + np.arange(n)) / fps
         ends = np.arange(lo, hi)
-        energy[(ends * ANALYSIS_RATE / fps) >= self._ana.end] = 0.0
+        energy[(ends * ANALYSIS_RATE / fps) >= end] = 0.0
         phones = phones_all
         voiced = np.zeros(n, bool)
         mic_hold = self._last_mic_voiced
         for k, g in enumerate(range(lo, hi)):
             s = g * ANALYSIS_RATE / fps
-            kind = self._region_at(int(s)) if s < self._ana.end else None
+            kind = self._region_at(int(s)) if s < end else None
             if kind == "mic":
                 voiced[k] = self._vdec.get(g, mic_hold)
             elif kind == "tts":
@@ -963,7 +981,7 @@ class StreamSession:
             if x >= 1.0:
                 self._fade = None
             else:
-                w = 1.0 - (x * x * (3 - 2 * x) if x > 0 else 0.0)
+                w = 1.0 - max(x, 0.0)  # linear: the smallest largest step over the fade
                 params = (w * held + (1 - w) * params).astype(np.float32)
         self._last_params = params
         self.timings.add("motion", time.perf_counter() - t0)
@@ -1075,6 +1093,7 @@ def _check_audio(chunk: Any) -> AudioChunk:
 # --------------------------------------------------------------------------------------------
 
 _END = object()
+_TEXT_IDLE_S = 0.5  # stream(): speak an unfinished sentence after this long without more text
 
 
 async def stream(
@@ -1101,7 +1120,12 @@ async def stream(
     so the event loop stays free. The stream ends when the source is exhausted and its last
     frame is out. Errors (bad items, empty text, NaN audio) are raised from the iterator.
     """
+    import torch
+
     options = check_options(options)
+    # One thread per stream, as `say` does: a frame at a time renders several times faster on one
+    # thread than on a pool that has to wake up for it (and streams are run side by side).
+    torch.set_num_threads(1)
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-stream")
     speaker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-voice")
@@ -1146,6 +1170,7 @@ async def stream(
         splitter = SentenceSplitter()
         ops: deque = deque()  # ("audio", chunk) | ("speech", future) | ("interrupt",) | ("end",)
         source_done = False
+        last_text = 0.0  # loop time of the last text piece
         t0 = loop.time()
         frame_dt = 1.0 / options.fps
 
@@ -1185,6 +1210,14 @@ async def stream(
                 waits.add(getter)
             if ops and ops[0][0] == "speech" and not ops[0][1].done():
                 waits.add(ops[0][1])
+            timeout = frame_dt if options.realtime else None
+            if splitter.pending and _speakable(splitter.pending):
+                # An unfinished sentence is spoken once no more text came for a while.
+                idle = last_text + _TEXT_IDLE_S - loop.time()
+                if idle <= 0:
+                    speak(splitter.flush())
+                    continue
+                timeout = idle if timeout is None else min(timeout, idle)
             if not waits:
                 if ops:
                     continue  # ready input left: apply it
@@ -1192,8 +1225,7 @@ async def stream(
                     await asyncio.sleep(frame_dt)  # the clock moves the stream on
                     continue
                 break  # input over and applied: close() hands out the rest
-            done, _ = await asyncio.wait(waits, timeout=frame_dt if options.realtime else None,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if getter is not None and getter in done:
                 item, getter = getter.result(), None
                 while True:
@@ -1213,6 +1245,7 @@ async def stream(
                         ops.append(("interrupt",))
                     elif isinstance(item, str):
                         speak(splitter.feed(_check_text_piece(item)))
+                        last_text = loop.time()
                     elif isinstance(item, AudioChunk):
                         _check_audio(item)
                         speak(splitter.flush())

@@ -1,0 +1,290 @@
+"""Many live avatars on one machine, and the load test that proves how many.
+
+Layout (why: Python's GIL). pocketsphinx holds the GIL, so each worker *process* runs the
+per-stream CPU work of its share of the streams: audio arrives in 20 ms chunks at wall-clock pace,
+a `StreamSession` per stream turns it into motion (VAD, live phones, coarticulation, look-ahead).
+The parent process owns the GPU: one scheduler loop gathers whatever motion is ready from *all*
+sessions into one `BatchRenderer.render` launch, copies frames back through pinned memory, and
+hands each stream's frames to its own encoder (libx264 via PyAV, which releases the GIL while
+encoding) on a pool of encoder threads.
+
+`run_loadtest` simulates N clients feeding real speech in real time and measures, per stream,
+frames per second, late frames (delivered after their audio time + look-ahead + budget),
+latency, and time to first frame from the first audio chunk.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .types import AudioChunk, FaceLandmarks, MotionFrames, Portrait, VideoFrames
+
+
+@dataclass(frozen=True)
+class LoadTestOptions:
+    """streams: simulated clients. seconds: how long each talks. workers: motion processes.
+    encoders: encoder threads. chunk_s: client audio chunk length. lookahead_s: stream look-ahead.
+    budget_s: a frame is late when delivered later than its audio time + lookahead_s + budget_s.
+    encode: H.264 per stream (libx264 `preset`), else frames are only rendered and fetched."""
+
+    streams: int = 2
+    seconds: float = 10.0
+    size: int = 512
+    fps: float = 25.0
+    device: str = "cpu"
+    dtype: str = "float16"
+    workers: int = 1
+    encoders: int = 2
+    chunk_s: float = 0.02
+    lookahead_s: float = 0.1
+    budget_s: float = 0.15
+    encode: bool = True
+    preset: str = "ultrafast"
+    stagger_s: float = 1.0
+
+
+def portraits_from_npz(path) -> list[Portrait]:
+    """Pre-framed portraits saved as img0/pts0, img1/pts1, ... (machines without mediapipe)."""
+    z = np.load(path)
+    out, i = [], 0
+    while f"img{i}" in z:
+        img, pts = z[f"img{i}"], z[f"pts{i}"].astype(np.float32)
+        out.append(Portrait(img, FaceLandmarks(pts, (img.shape[1], img.shape[0])), f"portrait{i}"))
+        i += 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# worker process: live audio -> motion
+# ----------------------------------------------------------------------------------------------
+
+class _Capture:
+    """A render callable that renders nothing: it keeps the MotionFrames for the GPU process."""
+
+    def __init__(self):
+        self.motions: list[MotionFrames] = []
+
+    def __call__(self, motion: MotionFrames) -> VideoFrames:
+        self.motions.append(motion)
+        return VideoFrames(torch.zeros((motion.num_frames, 1, 1, 3), dtype=torch.uint8), motion.fps, motion.first_frame)
+
+
+def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTestOptions, out_q) -> None:
+    """Feed each stream's audio in real time from t0 + offset (t0 arrives on ``start_q`` once
+    every worker is loaded); send (id, first_frame, params, audio samples, audio_rate) for every
+    chunk of frames that became due."""
+    torch.set_num_threads(1)
+    from .stream import StreamOptions, StreamSession
+
+    so = StreamOptions(size=opts.size, fps=opts.fps, lookahead_s=opts.lookahead_s, realtime=False, encode=False,
+                       audio_rate=16000, chunk_frames=5)
+    caps = {s: _Capture() for s in stream_ids}
+    sessions = {s: StreamSession(portraits[s], so, render=caps[s]) for s in stream_ids}
+    out_q.put(("ready", stream_ids))
+    t0 = start_q.get()
+    n_chunk = int(round(opts.chunk_s * 16000))
+    pos = {s: 0 for s in stream_ids}
+    live = set(stream_ids)
+    step = 0
+    while live:
+        step += 1
+        now = time.monotonic()
+        for s in list(live):
+            due = int((now - (t0 + offsets[s])) / opts.chunk_s)  # chunks that have "arrived"
+            sess = sessions[s]
+            while due > pos[s] // n_chunk and pos[s] < len(audio[s]):
+                piece = audio[s][pos[s]:pos[s] + n_chunk]
+                sess.push_audio(AudioChunk(piece[None, :], 16000, pos[s] / 16000))
+                pos[s] += len(piece)
+            if pos[s] >= len(audio[s]):
+                chunks = sess.close()
+                live.discard(s)
+            else:
+                chunks = sess.poll()
+            for ch, mo in zip(chunks, caps[s].motions[-len(chunks):] if chunks else []):
+                out_q.put((s, mo.first_frame, mo.params, ch.audio.samples, ch.audio.sample_rate))
+            caps[s].motions.clear()
+        time.sleep(max(0.0, opts.chunk_s / 2 - (time.monotonic() - now)))
+    out_q.put(("done", stream_ids))
+
+
+# ----------------------------------------------------------------------------------------------
+# parent: one batched GPU launch per tick for all streams, encoders on threads
+# ----------------------------------------------------------------------------------------------
+
+class _StreamOut:
+    def __init__(self, opts: LoadTestOptions):
+        self.frames = 0
+        self.first_delivery: float | None = None
+        self.latencies: list[float] = []
+        self.late = 0
+        self.bytes = 0
+        self.writer = None
+        if opts.encode:
+            from .encode import Fmp4SegmentWriter
+
+            # One thread per encoder: the streams are already spread over the encoder threads.
+            self.writer = Fmp4SegmentWriter(fps=opts.fps, width=opts.size, height=opts.size, audio_rate=16000,
+                                            audio_channels=1, preset=opts.preset, fragment_frames=5, threads=1)
+
+
+def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOptions) -> dict:
+    """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
+    float32 ``speech``, each client starting at a different point), and measure delivery."""
+    from .batch import BatchRenderer, PinnedFetcher
+
+    n = opts.streams
+    torch.set_num_threads(1)  # the other cores belong to the motion workers and encoders
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[opts.dtype]
+    engine = BatchRenderer((opts.size, opts.size), device=opts.device, dtype=dtype)
+    cuda = engine.device.type == "cuda"
+    if cuda:
+        faces = [engine.add(portraits[i % len(portraits)]) for i in range(n)]
+    else:
+        # On a CPU, batching across streams buys nothing and the per-portrait renderer has the
+        # OpenCV fast path; the batched engine is the GPU's.
+        from .render import MeshRenderer
+
+        cpu_renderers = [MeshRenderer(portraits[i % len(portraits)]) for i in range(n)]
+    rng = np.random.default_rng(0)
+    L = int(opts.seconds * 16000)
+    audio = {}
+    for s in range(n):
+        start = int(rng.integers(0, max(len(speech) - 1, 1)))
+        audio[s] = np.roll(np.tile(speech, int(np.ceil(L / len(speech))) + 1), -start)[:L].astype(np.float32)
+    offsets = {s: float(rng.uniform(0, opts.stagger_s)) for s in range(n)}
+    if cuda:  # warm the engine (kernels, allocator) before the clock starts
+        engine.render(torch.zeros(1, dtype=torch.long), torch.zeros(1, 10))
+
+    ctx = mp.get_context("spawn")
+    out_q, start_q = ctx.Queue(), ctx.Queue()
+    groups = [g for g in (list(range(n))[w::opts.workers] for w in range(opts.workers)) if g]
+    procs = [ctx.Process(target=_motion_worker, args=(g, {s: portraits[s % len(portraits)] for s in g},
+                                                     {s: audio[s] for s in g}, {s: offsets[s] for s in g},
+                                                     start_q, opts, out_q), daemon=True) for g in groups]
+    for p in procs:
+        p.start()
+    for _ in procs:  # the clock starts once every worker has loaded its models
+        msg = out_q.get(timeout=300)
+        assert msg[0] == "ready", msg
+    t0 = time.monotonic() + 0.2
+    for _ in procs:
+        start_q.put(t0)
+    outs = {s: _StreamOut(opts) for s in range(n)}
+    enc_pools = [ThreadPoolExecutor(1) for _ in range(max(opts.encoders, 1))]
+    launches, launch_frames, render_ms, host_ms = 0, [], [], []
+    done_workers = 0
+    lock = threading.Lock()
+
+    def deliver(s, first, frames_u8, audio_samples, rate, fetched_at):
+        o = outs[s]
+        if o.writer is not None:
+            data = o.writer.write(VideoFrames(frames_u8, opts.fps, first),
+                                  AudioChunk(audio_samples, rate, first / opts.fps) if audio_samples.shape[1] else None)
+            o.bytes += len(data)
+        t = time.monotonic()
+        with lock:
+            for k in range(frames_u8.shape[0]):
+                media_t = (first + k) / opts.fps
+                lat = t - (t0 + offsets[s] + media_t)  # since the audio of this frame arrived
+                o.latencies.append(lat)
+                if lat > opts.lookahead_s + opts.budget_s:
+                    o.late += 1
+            o.frames += frames_u8.shape[0]
+            if o.first_delivery is None:
+                o.first_delivery = t
+
+    while done_workers < len(procs):
+        items = []
+        try:
+            items.append(out_q.get(timeout=0.05))
+            while True:
+                items.append(out_q.get_nowait())
+        except queue.Empty:
+            pass
+        work = []
+        for it in items:
+            if it[0] == "done":
+                done_workers += 1
+            else:
+                work.append(it)
+        if not work:
+            continue
+        if not cuda:
+            t_launch = time.perf_counter()
+            for s, first, p, a, rate in work:
+                frames = cpu_renderers[s].render(MotionFrames(p, opts.fps, first)).frames
+                enc_pools[s % len(enc_pools)].submit(deliver, s, first, frames, a, rate, time.monotonic())
+            host_ms.append((time.perf_counter() - t_launch) * 1000)
+            launches += 1
+            launch_frames.append(sum(it[2].shape[0] for it in work))
+            continue
+        ids = torch.cat([torch.full((it[2].shape[0],), faces[it[0]], dtype=torch.long) for it in work])
+        params = torch.from_numpy(np.concatenate([it[2] for it in work]))
+        if cuda:
+            ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            ev0.record()
+        t_launch = time.perf_counter()
+        frames = engine.render(ids, params)
+        host_ms.append((time.perf_counter() - t_launch) * 1000)
+        if cuda:
+            ev1.record()
+            render_ms.append((ev0, ev1))
+        fetched = PinnedFetcher(frames)
+        launches += 1
+        launch_frames.append(int(ids.shape[0]))
+
+        def dispatch(fetched=fetched, work=work):
+            host = fetched.wait()
+            i = 0
+            for s, first, p, a, rate in work:
+                k = p.shape[0]
+                enc_pools[s % len(enc_pools)].submit(deliver, s, first, host[i:i + k].clone(), a, rate, time.monotonic())
+                i += k
+
+        enc_pools[-1].submit(dispatch)
+    for p in procs:
+        p.join(timeout=10)
+    for pool in enc_pools:
+        pool.shutdown(wait=True)
+    wall = time.monotonic() - t0
+    for o in outs.values():
+        if o.writer is not None:
+            o.bytes += len(o.writer.close())
+    lat = np.concatenate([np.asarray(o.latencies) for o in outs.values()]) if n else np.zeros(0)
+    ttff = np.array([o.first_delivery - (t0 + offsets[s]) for s, o in outs.items() if o.first_delivery])
+    expected = int(np.ceil(opts.seconds * opts.fps - 1e-9))
+    result = {
+        "options": asdict(opts),
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "frames_expected_per_stream": expected,
+        "frames_min": min(o.frames for o in outs.values()),
+        "frames_total": sum(o.frames for o in outs.values()),
+        "late_frames": sum(o.late for o in outs.values()),
+        "late_fraction": sum(o.late for o in outs.values()) / max(sum(o.frames for o in outs.values()), 1),
+        "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
+        "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else None,
+        "ttff_p50_s": float(np.percentile(ttff, 50)) if ttff.size else None,
+        "ttff_p95_s": float(np.percentile(ttff, 95)) if ttff.size else None,
+        "per_stream_fps": sum(o.frames for o in outs.values()) / n / max(opts.seconds, 1e-9),
+        "launches": launches,
+        "frames_per_launch_mean": float(np.mean(launch_frames)) if launch_frames else 0.0,
+        "wall_s": wall,
+        "launch_host_ms_mean": float(np.mean(host_ms)) if host_ms else None,
+        "bytes_per_stream": float(np.mean([o.bytes for o in outs.values()])),
+    }
+    if cuda:
+        torch.cuda.synchronize()
+        ms = [a.elapsed_time(b) for a, b in render_ms]
+        result["gpu_render_ms_mean"] = float(np.mean(ms)) if ms else None
+        result["gpu_busy_fraction"] = float(np.sum(ms) / 1000 / wall) if ms else None
+        result["peak_vram_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
