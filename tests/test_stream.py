@@ -225,6 +225,65 @@ def test_text_in_pieces_speaks_sentence_by_sentence(portrait):
     assert SentenceSplitter().feed("One. Two") == ["One."]
 
 
+@pytest.fixture(scope="module")
+def voice():
+    from facecast.voice import PiperVoice
+
+    return PiperVoice()
+
+
+def test_async_text_and_audio_mixed_in_order(portrait, voice, speech):
+    short = AudioChunk(speech.samples[:, : int(0.8 * 44100)], 44100)
+
+    async def source():
+        for piece in ["Good", " morning", " to you."]:  # no sentence end until the source says so
+            yield piece
+        for piece in pieces(short, 0.02):
+            yield piece
+        yield "See you."
+
+    async def main():
+        return [c async for c in stream(portrait, source(), options=StreamOptions(size=128, realtime=False),
+                                        render=still(portrait), voice=voice)]
+
+    chunks = asyncio.run(main())
+    n = check_contiguous(chunks)
+    said = [sum(v.audio.duration for v in voice.synthesize(t)) for t in ("Good morning to you.", "See you.")]
+    assert n == math.ceil((said[0] + short.duration + said[1]) * FPS - 1e-6)
+    # The recording sits between the two sentences, where it was sent.
+    audio = np.concatenate([c.audio.samples for c in chunks], axis=1)[0]
+    at = round(said[0] * 48000)
+    mid = audio[at: at + round(short.duration * 48000)]
+    from facecast.audio import Resampler
+
+    ref = Resampler(48000).feed(short).samples[0]
+    k = min(mid.size, ref.size) - 2000
+    assert np.corrcoef(mid[1000:k], ref[1000:k])[0, 1] > 0.99
+
+
+def test_realtime_barge_in_cuts_a_long_sentence(portrait, voice):
+    long = "This is a rather long sentence, and it would take quite a few seconds to say out loud."
+    full = sum(v.audio.duration for v in voice.synthesize(long))
+
+    async def source():
+        yield long
+        await asyncio.sleep(1.0)
+        yield INTERRUPT
+        yield "Okay."
+
+    async def main():
+        return [c async for c in stream(portrait, source(), options=StreamOptions(size=128, realtime=True),
+                                        render=still(portrait), voice=voice)]
+
+    chunks = asyncio.run(main())
+    n = check_contiguous(chunks)
+    assert n / FPS < full, "the interrupted sentence was played to its end"
+    jaw = np.concatenate([c.motion.column("jaw_open") for c in chunks])
+    assert jaw.max() > 0.3
+    # Between the cut-off sentence and "Okay." the mouth comes to rest.
+    assert (jaw[int(0.5 * FPS):] < 0.03).any()
+
+
 def test_fragmented_mp4_decodes_with_the_right_frames(portrait, speech):
     async def source():
         for piece in pieces(speech, 0.02):

@@ -33,6 +33,7 @@ class LoadTestOptions:
     """streams: simulated clients. seconds: how long each talks. workers: motion processes.
     encoders: encoder threads. chunk_s: client audio chunk length. lookahead_s: stream look-ahead.
     budget_s: a frame is late when delivered later than its audio time + lookahead_s + budget_s.
+    max_batch: most frames per GPU launch (bounds memory when work piles up).
     encode: H.264 per stream (libx264 `preset`), else frames are only rendered and fetched."""
 
     streams: int = 2
@@ -49,6 +50,8 @@ class LoadTestOptions:
     encode: bool = True
     preset: str = "ultrafast"
     stagger_s: float = 1.0
+    max_batch: int = 256
+    verbose: bool = False
 
 
 def portraits_from_npz(path) -> list[Portrait]:
@@ -136,6 +139,21 @@ class _StreamOut:
                                             audio_channels=1, preset=opts.preset, fragment_frames=5, threads=1)
 
 
+def _split(work: list, max_frames: int) -> list[list]:
+    """Split work items into groups of at most ``max_frames`` frames (an item is never split)."""
+    groups, cur, count = [], [], 0
+    for it in work:
+        k = it[2].shape[0]
+        if cur and count + k > max_frames:
+            groups.append(cur)
+            cur, count = [], 0
+        cur.append(it)
+        count += k
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOptions) -> dict:
     """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
     float32 ``speech``, each client starting at a different point), and measure delivery."""
@@ -202,6 +220,32 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
             if o.first_delivery is None:
                 o.first_delivery = t
 
+    def _launch(work) -> int:
+        """One batched render of ``work`` items; frames go to the encoders when they reach the
+        host (the wait happens on an encoder thread, never in this loop)."""
+        ids = torch.cat([torch.full((it[2].shape[0],), faces[it[0]], dtype=torch.long) for it in work])
+        params = torch.from_numpy(np.concatenate([it[2] for it in work]))
+        ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        ev0.record()
+        t_launch = time.perf_counter()
+        frames = engine.render(ids, params)
+        host_ms.append((time.perf_counter() - t_launch) * 1000)
+        ev1.record()
+        render_ms.append((ev0, ev1))
+        fetched = PinnedFetcher(frames)
+        launch_frames.append(int(ids.shape[0]))
+
+        def dispatch(fetched=fetched, work=work):
+            host = fetched.wait()
+            i = 0
+            for s, first, p, a, rate in work:
+                k = p.shape[0]
+                enc_pools[s % len(enc_pools)].submit(deliver, s, first, host[i:i + k].clone(), a, rate, time.monotonic())
+                i += k
+
+        enc_pools[-1].submit(dispatch)
+        return 1
+
     while done_workers < len(procs):
         items = []
         try:
@@ -218,6 +262,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
                 work.append(it)
         if not work:
             continue
+        if opts.verbose and launches % 50 == 0:
+            print(f"t={time.monotonic() - t0:6.2f}s launch {launches}: {sum(it[2].shape[0] for it in work)} frames, "
+                  f"delivered {sum(o.frames for o in outs.values())}", flush=True)
         if not cuda:
             t_launch = time.perf_counter()
             for s, first, p, a, rate in work:
@@ -227,30 +274,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
             launches += 1
             launch_frames.append(sum(it[2].shape[0] for it in work))
             continue
-        ids = torch.cat([torch.full((it[2].shape[0],), faces[it[0]], dtype=torch.long) for it in work])
-        params = torch.from_numpy(np.concatenate([it[2] for it in work]))
-        if cuda:
-            ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            ev0.record()
-        t_launch = time.perf_counter()
-        frames = engine.render(ids, params)
-        host_ms.append((time.perf_counter() - t_launch) * 1000)
-        if cuda:
-            ev1.record()
-            render_ms.append((ev0, ev1))
-        fetched = PinnedFetcher(frames)
-        launches += 1
-        launch_frames.append(int(ids.shape[0]))
+        for batch in _split(work, opts.max_batch):
+            launches += _launch(batch)
 
-        def dispatch(fetched=fetched, work=work):
-            host = fetched.wait()
-            i = 0
-            for s, first, p, a, rate in work:
-                k = p.shape[0]
-                enc_pools[s % len(enc_pools)].submit(deliver, s, first, host[i:i + k].clone(), a, rate, time.monotonic())
-                i += k
-
-        enc_pools[-1].submit(dispatch)
     for p in procs:
         p.join(timeout=10)
     for pool in enc_pools:

@@ -1071,7 +1071,7 @@ def write_plots(report: ClipReport, clip: Clip, plot_dir: Path) -> list[str]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     t = np.arange(clip.num_frames) / clip.fps
-    fig, ax = plt.subplots(figsize=(max(8, min(24, clip.seconds * 0.8)), 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(8, min(24, clip.seconds * 0.8)), 4.0), dpi=100)
     ax.fill_between(t, 0, clip.energy * 0.35, color="0.85", label="speech loudness (scaled)", step="mid")
     styles = {"real": ("k", 2.0, "-"), "still": ("0.5", 1.0, ":"), "loudness": ("tab:blue", 1.2, "--"),
               "facecast": ("tab:red", 1.5, "-")}
@@ -1085,7 +1085,7 @@ def write_plots(report: ClipReport, clip: Clip, plot_dir: Path) -> list[str]:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mouth opening (IOD)")
     ax.set_title(f"{report.clip}: mouth opening, real vs generated")
-    ax.legend(loc="upper right", fontsize=8, ncol=5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, ncol=5, frameon=False)
     ax.set_xlim(0, max(t[-1], 1e-3))
     fig.tight_layout()
     p = plot_dir / f"{report.clip}_aperture.png"

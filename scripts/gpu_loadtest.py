@@ -1,0 +1,40 @@
+"""Load test on the GPU machine (no mediapipe/typer there): portraits and speech from .npz.
+
+Usage: python scripts/gpu_loadtest.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz \
+           --streams 16 32 64 --seconds 20 --workers 10 --encoders 5 --out results.json
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+from facecast.engine import LoadTestOptions, portraits_from_npz, run_loadtest
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--portraits", required=True)
+    ap.add_argument("--speech", required=True)
+    ap.add_argument("--streams", type=int, nargs="+", default=[16])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--workers", type=int, default=10)
+    ap.add_argument("--encoders", type=int, default=5)
+    ap.add_argument("--dtype", default="float16")
+    ap.add_argument("--preset", default="ultrafast")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    faces = portraits_from_npz(args.portraits)
+    speech = np.load(args.speech)["samples"]
+    rows = []
+    for n in args.streams:
+        r = run_loadtest(faces, speech, LoadTestOptions(streams=n, seconds=args.seconds, size=faces[0].image.shape[0],
+                                                        device="cuda", dtype=args.dtype, workers=args.workers,
+                                                        encoders=args.encoders, preset=args.preset, stagger_s=1.0,
+                                                        verbose=True))
+        keys = ["frames_min", "frames_expected_per_stream", "late_fraction", "latency_p50_s", "latency_p95_s",
+                "ttff_p50_s", "ttff_p95_s", "per_stream_fps", "frames_per_launch_mean", "gpu_render_ms_mean",
+                "gpu_busy_fraction", "launch_host_ms_mean", "peak_vram_gib", "wall_s"]
+        print(json.dumps({"streams": n, **{k: r.get(k) for k in keys}}), flush=True)
+        rows.append(r)
+    if args.out:
+        json.dump(rows, open(args.out, "w"), indent=1)
