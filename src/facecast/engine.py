@@ -34,6 +34,9 @@ class LoadTestOptions:
     encoders: encoder threads. chunk_s: client audio chunk length. lookahead_s: stream look-ahead.
     budget_s: a frame is late when delivered later than its audio time + lookahead_s + budget_s.
     max_batch: most frames per GPU launch (bounds memory when work piles up).
+    tick_s: the GPU scheduler gathers ready work for this long after the first item before one
+        launch (a launch costs ~10 ms however few frames it has, so batching across streams is
+        what lets one GPU serve many).
     encode: H.264 per stream (libx264 `preset`), else frames are only rendered and fetched."""
 
     streams: int = 2
@@ -51,6 +54,7 @@ class LoadTestOptions:
     preset: str = "ultrafast"
     stagger_s: float = 1.0
     max_batch: int = 256
+    tick_s: float = 0.025
     verbose: bool = False
 
 
@@ -250,8 +254,10 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         items = []
         try:
             items.append(out_q.get(timeout=0.05))
+            deadline = time.monotonic() + (opts.tick_s if cuda else 0.0)
             while True:
-                items.append(out_q.get_nowait())
+                left = deadline - time.monotonic()
+                items.append(out_q.get(timeout=left) if left > 0 else out_q.get_nowait())
         except queue.Empty:
             pass
         work = []
