@@ -16,7 +16,9 @@ latency, and time to first frame from the first audio chunk.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import resource
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -161,7 +163,7 @@ def _split(work: list, max_frames: int) -> list[list]:
 def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOptions) -> dict:
     """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
     float32 ``speech``, each client starting at a different point), and measure delivery."""
-    from .batch import BatchRenderer, PinnedFetcher
+    from .batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
 
     n = opts.streams
     torch.set_num_threads(1)  # the other cores belong to the motion workers and encoders
@@ -170,6 +172,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     cuda = engine.device.type == "cuda"
     if cuda:
         faces = [engine.add(portraits[i % len(portraits)]) for i in range(n)]
+        graphed = GraphedBatchRenderer(engine, buckets=tuple(b for b in (8, 16, 32, 64, 128, 256) if b <= opts.max_batch))
     else:
         # On a CPU, batching across streams buys nothing and the per-portrait renderer has the
         # OpenCV fast path; the batched engine is the GPU's.
@@ -183,9 +186,15 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         start = int(rng.integers(0, max(len(speech) - 1, 1)))
         audio[s] = np.roll(np.tile(speech, int(np.ceil(L / len(speech))) + 1), -start)[:L].astype(np.float32)
     offsets = {s: float(rng.uniform(0, opts.stagger_s)) for s in range(n)}
-    if cuda:  # warm the engine (kernels, allocator) before the clock starts
-        engine.render(torch.zeros(1, dtype=torch.long), torch.zeros(1, 10))
+    if cuda:  # capture every bucket's graph before the clock starts
+        for b in graphed.buckets:
+            graphed.render(torch.zeros(b, dtype=torch.long), torch.zeros(b, 10))
 
+    # Each worker is one core's worth of work: keep BLAS/OpenMP/onnxruntime pools from spawning a
+    # thread per core in every process (12 processes x 16 spinning threads starve the GPU loop).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     ctx = mp.get_context("spawn")
     out_q, start_q = ctx.Queue(), ctx.Queue()
     groups = [g for g in (list(range(n))[w::opts.workers] for w in range(opts.workers)) if g]
@@ -232,7 +241,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         ev0.record()
         t_launch = time.perf_counter()
-        frames = engine.render(ids, params)
+        frames = graphed.render(ids, params)
         host_ms.append((time.perf_counter() - t_launch) * 1000)
         ev1.record()
         render_ms.append((ev0, ev1))
@@ -288,6 +297,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     for pool in enc_pools:
         pool.shutdown(wait=True)
     wall = time.monotonic() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_self = (cpu1[0].ru_utime + cpu1[0].ru_stime) - (cpu0[0].ru_utime + cpu0[0].ru_stime)
+    cpu_workers = (cpu1[1].ru_utime + cpu1[1].ru_stime) - (cpu0[1].ru_utime + cpu0[1].ru_stime)
     for o in outs.values():
         if o.writer is not None:
             o.bytes += len(o.writer.close())
@@ -310,6 +322,8 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         "launches": launches,
         "frames_per_launch_mean": float(np.mean(launch_frames)) if launch_frames else 0.0,
         "wall_s": wall,
+        "cpu_cores_main": cpu_self / wall,  # GPU loop + encoder threads
+        "cpu_cores_workers": cpu_workers / wall,  # motion processes (joined, so counted)
         "launch_host_ms_mean": float(np.mean(host_ms)) if host_ms else None,
         "bytes_per_stream": float(np.mean([o.bytes for o in outs.values()])),
     }

@@ -100,7 +100,8 @@ INTERRUPT = Interrupt()
 class StreamOptions:
     """Everything a stream needs besides the portrait and the source.
 
-    size, fps, face_index: as SayOptions (output width = height in pixels, frame rate, which face).
+    size, fps, face_index: as SayOptions (output width = height in pixels, frame rate, which face);
+        size and face_index only apply when the portrait is an image, not a prepared Portrait.
     lookahead_s: video lags input audio by this much (0 ... 0.2 s); frames are computed once audio
         up to their time + lookahead_s has arrived. Keep it >= motion.lookahead_s (anticipation).
     realtime: :func:`stream` drives the session with the wall clock: idle frames when the source
@@ -639,7 +640,8 @@ class StreamSession:
 
     def close(self) -> list[StreamChunk]:
         """End the input and return every remaining chunk (not waiting for the clock); the last
-        chunk carries the end of the fMP4. The session cannot be used afterwards."""
+        chunk carries the end of the fMP4 (a chunk without frames if every frame was already
+        out). The session cannot be used afterwards."""
         if self._closed:
             return []
         self.end_input()
@@ -1197,7 +1199,17 @@ async def stream(
             # 2. the clock, 3. frames
             if options.realtime:
                 await call(session.advance_to, loop.time() - t0 - options.jitter_s)
-            for chunk in await call(session.poll):
+            chunks = await call(session.poll)
+            if session.done:
+                # The last frames and the end of the fMP4 leave together.
+                tail = await call(session.close)
+                if chunks and len(tail) == 1 and tail[0].num_frames == 0:
+                    last = chunks[-1]
+                    chunks[-1] = StreamChunk(last.video, last.audio, (last.fmp4 or b"") + (tail[0].fmp4 or b""),
+                                             last.motion)
+                else:
+                    chunks += tail
+            for chunk in chunks:
                 yield chunk
             if session.done:
                 break
@@ -1257,8 +1269,9 @@ async def stream(
                         item = inbox.get_nowait()
                     except asyncio.QueueEmpty:
                         break
-        for chunk in await call(session.close):
-            yield chunk
+        if not session._closed:
+            for chunk in await call(session.close):
+                yield chunk
     finally:
         for task in (getter, reader):
             if task is not None:
