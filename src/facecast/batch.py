@@ -59,6 +59,7 @@ class BatchRenderer:
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
         self.full_xy = pixel_grid(0, 0, W, H, self.device)  # [H, W, 2]
+        self._scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)  # px -> [-1, 1]
 
     def add(self, portrait: Portrait) -> int:
         """Register a face; returns its id. Costs a triangulation (~20 ms on a CPU)."""
@@ -111,8 +112,7 @@ class BatchRenderer:
         gathered = torch.gather(disp, 1, cell_idx.reshape(N, -1, 1).expand(-1, -1, 2)).reshape(N, -1, 3, 2)
         dense = (gathered * cell_w[..., None]).sum(2).reshape(N, gh, gw, 2).permute(0, 3, 1, 2)
         s = invert_warp(dense, self.coarse_xy, (0, 0), self.step)  # [N, gh, gw, 2] px
-        scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)
-        grid = upsample_map(s, self.coarse_xy, self.step, self.full_xy) * scale - 1.0
+        grid = upsample_map(s, self.coarse_xy, self.step, self.full_xy) * self._scale - 1.0
         img = F.grid_sample(images[ids], grid.to(self.dtype), mode="bilinear", padding_mode="border",
                             align_corners=True)  # [N, 3, H, W]
         img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin)

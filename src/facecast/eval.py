@@ -819,7 +819,8 @@ def evaluate_clip(path: str | Path, options: EvalOptions = EvalOptions(),
         if name == "real":
             points, found = clip.points, clip.found
         else:
-            points, found = face_mod.track_video(np.ascontiguousarray(frames), fps=clip.fps, smooth=False)
+            # Frame by frame: the still row is a broadcast view, never materialised.
+            points, found = face_mod.track_video(iter(frames), fps=clip.fps, smooth=False)
         if not found.all():
             notes.append(f"{name}: face not found in {int((~found).sum())} of {len(found)} frames")
         metrics = score_row(clip, frames, points, found, ident, portrait_emb)

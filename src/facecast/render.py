@@ -250,7 +250,8 @@ class RigTensors:
     """A rig's motion maps as tensors, leading dim 1 (one face) or N (gathered per frame from
     several faces by the batched renderer). L = number of control points.
 
-    bases [.., 5, L, 2]: px per unit of jaw_open, lip_spread, lip_round, upper_lip, blink.
+    bases [.., P, L, 2]: px per unit of each motion parameter (jaw_open, lip_spread, lip_round,
+        upper_lip, blink; zero rows for the others).
     w_lower [.., L], ey [.., 2], iod/rest_gap [..] (px / IOD units), points [.., L, 2],
     z [.., L], pivot [.., 3], w_head [.., L].
     """
@@ -268,7 +269,13 @@ class RigTensors:
     @staticmethod
     def of(rig: "MeshRig") -> "RigTensors":
         f = lambda x: torch.as_tensor(np.asarray(x, np.float32))[None]  # noqa: E731
-        return RigTensors(f(np.stack([rig.B_jaw, rig.B_spread, rig.B_round, rig.B_upper, rig.B_blink])),
+        # One basis row per motion parameter (zero for the non-linear ones), so applying them is
+        # a plain broadcast-multiply-sum: no index tensors (CUDA-graph friendly).
+        bases = np.zeros((len(MOTION_INDEX),) + rig.B_jaw.shape, np.float32)
+        for name, b in (("jaw_open", rig.B_jaw), ("lip_spread", rig.B_spread), ("lip_round", rig.B_round),
+                        ("upper_lip", rig.B_upper), ("blink", rig.B_blink)):
+            bases[MOTION_INDEX[name]] = b
+        return RigTensors(f(bases),
                           f(rig.w_lower_lip), f(rig.ff.ey), f([rig.ff.iod]).reshape(1), f([rig.rest_gap]).reshape(1),
                           f(rig.points), f(rig.z), f(rig.pivot), f(rig.w_head))
 
@@ -283,15 +290,12 @@ class RigTensors:
         return RigTensors(*(torch.cat([getattr(r, k.name) for r in items]) for k in fields(RigTensors)))
 
 
-_LINEAR = [MOTION_INDEX[k] for k in ("jaw_open", "lip_spread", "lip_round", "upper_lip", "blink")]
-
-
 def displace(rt: RigTensors, params: torch.Tensor) -> torch.Tensor:
     """Landmark displacements [B, L, 2] px for params [B, P] (rig tensors with leading dim 1 or B).
     One implementation for the CPU renderer (numpy in, via torch) and the batched GPU one."""
     I = MOTION_INDEX
     jaw, close, labio = params[:, I["jaw_open"]], params[:, I["lip_close"]], params[:, I["labiodental"]]
-    d = (params[:, _LINEAR, None, None] * rt.bases).sum(1)
+    d = (params[:, :, None, None] * rt.bases).sum(1)
     # Lip closure / labiodental tuck: pull the lower lip back up by the share of the jaw drop
     # that would open the lips, plus the rest gap of a portrait with parted lips.
     u = rt.iod
@@ -472,9 +476,10 @@ def coarse_grid(xy: torch.Tensor, origin: tuple[int, int], step: int, shape: tup
     """Image pixel coordinates -> grid_sample's [-1, 1] on a coarse grid whose cell centres are
     at origin + step*i + (step-1)/2, of ``shape`` (gh, gw)."""
     gh, gw = shape
-    off = torch.tensor([origin[0] + (step - 1) / 2, origin[1] + (step - 1) / 2], device=xy.device, dtype=xy.dtype)
-    scale = torch.tensor([2.0 / max(gw - 1, 1), 2.0 / max(gh - 1, 1)], device=xy.device, dtype=xy.dtype)
-    return (xy - off) / step * scale - 1.0
+    # Per-channel Python scalars, not small tensors: no host-to-device copies (CUDA graphs).
+    gx = (xy[..., 0] - (origin[0] + (step - 1) / 2)) * (2.0 / (step * max(gw - 1, 1))) - 1.0
+    gy = (xy[..., 1] - (origin[1] + (step - 1) / 2)) * (2.0 / (step * max(gh - 1, 1))) - 1.0
+    return torch.stack([gx, gy], -1)
 
 
 def invert_warp(dense: torch.Tensor, coarse_xy: torch.Tensor, origin: tuple[int, int], step: int,
