@@ -74,7 +74,7 @@ def main():
               "torch": torch.__version__, "size": [W, H], "faces": len(portraits), "date": time.strftime("%Y-%m-%d")}
 
     # 1. equivalence with the CPU reference
-    cpu = BatchRenderer((W, H), device="cpu")
+    cpu = BatchRenderer((W, H), device="cpu", step=2)  # the GPU's grid pitch
     dev32 = BatchRenderer((W, H), device=args.device)
     for p in portraits:
         cpu.add(p)

@@ -21,6 +21,7 @@ if __name__ == "__main__":
     ap.add_argument("--encoders", type=int, default=5)
     ap.add_argument("--dtype", default="float16")
     ap.add_argument("--preset", default="ultrafast")
+    ap.add_argument("--chunk", type=float, default=0.02, help="client audio chunk (s)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     faces = portraits_from_npz(args.portraits)
@@ -29,7 +30,7 @@ if __name__ == "__main__":
     for n in args.streams:
         r = run_loadtest(faces, speech, LoadTestOptions(streams=n, seconds=args.seconds, size=faces[0].image.shape[0],
                                                         device="cuda", dtype=args.dtype, workers=args.workers,
-                                                        encoders=args.encoders, preset=args.preset, stagger_s=1.0,
+                                                        encoders=args.encoders, preset=args.preset, stagger_s=1.0, chunk_s=args.chunk,
                                                         verbose=True))
         keys = ["frames_min", "frames_expected_per_stream", "late_fraction", "latency_p50_s", "latency_p95_s",
                 "ttff_p50_s", "ttff_p95_s", "per_stream_fps", "frames_per_launch_mean", "gpu_render_ms_mean",

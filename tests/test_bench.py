@@ -89,6 +89,14 @@ def test_bench_cli_measures_a_short_run(tmp_path):
     assert md.read_text().count("\n## ") == 2
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_bench_on_cuda_without_cuda_is_a_clear_error():
+    from facecast.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        bench.run_bench(bench.BenchOptions(device="cuda"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_on_cuda_reports_vram_and_event_timed_render(tmp_path):

@@ -44,12 +44,12 @@ class BatchRenderer:
     """
 
     def __init__(self, size: tuple[int, int], device: str = "cuda", dtype: torch.dtype = torch.float32,
-                 mouth_crop: tuple[int, int] | None = None):
+                 mouth_crop: tuple[int, int] | None = None, step: int | None = None):
         self.size = size  # (W, H)
         self.device = resolve_device(device)
         self.dtype = dtype if self.device.type == "cuda" else torch.float32
         W, H = size
-        self.step = grid_step(self.device, W, H)
+        self.step = step or grid_step(self.device, W, H)  # explicit step: CPU references of GPU runs
         self.grid_shape: tuple[int, int] | None = None
         self._faces: list[_Face] = []
         self._images: list[torch.Tensor] = []
@@ -59,6 +59,8 @@ class BatchRenderer:
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
         self.full_xy = pixel_grid(0, 0, W, H, self.device)  # [H, W, 2]
+        self._up_idx = torch.tensor(LIP_IN_UP, device=self.device)  # device-side: graph capturable
+        self._lo_idx = torch.tensor(LIP_IN_LO, device=self.device)
         self._scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)  # px -> [-1, 1]
 
     def add(self, portrait: Portrait) -> int:
@@ -133,7 +135,7 @@ class BatchRenderer:
                                 torch.arange(cw, device=self.device, dtype=torch.float32), indexing="ij")
         pix = torch.stack([xs, ys], -1).reshape(1, -1, 2) + origin[:, None, :]
         pts = rigs.take(ids).points + disp
-        up, lo = pts[:, LIP_IN_UP], pts[:, LIP_IN_LO]
+        up, lo = pts[:, self._up_idx], pts[:, self._lo_idx]
         painted = paint_mouth(crop, pix, up, lo, params[:, MOTION_INDEX["jaw_open"]],
                               params[:, MOTION_INDEX["upper_lip"]], mouth.take(ids))
         img = img.permute(0, 2, 3, 1).clone()

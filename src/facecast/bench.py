@@ -455,6 +455,14 @@ def run_case(options: BenchOptions, seconds: float, size: int, tmp: Path,
 
 def run_bench(options: BenchOptions = BenchOptions(), progress: Callable[[str], None] | None = None) -> list[CaseResult]:
     """Every (duration, size) case, shortest first; inputs are made in a temporary folder."""
+    if _is_cuda(options.device):
+        import torch
+
+        from .errors import DeviceError
+
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {options.device}: CUDA is not available in this torch build or on this "
+                              "machine. Run the bench with --device cpu, or on a machine with an NVIDIA GPU.")
     results = []
     with tempfile.TemporaryDirectory(prefix="facecast-bench-") as tmp:
         for seconds in sorted(options.durations):

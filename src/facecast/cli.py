@@ -262,6 +262,7 @@ def eval_cmd(
     except FacecastError as exc:
         _fail(exc)
 
+
 def _float_list(text: str, what: str) -> tuple[float, ...]:
     from .errors import InputError
 
