@@ -19,7 +19,6 @@ import multiprocessing as mp
 import os
 import queue
 import resource
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ from .types import AudioChunk, FaceLandmarks, MotionFrames, Portrait, VideoFrame
 @dataclass(frozen=True)
 class LoadTestOptions:
     """streams: simulated clients. seconds: how long each talks. workers: motion processes.
-    encoders: encoder threads. chunk_s: client audio chunk length. lookahead_s: stream look-ahead.
+    encoders: encoder processes. chunk_s: client audio chunk length. lookahead_s: stream look-ahead.
     budget_s: a frame is late when delivered later than its audio time + lookahead_s + budget_s.
     max_batch: most frames per GPU launch (bounds memory when work piles up).
     tick_s: the GPU scheduler gathers ready work for this long after the first item before one
@@ -130,6 +129,8 @@ def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTes
 # ----------------------------------------------------------------------------------------------
 
 class _StreamOut:
+    """Delivery bookkeeping and the fMP4 encoder of one stream (lives in an encoder process)."""
+
     def __init__(self, opts: LoadTestOptions):
         self.frames = 0
         self.first_delivery: float | None = None
@@ -140,9 +141,120 @@ class _StreamOut:
         if opts.encode:
             from .encode import Fmp4SegmentWriter
 
-            # One thread per encoder: the streams are already spread over the encoder threads.
+            # One thread per encoder: the streams are already spread over encoder processes.
             self.writer = Fmp4SegmentWriter(fps=opts.fps, width=opts.size, height=opts.size, audio_rate=16000,
                                             audio_channels=1, preset=opts.preset, fragment_frames=5, threads=1)
+
+    def deliver(self, first: int, frames: torch.Tensor, audio: np.ndarray, rate: int, t_audio0: float,
+                opts: LoadTestOptions) -> None:
+        """Encode frames [n, H, W, 3]; t_audio0: wall time at which this stream's audio time 0
+        arrived, so frame k's latency is now - (t_audio0 + its time)."""
+        if self.writer is not None:
+            a = AudioChunk(audio, rate, first / opts.fps) if audio.shape[1] else None
+            self.bytes += len(self.writer.write(VideoFrames(frames, opts.fps, first), a))
+        t = time.monotonic()
+        for k in range(frames.shape[0]):
+            lat = t - (t_audio0 + (first + k) / opts.fps)
+            self.latencies.append(lat)
+            self.late += lat > opts.lookahead_s + opts.budget_s
+        self.frames += frames.shape[0]
+        if self.first_delivery is None:
+            self.first_delivery = t
+
+    def summary(self) -> dict:
+        if self.writer is not None:
+            self.bytes += len(self.writer.close())
+        return {"frames": self.frames, "first_delivery": self.first_delivery, "latencies": self.latencies,
+                "late": self.late, "bytes": self.bytes}
+
+
+_SLOT_FRAMES = 8  # frames per shared-memory slot (work items carry <= 5: chunk_frames)
+
+
+def _encoder_main(shm_name: str, slots: int, opts: LoadTestOptions, in_q, free, res_q) -> None:
+    """Encoder process: frames arrive in a shared-memory ring (no pickling of pixels), messages
+    name the slot; x264 + AAC + fMP4 muxing per stream, off the GPU process's GIL."""
+    from multiprocessing import shared_memory
+
+    torch.set_num_threads(1)
+    shm = shared_memory.SharedMemory(name=shm_name)
+    ring = np.ndarray((slots, _SLOT_FRAMES, opts.size, opts.size, 3), np.uint8, buffer=shm.buf)
+    from .encode import Fmp4SegmentWriter  # noqa: F401  (import before saying ready)
+
+    res_q.put("ready")
+    t_audio0 = in_q.get()  # {stream: wall time of its audio time 0}
+    outs: dict[int, _StreamOut] = {}
+    while (msg := in_q.get()) is not None:
+        slot, s, first, n, audio, rate = msg
+        frames = torch.from_numpy(ring[slot, :n].copy())
+        free.release()
+        if s not in outs:
+            outs[s] = _StreamOut(opts)
+        outs[s].deliver(first, frames, audio, rate, t_audio0[s], opts)
+    res_q.put({s: o.summary() for s, o in outs.items()})
+    del ring
+    shm.close()
+
+
+class _EncoderPool:
+    """Encoder processes, stream s always on process s % n (an encoder keeps per-stream state)."""
+
+    def __init__(self, ctx, n: int, opts: LoadTestOptions, slots: int = 64):
+        from multiprocessing import shared_memory
+
+        self.opts, self.slots = opts, slots
+        frame = opts.size * opts.size * 3
+        self.res_q = ctx.Queue()
+        self.shms, self.qs, self.frees, self.rings, self.next = [], [], [], [], []
+        self.procs = []
+        for _ in range(max(n, 1)):
+            shm = shared_memory.SharedMemory(create=True, size=slots * _SLOT_FRAMES * frame)
+            q, free = ctx.Queue(), ctx.Semaphore(slots)
+            self.procs.append(ctx.Process(target=_encoder_main, args=(shm.name, slots, opts, q, free, self.res_q),
+                                          daemon=True))
+            self.shms.append(shm)
+            self.qs.append(q)
+            self.frees.append(free)
+            self.rings.append(np.ndarray((slots, _SLOT_FRAMES, opts.size, opts.size, 3), np.uint8, buffer=shm.buf))
+            self.next.append(0)
+        for p in self.procs:
+            p.start()
+
+    def wait_ready(self) -> None:
+        for _ in self.procs:
+            msg = self.res_q.get(timeout=300)
+            assert msg == "ready", msg
+
+    def start(self, t_audio0: dict[int, float]) -> None:
+        for q in self.qs:
+            q.put(t_audio0)
+
+    def send(self, s: int, first: int, frames: np.ndarray, audio: np.ndarray, rate: int) -> None:
+        """frames uint8 [n <= 8, H, W, 3] of stream s starting at frame ``first``."""
+        e = s % len(self.qs)
+        if frames.shape[0] > _SLOT_FRAMES:
+            raise ValueError(f"{frames.shape[0]} frames in one item; at most {_SLOT_FRAMES}")
+        self.frees[e].acquire()  # back-pressure: waits only if the encoder is 64 items behind
+        slot = self.next[e] % self.slots
+        self.next[e] += 1
+        self.rings[e][slot, :frames.shape[0]] = frames
+        self.qs[e].put((slot, s, first, frames.shape[0], audio, rate))
+
+    def finish(self) -> dict[int, dict]:
+        for q in self.qs:
+            q.put(None)
+        results: dict[int, dict] = {}
+        for _ in self.procs:
+            results.update(self.res_q.get(timeout=600))
+        for p in self.procs:
+            p.join(timeout=30)
+        for r, shm in zip(self.rings, self.shms):
+            del r
+        self.rings = []
+        for shm in self.shms:
+            shm.close()
+            shm.unlink()
+        return results
 
 
 def _split(work: list, max_frames: int) -> list[list]:
@@ -197,6 +309,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     cpu0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     ctx = mp.get_context("spawn")
     out_q, start_q = ctx.Queue(), ctx.Queue()
+    encoders = _EncoderPool(ctx, opts.encoders, opts)
     groups = [g for g in (list(range(n))[w::opts.workers] for w in range(opts.workers)) if g]
     procs = [ctx.Process(target=_motion_worker, args=(g, {s: portraits[s % len(portraits)] for s in g},
                                                      {s: audio[s] for s in g}, {s: offsets[s] for s in g},
@@ -206,32 +319,14 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     for _ in procs:  # the clock starts once every worker has loaded its models
         msg = out_q.get(timeout=300)
         assert msg[0] == "ready", msg
+    encoders.wait_ready()
     t0 = time.monotonic() + 0.2
     for _ in procs:
         start_q.put(t0)
-    outs = {s: _StreamOut(opts) for s in range(n)}
-    enc_pools = [ThreadPoolExecutor(1) for _ in range(max(opts.encoders, 1))]
+    encoders.start({s: t0 + offsets[s] for s in range(n)})
+    dispatcher = ThreadPoolExecutor(1)  # waits for device->host copies off the scheduling loop
     launches, launch_frames, render_ms, host_ms = 0, [], [], []
     done_workers = 0
-    lock = threading.Lock()
-
-    def deliver(s, first, frames_u8, audio_samples, rate, fetched_at):
-        o = outs[s]
-        if o.writer is not None:
-            data = o.writer.write(VideoFrames(frames_u8, opts.fps, first),
-                                  AudioChunk(audio_samples, rate, first / opts.fps) if audio_samples.shape[1] else None)
-            o.bytes += len(data)
-        t = time.monotonic()
-        with lock:
-            for k in range(frames_u8.shape[0]):
-                media_t = (first + k) / opts.fps
-                lat = t - (t0 + offsets[s] + media_t)  # since the audio of this frame arrived
-                o.latencies.append(lat)
-                if lat > opts.lookahead_s + opts.budget_s:
-                    o.late += 1
-            o.frames += frames_u8.shape[0]
-            if o.first_delivery is None:
-                o.first_delivery = t
 
     def _launch(work) -> int:
         """One batched render of ``work`` items; frames go to the encoders when they reach the
@@ -249,14 +344,14 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         launch_frames.append(int(ids.shape[0]))
 
         def dispatch(fetched=fetched, work=work):
-            host = fetched.wait()
+            host = fetched.wait().numpy()
             i = 0
             for s, first, p, a, rate in work:
                 k = p.shape[0]
-                enc_pools[s % len(enc_pools)].submit(deliver, s, first, host[i:i + k].clone(), a, rate, time.monotonic())
+                encoders.send(s, first, host[i:i + k], a, rate)
                 i += k
 
-        enc_pools[-1].submit(dispatch)
+        dispatcher.submit(dispatch)
         return 1
 
     while done_workers < len(procs):
@@ -277,14 +372,14 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
                 work.append(it)
         if not work:
             continue
-        if opts.verbose and launches % 50 == 0:
-            print(f"t={time.monotonic() - t0:6.2f}s launch {launches}: {sum(it[2].shape[0] for it in work)} frames, "
-                  f"delivered {sum(o.frames for o in outs.values())}", flush=True)
+        if opts.verbose and launches % 100 == 0:
+            print(f"t={time.monotonic() - t0:6.2f}s launch {launches}: {sum(it[2].shape[0] for it in work)} frames",
+                  flush=True)
         if not cuda:
             t_launch = time.perf_counter()
             for s, first, p, a, rate in work:
                 frames = cpu_renderers[s].render(MotionFrames(p, opts.fps, first)).frames
-                enc_pools[s % len(enc_pools)].submit(deliver, s, first, frames, a, rate, time.monotonic())
+                encoders.send(s, first, frames.numpy(), a, rate)
             host_ms.append((time.perf_counter() - t_launch) * 1000)
             launches += 1
             launch_frames.append(sum(it[2].shape[0] for it in work))
@@ -294,38 +389,37 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
 
     for p in procs:
         p.join(timeout=10)
-    for pool in enc_pools:
-        pool.shutdown(wait=True)
+    dispatcher.shutdown(wait=True)
+    delivered = encoders.finish()
     wall = time.monotonic() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_self = (cpu1[0].ru_utime + cpu1[0].ru_stime) - (cpu0[0].ru_utime + cpu0[0].ru_stime)
     cpu_workers = (cpu1[1].ru_utime + cpu1[1].ru_stime) - (cpu0[1].ru_utime + cpu0[1].ru_stime)
-    for o in outs.values():
-        if o.writer is not None:
-            o.bytes += len(o.writer.close())
-    lat = np.concatenate([np.asarray(o.latencies) for o in outs.values()]) if n else np.zeros(0)
-    ttff = np.array([o.first_delivery - (t0 + offsets[s]) for s, o in outs.items() if o.first_delivery])
+    outs = {s: delivered.get(s, {"frames": 0, "first_delivery": None, "latencies": [], "late": 0, "bytes": 0})
+            for s in range(n)}
+    lat = np.concatenate([np.asarray(o["latencies"]) for o in outs.values()]) if n else np.zeros(0)
+    ttff = np.array([o["first_delivery"] - (t0 + offsets[s]) for s, o in outs.items() if o["first_delivery"]])
     expected = int(np.ceil(opts.seconds * opts.fps - 1e-9))
     result = {
         "options": asdict(opts),
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "frames_expected_per_stream": expected,
-        "frames_min": min(o.frames for o in outs.values()),
-        "frames_total": sum(o.frames for o in outs.values()),
-        "late_frames": sum(o.late for o in outs.values()),
-        "late_fraction": sum(o.late for o in outs.values()) / max(sum(o.frames for o in outs.values()), 1),
+        "frames_min": min(o["frames"] for o in outs.values()),
+        "frames_total": sum(o["frames"] for o in outs.values()),
+        "late_frames": sum(o["late"] for o in outs.values()),
+        "late_fraction": sum(o["late"] for o in outs.values()) / max(sum(o["frames"] for o in outs.values()), 1),
         "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
         "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else None,
         "ttff_p50_s": float(np.percentile(ttff, 50)) if ttff.size else None,
         "ttff_p95_s": float(np.percentile(ttff, 95)) if ttff.size else None,
-        "per_stream_fps": sum(o.frames for o in outs.values()) / n / max(opts.seconds, 1e-9),
+        "per_stream_fps": sum(o["frames"] for o in outs.values()) / n / max(opts.seconds, 1e-9),
         "launches": launches,
         "frames_per_launch_mean": float(np.mean(launch_frames)) if launch_frames else 0.0,
         "wall_s": wall,
-        "cpu_cores_main": cpu_self / wall,  # GPU loop + encoder threads
-        "cpu_cores_workers": cpu_workers / wall,  # motion processes (joined, so counted)
+        "cpu_cores_main": cpu_self / wall,  # GPU scheduling loop and frame dispatch
+        "cpu_cores_workers": cpu_workers / wall,  # motion + encoder processes (joined, so counted)
         "launch_host_ms_mean": float(np.mean(host_ms)) if host_ms else None,
-        "bytes_per_stream": float(np.mean([o.bytes for o in outs.values()])),
+        "bytes_per_stream": float(np.mean([o["bytes"] for o in outs.values()])),
     }
     if cuda:
         torch.cuda.synchronize()
