@@ -9,6 +9,7 @@ from facecast.options import MotionOptions, SayOptions
 from facecast.pipeline import say_chunks
 
 FPS = 25.0
+LEAD = MotionOptions().lead_s  # the mouth shows a phone this much before it sounds
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_rounded_and_spread_sentences_have_different_lip_shapes(astronaut):
     oo, ee = measure(oo_frames), measure(ee_frames)
 
     def speech_ratio(m, phones, vowels):
-        idx = [int(round((p.start + p.end) / 2 * FPS)) for p in phones if p.phone in vowels]
+        idx = [int(round(((p.start + p.end) / 2 - LEAD) * FPS)) for p in phones if p.phone in vowels]
         idx = [i for i in idx if i < len(m["mouth_width"])]
         return float(np.median(m["mouth_width"][idx] / np.maximum(m["mouth_open"][idx] + 0.05, 0.05)))
 
@@ -54,7 +55,7 @@ def test_lips_close_on_bilabials_and_open_on_vowels(astronaut):
     frames, phones = render(astronaut, text="Mama bought a bobcat, Pam. Maybe, Bob.")
     m = measure(frames)
     rest = measure(np.asarray(astronaut.image)[None])["mouth_open"][0]
-    at = lambda p: min(int(round((p.start + p.end) / 2 * FPS)), len(frames) - 1)  # noqa: E731
+    at = lambda p: min(int(round(((p.start + p.end) / 2 - LEAD) * FPS)), len(frames) - 1)  # noqa: E731
     bil = np.array([m["mouth_open"][at(p)] for p in phones if p.phone in ("M", "B", "P")])
     vow = np.array([m["mouth_open"][at(p)] for p in phones if p.phone in ("AA", "AE", "AH", "AO")])
     assert len(bil) >= 6 and len(vow) >= 4

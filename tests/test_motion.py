@@ -7,6 +7,8 @@ from facecast.options import MotionOptions
 from facecast.types import MOTION_INDEX, PhoneSpan, Speech
 
 FPS = 25.0
+# The viseme logic is tested without lead and at full jaw scale; the lead has its own test.
+PURE = dict(lead_s=0.0, jaw_scale=1.0)
 
 
 def speech_from(phones, seconds, voiced=None, energy=0.8):
@@ -36,7 +38,7 @@ def col(m, name):
 
 def test_bilabials_close_the_lips_between_open_vowels():
     phones = seq([("AA", 0.2), ("M", 0.05), ("AA", 0.2), ("B", 0.04), ("AA", 0.2)])
-    m = MotionModel(MotionOptions(head_motion=0)).frames(speech_from(phones, 2.5))
+    m = MotionModel(MotionOptions(head_motion=0, **PURE)).frames(speech_from(phones, 2.5))
     jaw, close = col(m, "jaw_open"), col(m, "lip_close")
     for p in phones:
         if p.phone in ("M", "B"):
@@ -49,8 +51,8 @@ def test_bilabials_close_the_lips_between_open_vowels():
 
 
 def test_rounded_and_spread_vowels_differ():
-    oo = MotionModel().frames(speech_from(seq([("UW", 0.4)]), 2.0))
-    ee = MotionModel().frames(speech_from(seq([("IY", 0.4)]), 2.0))
+    oo = MotionModel(MotionOptions(**PURE)).frames(speech_from(seq([("UW", 0.4)]), 2.0))
+    ee = MotionModel(MotionOptions(**PURE)).frames(speech_from(seq([("IY", 0.4)]), 2.0))
     f = int(0.7 * FPS)
     assert col(oo, "lip_round")[f] > 0.7 and col(ee, "lip_round")[f] < 0.1
     assert col(ee, "lip_spread")[f] > 0.5 and col(oo, "lip_spread")[f] < 0.0
@@ -58,7 +60,7 @@ def test_rounded_and_spread_vowels_differ():
 
 def test_silence_gives_a_closed_still_mouth_and_no_pops():
     phones = seq([("HH", 0.08), ("AH", 0.15), ("L", 0.06), ("OW", 0.25)], t0=1.0)
-    m = MotionModel().frames(speech_from(phones, 3.0))
+    m = MotionModel(MotionOptions(**PURE)).frames(speech_from(phones, 3.0))
     jaw = col(m, "jaw_open")
     assert np.all(jaw[: int(0.7 * FPS)] < 0.02)      # before speech
     assert np.all(jaw[int(2.3 * FPS):] < 0.02)       # after speech
@@ -69,7 +71,7 @@ def test_silence_gives_a_closed_still_mouth_and_no_pops():
 
 def test_anticipation_opens_before_the_vowel_within_lookahead():
     phones = seq([("AA", 0.3)], t0=1.0)
-    m = MotionModel(MotionOptions(lookahead_s=0.1)).frames(speech_from(phones, 2.0, voiced=np.ones(50, bool)))
+    m = MotionModel(MotionOptions(lookahead_s=0.1, **PURE)).frames(speech_from(phones, 2.0, voiced=np.ones(50, bool)))
     jaw = col(m, "jaw_open")
     onset = int(1.0 * FPS)
     assert jaw[onset - 1] > 0.05         # already opening one frame (40 ms) before the vowel
@@ -82,7 +84,7 @@ def test_energy_drives_the_jaw_when_no_phones_were_recognised():
     voiced = np.ones(n, bool)
     energy = (0.5 + 0.5 * np.sin(np.arange(n) / 3.0)).astype(np.float32)
     sp = Speech((PhoneSpan("SIL", 0, 2.0),), energy, voiced, FPS, 0)
-    jaw = col(MotionModel().frames(sp), "jaw_open")
+    jaw = col(MotionModel(MotionOptions(**PURE)).frames(sp), "jaw_open")
     assert np.corrcoef(jaw[5:-5], energy[5:-5])[0, 1] > 0.8
 
 
@@ -118,3 +120,15 @@ def test_head_moves_a_little_and_smoothly():
     yaw, pitch = col(m, "head_yaw"), col(m, "head_pitch")
     assert 0.003 < np.abs(yaw).max() < 0.12 and np.abs(pitch).max() < 0.12
     assert np.abs(np.diff(yaw)).max() < 0.01
+
+
+def test_mouth_leads_the_sound_by_lead_s_and_jaw_scale_scales():
+    phones = seq([("AA", 0.2), ("M", 0.05), ("AA", 0.2)], t0=1.0)
+    sp = speech_from(phones, 2.5)
+    base = MotionModel(MotionOptions(head_motion=0, lead_s=0.0, jaw_scale=1.0)).frames(sp)
+    led = MotionModel(MotionOptions(head_motion=0, lead_s=0.08, jaw_scale=1.0)).frames(sp)
+    k = 2  # 80 ms at 25 fps
+    assert np.allclose(col(led, "lip_close")[10:50], col(base, "lip_close")[10 + k:50 + k], atol=0.05)
+    assert np.argmax(col(led, "lip_close")) == np.argmax(col(base, "lip_close")) - k
+    small = MotionModel(MotionOptions(head_motion=0, lead_s=0.0, jaw_scale=0.5)).frames(sp)
+    assert np.allclose(col(small, "jaw_open"), 0.5 * col(base, "jaw_open"), atol=1e-5)

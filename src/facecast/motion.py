@@ -161,11 +161,12 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def loudness(mouth: np.ndarray, energy: np.ndarray, has_phones: np.ndarray) -> np.ndarray:
-    """Pass 4: energy (0..1 per sample) scales the jaw; where no phone was recognised but there
-    is voice energy, the jaw follows the energy alone so the face still talks."""
+def loudness(mouth: np.ndarray, energy: np.ndarray, has_phones: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Pass 4: energy (0..1 per frame, already smoothed to syllable rate) scales the jaw; where
+    no phone was recognised but there is voice energy, the jaw follows the energy alone so the
+    face still talks. ``scale``: overall jaw amplitude."""
     gain = 0.55 + 0.6 * _smoothstep(energy * 1.4)
-    mouth[:, 0] = np.where(has_phones, mouth[:, 0] * gain, 0.65 * _smoothstep(energy * 1.3))
+    mouth[:, 0] = scale * np.where(has_phones, mouth[:, 0] * gain, 0.65 * _smoothstep(energy * 1.3))
     return mouth
 
 
@@ -250,8 +251,10 @@ class MotionModel:
         fps, n, f0 = speech.fps, speech.num_frames, speech.first_frame
         # Fine time grid: SUBSTEPS samples across each frame interval, centred on frame times.
         offsets = (np.arange(_SUBSTEPS) + 0.5) / _SUBSTEPS - 0.5
-        fine_t = ((f0 + np.arange(n))[:, None] + offsets[None, :]).reshape(-1) / fps
         frame_t = (f0 + np.arange(n)) / fps
+        # Lead: the mouth at frame time t shows the speech at t + lead_s.
+        fine_t = ((f0 + np.arange(n))[:, None] + offsets[None, :]).reshape(-1) / fps + opt.lead_s
+        lead = int(round(opt.lead_s * fps))
 
         phones = speech.phones if opt.drive == "phones" else ()
         mouth = coarticulate(mouth_targets(phones), fine_t, opt.lookahead_s)
@@ -264,12 +267,14 @@ class MotionModel:
         reach = opt.lookahead_s + 0.06
         for p in phones:
             if p.phone != "SIL":
-                a = max(int(math.floor((p.start - reach) * fps)) - f0, 0)
-                b = min(int(math.ceil((p.end + reach) * fps)) - f0, n)
+                a = max(int(math.floor((p.start - opt.lead_s - reach) * fps)) - f0, 0)
+                b = min(int(math.ceil((p.end - opt.lead_s + reach) * fps)) - f0, n)
                 spoken[a:b] = True
-        energy = speech.energy.astype(np.float32)
-        voiced = _soften(speech.voiced.astype(np.float32), fps)
-        mouth = loudness(mouth, energy, spoken)
+        energy = _ahead(speech.energy.astype(np.float32), lead)
+        voiced = _soften(_ahead(speech.voiced.astype(np.float32), lead), fps)
+        # Syllable-rate loudness for the jaw gain: per-frame loudness made the mouth flutter with
+        # the envelope (mouth-loudness correlation 0.64 vs 0.28 for real speakers).
+        mouth = loudness(mouth, _soften(energy, fps, tau=0.06), spoken, opt.jaw_scale)
         mouth = pauses(mouth, voiced)
         mouth[:, 0:1] *= opt.expressiveness
         mouth[:, 1:3] *= min(opt.expressiveness, 1.5)
@@ -286,6 +291,13 @@ class MotionModel:
         params[:, MOTION_INDEX["head_roll"]] = hp[:, 2]
         np.clip(params[:, :6], [0, -1, 0, 0, 0, 0], [1.2, 1, 1, 1, 1, 1], out=params[:, :6])
         return MotionFrames(params, fps, f0)
+
+
+def _ahead(x: np.ndarray, k: int) -> np.ndarray:
+    """x shifted k frames earlier (x[i + k]), the last value repeated at the end."""
+    if k <= 0 or x.size == 0:
+        return x
+    return np.concatenate([x[k:], np.repeat(x[-1:], min(k, x.size))])
 
 
 def _soften(x: np.ndarray, fps: float, tau: float = 0.06) -> np.ndarray:
