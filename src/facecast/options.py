@@ -23,13 +23,13 @@ class MotionOptions:
         open vowels, 1.0 opened 1.7-2.4x wider in `facecast eval`).
     """
 
-    lookahead_s: float = 0.06
+    lookahead_s: float = 0.10
     expressiveness: float = 1.0
     head_motion: float = 1.0
     blinks_per_minute: float = 15.0
     seed: int = 0
     drive: str = "phones"
-    lead_s: float = 0.12
+    lead_s: float = 0.08
     jaw_scale: float = 0.65
 
 
