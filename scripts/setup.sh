@@ -13,5 +13,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # A local CPU wheel (as on this project's machines) or PyPI's.
   .venv/bin/python -m pip install -q "torch==2.13.0" || .venv/bin/python -m pip install -q "torch>=2.4"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,eval]"
 .venv/bin/python -c "import facecast, torch; print('facecast ready: torch', torch.__version__)"
