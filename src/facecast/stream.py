@@ -103,7 +103,8 @@ class StreamOptions:
     size, fps, face_index: as SayOptions (output width = height in pixels, frame rate, which face);
         size and face_index only apply when the portrait is an image, not a prepared Portrait.
     lookahead_s: video lags input audio by this much (0 ... 0.2 s); frames are computed once audio
-        up to their time + lookahead_s has arrived. Keep it >= motion.lookahead_s (anticipation).
+        up to their time + lookahead_s has arrived. The mouth leads the sound by motion.lead_s,
+        so lookahead_s - motion.lead_s is what is left for anticipation (docs/streaming.md).
     realtime: :func:`stream` drives the session with the wall clock: idle frames when the source
         is silent, and frames are produced at most ``max_lead_s`` ahead of the clock (so a
         barge-in can still change them). False: frames as fast as the input allows, no idle
@@ -201,6 +202,10 @@ def check_options(options: StreamOptions) -> StreamOptions:
         raise ValueError(f"StreamOptions.audio_rate must be an AAC rate {AAC_SAMPLE_RATES}, got {options.audio_rate}")
     if options.audio_channels not in (1, 2):
         raise ValueError(f"StreamOptions.audio_channels must be 1 or 2, got {options.audio_channels}")
+    lead = float(getattr(options.motion, "lead_s", 0.0))
+    if options.lookahead_s < lead:
+        raise ValueError(f"StreamOptions.lookahead_s ({options.lookahead_s} s) must be at least MotionOptions.lead_s "
+                         f"({lead} s): the mouth shows the speech lead_s ahead of the frame")
     if options.motion.drive not in ("phones", "loudness"):
         raise ValueError(f"MotionOptions.drive must be 'phones' or 'loudness', got {options.motion.drive!r}")
     return options
