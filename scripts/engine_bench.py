@@ -21,19 +21,6 @@ import numpy as np
 import torch
 
 
-def load_portraits(path):
-    from facecast.types import FaceLandmarks, Portrait
-
-    z = np.load(path)
-    out = []
-    i = 0
-    while f"img{i}" in z:
-        img, pts = z[f"img{i}"], z[f"pts{i}"]
-        out.append(Portrait(img, FaceLandmarks(pts.astype(np.float32), (img.shape[1], img.shape[0])), f"portrait{i}"))
-        i += 1
-    return out
-
-
 def random_params(n, rng):
     from facecast.types import MOTION_PARAMS
 
@@ -58,6 +45,7 @@ def time_cuda(fn, iters):
 
 def main():
     from facecast.batch import BatchRenderer
+    from facecast.engine import portraits_from_npz
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--portraits", required=True)
@@ -67,7 +55,7 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    portraits = load_portraits(args.portraits)
+    portraits = portraits_from_npz(args.portraits)
     W = portraits[0].image.shape[1]
     H = portraits[0].image.shape[0]
     result = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import time
 
@@ -32,10 +31,7 @@ def write_wav(path, samples, rate=16000):
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from engine_bench import load_portraits
+    from facecast.engine import portraits_from_npz as load_portraits
     from facecast.options import EncodeOptions, RenderOptions, SayOptions
     from facecast.pipeline import Timings, say
 
