@@ -86,6 +86,15 @@ def test_text_job_streams_chunks_with_matching_audio():
     dur = sum(a.duration for c in chunks for a in c.audio)
     assert abs(frames / 25 - dur) <= 1 / 25
     assert chunks[1].video.first_frame == chunks[0].video.num_frames
+    assert chunks[0].speech.phones == chunks[0].segment.phones  # TTS phones drive the motion
+
+
+def test_audio_job_exposes_the_recognised_phones():
+    chunks = list(say_chunks(media("portrait/leijun.png"), audio=media("audio/jfk_en.flac"),
+                             options=SayOptions(size=128, first_segment_s=12.0)))
+    phones = [p for c in chunks for p in c.speech.phones]
+    assert any(p.phone in ("M", "B", "P") for p in phones) and any(p.phone == "SIL" for p in phones)
+    assert all(c.speech.num_frames == c.video.num_frames for c in chunks)
 
 
 def test_loudness_gain_levels_quiet_and_loud_recordings_alike():

@@ -103,11 +103,13 @@ class _StageClock:
 
 @dataclass(frozen=True)
 class SayChunk:
-    """One step of the output stream: frames and the audio that plays with them."""
+    """One step of the output stream: frames, the audio that plays with them, and the speech
+    analysis that drove them (phones as aligned/recognised, loudness, speech/silence)."""
 
     video: VideoFrames
     audio: tuple[AudioChunk, ...]
     segment: Segment
+    speech: Speech | None = None
 
 
 def _frames_between(start: float, end: float, fps: float) -> tuple[int, int]:
@@ -340,7 +342,7 @@ def say_chunks(
             motion = stages.motion.frames(speech)  # animate
         with timings.stage("render"):
             video = renderer.render(motion)        # render
-        yield SayChunk(video, seg.output_audio, seg)
+        yield SayChunk(video, seg.output_audio, seg, speech)
         if progress:
             progress(seg.end, total)
     if not stages.any_speech:
