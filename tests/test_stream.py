@@ -24,7 +24,7 @@ from facecast.stream import INTERRUPT, SentenceSplitter, StreamOptions, StreamSe
 from facecast.types import AudioChunk, MotionFrames, VideoFrames
 
 FPS = 25.0
-LOOKAHEAD = 0.16
+LOOKAHEAD = StreamOptions().lookahead_s
 OPEN = 0.15  # jaw_open of a clearly open mouth (MotionOptions.jaw_scale 0.65: vowels reach ~0.3-0.6)
 
 
@@ -290,7 +290,7 @@ def test_realtime_barge_in_cuts_a_long_sentence(portrait, voice):
 
     async def source():
         yield long
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.6)  # let ~1 s of the sentence (several open vowels) play first
         yield INTERRUPT
         yield "Okay."
 

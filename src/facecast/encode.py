@@ -34,6 +34,8 @@ from facecast.errors import OutputError
 from facecast.types import AudioChunk, VideoFrames
 
 __all__ = [
+    "Fmp4SegmentWriter",
+    "fmp4_boxes",
     "AAC_SAMPLE_RATES",
     "SUPPORTED_EXTENSIONS",
     "Encoder",

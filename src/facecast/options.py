@@ -10,7 +10,8 @@ class MotionOptions:
     """How the face moves.
 
     lookahead_s: how far ahead of a frame the mouth may start forming the next phone
-        (anticipatory coarticulation); also the stated look-ahead of streaming.
+        (anticipatory coarticulation). Streaming has its own look-ahead
+        (StreamOptions.lookahead_s), which bounds lead_s + this in live use.
     expressiveness: global gain on mouth movement (1 = natural, 0.5 = mumbly, 1.5 = emphatic).
     head_motion: gain on head motion (0 = still head).
     blinks_per_minute: mean blink rate (real people: about 10-20 per minute).

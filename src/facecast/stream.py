@@ -125,7 +125,7 @@ class StreamOptions:
     size: int | None = 512
     fps: float = 25.0
     face_index: int | None = None
-    lookahead_s: float = 0.16
+    lookahead_s: float = 0.12
     realtime: bool = True
     max_lead_s: float = 0.25
     jitter_s: float = 0.1
