@@ -93,6 +93,54 @@ def _as_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(10_000)
 
 
+class _AacTrack:
+    """An AAC stream fed with AudioChunks placed on the timeline by their ``start``: converts
+    mono/stereo to the track's channels, fills gaps with silence (a chunk keeps its place),
+    rejects overlaps, cuts 1024-sample AAC frames and stamps their pts. Shared by Mp4Writer and
+    Fmp4SegmentWriter. ``mux`` sends packets to the container."""
+
+    def __init__(self, stream, rate: int, channels: int, mux):
+        self.stream, self.rate, self.channels, self._mux = stream, rate, channels, mux
+        self._layout = "mono" if channels == 1 else "stereo"
+        self._buf = np.zeros((channels, 0), np.float32)  # < 1 AAC frame
+        self._next = 0  # timeline sample index of _buf[:, 0]
+
+    def push(self, chunk: AudioChunk) -> None:
+        if chunk.num_samples == 0:
+            return
+        samples = chunk.samples.astype(np.float32, copy=False)
+        if samples.shape[0] != self.channels:  # mono <-> stereo: average down, duplicate up
+            mono = samples.mean(axis=0, keepdims=True)
+            samples = mono if self.channels == 1 else np.repeat(mono, 2, axis=0)
+        start = round(chunk.start * self.rate)
+        at = self._next + self._buf.shape[1]  # where the buffer ends on the timeline
+        if start > at + 1:
+            samples = np.concatenate([np.zeros((self.channels, start - at), np.float32), samples], axis=1)
+        elif start < at - 1:
+            raise ValueError(f"audio chunk at {chunk.start:.3f} s overlaps audio already written up to "
+                             f"{at / self.rate:.3f} s")
+        buf = np.concatenate([self._buf, samples], axis=1)
+        full = (buf.shape[1] // _AAC_FRAME) * _AAC_FRAME
+        for i in range(0, full, _AAC_FRAME):
+            self._encode(buf[:, i:i + _AAC_FRAME])
+        self._buf = buf[:, full:]
+
+    def flush(self) -> None:
+        """Encode the remainder (the one short frame AAC allows: the last) and drain the encoder."""
+        if self._buf.shape[1]:
+            self._encode(self._buf)
+            self._buf = self._buf[:, :0]
+        self._mux(self.stream.encode(None))
+
+    def _encode(self, samples: np.ndarray) -> None:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self._layout)
+        frame.sample_rate = self.rate
+        frame.pts = self._next
+        frame.time_base = Fraction(1, self.rate)
+        self._next += samples.shape[1]
+        self._mux(self.stream.encode(frame))
+
+
 class Mp4Writer:
     """Streaming H.264 (yuv420p) + AAC writer for .mp4/.m4v/.mov.
 
@@ -178,15 +226,13 @@ class Mp4Writer:
         assert self.audio_rate is not None
         self._aac_rate = self.audio_rate if self.audio_rate in AAC_SAMPLE_RATES else 48000
         self._resampler = Resampler(self._aac_rate, mono=False) if self._aac_rate != self.audio_rate else None
-        self._layout = "mono" if self.audio_channels == 1 else "stereo"
         stream = self._container.add_stream("aac", rate=self._aac_rate)
         ctx = stream.codec_context
-        ctx.layout = self._layout
+        ctx.layout = "mono" if self.audio_channels == 1 else "stereo"
         ctx.format = "fltp"
         ctx.bit_rate = _AAC_BITRATE_PER_CHANNEL * self.audio_channels
         ctx.time_base = Fraction(1, self._aac_rate)
-        self._abuf = np.zeros((self.audio_channels, 0), np.float32)  # < 1 AAC frame, at _aac_rate
-        self._a_next = 0  # timeline sample index (at _aac_rate) of _abuf[:, 0]
+        self._track = _AacTrack(stream, self._aac_rate, self.audio_channels, self._mux)
         self._a_in_next: float | None = None  # expected start of the next input chunk (s)
         return stream
 
@@ -239,32 +285,7 @@ class Mp4Writer:
         self._push_audio(self._resampler.feed(chunk))
 
     def _push_audio(self, chunk: AudioChunk) -> None:
-        if chunk.num_samples == 0:
-            return
-        start = round(chunk.start * self._aac_rate)
-        at = self._a_next + self._abuf.shape[1]  # where the buffer ends on the timeline
-        samples = chunk.samples
-        if start > at + 1:
-            # Silence up to this chunk keeps it at its place on the timeline.
-            samples = np.concatenate([np.zeros((self.audio_channels, start - at), np.float32), samples], axis=1)
-        elif start < at - 1:
-            raise ValueError(
-                f"audio chunk at {chunk.start:.3f} s overlaps audio already written up to "
-                f"{at / self._aac_rate:.3f} s"
-            )
-        buf = np.concatenate([self._abuf, samples], axis=1)
-        full = (buf.shape[1] // _AAC_FRAME) * _AAC_FRAME
-        for i in range(0, full, _AAC_FRAME):
-            self._encode_audio(buf[:, i : i + _AAC_FRAME])
-        self._abuf = buf[:, full:]
-
-    def _encode_audio(self, samples: np.ndarray) -> None:
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self._layout)
-        frame.sample_rate = self._aac_rate
-        frame.pts = self._a_next
-        frame.time_base = Fraction(1, self._aac_rate)
-        self._a_next += samples.shape[1]
-        self._mux(self._audio.encode(frame))
+        self._track.push(chunk)
 
     def _mux(self, packets: list[av.Packet]) -> None:
         try:
@@ -291,10 +312,7 @@ class Mp4Writer:
             if self._audio is not None:
                 if self._resampler is not None:
                     self._push_audio(self._resampler.flush())
-                if self._abuf.shape[1]:
-                    self._encode_audio(self._abuf)  # the one short frame AAC allows: the last
-                    self._abuf = self._abuf[:, :0]
-                self._mux(self._audio.encode(None))
+                self._track.flush()
             self._mux(self._video.encode(None))
             self._closed = True
             self._container.close()
@@ -474,16 +492,14 @@ class Fmp4SegmentWriter:
         self._video = v
         self._audio = None
         if audio_rate is not None:
-            self._layout = "mono" if audio_channels == 1 else "stereo"
             a = self._container.add_stream("aac", rate=audio_rate)
             actx = a.codec_context
-            actx.layout = self._layout
+            actx.layout = "mono" if audio_channels == 1 else "stereo"
             actx.format = "fltp"
             actx.bit_rate = _AAC_BITRATE_PER_CHANNEL * audio_channels
             actx.time_base = Fraction(1, audio_rate)
             self._audio = a
-            self._abuf = np.zeros((audio_channels, 0), np.float32)
-            self._a_next = 0  # timeline sample index of _abuf[:, 0]
+            self._track = _AacTrack(a, audio_rate, audio_channels, self._container.mux)
 
     def write(self, video: VideoFrames | None = None, audio: AudioChunk | None = None) -> bytes:
         """Encode ``video`` (may be None or empty) and ``audio`` (may be None); return the bytes
@@ -516,10 +532,7 @@ class Fmp4SegmentWriter:
         self._closed = True
         try:
             if self._audio is not None:
-                if self._abuf.shape[1]:
-                    self._encode_audio(self._abuf)
-                    self._abuf = self._abuf[:, :0]
-                self._container.mux(self._audio.encode(None))
+                self._track.flush()
             self._container.mux(self._video.encode(None))
         finally:
             self._container.close()
@@ -550,30 +563,7 @@ class Fmp4SegmentWriter:
             raise ValueError("this Fmp4SegmentWriter was created without audio (audio_rate=None)")
         if chunk.sample_rate != self.audio_rate:
             raise ValueError(f"AudioChunk at {chunk.sample_rate} Hz written to a {self.audio_rate} Hz Fmp4SegmentWriter")
-        samples = chunk.samples.astype(np.float32, copy=False)
-        if samples.shape[0] != self.audio_channels:
-            mono = samples.mean(axis=0, keepdims=True)
-            samples = mono if self.audio_channels == 1 else np.repeat(mono, 2, axis=0)
-        start = round(chunk.start * self.audio_rate)
-        at = self._a_next + self._abuf.shape[1]
-        if start > at + 1:
-            samples = np.concatenate([np.zeros((self.audio_channels, start - at), np.float32), samples], axis=1)
-        elif start < at - 1:
-            raise ValueError(f"audio chunk at {chunk.start:.3f} s overlaps audio already written up to "
-                             f"{at / self.audio_rate:.3f} s")
-        buf = np.concatenate([self._abuf, samples], axis=1)
-        full = (buf.shape[1] // _AAC_FRAME) * _AAC_FRAME
-        for i in range(0, full, _AAC_FRAME):
-            self._encode_audio(buf[:, i:i + _AAC_FRAME])
-        self._abuf = buf[:, full:]
-
-    def _encode_audio(self, samples: np.ndarray) -> None:
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self._layout)
-        frame.sample_rate = self.audio_rate
-        frame.pts = self._a_next
-        frame.time_base = Fraction(1, self.audio_rate)
-        self._a_next += samples.shape[1]
-        self._container.mux(self._audio.encode(frame))
+        self._track.push(chunk)
 
 
 def fmp4_boxes(data: bytes) -> list[tuple[str, int]]:
