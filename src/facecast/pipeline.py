@@ -146,10 +146,10 @@ def make_renderer(portrait: Portrait, options: SayOptions):
 
 def text_segments(text: str, fps: float, voice=None) -> Iterator[Segment]:
     """Synthesise ``text`` sentence by sentence; each sentence is a segment with exact phones."""
-    from .voice import PiperVoice, check_text
+    from .voice import check_text, default_voice
 
     text = check_text(text)
-    voice = voice or PiperVoice()
+    voice = voice or default_voice()
     resampler = audio_mod.Resampler(ANALYSIS_RATE, mono=True)
     for sentence in voice.synthesize(text):
         a = sentence.audio

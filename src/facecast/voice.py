@@ -9,6 +9,7 @@ without running an aligner on our own TTS output.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,13 @@ def ipa_to_phones(alignments: list[tuple[str, int]], sample_rate: int, start: fl
         if e > s:
             out.append(PhoneSpan(phone, s, e))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def default_voice() -> "PiperVoice":
+    """The bundled voice, loaded once per process (loading costs ~2-3 s: the ONNX model is
+    patched in memory to report phoneme durations); synthesis itself keeps no state."""
+    return PiperVoice()
 
 
 class PiperVoice:
