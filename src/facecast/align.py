@@ -158,12 +158,12 @@ class Aligner:
         if n == 0:
             return []
         num_frames = -(-n // _HOP)
-        level = _frame_db(samples)
-        quiet = _quiet_frames(level, self.options.silence_dbfs,
+        level = frame_db(samples)
+        quiet = quiet_frames(level, self.options.silence_dbfs,
                               max(1, round(self.options.min_silence_s * _FRAME_RATE)))
         spans: list[tuple[str, int, int]] = []
         if not quiet.all():
-            pcm = _to_pcm16(samples)
+            pcm = to_pcm16(samples)
             words = _words(transcript) if transcript else []
             if words:
                 spans = self._force_align(pcm, words, _acronyms(transcript), level[~quiet], ~quiet)
@@ -172,7 +172,7 @@ class Aligner:
                             _clip(transcript))
             if not spans:
                 spans = self._recognize(pcm)
-        return _timeline(spans, quiet, num_frames, audio.start, audio.end)
+        return timeline(spans, quiet, num_frames, audio.start, audio.end)
 
     # ------------------------------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class Aligner:
             return []
         if dec.hyp() is None:  # nothing decoded (very short audio); seg() would fail
             return []
-        return [(_phone(s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()]
+        return [(phone(s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()]
 
     def _force_align(self, pcm: bytes, words: list[str], acronyms: set[str], level: np.ndarray,
                      judged: np.ndarray) -> list[tuple[str, int, int]]:
@@ -226,7 +226,7 @@ class Aligner:
             alignment = dec.get_alignment()
             if alignment is None:
                 raise RuntimeError("decoder returned no alignment")
-            spans = [(_phone(p.name), p.start, p.start + p.duration) for p in alignment.phones()]
+            spans = [(phone(p.name), p.start, p.start + p.duration) for p in alignment.phones()]
         except RuntimeError as exc:
             log.warning("forced alignment of %r failed (%s); using phone recognition",
                         _clip(text), exc)
@@ -261,12 +261,12 @@ class Aligner:
 # Frames and spans
 
 
-def _to_pcm16(samples: np.ndarray) -> bytes:
+def to_pcm16(samples: np.ndarray) -> bytes:
     """float32 [n] in [-1, 1] -> little-endian int16 bytes, what process_raw takes."""
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def _frame_db(samples: np.ndarray) -> np.ndarray:
+def frame_db(samples: np.ndarray) -> np.ndarray:
     """float32 [n] -> RMS level in dBFS of each 10 ms frame, float64 [ceil(n / 160)]."""
     n = samples.shape[0]
     num_frames = -(-n // _HOP)
@@ -276,7 +276,7 @@ def _frame_db(samples: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(power + 1e-12)
 
 
-def _quiet_frames(level: np.ndarray, floor_db: float, min_run: int) -> np.ndarray:
+def quiet_frames(level: np.ndarray, floor_db: float, min_run: int) -> np.ndarray:
     """level: dBFS [num_frames] -> bool [num_frames]: frames in runs of >= min_run frames
     quieter than floor_db."""
     below = level < floor_db
@@ -312,13 +312,13 @@ def _unaligned_speech(spans: list[tuple[str, int, int]], level: np.ndarray,
     return float(np.count_nonzero(loud & ~speech[judged])) / max(1, int(np.count_nonzero(loud)))
 
 
-def _phone(name: str) -> str:
+def phone(name: str) -> str:
     """Decoder unit name -> ARPAbet without stress, or 'SIL' for silence/noise/fillers."""
     base = name.strip().upper().rstrip("012")
     return base if base in _PHONES else "SIL"
 
 
-def _timeline(spans: list[tuple[str, int, int]], quiet: np.ndarray, num_frames: int,
+def timeline(spans: list[tuple[str, int, int]], quiet: np.ndarray, num_frames: int,
               start: float, end: float) -> list[PhoneSpan]:
     """Decoder spans [(phone, first frame, end frame)] -> contiguous PhoneSpans in seconds.
 

@@ -328,16 +328,16 @@ class LivePhones:
         self._levels, self._rest = [], np.zeros(0, np.float32)
 
     def feed(self, samples: np.ndarray) -> None:
-        from .align import _frame_db, _to_pcm16
+        from .align import frame_db, to_pcm16
 
         if not self.active or samples.size == 0:
             return
-        self._dec.process_raw(_to_pcm16(samples), no_search=False, full_utt=False)
+        self._dec.process_raw(to_pcm16(samples), no_search=False, full_utt=False)
         self.fed += samples.shape[0]
         data = np.concatenate([self._rest, samples]) if self._rest.size else samples
         n = (data.shape[0] // 160) * 160
         if n:
-            self._levels.append(_frame_db(data[:n]))
+            self._levels.append(frame_db(data[:n]))
         self._rest = data[n:].astype(np.float32, copy=True)
 
     def partial(self) -> list[PhoneSpan]:
@@ -359,12 +359,12 @@ class LivePhones:
             self.active = False
 
     def _spans(self, final: bool) -> list[PhoneSpan]:
-        from .align import _phone, _quiet_frames, _timeline
+        from .align import phone, quiet_frames, timeline
 
         if self._dec.hyp() is None:
             raw: list[tuple[str, int, int]] = []
         else:
-            raw = [(_phone(s.word), s.start_frame, s.end_frame + 1) for s in self._dec.seg()]
+            raw = [(phone(s.word), s.start_frame, s.end_frame + 1) for s in self._dec.seg()]
         t0 = self.start_sample / ANALYSIS_RATE
         level = np.concatenate(self._levels) if self._levels else np.zeros(0)
         if final:
@@ -377,11 +377,11 @@ class LivePhones:
             return []
         lv = np.full(num, 0.0)
         lv[:min(num, level.size)] = level[:num]
-        quiet = _quiet_frames(lv, self.options.silence_dbfs,
+        quiet = quiet_frames(lv, self.options.silence_dbfs,
                               max(1, round(self.options.min_silence_s * 100)))
         if not final:
             quiet[level.size:] = False
-        return _timeline(raw, quiet, num, t0, end)
+        return timeline(raw, quiet, num, t0, end)
 
 
 # --------------------------------------------------------------------------------------------
