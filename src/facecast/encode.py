@@ -93,6 +93,14 @@ def _as_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(10_000)
 
 
+def _check_format(width: int, height: int, fps: float) -> None:
+    """H.264 yuv420p needs positive, even frame sides and a positive rate."""
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+
+
 class _AacTrack:
     """An AAC stream fed with AudioChunks placed on the timeline by their ``start``: converts
     mono/stereo to the track's channels, fills gaps with silence (a chunk keeps its place),
@@ -172,10 +180,7 @@ class Mp4Writer:
         codec: str = "libx264",
         threads: int = 0,
     ) -> None:
-        if width <= 0 or height <= 0 or width % 2 or height % 2:
-            raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
-        if fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+        _check_format(width, height, fps)
         if audio_channels not in (1, 2):
             raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
         self.path = check_output_path(path)
@@ -451,10 +456,7 @@ class Fmp4SegmentWriter:
         fragment_frames: int = 12,
         threads: int = 0,
     ) -> None:
-        if width <= 0 or height <= 0 or width % 2 or height % 2:
-            raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
-        if fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+        _check_format(width, height, fps)
         if fragment_frames < 1:
             raise ValueError(f"fragment_frames must be >= 1, got {fragment_frames}")
         if audio_rate is not None and audio_rate not in AAC_SAMPLE_RATES:
