@@ -172,7 +172,7 @@ def audio_segments(path: str | Path, fps: float, segment_max_s: float, first_seg
     limit = int(min(first_segment_s or segment_max_s, segment_max_s) * ANALYSIS_RATE)
 
     def cut(data: np.ndarray, final: bool) -> tuple[Segment, np.ndarray]:
-        nonlocal start_sample, pending, limit
+        nonlocal start_sample, pending
         if final:
             n = data.shape[0]
         else:
