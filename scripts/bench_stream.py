@@ -6,7 +6,7 @@ RSS over a long stream. Not a test: numbers depend on the machine and its load.
     python bench_stream.py memory [--size 256] [--minutes 60] [--still]
     python bench_stream.py mixed  [--size 256] [--minutes 10]
 """
-import argparse, gc, math, os, statistics, sys, time
+import argparse, gc, math, os, statistics, time
 
 import numpy as np
 import torch
