@@ -183,3 +183,13 @@ def test_api_errors_are_typed(tmp_path):
         list(say_chunks(media("portrait/sam_512.jpg"), text="Hi.", audio="x.wav"))
     with pytest.raises(NoFaceError):
         list(say_chunks(np.zeros((200, 200, 3), np.uint8), text="Hi."))
+
+
+def test_cli_cuda_request_without_cuda_is_an_error(tmp_path, sam):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--text", "Hi.", "--device", "cuda", "-o", str(out)), out,
+                       "--device cuda", "doctor")
