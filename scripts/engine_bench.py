@@ -21,14 +21,6 @@ import numpy as np
 import torch
 
 
-def random_params(n, rng):
-    from facecast.types import MOTION_PARAMS
-
-    p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
-    p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
-    p[:, 6] = rng.uniform(0, 1, n)
-    p[:, 7:] = rng.uniform(-0.06, 0.06, size=(n, 3))
-    return p
 
 
 def time_cuda(fn, iters):
@@ -46,6 +38,7 @@ def time_cuda(fn, iters):
 def main():
     from facecast.batch import BatchRenderer
     from facecast.engine import portraits_from_npz
+    from facecast.motion import random_motion as random_params
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--portraits", required=True)

@@ -7,6 +7,7 @@ import torch
 from conftest import media
 from facecast import face
 from facecast.batch import BatchRenderer, PinnedFetcher
+from facecast.motion import random_motion as random_params
 from facecast.options import RenderOptions
 from facecast.render import MeshRenderer
 from facecast.types import MOTION_PARAMS, MotionFrames
@@ -17,12 +18,6 @@ def portrait(name, size=192):
     return face.frame_portrait(img, face.find_face(img, source=name), size=size, source=name)
 
 
-def random_params(n, rng):
-    p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
-    p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
-    p[:, 6] = rng.uniform(0, 1, n)
-    p[:, 7:] = rng.uniform(-0.06, 0.06, size=(n, 3))
-    return p
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import torch
 
 from facecast import face
 from facecast.errors import DeviceError
+from facecast.motion import random_motion
 from facecast.options import RenderOptions
 from facecast.render import MeshRenderer, resolve_device
 from facecast.types import MOTION_INDEX, MOTION_PARAMS, MotionFrames
@@ -29,12 +30,7 @@ def params(n, **cols):
 
 
 def random_params(n, seed):
-    rng = np.random.default_rng(seed)
-    p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
-    p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
-    p[:, 6] = rng.uniform(0, 1, n)
-    p[:, 7:] = rng.uniform(-0.06, 0.06, size=(n, 3))
-    return p
+    return random_motion(n, np.random.default_rng(seed))
 
 
 def test_opencv_fast_path_matches_torch_reference(portrait):

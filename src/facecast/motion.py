@@ -293,6 +293,17 @@ class MotionModel:
         return MotionFrames(params, fps, f0)
 
 
+def random_motion(n: int, rng: np.random.Generator) -> np.ndarray:
+    """float32 [n, len(MOTION_PARAMS)] of random parameters spanning each one's full range (head
+    angles within +-0.06 rad): inputs for renderer equivalence tests and benchmarks, which must
+    hold on any valid motion, not only on what speech happens to produce."""
+    p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
+    p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
+    p[:, MOTION_INDEX["blink"]] = rng.uniform(0, 1, n)
+    p[:, MOTION_INDEX["head_yaw"]:] = rng.uniform(-0.06, 0.06, size=(n, 3))
+    return p
+
+
 def _ahead(x: np.ndarray, k: int) -> np.ndarray:
     """x shifted k frames earlier (x[i + k]), the last value repeated at the end."""
     if k <= 0 or x.size == 0:
