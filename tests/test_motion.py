@@ -132,3 +132,16 @@ def test_mouth_leads_the_sound_by_lead_s_and_jaw_scale_scales():
     assert np.argmax(col(led, "lip_close")) == np.argmax(col(base, "lip_close")) - k
     small = MotionModel(MotionOptions(head_motion=0, lead_s=0.0, jaw_scale=0.5)).frames(sp)
     assert np.allclose(col(small, "jaw_open"), 0.5 * col(base, "jaw_open"), atol=1e-5)
+
+
+def test_short_pauses_keep_the_lips_apart_long_ones_close():
+    # speech, 0.3 s pause, speech, 1.5 s pause, speech
+    phones = [PhoneSpan("SIL", 0.0, 0.5), PhoneSpan("AA", 0.5, 0.9), PhoneSpan("SIL", 0.9, 1.2),
+              PhoneSpan("AA", 1.2, 1.6), PhoneSpan("SIL", 1.6, 3.1), PhoneSpan("AA", 3.1, 3.5),
+              PhoneSpan("SIL", 3.5, 4.5)]
+    opts = MotionOptions(head_motion=0, lead_s=0.0, jaw_scale=1.0, pause_jaw=0.15)
+    jaw = col(MotionModel(opts).frames(speech_from(phones, 4.5)), "jaw_open")
+    assert jaw[int(1.05 * FPS)] >= 0.15 - 1e-6          # short pause: lips stay parted
+    assert jaw[int(2.35 * FPS)] < 0.02                  # long pause: mouth closes
+    closed = MotionModel(MotionOptions(head_motion=0, lead_s=0.0, jaw_scale=1.0, pause_jaw=0.0))
+    assert col(closed.frames(speech_from(phones, 4.5)), "jaw_open")[int(1.05 * FPS)] < 0.1

@@ -170,10 +170,22 @@ def loudness(mouth: np.ndarray, energy: np.ndarray, has_phones: np.ndarray, scal
     return mouth
 
 
-def pauses(mouth: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+def pauses(mouth: np.ndarray, voiced: np.ndarray, fps: float, short_s: float = 0.5,
+           parted: float = 0.0) -> np.ndarray:
     """Pass 5: outside speech the whole mouth relaxes towards rest (closed, neutral).
-    ``voiced`` is a 0..1 float already smoothed in time."""
-    return mouth * voiced[:, None]
+    ``voiced`` is a 0..1 float already smoothed in time. In pauses shorter than ``short_s``
+    between speech the jaw keeps at least ``parted`` (speakers rest with their lips apart
+    between phrases rather than shutting the mouth for a breath)."""
+    out = mouth * voiced[:, None]
+    if parted > 0:
+        on = voiced > 0.5
+        idx = np.nonzero(on)[0]
+        if idx.size:
+            gaps = np.diff(idx)
+            for k in np.nonzero((gaps > 1) & (gaps <= short_s * fps))[0]:
+                a, b = idx[k] + 1, idx[k + 1]
+                out[a:b, 0] = np.maximum(out[a:b, 0], parted)
+    return out
 
 
 class BlinkSchedule:
@@ -275,7 +287,7 @@ class MotionModel:
         # Syllable-rate loudness for the jaw gain: per-frame loudness made the mouth flutter with
         # the envelope (mouth-loudness correlation 0.64 vs 0.28 for real speakers).
         mouth = loudness(mouth, _soften(energy, fps, tau=0.06), spoken, opt.jaw_scale)
-        mouth = pauses(mouth, voiced)
+        mouth = pauses(mouth, voiced, fps, parted=opt.pause_jaw * opt.jaw_scale)
         mouth[:, 0:1] *= opt.expressiveness
         mouth[:, 1:3] *= min(opt.expressiveness, 1.5)
 
