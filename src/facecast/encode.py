@@ -93,6 +93,27 @@ def _as_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(10_000)
 
 
+def _add_video_stream(container, fps: float, width: int, height: int, codec: str, crf: int, preset: str,
+                      threads: int, extra: dict | None = None) -> av.VideoStream:
+    """An H.264/H.265 yuv420p stream tagged BT.601 limited range. The encoder converts our RGB
+    with swscale's default BT.601 matrix; say so in the stream, or players guess BT.709 for HD
+    sizes and shift the colours. ``extra``: more encoder options (e.g. zerolatency, GOP)."""
+    rate = _as_fraction(fps)
+    options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+    options.update(extra or {})
+    stream = container.add_stream(codec, rate=rate, options=options)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    ctx = stream.codec_context
+    ctx.time_base = 1 / rate
+    ctx.thread_count = threads
+    ctx.colorspace = 6  # AVCOL_SPC_SMPTE170M (BT.601)
+    ctx.color_primaries = 6  # AVCOL_PRI_SMPTE170M
+    ctx.color_trc = 6  # AVCOL_TRC_SMPTE170M
+    ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+    return stream
+
+
 def _check_format(width: int, height: int, fps: float) -> None:
     """H.264 yuv420p needs positive, even frame sides and a positive rate."""
     if width <= 0 or height <= 0 or width % 2 or height % 2:
@@ -211,21 +232,7 @@ class Mp4Writer:
     # -- setup -------------------------------------------------------------------------------
 
     def _add_video(self, codec: str, crf: int, preset: str, threads: int) -> av.VideoStream:
-        rate = _as_fraction(self.fps)
-        options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
-        stream = self._container.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height = self.width, self.height
-        stream.pix_fmt = "yuv420p"
-        ctx = stream.codec_context
-        ctx.time_base = 1 / rate
-        ctx.thread_count = threads
-        # The encoder converts our RGB with swscale's default BT.601 limited-range matrix; say so
-        # in the stream, or players guess BT.709 for HD sizes and shift the colours.
-        ctx.colorspace = 6  # AVCOL_SPC_SMPTE170M (BT.601)
-        ctx.color_primaries = 6  # AVCOL_PRI_SMPTE170M
-        ctx.color_trc = 6  # AVCOL_TRC_SMPTE170M
-        ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited)
-        return stream
+        return _add_video_stream(self._container, self.fps, self.width, self.height, codec, crf, preset, threads)
 
     def _add_audio(self) -> av.AudioStream:
         assert self.audio_rate is not None
@@ -479,19 +486,10 @@ class Fmp4SegmentWriter:
                      # push each fragment's bytes out at once.
                      "max_interleave_delta": "1", "flush_packets": "1"},
         )
-        rate = _as_fraction(self.fps)
-        options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
-        if codec == "libx264":
-            options.update({"tune": "zerolatency", "g": str(self.fragment_frames),
-                            "keyint_min": str(self.fragment_frames), "sc_threshold": "0"})
-        v = self._container.add_stream(codec, rate=rate, options=options)
-        v.width, v.height = self.width, self.height
-        v.pix_fmt = "yuv420p"
-        ctx = v.codec_context
-        ctx.time_base = 1 / rate
-        ctx.thread_count = threads
-        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 6, 6, 6, 1  # BT.601 limited, as Mp4Writer
-        self._video = v
+        extra = {"tune": "zerolatency", "g": str(self.fragment_frames), "keyint_min": str(self.fragment_frames),
+                 "sc_threshold": "0"} if codec == "libx264" else {}
+        self._video = _add_video_stream(self._container, self.fps, self.width, self.height, codec, crf, preset,
+                                        threads, extra)
         self._audio = None
         if audio_rate is not None:
             a = self._container.add_stream("aac", rate=audio_rate)
