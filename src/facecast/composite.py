@@ -6,8 +6,10 @@ shows, shaded from the portrait's own colours so it fits photos, black-and-white
 paintings alike: a dark cavity, the upper teeth hanging from the upper lip, lower teeth and tongue
 appearing as the jaw opens, faint gaps between incisors, soft 1-px edges.
 
-All work happens in a fixed crop around the mouth (static shapes, batched over frames) in
-face-aligned coordinates (a across the mouth, b towards the chin), so a tilted head is fine.
+Painting works in face-aligned coordinates (a across the mouth, b towards the chin), so a tilted
+head is fine. The per-portrait renderer paints only the frames whose lips part, inside the box
+their openings span (decided on the host from the displacements it already has); the batched
+GPU renderer paints every frame in a fixed per-face window (static shapes, no host decisions).
 """
 
 from __future__ import annotations
@@ -35,13 +37,11 @@ class MouthPainter:
     def __init__(self, portrait: Portrait, rig, device: torch.device):
         from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP  # rig's landmark groups
 
-        self.device = device
         self.up_idx = torch.tensor(LIP_IN_UP, device=device)
         self.lo_idx = torch.tensor(LIP_IN_LO, device=device)
         pts = portrait.face.points
         ff = rig.ff
         u = ff.iod
-        self.u = u
         self.rest_gap = 0.9 * rig.rest_gap * u  # px
         self.rest = torch.from_numpy(rig.points.astype(np.float32)).to(device)  # [L, 2]
 
