@@ -81,10 +81,36 @@ def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
               f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
 
 
+def _run_say_twin(twin_path: Path, output: Path, text, audio, options) -> None:
+    import time
+
+    from .render import resolve_device
+    from .twin.generate import Twin, say_twin
+
+    t0 = time.perf_counter()
+    device = resolve_device(options.render.device)
+    twin = Twin.load(twin_path, device=device, size=options.size)
+    with Progress(TextColumn("[bold]rendering twin"), BarColumn(), TextColumn("{task.fields[done]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("say", total=None, done="")
+
+        def progress(done: float, total: float | None) -> None:
+            bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of audio")
+
+        path = say_twin(twin, output, text=text, audio=audio, options=options, progress=progress)
+    from .encode import probe_mp4
+
+    info = probe_mp4(path)
+    secs = time.perf_counter() - t0
+    err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "
+              f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
+
+
 @app.command("say")
 def say_cmd(
-    portrait: str = typer.Argument(..., help="Portrait image (jpg/png/webp ...) with one clearly visible face."),
+    portrait: Optional[str] = typer.Argument(None, help="Portrait image (jpg/png/webp ...) with one clearly visible face."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .mp4 path."),
+    twin: Optional[Path] = typer.Option(None, "--twin", help="A .twin file (from `facecast twin train`) instead of a portrait."),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="Text to speak (English, bundled Piper voice)."),
     audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech audio file (any format FFmpeg decodes)."),
     transcript: Optional[str] = typer.Option(None, "--transcript", help="What the audio says (better alignment)."),
@@ -108,8 +134,15 @@ def say_cmd(
             raise InputError("say: give either --text \"...\" or --audio FILE (exactly one).")
         if transcript is not None and audio is None:
             raise InputError("--transcript goes with --audio (with --text the words are already known).")
+        if (portrait is None) == (twin is None):
+            raise InputError("say: give a portrait image or --twin FILE (exactly one).")
         options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
-        _run_say(portrait, output, text, audio, transcript, options)
+        if twin is not None:
+            if transcript is not None:
+                raise InputError("--transcript is not used with --twin (its mouth model listens to the audio).")
+            _run_say_twin(twin, output, text, audio, options)
+        else:
+            _run_say(portrait, output, text, audio, transcript, options)
     except FacecastError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -311,6 +344,79 @@ def bench_cmd(
             err.print(f"appended to [bold]{append}[/]")
     except FacecastError as exc:
         _fail(exc)
+
+
+twin_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="Person-specific photoreal twins: train from minutes of video, then `say --twin`.")
+app.add_typer(twin_app, name="twin")
+
+
+@twin_app.command("train")
+def twin_train_cmd(
+    videos: list[Path] = typer.Argument(..., help="1-5 minutes of one person talking (MP4 files)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .twin file."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (training wants a GPU)."),
+    minutes: float = typer.Option(6.0, "--minutes", help="Time budget for the renderer's training."),
+    steps: int = typer.Option(6000, "--steps", help="Most renderer steps (the budget in --minutes may end it sooner)."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="VIDEO:FRACTION kept out of training, e.g. talk2.mp4:0.2."),
+    size: int = typer.Option(336, "--crop", help="Mouth-crop side in pixels (336 = a 512-px face's density)."),
+    tiny: bool = typer.Option(False, "--tiny", help="A tiny network and short training (smoke tests, CPU)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train a twin: track -> prepare -> mouth model -> renderer -> .twin file. Resumable:
+    re-running the same command picks up the cached tracks and the last checkpoint."""
+    _setup_logging(verbose)
+    _quiet_native_logs()
+    import json
+
+    from .errors import FacecastError, InputError
+    from .twin import TwinTrainOptions, train_twin
+    from .twin.prepare import PrepOptions
+    from .twin.render import RenderConfig
+    from .twin.train import RenderTrainOptions
+
+    try:
+        hold = None
+        if holdout is not None:
+            name, _, frac = holdout.rpartition(":")
+            try:
+                hold = (name, float(frac))
+            except ValueError:
+                raise InputError(f"--holdout {holdout}: use VIDEO:FRACTION, e.g. talk2.mp4:0.2") from None
+            if not name or not 0 < hold[1] < 1:
+                raise InputError(f"--holdout {holdout}: use VIDEO:FRACTION with 0 < FRACTION < 1")
+        if size % 16:
+            raise InputError(f"--crop {size}: must be a multiple of 16 (the network halves it 4 times).")
+        cfg = RenderConfig(size=size, widths=(16, 16, 32) if tiny else RenderConfig().widths,
+                           mid_blocks=1 if tiny else 2)
+        options = TwinTrainOptions(
+            device=device,
+            prep=PrepOptions(crop_px=size, min_speech_s=3.0 if tiny else PrepOptions().min_speech_s),
+            render=RenderTrainOptions(config=cfg, steps=steps, seconds=minutes * 60, batch=4 if tiny else 16),
+            mouth_steps=30 if tiny else None,
+            holdout=hold,
+        )
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[done]}"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: float, total: float | None) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, done="")
+                bar.update(tasks[stage], completed=done, total=total, done=f"{done:.0f}/{total:.0f}" if total else "")
+
+            report = train_twin(videos, output, options, progress=progress)
+        s = report["seconds"]
+        err.print(f"wrote [bold]{output}[/] ({output.stat().st_size / 2**20:.1f} MiB, sha256 {report['sha256'][:12]}): "
+                  f"{report['summary']['usable_seconds']:.0f} s of footage, {report['summary']['speech_seconds']:.0f} s "
+                  f"of speech; " + ", ".join(f"{k} {v:.0f} s" for k, v in s.items()))
+        if verbose:
+            err.print(json.dumps(report, indent=1, default=str))
+    except FacecastError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: run the same command again to resume")
+        raise typer.Exit(130)
 
 
 def main() -> None:

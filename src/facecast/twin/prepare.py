@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
+import cv2  # installed with mediapipe (opencv-contrib-python)
 import numpy as np
 
 from facecast.errors import InputError

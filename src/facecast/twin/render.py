@@ -141,7 +141,7 @@ def draw_sketch(mouth: Tensor, size: int, *, work: int | None = None) -> Tensor:
     c = (torch.arange(work, device=mouth.device, dtype=torch.float32) + 0.5) / work
     grid = torch.stack(torch.meshgrid(c, c, indexing="xy"), -1).reshape(-1, 2)  # [P,(x,y)]
     segs = _chains(mouth)
-    w = 0.012
+    w = max(0.012, 1.0 / work)  # at least a pixel of the drawing grid, or thin lines alias away
     out = []
     # Batches in slices bound the [B, P, S] temporaries (~work^2 * 20 floats per frame).
     for i in range(0, mouth.shape[0], 16):

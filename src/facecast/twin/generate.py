@@ -1,0 +1,252 @@
+"""Speaking as a twin: speech -> mouth shapes -> regenerated lower face on looping real footage.
+
+Public API
+----------
+- ``Twin.load(path, device=..., size=512)``: a .twin file ready to render.
+- ``Twin.mouth(audio16k, fps, num_frames) -> [n, 53, 2]``: the person's mouth shapes for speech.
+- ``Twin.render(mouth, first_frame, fps) -> VideoFrames``: frames for global frame indices
+  ``first_frame ...``: the background loop frame for that time, its lower face redrawn.
+- ``say_twin(twin, output, text=..., audio=..., options=SayOptions())``: the `say` job for a twin
+  (same segments, voice and encoder as the portrait pipeline, so memory stays flat).
+
+Background (why a ping-pong loop): the twin shows real footage of the person, so head motion,
+blinks and lighting are real; playing it forward then backward never jumps (every frame's
+neighbour is a neighbouring real frame), unlike a plain loop whose seam teleports the head.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Callable
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facecast.errors import InputError
+from facecast.twin.file import TwinData, load_twin
+from facecast.twin.render import RenderConfig, RenderNet, crop_frames, draw_sketch, paste_crops, scale_affine
+from facecast.types import VideoFrames
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MouthStream", "Twin", "decode_background", "pingpong_index", "say_twin"]
+
+ANALYSIS_RATE = 16_000
+_CONTEXT_S = 0.5  # audio kept from the previous segment so the mouth model sees its left context
+
+
+def decode_background(data: bytes) -> tuple[np.ndarray, float]:
+    """uint8 [M, H, W, 3] RGB frames and fps of the MP4 bytes stored in a twin."""
+    with av.open(io.BytesIO(data), mode="r") as c:
+        stream = c.streams.video[0]
+        fps = float(stream.average_rate)
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+    return np.stack(frames), fps
+
+
+def pingpong_index(frame: np.ndarray, fps: float, bg_frames: int, bg_fps: float) -> np.ndarray:
+    """Background frame shown at global output frames ``frame`` [n]: the loop runs forward then
+    backward (period 2 (M - 1)) at the background's own rate."""
+    if bg_frames == 1:
+        return np.zeros(len(frame), np.int64)
+    period = 2 * (bg_frames - 1)
+    q = np.rint(np.asarray(frame) / fps * bg_fps).astype(np.int64) % period
+    return np.where(q < bg_frames, q, period - q)
+
+
+class Twin:
+    """A loaded twin on one device. Not thread-safe (one render at a time)."""
+
+    def __init__(self, data: TwinData, *, device: str | torch.device = "cpu", size: int | None = 512,
+                 batch: int = 32) -> None:
+        from facecast.twin.mouth import MouthConfig, MouthModel
+
+        self.device = torch.device(device)
+        self.batch = batch
+        cfg = data.config
+        self.config = cfg
+        self.render_config = RenderConfig.from_json(cfg["render"])
+        half = self.device.type == "cuda"
+        self.dtype = torch.float16 if half else torch.float32
+        net = RenderNet(self.render_config)
+        net.load_state_dict({k: v.float() for k, v in data.render_state.items()})
+        net = net.to(self.device, self.dtype).eval()
+        if half:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.mouth_model = MouthModel(MouthConfig.from_dict(cfg["mouth"]))
+        self.mouth_model.load_state_dict(data.mouth_state)
+        self.mouth_model.eval()
+        self.reference = data.reference.to(self.device)
+        bg, self.bg_fps = decode_background(data.bg_video)
+        affine = data.bg_affine.double()
+        h, w = bg.shape[1:3]
+        if size is not None:
+            k = size / max(h, w)
+            nh, nw = max(2, round(h * k / 2) * 2), max(2, round(w * k / 2) * 2)
+        else:
+            k, nh, nw = 1.0, h, w
+        self.size = (nw, nh)
+        self._bg_u8 = torch.from_numpy(bg).to(self.device)  # at source size; resized per batch
+        self._k = (nw / w, nh / h)
+        self.bg_affine = scale_affine(affine, nw / w).to(self.device) if abs(nw / w - nh / h) < 1e-6 else None
+        if self.bg_affine is None:
+            raise InputError("twin background is not resized uniformly; use a square or --size None")
+        self.sha256 = data.sha256
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu", size: int | None = 512,
+             batch: int = 32) -> "Twin":
+        return cls(load_twin(path), device=device, size=size, batch=batch)
+
+    @property
+    def num_background_frames(self) -> int:
+        return int(self._bg_u8.shape[0])
+
+    def mouth(self, audio16k: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
+        """float32 [num_frames, 53, 2] mouth shapes (crop units) for frames at k / fps s of the audio."""
+        from facecast.twin.mouth import predict_mouth
+
+        return predict_mouth(self.mouth_model, np.asarray(audio16k, np.float32), fps, num_frames)
+
+    def background_index(self, frames: np.ndarray, fps: float) -> np.ndarray:
+        """Background frame [n] shown at global output frames ``frames`` [n]."""
+        return pingpong_index(frames, fps, self.num_background_frames, self.bg_fps)
+
+    @torch.no_grad()
+    def render(self, mouth: np.ndarray, first_frame: int, fps: float) -> VideoFrames:
+        """Frames uint8 [n, H, W, 3] (on the CPU) for global frames first_frame + k, k < n."""
+        idx = self.background_index(first_frame + np.arange(len(mouth)), fps)
+        return VideoFrames(self.render_indexed(mouth, idx).cpu(), fps, first_frame)
+
+    @torch.no_grad()
+    def render_indexed(self, mouth: np.ndarray | torch.Tensor, bg_index: np.ndarray) -> torch.Tensor:
+        """uint8 [n, H, W, 3] on the twin's device: background frames ``bg_index`` [n] with
+        their lower face redrawn for ``mouth`` [n, 53, 2]. Frames of many streams can share one
+        call (that is how the live engine batches across streams)."""
+        n = len(mouth)
+        out = torch.empty((n, self.size[1], self.size[0], 3), dtype=torch.uint8, device=self.device)
+        r = self.render_config.size
+        ref = self.reference.permute(2, 0, 1)[None].to(self.dtype).div(127.5).sub(1)
+        m_all = torch.as_tensor(mouth, dtype=torch.float32).to(self.device)
+        idx_all = torch.as_tensor(np.asarray(bg_index), dtype=torch.long).to(self.device)
+        for i in range(0, n, self.batch):
+            sel = idx_all[i : i + self.batch]
+            src = self._bg_u8[sel].permute(0, 3, 1, 2).to(self.dtype).div(127.5).sub(1)
+            if (self.size[1], self.size[0]) != tuple(src.shape[-2:]):
+                src = F.interpolate(src, size=(self.size[1], self.size[0]), mode="bicubic",
+                                    align_corners=False).clamp(-1, 1)
+            aff = self.bg_affine[sel]
+            crops = crop_frames(src, aff, r)
+            sketch = draw_sketch(m_all[i : i + self.batch], r).to(self.dtype)
+            if self.device.type == "cuda":
+                crops = crops.contiguous(memory_format=torch.channels_last)
+            y = self.net(crops, sketch, ref.expand(len(sel), -1, -1, -1)).clamp(-1, 1)
+            frames = paste_crops(src, y, aff)
+            out[i : i + len(sel)] = frames.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return out
+
+
+class MouthStream:
+    """Mouth shapes of one stream, audio pushed as it comes, frames asked for when their
+    look-ahead has arrived. Keeps ``_CONTEXT_S`` of past audio (the model's left context), so
+    memory is flat however long the stream runs."""
+
+    def __init__(self, twin: Twin, fps: float) -> None:
+        self.twin, self.fps = twin, fps
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0  # global sample index of buf[0]
+
+    @property
+    def audio_end(self) -> float:
+        """Seconds of audio received so far (stream time)."""
+        return (self.buf_start + len(self.buf)) / ANALYSIS_RATE
+
+    def push(self, start_s: float, samples16k: np.ndarray) -> None:
+        """Append mono 16 kHz audio that starts at ``start_s`` (a gap is silence)."""
+        s0 = int(round(start_s * ANALYSIS_RATE))
+        end = self.buf_start + len(self.buf)
+        if s0 > end:
+            self.buf = np.concatenate([self.buf, np.zeros(s0 - end, np.float32)])
+        elif s0 < end:
+            self.buf = self.buf[: max(0, s0 - self.buf_start)]
+        self.buf = np.concatenate([self.buf, np.asarray(samples16k, np.float32)])
+
+    def frames(self, first_frame: int, num_frames: int) -> np.ndarray:
+        """float32 [num_frames, 53, 2] for global frames first_frame ...; audio beyond the last
+        frame (up to the model's look-ahead) is used if it has been pushed."""
+        ctx = min(first_frame, int(round(_CONTEXT_S * self.fps)))
+        w0 = int(round((first_frame - ctx) / self.fps * ANALYSIS_RATE)) - self.buf_start
+        audio = np.concatenate([np.zeros(-w0, np.float32), self.buf]) if w0 < 0 else self.buf[w0:]
+        mouth = self.twin.mouth(audio, self.fps, ctx + num_frames)[ctx:]
+        # Forget audio older than the left context of the next frame.
+        keep_from = int(round((first_frame + num_frames - ctx) / self.fps * ANALYSIS_RATE)) - self.buf_start
+        if keep_from > 0:
+            self.buf = self.buf[keep_from:]
+            self.buf_start += keep_from
+        return mouth
+
+
+def say_twin(
+    twin: Twin,
+    output: str | Path,
+    *,
+    text: str | None = None,
+    audio: str | Path | None = None,
+    options=None,
+    progress: Callable[[float, float | None], None] | None = None,
+    timings=None,
+) -> Path:
+    """Render an MP4 of the twin saying ``text`` (bundled voice) or ``audio``. Nothing is left at
+    ``output`` unless the whole job succeeds."""
+    from facecast import audio as audio_mod
+    from facecast.encode import check_output_path
+    from facecast.options import SayOptions
+    from facecast.pipeline import SayChunk, Timings, _ThreadedWriter, audio_segments, text_segments
+
+    options = options or SayOptions()
+    timings = timings if timings is not None else Timings()
+    if (text is None) == (audio is None):
+        raise InputError("say: give either text or audio (exactly one). Use --text \"...\" or --audio FILE.")
+    output = check_output_path(output)
+    fps = options.fps
+    if text is not None:
+        segments = timings.timed_iter("voice", text_segments(text, fps))
+        total = None
+    else:
+        total = audio_mod.open_audio(audio).duration
+        segments = timings.timed_iter("decode", audio_segments(audio, fps, options.segment_max_s,
+                                                               options.first_segment_s))
+    mouths = MouthStream(twin, fps)
+    writer = None
+    voiced_any = False
+    try:
+        for seg in segments:
+            with timings.stage("mouth"):
+                mouths.push(seg.start, seg.analysis)
+                mouth = mouths.frames(seg.first_frame, seg.num_frames)
+                voiced_any = voiced_any or float(np.abs(seg.analysis).max(initial=0.0)) > 1e-3
+            with timings.stage("render"):
+                video = twin.render(mouth, seg.first_frame, fps)
+            if writer is None:
+                ref = seg.output_audio[0]
+                writer = _ThreadedWriter(output, options, twin.size[0], twin.size[1], ref.sample_rate,
+                                         ref.channels, timings)
+            writer.put(SayChunk(video, seg.output_audio, seg, None))
+            if progress:
+                progress(seg.end, total)
+        if writer is None:
+            raise InputError("say: nothing to render (the input has no duration).")
+        if not voiced_any:
+            src = audio if audio is not None else "--text"
+            raise InputError(f"{src}: no speech found (the audio is silent). Give a recording with speech.")
+    except BaseException as exc:
+        if writer is not None:
+            writer.__exit__(type(exc), exc, None)
+        raise
+    writer.__exit__(None, None, None)
+    return output
