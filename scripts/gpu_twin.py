@@ -1,11 +1,13 @@
-"""Twin renderer on the GPU machine: prepare -> train -> held-out PSNR -> inference speed.
+"""facecast twin on the GPU machine: train end to end, measure held-out quality and speed.
 
-Run there (see docs/benchmarks.md for the carry set-up):
-    python3 scripts/gpu_twin.py --tracks .devrun/twin/obama_tracks.npz --media .devrun/media \
-        --seconds 360 --out $OUT
+    python3 scripts/gpu_twin.py train --tracks .devrun/twin/obama_tracks.npz --media .devrun/media \
+        --minutes 5 --out $OUT          # train_twin (+ held-out figures, + held-out video)
+    python3 scripts/gpu_twin.py speed --twin .devrun/twin/obama.twin --speech .devrun/media/x.mp4 \
+        --streams 16,24,32 --out $OUT   # batched fps at 512, CPU-equivalence, live load test
 
-Held out: the last 20 % of styletalk_obama_clip2 (never trained on). Prints one JSON line per
-stage and a summary; writes the renderer (safetensors), a held-out sheet PNG and stats JSON.
+Held out: the last 20 % of styletalk_obama_clip2 (kept out of both models and the background).
+The stage-1 tracks come from the CPU machine (no mediapipe here); their time is reported there.
+Prints one JSON line per stage; writes JSON, a sheet and the held-out video under --out.
 """
 
 from __future__ import annotations
@@ -17,150 +19,172 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def log(**kw) -> None:
-    print(json.dumps(kw), flush=True)
+    print(json.dumps(kw, default=str), flush=True)
+
+
+def lagged(x: np.ndarray, ref: np.ndarray, max_lag: int = 5) -> tuple[float, int]:
+    """Best Pearson r of x shifted against ref and the lag (positive: x late)."""
+    best = (-2.0, 0)
+    for lag in range(-max_lag, max_lag + 1):
+        a = x[lag:] if lag >= 0 else x[:lag]
+        b = ref[: len(ref) - lag] if lag >= 0 else ref[-lag:]
+        r = float(np.corrcoef(a, b)[0, 1])
+        best = max(best, (r, lag))
+    return best
+
+
+def train(args) -> None:
+    from facecast.twin import TwinTrainOptions, holdout_mask, train_twin
+    from facecast.twin.generate import Twin
+    from facecast.twin.mouth import aperture, mouth_width
+    from facecast.twin.prepare import PrepOptions, _decode_all, load_tracks, prepare
+    from facecast.twin.render import crop_frames, lower_face_mask, paste_crops, scale_affine
+    from facecast.twin.train import RenderTrainOptions, psnr, regenerate, to_unit
+
+    out = Path(args.out)
+    tracks = load_tracks(args.tracks, media_dir=args.media)
+    videos = [t.path for t in tracks]
+    hold = (args.holdout, 0.2)
+    from facecast.twin.render import RenderConfig
+
+    cfg = RenderConfig(size=args.crop, widths=tuple(int(w) for w in args.widths.split(",")))
+    prep = PrepOptions(crop_px=args.crop)
+    opts = TwinTrainOptions(device=args.device, prep=prep, holdout=hold, work_dir="/tmp/twinwork",
+                            render=RenderTrainOptions(config=cfg, steps=10**6, seconds=args.minutes * 60),
+                            mouth_steps=args.mouth_steps)
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(stage, done, total):
+        if time.perf_counter() - last[0] > 30:
+            last[0] = time.perf_counter()
+            log(stage=stage, done=done, total=total, t=round(time.perf_counter() - t0))
+
+    report = train_twin(videos, out / "obama.twin", opts, progress=progress, tracks=tracks)
+    report["total_s"] = round(time.perf_counter() - t0, 1)
+    log(stage="trained", **{k: v for k, v in report.items() if k not in ("summary",)})
+
+    # Held-out material (same preparation as training, deterministic).
+    footage = prepare(tracks, prep)
+    held = holdout_mask(footage, hold)
+    hi = np.flatnonzero(held)
+    ci = int(footage.clip[hi[0]])
+    clip = footage.clips[ci]
+    fps = float(clip["fps"])
+    twin = Twin.load(out / "obama.twin", device=args.device, size=512)
+    dev = torch.device(args.device)
+    q: dict = {"held_frames": len(hi), "held_seconds": round(len(hi) / fps, 2)}
+
+    # 1. Renderer with ground-truth landmarks (the mouth region of the 336-px crop, and the
+    # whole 512 frame after pasting back).
+    crops = torch.from_numpy(footage.crops[hi]).to(dev)
+    mouth_gt = torch.from_numpy(footage.mouth[hi]).to(dev)
+    gen = regenerate(twin.net.float(), crops, mouth_gt, twin.reference)
+    twin.net.to(twin.dtype)
+    real = to_unit(crops)
+    q["mouth_psnr_db"] = round(psnr(gen, real, lower_face_mask(real.shape[-1], dev)), 2)
+    frames = torch.from_numpy(_decode_all(clip["path"], tuple(clip["size"]))[footage.frame[hi]]).to(dev)
+    src = frames.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    big = torch.nn.functional.interpolate(src, size=(512, 512), mode="bicubic", align_corners=False).clamp(-1, 1)
+    aff = scale_affine(torch.from_numpy(footage.affine[hi]).to(dev).double(), 512 / src.shape[-1])
+    q["frame512_psnr_db"] = round(psnr(paste_crops(big, gen, aff), big), 2)
+
+    # 2. Audio -> mouth on the held-out audio alone (frame 0 = first held-out frame).
+    f0 = int(footage.frame[hi[0]])
+    a = clip["audio"][int(round(f0 / fps * 16000)):]
+    pred = twin.mouth(a, fps, len(hi))
+    real_m = footage.mouth[hi]
+    r_ap, lag_ap = lagged(aperture(pred), aperture(real_m))
+    r_w, lag_w = lagged(mouth_width(pred), mouth_width(real_m))
+    q |= {"aperture_r": round(r_ap, 3), "aperture_lag": lag_ap, "aperture_r_lag0": round(float(np.corrcoef(aperture(pred), aperture(real_m))[0, 1]), 3),
+          "width_r": round(r_w, 3), "width_lag": lag_w,
+          "landmark_rmse_crop": round(float(np.sqrt(np.mean((pred - real_m) ** 2))), 4)}
+    # 3. Fully generated: predicted mouth on its own background, written for `facecast eval`
+    # (mediapipe on the CPU machine measures the rendered mouth against the real one).
+    from facecast.encode import Mp4Writer
+    from facecast.types import AudioChunk, VideoFrames
+
+    video = twin.render(pred, 0, fps)
+    with Mp4Writer(out / "heldout_twin.mp4", fps=fps, width=512, height=512, audio_rate=16000, crf=18) as w:
+        w.write_video(video)
+        w.write_audio(AudioChunk(a[None, : int(len(hi) / fps * 16000)], 16000, 0.0))
+    # Same frames with ground-truth landmarks on the real held-out frames (the "resynthesis" ceiling).
+    log(stage="heldout", **q)
+    (out / "twin_train.json").write_text(json.dumps({"report": report, "heldout": q}, indent=1, default=str))
+
+
+def speed(args) -> None:
+    from facecast.audio import load_audio
+    from facecast.twin.generate import Twin
+    from facecast.twin.live import TwinLoadTestOptions, run_twin_loadtest
+
+    out = Path(args.out)
+    twin = Twin.load(args.twin, device="cuda", size=512, batch=args.batch)
+    res: dict = {}
+    # CPU equivalence of the CUDA half-precision path on real frames.
+    cpu = Twin.load(args.twin, device="cpu", size=512)
+    rng = np.random.default_rng(0)
+    speech = load_audio(args.speech).mono()
+    mouth = twin.mouth(speech, 25.0, 64)
+    idx = rng.integers(0, twin.num_background_frames, 8)
+    g = twin.render_indexed(mouth[:8], idx).cpu().float()
+    c = cpu.render_indexed(mouth[:8], idx).float()
+    d = (g - c).abs()
+    res["cuda_vs_cpu"] = {"mean_abs_u8": round(float(d.mean()), 3), "p99_abs_u8": round(float(d.flatten().kthvalue(int(0.99 * d.numel())).values), 1),
+                          "max_abs_u8": round(float(d.max()), 1)}
+    log(stage="equivalence", **res["cuda_vs_cpu"])
+    # Batched throughput, whole per-frame pipeline at 512 (crop, sketch, network, paste, uint8).
+    big = np.concatenate([mouth] * 4)
+    for b in (32, 64, 128, 256):
+        m = big[:b] if b <= len(big) else np.resize(big, (b, *big.shape[1:]))
+        ix = rng.integers(0, twin.num_background_frames, b)
+        twin.batch = b
+        for _ in range(3):
+            twin.render_indexed(m, ix)
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        for _ in range(10):
+            twin.render_indexed(m, ix)
+        e1.record()
+        e1.synchronize()
+        res[f"fps_b{b}"] = round(b * 10 / (e0.elapsed_time(e1) / 1000), 1)
+    res["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    log(stage="throughput", **res)
+    twin.batch = args.batch
+    for n in [int(x) for x in args.streams.split(",")]:
+        r = run_twin_loadtest(twin, speech, TwinLoadTestOptions(streams=n, seconds=args.seconds, encoders=args.encoders))
+        res[f"load{n}"] = r
+        log(stage="loadtest", **{k: v for k, v in r.items() if k != "options"})
+    (out / "twin_speed.json").write_text(json.dumps(res, indent=1, default=str))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tracks", required=True)
-    ap.add_argument("--media", required=True)
-    ap.add_argument("--seconds", type=float, default=360)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--widths", default="32,64,128,192,256")
-    ap.add_argument("--out", default="out")
-    ap.add_argument("--holdout", default="styletalk_obama_clip2_en")
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--crop", type=int, default=336)
-    ap.add_argument("--device", default="cuda")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--tracks", required=True)
+    t.add_argument("--media", required=True)
+    t.add_argument("--minutes", type=float, default=5.0)
+    t.add_argument("--holdout", default="styletalk_obama_clip2_en.mp4")
+    t.add_argument("--out", default="out")
+    t.add_argument("--device", default="cuda")
+    t.add_argument("--crop", type=int, default=336)
+    t.add_argument("--widths", default="32,64,128,192,256")
+    t.add_argument("--mouth-steps", type=int, default=None)
+    s = sub.add_parser("speed")
+    s.add_argument("--twin", required=True)
+    s.add_argument("--speech", required=True)
+    s.add_argument("--streams", default="16")
+    s.add_argument("--seconds", type=float, default=20.0)
+    s.add_argument("--encoders", type=int, default=8)
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--out", default="out")
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    from facecast.twin.prepare import PrepOptions, load_tracks, prepare
-    from facecast.twin.render import RenderConfig, crop_frames, draw_sketch, lower_face_mask, paste_crops, scale_affine
-    from facecast.twin.train import RenderTrainOptions, pick_reference, psnr, regenerate, to_unit, train_renderer
-
-    dev = args.device
-    t0 = time.perf_counter()
-    tracks = load_tracks(args.tracks, media_dir=args.media)
-    footage = prepare(tracks, PrepOptions(crop_px=args.crop))
-    log(stage="prepare", seconds=round(time.perf_counter() - t0, 1), **footage.summary)
-
-    names = [Path(c["path"]).stem for c in footage.clips]
-    hc = names.index(args.holdout)
-    n_hc = int((footage.clip == hc).sum())
-    held = (footage.clip == hc) & (footage.frame >= int(0.8 * n_hc))
-    train_idx = np.flatnonzero(~held)
-    held_idx = np.flatnonzero(held)
-
-    cfg = RenderConfig(size=args.crop, widths=tuple(int(w) for w in args.widths.split(",")))
-    opts = RenderTrainOptions(config=cfg, steps=10**6, seconds=args.seconds, batch=args.batch)
-    last = [time.perf_counter()]
-
-    def progress(step, steps, loss):
-        if time.perf_counter() - last[0] > 30:
-            last[0] = time.perf_counter()
-            log(stage="train", step=step, loss=round(loss, 4))
-
-    net, stats = train_renderer(footage, opts, train_index=train_idx, device=dev, progress=progress)
-    stats["params_M"] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
-    log(stage="trained", **{k: v for k, v in stats.items() if k != "loss_curve"})
-
-    ref = pick_reference(footage, train_idx)
-    dev_t = torch.device(dev)
-    crops = torch.from_numpy(footage.crops[held_idx]).to(dev_t)
-    mouth = torch.from_numpy(footage.mouth[held_idx]).to(dev_t)
-    ref_u8 = torch.from_numpy(footage.crops[ref]).to(dev_t)
-    gen = regenerate(net, crops, mouth, ref_u8)
-    real = to_unit(crops)
-    mask = lower_face_mask(cfg.size, dev_t)
-    q = {"held_frames": len(held_idx), "mouth_psnr_db": round(psnr(gen, real, mask), 2),
-         "crop_psnr_db": round(psnr(gen, real), 2)}
-    # Same, with a random other reference per frame (robustness to the reference choice).
-    g = torch.Generator().manual_seed(1)
-    refs = torch.from_numpy(footage.crops[train_idx[torch.randint(0, len(train_idx), (4,), generator=g).numpy()]]).to(dev_t)
-    q["mouth_psnr_db_other_refs"] = [round(psnr(regenerate(net, crops, mouth, r), real, mask), 2) for r in refs]
-
-    # Whole frame at 512 x 512: the source frames upscaled (bicubic), the crop pasted back.
-    from facecast.twin.prepare import _decode_all
-    clip = footage.clips[hc]
-    frames = torch.from_numpy(_decode_all(clip["path"], tuple(clip["size"]))[footage.frame[held_idx]]).to(dev_t)
-    src = frames.permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    k = 512 / src.shape[-1]
-    big = F.interpolate(src, size=(512, 512), mode="bicubic", align_corners=False).clamp(-1, 1)
-    aff = scale_affine(torch.from_numpy(footage.affine[held_idx]).to(dev_t).double(), k)
-    pasted = paste_crops(big, gen, aff)
-    q["frame512_psnr_db"] = round(psnr(pasted, big), 2)
-    # Ceiling of the paste itself: the real crop pasted back (only resampling differs).
-    q["frame512_psnr_db_real_crop_pasted"] = round(psnr(paste_crops(big, crop_frames(big, aff, cfg.size), aff), big), 2)
-    log(stage="heldout", **q)
-
-    # Sheet: real | generated | sketch for 8 held-out frames.
-    sel = np.linspace(0, len(held_idx) - 1, 8).astype(int)
-    sk = draw_sketch(mouth[sel], cfg.size)
-    rows = torch.cat([torch.cat(list(real[sel]), 2), torch.cat(list(gen[sel]), 2), torch.cat(list(sk), 2)], 1)
-    img = ((rows.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).byte().cpu().numpy()
-    from PIL import Image
-    Image.fromarray(img).resize((img.shape[1] // 2, img.shape[0] // 2)).save(out / "heldout_sheet.jpg", quality=90)
-
-    # Inference speed, whole pipeline per frame at 512 x 512 output: crop (grid_sample) ->
-    # sketch -> network -> paste, batched; timed with CUDA events after warm-up.
-    res = {}
-    if dev != "cuda":
-        return
-    net_h = net.half().to(memory_format=torch.channels_last)
-    step_fn = net_h
-    if args.compile:
-        step_fn = torch.compile(net_h, mode="max-autotune-no-cudagraphs")
-    for b in (32, 64, 128):
-        idx = torch.arange(b, device=dev_t) % len(held_idx)
-        fr = big[idx].half().contiguous()
-        af = aff[idx]
-        mo = mouth[idx]
-        refb = to_unit(ref_u8[None]).half().expand(b, -1, -1, -1)
-
-        def once():
-            c = crop_frames(fr, af, cfg.size)
-            s_ = draw_sketch(mo, cfg.size).half()
-            y = step_fn(c.contiguous(memory_format=torch.channels_last), s_, refb)
-            return paste_crops(fr, y.clamp(-1, 1), af)
-
-        with torch.no_grad():
-            for _ in range(3):
-                once()
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            reps = 10
-            for _ in range(reps):
-                once()
-            e1.record()
-            e1.synchronize()
-        ms = e0.elapsed_time(e1) / reps
-        res[f"b{b}"] = {"ms_per_batch": round(ms, 2), "fps": round(b / ms * 1000, 1)}
-        # Network alone
-        with torch.no_grad():
-            c = crop_frames(fr, af, cfg.size).contiguous(memory_format=torch.channels_last)
-            s_ = draw_sketch(mo, cfg.size).half()
-            for _ in range(3):
-                step_fn(c, s_, refb)
-            e0.record()
-            for _ in range(reps):
-                step_fn(c, s_, refb)
-            e1.record()
-            e1.synchronize()
-        res[f"b{b}"]["net_fps"] = round(b / (e0.elapsed_time(e1) / reps) * 1000, 1)
-    res["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    log(stage="speed", **res)
-
-    from safetensors.torch import save_file
-    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(out / "render.safetensors"),
-              metadata={"config": json.dumps(cfg.to_json()), "reference": str(int(ref))})
-    (out / "twin_gpu.json").write_text(json.dumps({"summary": footage.summary, "train": stats, "heldout": q,
-                                                   "speed": res, "reference": int(ref)}, indent=1))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (train if args.cmd == "train" else speed)(args)
 
 
 if __name__ == "__main__":

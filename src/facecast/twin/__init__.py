@@ -115,7 +115,7 @@ def _background(footage: Footage, train: np.ndarray, max_s: float, work: Path) -
         if len(sel) < 2:
             continue
         scale = float(np.median(np.abs(footage.affine[sel, 0, 0]) + np.abs(footage.affine[sel, 0, 1])))
-        key = (round(-scale, 2), -len(sel))  # fewer crop px per source px = bigger face
+        key = (round(scale, 3), -len(sel))  # fewer crop px per source px = bigger face
         if key_best is None or key < key_best:
             best, key_best = sel, key
     if best is None:
