@@ -251,7 +251,7 @@ def doctor_cmd(
 @app.command("eval")
 def eval_cmd(
     clips: list[Path] = typer.Argument(..., help="Real talking videos with their own speech (or folders of them)."),
-    mode: str = typer.Option("photo", "--mode", help="photo: one frame of the clip is the portrait, its sound drives it."),
+    mode: str = typer.Option("photo", "--mode", help="photo: one frame of the clip is the portrait, its sound drives it; twin: a .twin file speaks the clip's sound."),
     size: Optional[int] = typer.Option(None, "--size", help="Longer side of the evaluation frames (default: the clip's, <= 1024)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Evaluate only the first seconds of each clip."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers as JSON here."),
@@ -261,6 +261,8 @@ def eval_cmd(
     baselines: str = typer.Option("real,still,loudness", "--baselines", help="Comma-separated: real, still, loudness."),
     identity: bool = typer.Option(True, "--identity/--no-identity", help="dlib identity distance (needs dlib-bin)."),
     device: str = typer.Option("cpu", "--device", help="Render device of the generated rows."),
+    twin: Optional[Path] = typer.Option(None, "--twin", help="With --mode twin: the .twin file to evaluate."),
+    start_fraction: float = typer.Option(0.0, "--start-fraction", help="Evaluate from this fraction of each clip (0.8 = the last 20 %)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Regenerate real talking clips and score lip sync, stability, identity and image quality
@@ -273,7 +275,8 @@ def eval_cmd(
 
         names = tuple(b.strip() for b in baselines.split(",") if b.strip())
         options = ev.EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
-                                 baselines=names, identity=identity, device=device)
+                                 baselines=names, identity=identity, device=device, twin=twin,
+                                 start_fraction=start_fraction)
         out = Console() if sys.stdout.isatty() else Console(width=170)
         machine = ev.machine_info()  # the revision the run starts from
         reports = []

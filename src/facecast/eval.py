@@ -127,6 +127,10 @@ class EvalOptions:
     motion: the MotionOptions of the facecast row (the loudness row uses them with
         drive="loudness").
     device: render device for the generated rows.
+    twin: the .twin file of mode "twin" (its row replaces facecast's portrait row; the
+        baselines still animate a frame of the clip).
+    start_fraction: evaluate from this fraction of each clip on (e.g. 0.8: the last 20 %, the
+        part a twin was trained without).
     """
 
     mode: str = "photo"
@@ -137,10 +141,18 @@ class EvalOptions:
     identity: bool = True
     motion: MotionOptions = MotionOptions()
     device: str = "cpu"
+    twin: Path | None = None
+    start_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InputError(f"--mode {self.mode}: unknown mode. Use one of: {', '.join(MODES)}.")
+        if self.mode == "twin" and self.twin is None:
+            raise InputError("--mode twin needs --twin FILE.twin (made by `facecast twin train`).")
+        if self.twin is not None and self.mode != "twin":
+            raise InputError("--twin goes with --mode twin.")
+        if not 0.0 <= self.start_fraction < 1.0:
+            raise InputError(f"--start-fraction {self.start_fraction}: must be in [0, 1).")
         bad = [b for b in self.baselines if b not in GENERATORS or b == "facecast"]
         if bad:
             raise InputError(f"--baselines {','.join(bad)}: unknown baseline. Use any of: real, still, loudness.")
@@ -251,7 +263,37 @@ class FacecastRow:
         return frames
 
 
+class TwinRow:
+    """A trained twin driven by the clip's own sound track (its background loop, not the clip's
+    frames, supplies head and eyes: only mouth metrics compare like with like)."""
+
+    def __init__(self, path: Path, device: str = "cpu"):
+        self.path, self.device = Path(path), device
+        self.name, self.description = "facecast", f"facecast twin ({self.path.name})"
+        self.timings: dict[str, float] = {}
+
+    def generate(self, clip: Clip) -> np.ndarray:
+        import cv2
+
+        from .render import resolve_device
+        from .twin.generate import Twin
+
+        h, w = clip.frames.shape[1:3]
+        t = time.perf_counter()
+        twin = Twin.load(self.path, device=resolve_device(self.device), size=max(h, w))
+        t1 = time.perf_counter()
+        mouth = twin.mouth(clip.audio16k, clip.fps, clip.num_frames)
+        t2 = time.perf_counter()
+        frames = twin.render(mouth, 0, clip.fps).frames.numpy()
+        self.timings = {"load": t1 - t, "mouth": t2 - t1, "render": time.perf_counter() - t2}
+        if frames.shape[1:3] != (h, w):  # a non-square clip: the twin's own framing, resized
+            frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+        return frames
+
+
 def _facecast(options: EvalOptions) -> Generator:
+    if options.mode == "twin":
+        return TwinRow(options.twin, options.device)
     return FacecastRow("facecast", "facecast (phones + loudness)", options.motion, options.device)
 
 
@@ -292,7 +334,11 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
     notes: list[str] = []
     if options.size is not None and max(src.source_size) < options.size:
         notes.append(f"clip is {src.source_size[0]}x{src.source_size[1]}, smaller than --size {options.size}: not upscaled")
+    total_guess = src.num_frames or 0
+    start = int(round(options.start_fraction * total_guess))
     limit = None if options.max_seconds is None else max(1, int(math.floor(options.max_seconds * src.fps + 1e-9)))
+    if limit is not None:
+        limit += start
     parts, n = [], 0
     for chunk in src:
         parts.append(chunk.frames.numpy())
@@ -305,6 +351,12 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
     total_frames = src.num_frames or frames.shape[0]
     if limit is not None:
         frames = frames[:limit]
+    if start:
+        if start >= frames.shape[0]:
+            raise InputError(f"{path}: --start-fraction {options.start_fraction} leaves no frames to evaluate.")
+        frames = frames[start:]
+        total_frames -= start
+        notes.append(f"evaluated from {start / src.fps:.2f} s (frame {start}, --start-fraction {options.start_fraction})")
         if frames.shape[0] < total_frames:
             notes.append(f"first {frames.shape[0] / src.fps:.1f} s of {total_frames / src.fps:.1f} s evaluated (--max-seconds)")
     # Even sides, like frame_portrait(size=None) makes them.
@@ -327,6 +379,7 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
         raise AssertionError(f"portrait framing changed the picture: {portrait.image.shape} vs {frames.shape[1:]}")
 
     audio16k = audio_mod.load_audio(path, sample_rate=ANALYSIS_RATE, mono=True).samples[0]
+    audio16k = audio16k[int(round(start / fps * ANALYSIS_RATE)):]
     audio16k = audio16k[: int(math.ceil(N / fps * ANALYSIS_RATE)) + ANALYSIS_RATE // 10]
     energy = audio_mod.loudness_envelope(audio16k, ANALYSIS_RATE, fps, N)
     voiced = audio_mod.VoiceActivity().voiced_frames(audio16k, fps, N)
@@ -351,7 +404,7 @@ def pick_portrait_frame(mouth_open: np.ndarray, eye_open: np.ndarray, found: np.
     return int(np.argmin(cand))
 
 
-MODES: dict[str, Callable[[str | Path, EvalOptions], Clip]] = {"photo": prepare_photo_clip}
+MODES: dict[str, Callable[[str | Path, EvalOptions], Clip]] = {"photo": prepare_photo_clip, "twin": prepare_photo_clip}
 """Mode name -> clip preparation. A "dub" or "twin" mode adds an entry and its generators."""
 
 

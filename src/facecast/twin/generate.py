@@ -73,13 +73,17 @@ class Twin:
         half = self.device.type == "cuda"
         self.dtype = torch.float16 if half else torch.float32
         net = RenderNet(self.render_config)
-        net.load_state_dict({k: v.float() for k, v in data.render_state.items()})
+        try:
+            net.load_state_dict({k: v.float() for k, v in data.render_state.items()})
+            self.mouth_model = MouthModel(MouthConfig.from_dict(cfg["mouth"]))
+            self.mouth_model.load_state_dict(data.mouth_state)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise InputError(f"twin file ({data.sha256[:12]}): its weights do not fit this facecast's models "
+                             f"({str(exc).splitlines()[0]}). It was made by another version; re-train it.") from exc
         net = net.to(self.device, self.dtype).eval()
         if half:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
-        self.mouth_model = MouthModel(MouthConfig.from_dict(cfg["mouth"]))
-        self.mouth_model.load_state_dict(data.mouth_state)
         self.mouth_model.eval()
         self.reference = data.reference.to(self.device)
         bg, self.bg_fps = decode_background(data.bg_video)
