@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from facecast.errors import InputError
 from facecast.twin.file import TwinData, load_twin
-from facecast.twin.render import RenderConfig, RenderNet, crop_frames, draw_sketch, paste_crops, scale_affine
+from facecast.twin.render import (RenderConfig, RenderNet, blend_mask, crop_frames, crop_theta, draw_sketch,
+                                  paste_crops, paste_theta, scale_affine)
 from facecast.types import VideoFrames
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ class Twin:
         self.bg_affine = scale_affine(affine, nw / w).to(self.device) if abs(nw / w - nh / h) < 1e-6 else None
         if self.bg_affine is None:
             raise InputError("twin background is not resized uniformly; use a square or --size None")
+        # Per background frame, computed once: the sampling grids' transforms and the blend mask.
+        r = self.render_config.size
+        self._theta_crop = crop_theta(self.bg_affine, (nh, nw), r)
+        self._theta_paste = paste_theta(self.bg_affine, (nh, nw), r)
+        self._alpha = blend_mask(r, self.device)
         self.sha256 = data.sha256
 
     @classmethod
@@ -127,6 +133,13 @@ class Twin:
         idx = self.background_index(first_frame + np.arange(len(mouth)), fps)
         return VideoFrames(self.render_indexed(mouth, idx).cpu(), fps, first_frame)
 
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Host -> device without waiting for the device: a copy from pageable memory would
+        block until all queued work (e.g. the previous batch's render) is done."""
+        if self.device.type != "cuda":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
+
     @torch.no_grad()
     def render_indexed(self, mouth: np.ndarray | torch.Tensor, bg_index: np.ndarray) -> torch.Tensor:
         """uint8 [n, H, W, 3] on the twin's device: background frames ``bg_index`` [n] with
@@ -136,21 +149,20 @@ class Twin:
         out = torch.empty((n, self.size[1], self.size[0], 3), dtype=torch.uint8, device=self.device)
         r = self.render_config.size
         ref = self.reference.permute(2, 0, 1)[None].to(self.dtype).div(127.5).sub(1)
-        m_all = torch.as_tensor(mouth, dtype=torch.float32).to(self.device)
-        idx_all = torch.as_tensor(np.asarray(bg_index), dtype=torch.long).to(self.device)
+        m_all = self._to_device(torch.as_tensor(mouth, dtype=torch.float32))
+        idx_all = self._to_device(torch.as_tensor(np.asarray(bg_index), dtype=torch.long))
         for i in range(0, n, self.batch):
             sel = idx_all[i : i + self.batch]
             src = self._bg_u8[sel].permute(0, 3, 1, 2).to(self.dtype).div(127.5).sub(1)
             if (self.size[1], self.size[0]) != tuple(src.shape[-2:]):
                 src = F.interpolate(src, size=(self.size[1], self.size[0]), mode="bicubic",
                                     align_corners=False).clamp(-1, 1)
-            aff = self.bg_affine[sel]
-            crops = crop_frames(src, aff, r)
+            crops = crop_frames(src, None, r, theta=self._theta_crop[sel])
             sketch = draw_sketch(m_all[i : i + self.batch], r).to(self.dtype)
             if self.device.type == "cuda":
                 crops = crops.contiguous(memory_format=torch.channels_last)
             y = self.net(crops, sketch, ref.expand(len(sel), -1, -1, -1)).clamp(-1, 1)
-            frames = paste_crops(src, y, aff)
+            frames = paste_crops(src, y, None, theta=self._theta_paste[sel], alpha=self._alpha)
             out[i : i + len(sel)] = frames.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return out
 

@@ -35,7 +35,9 @@ __all__ = [
     "crop_frames",
     "draw_sketch",
     "lower_face_mask",
+    "crop_theta",
     "paste_crops",
+    "paste_theta",
     "scale_affine",
 ]
 
@@ -225,29 +227,63 @@ class RenderNet(nn.Module):
 # Frames <-> crops on any device
 
 
-def _theta_crop(affine: Tensor, src_hw: tuple[int, int], size: int) -> Tensor:
-    """affine_grid theta [B,2,3] sampling the crop from the frame: maps crop normalised coords
-    (-1..1) to frame normalised coords. affine: [B,2,3] frame px -> crop px (pixel centres at
-    integer coords, as cv2.warpAffine)."""
-    h, w = src_hw
+def _full(affine: Tensor) -> Tensor:
     a = affine.double()
     full = torch.zeros(a.shape[0], 3, 3, dtype=a.dtype, device=a.device)
     full[:, :2] = a
     full[:, 2, 2] = 1
-    inv = torch.linalg.inv(full)  # crop px -> frame px
+    return full
+
+
+def _inverse_affine(full: Tensor) -> Tensor:
+    """Inverse of [B,3,3] affine matrices in closed form (torch.linalg.inv checks for singular
+    input, which reads a flag back from the GPU and stalls the launch queue)."""
+    a, b, c = full[:, 0, 0], full[:, 0, 1], full[:, 0, 2]
+    d, e, f = full[:, 1, 0], full[:, 1, 1], full[:, 1, 2]
+    det = a * e - b * d
+    inv = torch.zeros_like(full)
+    inv[:, 0, 0], inv[:, 0, 1] = e / det, -b / det
+    inv[:, 1, 0], inv[:, 1, 1] = -d / det, a / det
+    inv[:, 0, 2] = -(inv[:, 0, 0] * c + inv[:, 0, 1] * f)
+    inv[:, 1, 2] = -(inv[:, 1, 0] * c + inv[:, 1, 1] * f)
+    inv[:, 2, 2] = 1
+    return inv
+
+
+def crop_theta(affine: Tensor, src_hw: tuple[int, int], size: int) -> Tensor:
+    """affine_grid theta [B,2,3] sampling the crop from the frame: maps crop normalised coords
+    (-1..1) to frame normalised coords. affine: [B,2,3] frame px -> crop px (pixel centres at
+    integer coords, as cv2.warpAffine). Depends only on the frame, so callers with a fixed set
+    of frames (a twin's background) compute it once."""
+    h, w = src_hw
+    full = _full(affine)
+    inv = _inverse_affine(full)  # crop px -> frame px
+    kw = {"dtype": full.dtype, "device": full.device}
     # crop normalised u -> crop px: x = (u + 1) * size / 2 - 0.5
-    n2p = torch.tensor([[size / 2, 0, size / 2 - 0.5], [0, size / 2, size / 2 - 0.5], [0, 0, 1]],
-                       dtype=a.dtype, device=a.device)
+    n2p = torch.tensor([[size / 2, 0, size / 2 - 0.5], [0, size / 2, size / 2 - 0.5], [0, 0, 1]], **kw)
     # frame px -> frame normalised: u = (x + 0.5) * 2 / w - 1
-    p2n = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]], dtype=a.dtype, device=a.device)
+    p2n = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]], **kw)
     return (p2n @ inv @ n2p)[:, :2].float()
 
 
-def crop_frames(frames: Tensor, affine: Tensor, size: int) -> Tensor:
-    """Mouth crops of frames. frames: [B,3,H,W] float; affine: [B,2,3] frame px -> crop px.
-    Returns [B,3,size,size] (bilinear, borders reflected) — the tensor twin of cv2.warpAffine."""
-    theta = _theta_crop(affine, frames.shape[-2:], size).to(frames.dtype)
-    grid = F.affine_grid(theta, [frames.shape[0], 3, size, size], align_corners=False)
+def paste_theta(affine: Tensor, frame_hw: tuple[int, int], size: int) -> Tensor:
+    """affine_grid theta [B,2,3] mapping frame normalised coords to crop normalised coords
+    (the inverse chain of ``crop_theta``)."""
+    h, w = frame_hw
+    full = _full(affine)
+    kw = {"dtype": full.dtype, "device": full.device}
+    n2p = torch.tensor([[w / 2, 0, w / 2 - 0.5], [0, h / 2, h / 2 - 0.5], [0, 0, 1]], **kw)
+    p2n = torch.tensor([[2 / size, 0, 1 / size - 1], [0, 2 / size, 1 / size - 1], [0, 0, 1]], **kw)
+    return (p2n @ full @ n2p)[:, :2].float()
+
+
+def crop_frames(frames: Tensor, affine: Tensor | None, size: int, *, theta: Tensor | None = None) -> Tensor:
+    """Mouth crops of frames. frames: [B,3,H,W] float; affine: [B,2,3] frame px -> crop px (or
+    a precomputed ``crop_theta``). Returns [B,3,size,size] (bilinear, borders reflected) — the
+    tensor twin of cv2.warpAffine."""
+    if theta is None:
+        theta = crop_theta(affine, frames.shape[-2:], size)
+    grid = F.affine_grid(theta.to(frames.dtype), [frames.shape[0], 3, size, size], align_corners=False)
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -260,22 +296,20 @@ def scale_affine(affine: Tensor, k: float) -> Tensor:
     return out
 
 
-def paste_crops(frames: Tensor, crops: Tensor, affine: Tensor) -> Tensor:
+def paste_crops(frames: Tensor, crops: Tensor, affine: Tensor | None, *, theta: Tensor | None = None,
+                alpha: Tensor | None = None) -> Tensor:
     """Blend generated crops back into frames. frames: [B,3,H,W]; crops: [B,3,R,R]; affine
-    [B,2,3] frame px -> crop px. Alpha is ``blend_mask`` warped with the crop, so pixels outside
-    the regenerated box keep their original values exactly."""
+    [B,2,3] frame px -> crop px (or a precomputed ``paste_theta``). Alpha is ``blend_mask``
+    (or the one given, [R,R]) warped with the crop, so pixels outside the regenerated box keep
+    their original values exactly."""
     b, _, h, w = frames.shape
     r = crops.shape[-1]
-    a = affine.double()
-    # frame normalised -> crop normalised: the inverse chain of _theta_crop.
-    n2p = torch.tensor([[w / 2, 0, w / 2 - 0.5], [0, h / 2, h / 2 - 0.5], [0, 0, 1]], dtype=a.dtype, device=a.device)
-    p2n = torch.tensor([[2 / r, 0, 1 / r - 1], [0, 2 / r, 1 / r - 1], [0, 0, 1]], dtype=a.dtype, device=a.device)
-    full = torch.zeros(b, 3, 3, dtype=a.dtype, device=a.device)
-    full[:, :2] = a
-    full[:, 2, 2] = 1
-    theta = (p2n @ full @ n2p)[:, :2].to(frames.dtype)
-    grid = F.affine_grid(theta, [b, 4, h, w], align_corners=False)
-    alpha = blend_mask(r, crops.device).to(crops.dtype)[None, None].expand(b, 1, r, r)
+    if theta is None:
+        theta = paste_theta(affine, (h, w), r)
+    grid = F.affine_grid(theta.to(frames.dtype), [b, 4, h, w], align_corners=False)
+    if alpha is None:
+        alpha = blend_mask(r, crops.device)
+    alpha = alpha.to(crops.dtype)[None, None].expand(b, 1, r, r)
     back = F.grid_sample(torch.cat([crops, alpha], 1), grid, mode="bilinear", padding_mode="zeros",
                          align_corners=False)
     a_ = back[:, 3:4]
