@@ -220,23 +220,32 @@ def test_pingpong_never_jumps():
     assert np.abs(np.diff(idx)).max() == 1
 
 
-def test_train_and_say_tiny(tmp_path, may_track):
-    from facecast.encode import probe_mp4
-    from facecast.options import SayOptions
+@pytest.fixture(scope="module")
+def tiny_twin(tmp_path_factory, may_track) -> tuple[Path, dict]:
+    """A tiny twin trained for a few steps on the CPU from a real 5 s clip (last 20 % held out)."""
     from facecast.twin import TwinTrainOptions, train_twin
-    from facecast.twin.generate import Twin, say_twin
     from facecast.twin.train import RenderTrainOptions
 
-    video = media("video/may_en.mp4")
+    tmp = tmp_path_factory.mktemp("twin")
     opts = TwinTrainOptions(
         device="cpu", prep=PrepOptions(crop_px=64, min_speech_s=2.0),
         render=RenderTrainOptions(config=TINY, steps=6, batch=2), mouth_steps=5,
-        holdout=("may_en.mp4", 0.2), background_max_s=2.0, work_dir=str(tmp_path / "work"))
-    report = train_twin([video], tmp_path / "may.twin", opts, tracks=[may_track])
+        holdout=("may_en.mp4", 0.2), background_max_s=2.0, work_dir=str(tmp / "work"))
+    report = train_twin([media("video/may_en.mp4")], tmp / "may.twin", opts, tracks=[may_track])
+    return tmp / "may.twin", report
+
+
+def test_train_and_say_tiny(tmp_path, tiny_twin):
+    from facecast.encode import probe_mp4
+    from facecast.options import SayOptions
+    from facecast.twin.generate import Twin, say_twin
+
+    path, report = tiny_twin
     assert report["render"]["steps"] == 6
     assert report["background"]["frames"] == 50  # 2 s at 25 fps, from the training part
     assert set(report["seconds"]) == {"track", "prepare", "mouth", "render", "package"}
-    twin = Twin.load(tmp_path / "may.twin", size=128)
+    assert not (path.parent / "work" / "render.ckpt").exists()  # finished runs leave no checkpoint
+    twin = Twin.load(path, size=128)
     assert twin.size == (128, 128) and twin.num_background_frames == 50
     out = say_twin(twin, tmp_path / "o.mp4", audio=media("audio/hdtf_radio31_en.wav"),
                    options=SayOptions(size=128, first_segment_s=1.0, segment_max_s=3.0))
@@ -256,3 +265,65 @@ def test_train_and_say_tiny(tmp_path, may_track):
         parts.append(ms.frames(f0, 50))
     d = np.abs(np.concatenate(parts) - whole)
     assert d.mean() < 1e-3 and d.max() < 0.01, (d.mean(), d.max())
+
+
+def test_live_loadtest_tiny(tiny_twin):
+    from facecast.audio import load_audio
+    from facecast.twin.generate import Twin
+    from facecast.twin.live import TwinLoadTestOptions, run_twin_loadtest
+
+    twin = Twin.load(tiny_twin[0], size=128)
+    a = load_audio(media("audio/hdtf_radio31_en.wav")).mono()
+    r = run_twin_loadtest(twin, a, TwinLoadTestOptions(streams=2, seconds=1.0, encoders=1, stagger_s=0.1))
+    assert r["frames"] == 2 * 25  # every frame of both streams delivered and encoded
+    assert r["encoded_mib"] > 0 and r["ttff_p50_s"] >= r["lookahead_s"]  # no frame before its audio
+    assert np.isfinite(r["latency_p95_s"])
+
+
+@pytest.mark.gpu
+def test_cuda_render_matches_cpu(tiny_twin):
+    """The CUDA half-precision render path against the CPU float32 reference."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from facecast.twin.generate import Twin
+
+    gpu = Twin.load(tiny_twin[0], device="cuda", size=128)
+    cpu = Twin.load(tiny_twin[0], device="cpu", size=128)
+    rng = np.random.default_rng(0)
+    mouth = gpu.mouth(rng.standard_normal(16000).astype(np.float32) * 0.1, 25.0, 8)
+    idx = rng.integers(0, gpu.num_background_frames, 8)
+    d = (gpu.render_indexed(mouth, idx).cpu().float() - cpu.render_indexed(mouth, idx).float()).abs()
+    assert float(d.mean()) < 0.5 and float(d.max()) <= 16
+
+
+def test_renderer_learns_and_resumes(tmp_path, may_track):
+    from facecast.twin.train import RenderTrainOptions, train_renderer
+
+    f = prepare([may_track], PrepOptions(crop_px=32, min_speech_s=2.0))
+    cfg = RenderConfig(size=32, widths=(16, 16, 32), mid_blocks=1)
+    net, st = train_renderer(f, RenderTrainOptions(config=cfg, steps=150, batch=4, lr=2e-3))
+    assert st["loss_curve"][-1] < 0.7 * st["loss_curve"][0], st["loss_curve"]
+    ckpt = tmp_path / "r.ckpt"
+    train_renderer(f, RenderTrainOptions(config=cfg, steps=4, batch=2, checkpoint=str(ckpt), checkpoint_every=2))
+    assert ckpt.exists()
+    _, st2 = train_renderer(f, RenderTrainOptions(config=cfg, steps=6, batch=2, checkpoint=str(ckpt), checkpoint_every=2))
+    assert st2["steps"] == 6 and st2["steps_this_run"] == 2  # picked up at step 4
+
+
+def test_cli_twin_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from facecast.cli import app
+
+    r = CliRunner().invoke(app, ["twin", "train", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x.twin"),
+                                 "--device", "cpu"])
+    assert r.exit_code == 2 and "none.mp4: no such video file" in r.output
+    r = CliRunner().invoke(app, ["twin", "train", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x.mp4")])
+    assert r.exit_code == 2 and "must end in .twin" in r.output
+    r = CliRunner().invoke(app, ["say", "--twin", str(tmp_path / "missing.twin"), "--text", "hi", "-o",
+                                 str(tmp_path / "o.mp4")])
+    assert r.exit_code == 2 and "no such twin file" in r.output
+    r = CliRunner().invoke(app, ["say", "face.png", "--twin", str(tmp_path / "missing.twin"), "--text", "hi", "-o",
+                                 str(tmp_path / "o.mp4")])
+    assert r.exit_code == 2 and "exactly one" in r.output
+    assert not (tmp_path / "o.mp4").exists()
