@@ -327,3 +327,69 @@ def test_cli_twin_errors(tmp_path):
                                  str(tmp_path / "o.mp4")])
     assert r.exit_code == 2 and "exactly one" in r.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_twin_stream_chunks_silence_and_barge_in(tiny_twin):
+    from facecast.audio import load_audio
+    from facecast.twin.generate import Twin
+    from facecast.twin.live import TwinStream
+    from facecast.types import AudioChunk
+
+    twin = Twin.load(tiny_twin[0], size=128)
+    a = load_audio(media("audio/hdtf_radio31_en.wav"), sample_rate=22050).samples  # not 16 kHz on purpose
+    s = TwinStream(twin, encode=True)
+    chunks = []
+    step = 441  # 20 ms
+    for i in range(0, 2 * 22050, step):  # 2 s of speech in 20 ms pieces
+        s.push_audio(AudioChunk(a[:, i : i + step], 22050, 123.0))  # its own start is ignored
+        chunks += s.poll()
+        # A frame leaves only once its look-ahead has arrived.
+        if chunks:
+            assert chunks[-1].end <= s.input_end - s.lookahead_s + 1.0 / 25 + 1e-6
+    s.advance_to(3.0)  # a second of silence: the avatar keeps going
+    chunks += s.poll()
+    s.interrupt()  # barge-in: what was not rendered yet is dropped
+    cut = s.input_end
+    chunks += s.close()
+    firsts = [c.first_frame for c in chunks]
+    assert firsts[0] == 0 and all(b == a_.first_frame + a_.num_frames for a_, b in zip(chunks, firsts[1:]))
+    total = sum(c.num_frames for c in chunks)
+    assert total == int(np.ceil(cut * 25 - 1e-9)) and cut < 3.0
+    for c in chunks:  # each chunk carries exactly its frames' audio
+        assert c.audio.sample_rate == 48000
+        assert abs(c.audio.num_samples - c.num_frames * 48000 / 25) <= 1 and c.audio.start == c.start
+    data = b"".join(c.fmp4 for c in chunks)
+    assert data[4:8] == b"ftyp" and b"moof" in data
+
+
+def test_stream_twin_async_text_and_audio(tiny_twin):
+    import asyncio
+
+    from facecast.audio import load_audio
+    from facecast.twin.generate import Twin
+    from facecast.twin.live import stream_twin
+    from facecast.types import AudioChunk
+
+    twin = Twin.load(tiny_twin[0], size=128)
+    a = load_audio(media("audio/hdtf_radio31_en.wav")).samples[:, :16000]
+
+    async def run():
+        return [c async for c in stream_twin(twin, ["Hello there.", AudioChunk(a, 16000, 0.0)])]
+
+    chunks = asyncio.run(run())
+    seconds = sum(c.num_frames for c in chunks) / 25
+    assert seconds > 1.4  # the sentence (~0.8 s) and then 1 s of audio
+    assert all(c.video.frames.shape[1:] == (128, 128, 3) for c in chunks)
+
+
+def test_eval_twin_mode(tiny_twin):
+    from facecast.eval import EvalOptions, evaluate_clip
+
+    report = evaluate_clip(media("video/may_en.mp4"), EvalOptions(mode="twin", twin=tiny_twin[0], start_fraction=0.8,
+                                                                  baselines=("real",), identity=False))
+    assert report.num_frames == 25  # the held-out last second only
+    assert set(report.rows) == {"real", "facecast"}
+    assert "twin" in report.rows["facecast"].description
+    assert any("--start-fraction" in n for n in report.notes)
+    with pytest.raises(InputError, match="needs --twin"):
+        EvalOptions(mode="twin")

@@ -23,7 +23,7 @@ import torch
 
 from facecast.twin.generate import ANALYSIS_RATE, MouthStream, Twin
 
-__all__ = ["TwinLoadTestOptions", "run_twin_loadtest"]
+__all__ = ["TwinLoadTestOptions", "TwinStream", "run_twin_loadtest", "stream_twin"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,221 @@ class TwinLoadTestOptions:
     encode: bool = True
     preset: str = "ultrafast"
     mouth_threads: int = 4
+
+
+class _Tape:
+    """Mono samples on a global sample index, forgetting the past on request."""
+
+    def __init__(self) -> None:
+        self.x = np.zeros(0, np.float32)
+        self.start = 0  # global index of x[0]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.x)
+
+    def append(self, y: np.ndarray) -> None:
+        self.x = np.concatenate([self.x, np.asarray(y, np.float32).reshape(-1)])
+
+    def get(self, i0: int, i1: int) -> np.ndarray:
+        """Samples [i0, i1), zeros where nothing was recorded."""
+        out = np.zeros(max(0, i1 - i0), np.float32)
+        a, b = max(i0, self.start), min(i1, self.end)
+        if b > a:
+            out[a - i0 : b - i0] = self.x[a - self.start : b - self.start]
+        return out
+
+    def truncate(self, end: int) -> None:
+        self.x = self.x[: max(0, end - self.start)]
+
+    def trim(self, before: int) -> None:
+        k = min(len(self.x), max(0, before - self.start))
+        self.x = self.x[k:]
+        self.start += k
+
+
+class TwinStream:
+    """One live twin stream: push speech as it arrives, take frames (with their audio) as soon as
+    their look-ahead has arrived. The twin's answer to ``facecast.stream.StreamSession``.
+
+    Clock: input is placed back to back on the stream's timeline (a chunk's own ``start`` is
+    ignored); ``advance_to(t)`` says "nothing more arrived before t" and fills silence, so the
+    avatar keeps moving (the background loop, blinks) with a closed mouth while nobody speaks.
+    Frame f (shown at f / fps) is ready once audio up to f / fps + ``lookahead_s`` is in.
+    ``interrupt()`` (barge-in) drops the audio not yet turned into frames; the mouth then follows
+    the new input (or silence) from the next frame. Memory is flat: both audio tapes forget what
+    lies behind the model's left context.
+
+    Output audio is the input resampled to ``audio_rate`` (mono); ``poll()`` returns
+    ``StreamChunk``s (``motion`` is None: a twin has no motion parameters), with fragmented-MP4
+    bytes when ``encode`` is set.
+    """
+
+    def __init__(self, twin: Twin, *, fps: float = 25.0, audio_rate: int = 48000, encode: bool = False,
+                 max_frames: int = 25) -> None:
+        from facecast.audio import Resampler
+
+        self.twin, self.fps, self.audio_rate = twin, float(fps), int(audio_rate)
+        self.lookahead_s = lookahead_s(twin, self.fps)
+        self.max_frames = max_frames
+        self._mouth = MouthStream(twin, self.fps)
+        self._out = _Tape()
+        self._r16 = Resampler(ANALYSIS_RATE, mono=True)
+        self._rout = Resampler(self.audio_rate, mono=True)
+        self._t = 0.0  # timeline position of the next input sample (s)
+        self._in_rate: int | None = None
+        self._next = 0  # next frame to render
+        self._ended = False
+        self._writer = None
+        if encode:
+            from facecast.encode import Fmp4SegmentWriter
+
+            self._writer = Fmp4SegmentWriter(fps=self.fps, width=twin.size[0], height=twin.size[1],
+                                             audio_rate=self.audio_rate, fragment_frames=5)
+
+    @property
+    def input_end(self) -> float:
+        return self._t
+
+    def push_audio(self, chunk) -> None:
+        """Live PCM (an AudioChunk, any rate, 1-2 channels), appended at the end of the timeline."""
+        from facecast.stream import _check_audio
+        from facecast.types import AudioChunk
+
+        chunk = _check_audio(chunk)
+        if self._ended:
+            raise ValueError("push_audio after end_input()")
+        if self._in_rate is not None and chunk.sample_rate != self._in_rate:
+            self._flush_resamplers()  # a new source rate starts new resampler runs
+        self._in_rate = chunk.sample_rate
+        # Back to back on the timeline: the resamplers see one contiguous run per source rate.
+        at = AudioChunk(chunk.samples, chunk.sample_rate, self._t)
+        a = self._r16.feed(at)
+        o = self._rout.feed(at)
+        self._mouth.push(a.start, a.samples[0])
+        self._put_out(o)
+        self._t += chunk.duration
+
+    def _flush_resamplers(self) -> None:
+        a, o = self._r16.flush(), self._rout.flush()
+        self._mouth.push(a.start, a.samples[0])
+        self._put_out(o)
+
+    def _put_out(self, o) -> None:
+        i0 = int(round(o.start * self.audio_rate))
+        if i0 > self._out.end:
+            self._out.append(np.zeros(i0 - self._out.end, np.float32))
+        elif i0 < self._out.end:
+            self._out.truncate(i0)
+        self._out.append(o.samples[0])
+
+    def advance_to(self, t: float) -> None:
+        """The clock is at ``t`` s: input that has not arrived before t is silence."""
+        if t > self._t + 1e-9:
+            from facecast.types import AudioChunk
+
+            rate = self._in_rate or ANALYSIS_RATE
+            n = int(round((t - self._t) * rate))
+            if n > 0:
+                self.push_audio(AudioChunk(np.zeros((1, n), np.float32), rate, 0.0))
+
+    def end_input(self) -> None:
+        """No more input: the remaining frames are rendered without waiting for look-ahead."""
+        if not self._ended:
+            self._flush_resamplers()
+            self._ended = True
+
+    def interrupt(self) -> None:
+        """Barge-in: forget input not yet turned into frames; the timeline resumes there."""
+        self._flush_resamplers()
+        t = self._next / self.fps
+        self._mouth.buf = self._mouth.buf[: max(0, int(round(t * ANALYSIS_RATE)) - self._mouth.buf_start)]
+        self._out.truncate(int(round(t * self.audio_rate)))
+        self._t = t
+
+    def ready(self) -> int:
+        """Frames that could be rendered now."""
+        if self._ended:
+            last = int(np.ceil(self._t * self.fps - 1e-9))
+        else:
+            last = int(np.floor((self._t - self.lookahead_s) * self.fps + 1e-9)) + 1
+        return max(0, last - self._next)
+
+    def poll(self) -> list:
+        """Render the ready frames (one batch of at most ``max_frames``) as StreamChunks."""
+        from facecast.stream import StreamChunk
+        from facecast.types import AudioChunk
+
+        out = []
+        while (n := min(self.ready(), self.max_frames)) > 0:
+            f0 = self._next
+            mouth = self._mouth.frames(f0, n)
+            video = self.twin.render(mouth, f0, self.fps)
+            i0, i1 = int(round(f0 / self.fps * self.audio_rate)), int(round((f0 + n) / self.fps * self.audio_rate))
+            audio = AudioChunk(self._out.get(i0, i1)[None], self.audio_rate, f0 / self.fps)
+            self._out.trim(i1)
+            fmp4 = self._writer.write(video, audio) if self._writer is not None else None
+            self._next += n
+            out.append(StreamChunk(video, audio, fmp4, None))
+        return out
+
+    def close(self) -> list:
+        """end_input + the remaining frames (and the last fMP4 bytes on the last chunk)."""
+        from dataclasses import replace as _replace
+
+        self.end_input()
+        chunks = self.poll()
+        if self._writer is not None:
+            tail = self._writer.close()
+            self._writer = None
+            if chunks:
+                chunks[-1] = _replace(chunks[-1], fmp4=(chunks[-1].fmp4 or b"") + tail)
+        return chunks
+
+
+async def stream_twin(twin: Twin, source, *, fps: float = 25.0, audio_rate: int = 48000, encode: bool = False,
+                      voice=None):
+    """Async twin stream, like ``facecast.stream.stream`` for a portrait: ``source`` yields
+    AudioChunks (live PCM), str (text, spoken by the bundled Piper voice sentence by sentence)
+    or None / INTERRUPT (barge-in); yields StreamChunks as frames become ready. The device work
+    runs on a worker thread so the event loop stays free. Not paced by the wall clock."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facecast.stream import Interrupt
+
+    loop = asyncio.get_running_loop()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-twin")
+    session = TwinStream(twin, fps=fps, audio_rate=audio_rate, encode=encode)
+
+    def speak(text: str) -> None:
+        from facecast.voice import default_voice
+
+        for sentence in (voice or default_voice()).synthesize(text):
+            session.push_audio(sentence.audio)
+
+    async def items():
+        if hasattr(source, "__aiter__"):
+            async for it in source:
+                yield it
+        else:
+            for it in source:
+                yield it
+
+    try:
+        async for item in items():
+            if item is None or isinstance(item, Interrupt):
+                await loop.run_in_executor(worker, session.interrupt)
+            elif isinstance(item, str):
+                await loop.run_in_executor(worker, speak, item)
+            else:
+                await loop.run_in_executor(worker, session.push_audio, item)
+            for chunk in await loop.run_in_executor(worker, session.poll):
+                yield chunk
+        for chunk in await loop.run_in_executor(worker, session.close):
+            yield chunk
+    finally:
+        worker.shutdown(wait=False)
 
 
 def lookahead_s(twin: Twin, fps: float) -> float:
