@@ -122,8 +122,8 @@ def speed(args) -> None:
     from facecast.twin.live import TwinLoadTestOptions, run_twin_loadtest
 
     out = Path(args.out)
-    twin = Twin.load(args.twin, device="cuda", size=512, batch=args.batch)
-    res: dict = {}
+    twin = Twin.load(args.twin, device="cuda", size=512, batch=args.batch, compile=args.compile)
+    res: dict = {"compiled": args.compile}
     # CPU equivalence of the CUDA half-precision path on real frames.
     cpu = Twin.load(args.twin, device="cpu", size=512)
     rng = np.random.default_rng(0)
@@ -136,12 +136,23 @@ def speed(args) -> None:
     res["cuda_vs_cpu"] = {"mean_abs_u8": round(float(d.mean()), 3), "p99_abs_u8": round(float(d.flatten().kthvalue(int(0.99 * d.numel())).values), 1),
                           "max_abs_u8": round(float(d.max()), 1)}
     log(stage="equivalence", **res["cuda_vs_cpu"])
+    if args.compile:  # and against the eager CUDA path
+        t0 = time.perf_counter()
+        eager = Twin.load(args.twin, device="cuda", size=512, batch=args.batch)
+        g = twin.render_indexed(mouth[:8], idx).cpu().float()
+        e = eager.render_indexed(mouth[:8], idx).cpu().float()
+        d = (g - e).abs()
+        res["compiled_vs_eager"] = {"mean_abs_u8": round(float(d.mean()), 3), "max_abs_u8": round(float(d.max()), 1),
+                                    "first_call_s": round(time.perf_counter() - t0, 1)}
+        log(stage="compiled_vs_eager", **res["compiled_vs_eager"])
+        del eager
     # Batched throughput, whole per-frame pipeline at 512 (crop, sketch, network, paste, uint8).
     big = np.concatenate([mouth] * 4)
-    for b in (32, 64, 128, 256):
+    for b in ((args.batch, 2 * args.batch, 4 * args.batch) if args.compile else (32, 64, 128, 256)):
         m = big[:b] if b <= len(big) else np.resize(big, (b, *big.shape[1:]))
         ix = rng.integers(0, twin.num_background_frames, b)
-        twin.batch = b
+        if not args.compile:
+            twin.batch = b
         for _ in range(3):
             twin.render_indexed(m, ix)
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -181,6 +192,7 @@ def main() -> None:
     s.add_argument("--seconds", type=float, default=20.0)
     s.add_argument("--encoders", type=int, default=8)
     s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--compile", action="store_true")
     s.add_argument("--out", default="out")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ class Twin:
     """A loaded twin on one device. Not thread-safe (one render at a time)."""
 
     def __init__(self, data: TwinData, *, device: str | torch.device = "cpu", size: int | None = 512,
-                 batch: int = 32) -> None:
+                 batch: int = 32, compile: bool = False) -> None:
         from facecast.twin.mouth import MouthConfig, MouthModel
 
         self.device = torch.device(device)
@@ -106,12 +106,17 @@ class Twin:
         self._theta_crop = crop_theta(self.bg_affine, (nh, nw), r)
         self._theta_paste = paste_theta(self.bg_affine, (nh, nw), r)
         self._alpha = blend_mask(r, self.device)
+        self._ref = self.reference.permute(2, 0, 1)[None].to(self.dtype).div(127.5).sub(1)
+        # The hot step, compiled on request: one fixed batch shape (short batches are padded), CUDA
+        # graphs to replay its ~100 kernels with one launch (``reduce-overhead``).
+        self.compiled = bool(compile)
+        self._step_fn = torch.compile(self._step, mode="reduce-overhead", dynamic=False) if compile else self._step
         self.sha256 = data.sha256
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu", size: int | None = 512,
-             batch: int = 32) -> "Twin":
-        return cls(load_twin(path), device=device, size=size, batch=batch)
+             batch: int = 32, compile: bool = False) -> "Twin":
+        return cls(load_twin(path), device=device, size=size, batch=batch, compile=compile)
 
     @property
     def num_background_frames(self) -> int:
@@ -140,6 +145,31 @@ class Twin:
             return t
         return t.pin_memory().to(self.device, non_blocking=True)
 
+    def warm_up(self) -> None:
+        """Render one full batch (compiles and records the CUDA graph when ``compile``), so the
+        first real frames do not pay for it."""
+        n = self.batch
+        mouth = np.zeros((n, 53, 2), np.float32) + 0.5
+        for _ in range(2):
+            self.render_indexed(mouth, np.arange(n) % self.num_background_frames)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # once, at start-up: not in the hot path
+
+    def _step(self, mouth: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        """One batch: mouth [b,53,2], background indices sel [b] -> uint8 [b,H,W,3]."""
+        r = self.render_config.size
+        src = self._bg_u8[sel].permute(0, 3, 1, 2).to(self.dtype).div(127.5).sub(1)
+        if (self.size[1], self.size[0]) != tuple(src.shape[-2:]):
+            src = F.interpolate(src, size=(self.size[1], self.size[0]), mode="bicubic",
+                                align_corners=False).clamp(-1, 1)
+        crops = crop_frames(src, None, r, theta=self._theta_crop[sel])
+        sketch = draw_sketch(mouth, r).to(self.dtype)
+        if self.device.type == "cuda":
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        y = self.net(crops, sketch, self._ref.expand(sel.shape[0], -1, -1, -1)).clamp(-1, 1)
+        frames = paste_crops(src, y, None, theta=self._theta_paste[sel], alpha=self._alpha)
+        return frames.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
     @torch.no_grad()
     def render_indexed(self, mouth: np.ndarray | torch.Tensor, bg_index: np.ndarray) -> torch.Tensor:
         """uint8 [n, H, W, 3] on the twin's device: background frames ``bg_index`` [n] with
@@ -147,23 +177,19 @@ class Twin:
         call (that is how the live engine batches across streams)."""
         n = len(mouth)
         out = torch.empty((n, self.size[1], self.size[0], 3), dtype=torch.uint8, device=self.device)
-        r = self.render_config.size
-        ref = self.reference.permute(2, 0, 1)[None].to(self.dtype).div(127.5).sub(1)
         m_all = self._to_device(torch.as_tensor(mouth, dtype=torch.float32))
         idx_all = self._to_device(torch.as_tensor(np.asarray(bg_index), dtype=torch.long))
         for i in range(0, n, self.batch):
-            sel = idx_all[i : i + self.batch]
-            src = self._bg_u8[sel].permute(0, 3, 1, 2).to(self.dtype).div(127.5).sub(1)
-            if (self.size[1], self.size[0]) != tuple(src.shape[-2:]):
-                src = F.interpolate(src, size=(self.size[1], self.size[0]), mode="bicubic",
-                                    align_corners=False).clamp(-1, 1)
-            crops = crop_frames(src, None, r, theta=self._theta_crop[sel])
-            sketch = draw_sketch(m_all[i : i + self.batch], r).to(self.dtype)
-            if self.device.type == "cuda":
-                crops = crops.contiguous(memory_format=torch.channels_last)
-            y = self.net(crops, sketch, ref.expand(len(sel), -1, -1, -1)).clamp(-1, 1)
-            frames = paste_crops(src, y, None, theta=self._theta_paste[sel], alpha=self._alpha)
-            out[i : i + len(sel)] = frames.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            m, sel = m_all[i : i + self.batch], idx_all[i : i + self.batch]
+            b = sel.shape[0]
+            if self.compiled:
+                if b < self.batch:  # one shape for the compiled step: repeat the last frame
+                    pad = self.batch - b
+                    m = torch.cat([m, m[-1:].expand(pad, -1, -1)])
+                    sel = torch.cat([sel, sel[-1:].expand(pad)])
+                torch.compiler.cudagraph_mark_step_begin()
+            # Copied out at once: a replayed CUDA graph reuses its output memory.
+            out[i : i + b] = self._step_fn(m, sel)[:b]
         return out
 
 

@@ -281,6 +281,7 @@ def run_twin_loadtest(twin: Twin, speech16k: np.ndarray, opts: TwinLoadTestOptio
     enc_opts = LoadTestOptions(streams=opts.streams, seconds=opts.seconds, size=twin.size[0], fps=fps,
                                encode=opts.encode, preset=opts.preset, lookahead_s=ahead, budget_s=opts.budget_s)
     pool = _EncoderPool(mp.get_context("spawn"), opts.encoders, enc_opts)
+    twin.warm_up()  # a serving process warms up once at start, before clients arrive
     pool.wait_ready()
 
     n_frames = int(opts.seconds * fps)
