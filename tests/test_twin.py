@@ -386,10 +386,17 @@ def test_eval_twin_mode(tiny_twin):
     from facecast.eval import EvalOptions, evaluate_clip
 
     report = evaluate_clip(media("video/may_en.mp4"), EvalOptions(mode="twin", twin=tiny_twin[0], start_fraction=0.8,
-                                                                  baselines=("real",), identity=False))
+                                                                  baselines=("real", "loudness"), identity=False))
     assert report.num_frames == 25  # the held-out last second only
-    assert set(report.rows) == {"real", "facecast"}
+    assert set(report.rows) == {"real", "loudness", "facecast"}
+    # Every row covers the evaluated span only (the portrait rows render from the audio's start
+    # and keep the held-out frames).
+    assert all(r.num_frames == 25 for r in report.rows.values())
     assert "twin" in report.rows["facecast"].description
     assert any("--start-fraction" in n for n in report.notes)
+    from facecast.eval import write_json
+
+    write_json([report], tiny_twin[0].parent / "eval.json", {})
+    assert json.loads((tiny_twin[0].parent / "eval.json").read_text())
     with pytest.raises(InputError, match="needs --twin"):
         EvalOptions(mode="twin")

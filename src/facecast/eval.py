@@ -190,6 +190,8 @@ class Clip:
     source_size: tuple[int, int]
     total_frames: int = 0
     notes: list[str] = field(default_factory=list)
+    first_frame: int = 0
+    """Index in the source video of frames[0] (> 0 with --start-fraction)."""
 
     @property
     def truncated(self) -> bool:
@@ -246,21 +248,22 @@ class FacecastRow:
         timings = Timings()
         out: list[np.ndarray] = []
         n = 0
+        # The whole sound track from its start (the motion sees the same context as in a plain
+        # `say`), keeping the frames of the evaluated span [first_frame, first_frame + N).
+        need = clip.first_frame + clip.num_frames
         chunks = say_chunks(clip.portrait, audio=clip.path, options=opts, timings=timings)
         try:
             for chunk in chunks:
                 f = chunk.video.frames.cpu().numpy()
                 out.append(f)
                 n += f.shape[0]
-                if clip.truncated and n >= clip.num_frames:
+                if n >= need:
                     break  # --max-seconds: the rest of the clip is not evaluated
         finally:
             chunks.close()
         self.timings = dict(timings.seconds)
         frames = np.concatenate(out) if out else np.zeros((0,) + clip.frames.shape[1:], np.uint8)
-        if clip.truncated:
-            frames = frames[: clip.num_frames]
-        return frames
+        return frames[clip.first_frame : need]
 
 
 class TwinRow:
@@ -357,8 +360,8 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
         frames = frames[start:]
         total_frames -= start
         notes.append(f"evaluated from {start / src.fps:.2f} s (frame {start}, --start-fraction {options.start_fraction})")
-        if frames.shape[0] < total_frames:
-            notes.append(f"first {frames.shape[0] / src.fps:.1f} s of {total_frames / src.fps:.1f} s evaluated (--max-seconds)")
+    if limit is not None and frames.shape[0] < total_frames:
+        notes.append(f"first {frames.shape[0] / src.fps:.1f} s of {total_frames / src.fps:.1f} s evaluated (--max-seconds)")
     # Even sides, like frame_portrait(size=None) makes them.
     h, w = frames.shape[1:3]
     frames = np.ascontiguousarray(frames[:, : h - h % 2, : w - w % 2])
@@ -385,7 +388,7 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
     voiced = audio_mod.VoiceActivity().voiced_frames(audio16k, fps, N)
     clip = Clip(path=path, name=path.stem, fps=fps, frames=frames, points=points, found=found, audio16k=audio16k,
                 energy=energy, voiced=voiced, portrait=portrait, portrait_index=idx, source_size=src.source_size,
-                total_frames=max(total_frames, N), notes=notes)
+                total_frames=max(total_frames, N), notes=notes, first_frame=start)
     return clip
 
 
@@ -923,6 +926,7 @@ def _options_json(options: EvalOptions) -> dict:
     d = dataclasses.asdict(options)
     d["plot_dir"] = str(options.plot_dir) if options.plot_dir is not None else None
     d["baselines"] = list(options.baselines)
+    d["twin"] = str(options.twin) if options.twin is not None else None
     return d
 
 
