@@ -11,6 +11,9 @@ linear fit of aperture on the training frames), and a ridge regression on the mo
 features (so we see what the network adds beyond a linear read-out).
 
     .venv/bin/python scripts/twin_mouth_eval.py [--data out/twin/mouthdata.npz] [--seeds 0 1]
+
+When ``--data`` does not exist it is made first from the four Obama clips in ../shared/media/video
+(face tracking + ``facecast.twin.prepare``, ~40 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ def report(name: str, pred_ap: np.ndarray, real: np.ndarray, pred_w=None, real_w
     return row
 
 
+MEDIA = "../shared/media/video"
+CLIPS = ("styletalk_obama_clip1_en", "styletalk_obama_clip2_en", "styletalk_obama_clip3_en", "obama_en")
+
+
+def make_data(path: str) -> None:
+    """Mouth landmarks (crop units), clip/frame indices, voicing and 16 kHz audio of the clips."""
+    from pathlib import Path
+
+    from facecast.twin.prepare import PrepOptions, prepare, track_clip
+
+    f = prepare([track_clip(f"{MEDIA}/{c}.mp4") for c in CLIPS], PrepOptions(crop_px=64))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, mouth=f.mouth, clip=f.clip, frame=f.frame, voiced=f.voiced, segment=f.segment,
+             fps=np.array([c["fps"] for c in f.clips]), names=np.array([c["path"] for c in f.clips]),
+             **{f"audio{i}": c["audio"] for i, c in enumerate(f.clips)})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="out/twin/mouthdata.npz")
@@ -75,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from pathlib import Path
+
+    if not Path(args.data).exists():
+        make_data(args.data)
     d = np.load(args.data)
     fps = d["fps"]
     config = replace(MouthConfig(), **json.loads(args.config))
