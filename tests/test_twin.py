@@ -400,3 +400,22 @@ def test_eval_twin_mode(tiny_twin):
     assert json.loads((tiny_twin[0].parent / "eval.json").read_text())
     with pytest.raises(InputError, match="needs --twin"):
         EvalOptions(mode="twin")
+
+
+def test_facecast_stream_accepts_a_twin(tiny_twin):
+    import asyncio
+
+    from facecast.audio import load_audio
+    from facecast.stream import StreamOptions, stream
+    from facecast.types import AudioChunk
+
+    a = load_audio(media("audio/hdtf_radio31_en.wav")).samples[:, :8000]  # 0.5 s
+
+    async def run():
+        opts = StreamOptions(size=128, encode=True, realtime=False)
+        return [c async for c in stream(str(tiny_twin[0]), [AudioChunk(a, 16000, 0.0)], options=opts)]
+
+    chunks = asyncio.run(run())
+    assert sum(c.num_frames for c in chunks) == 13  # ceil(0.5 s * 25 fps)
+    assert chunks[0].video.frames.shape[1:] == (128, 128, 3) and chunks[0].motion is None
+    assert b"".join(c.fmp4 for c in chunks)[4:8] == b"ftyp"

@@ -1099,6 +1099,19 @@ def _check_audio(chunk: Any) -> AudioChunk:
 # asyncio driver
 # --------------------------------------------------------------------------------------------
 
+def _as_twin(portrait, options: StreamOptions):
+    """A Twin when ``portrait`` is one or names a .twin file, else None."""
+    from .twin.generate import Twin
+
+    if isinstance(portrait, Twin):
+        return portrait
+    if isinstance(portrait, (str, Path)) and str(portrait).endswith(".twin"):
+        from .render import resolve_device
+
+        return Twin.load(portrait, device=resolve_device(options.render.device), size=options.size or 512)
+    return None
+
+
 _END = object()
 _TEXT_IDLE_S = 0.5  # stream(): speak an unfinished sentence after this long without more text
 
@@ -1113,6 +1126,11 @@ async def stream(
 ) -> AsyncIterator[StreamChunk]:
     """Stream a talking head: yields StreamChunks (frames with pts, matching audio, optional fMP4)
     while ``source`` delivers speech.
+
+    portrait: a portrait (image path, array, Portrait) - or a twin (a ``.twin`` path or a loaded
+        ``facecast.twin.generate.Twin``), which streams through ``facecast.twin.live.TwinStream``
+        (same chunks, ``motion`` None; its look-ahead is the mouth model's, 0.28 s at 25 fps, and
+        it is not paced by the wall clock).
 
     source: an async iterable (a plain iterable works too) of
         * ``AudioChunk`` -- live PCM, any rate/channels, placed back to back on the timeline;
@@ -1129,6 +1147,14 @@ async def stream(
     """
     import torch
 
+    twin = _as_twin(portrait, options)
+    if twin is not None:  # a .twin file (or a loaded Twin) streams through its own session
+        from .twin.live import stream_twin
+
+        async for chunk in stream_twin(twin, source, fps=options.fps, audio_rate=options.audio_rate,
+                                       encode=options.encode, voice=voice):
+            yield chunk
+        return
     options = check_options(options)
     # One thread per stream, as `say` does: a frame at a time renders several times faster on one
     # thread than on a pool that has to wake up for it (and streams are run side by side).
