@@ -115,6 +115,14 @@ def test_scale_affine_matches_resized_frame(may_track):
     assert torch.allclose(m[0] @ p, scale_affine(m, k)[0] @ big)
 
 
+def test_scale_affine_per_axis(may_track):
+    m = torch.from_numpy(crop_affine(may_track.points[:1], mouth_anchor(may_track.points), 1.6, 64))
+    p = torch.tensor([100.0, 200.0, 1.0], dtype=torch.float64)
+    kx, ky = 1.5, 1.25
+    q = torch.tensor([(100 + 0.5) * kx - 0.5, (200 + 0.5) * ky - 0.5, 1.0], dtype=torch.float64)
+    assert torch.allclose(m[0] @ p, scale_affine(m, (kx, ky))[0] @ q)
+
+
 def test_sketch_fills_open_mouth_only(may_track):
     f = prepare([may_track], PrepOptions(crop_px=64, min_speech_s=2.0))
     from facecast.twin.train import mouth_aperture

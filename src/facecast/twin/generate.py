@@ -97,10 +97,7 @@ class Twin:
             k, nh, nw = 1.0, h, w
         self.size = (nw, nh)
         self._bg_u8 = torch.from_numpy(bg).to(self.device)  # at source size; resized per batch
-        self._k = (nw / w, nh / h)
-        self.bg_affine = scale_affine(affine, nw / w).to(self.device) if abs(nw / w - nh / h) < 1e-6 else None
-        if self.bg_affine is None:
-            raise InputError("twin background is not resized uniformly; use a square or --size None")
+        self.bg_affine = scale_affine(affine, (nw / w, nh / h)).to(self.device)
         # Per background frame, computed once: the sampling grids' transforms and the blend mask.
         r = self.render_config.size
         self._theta_crop = crop_theta(self.bg_affine, (nh, nw), r)

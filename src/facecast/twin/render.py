@@ -287,12 +287,16 @@ def crop_frames(frames: Tensor, affine: Tensor | None, size: int, *, theta: Tens
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def scale_affine(affine: Tensor, k: float) -> Tensor:
-    """Affines [B,2,3] (frame px -> crop px) for the same frames resized by factor k
-    (pixel centres: x_src = (x_new + 0.5) / k - 0.5)."""
+def scale_affine(affine: Tensor, k: float | tuple[float, float]) -> Tensor:
+    """Affines [B,2,3] (frame px -> crop px) for the same frames resized by factor k, or by
+    (kx, ky) when the two sides scale differently (even-size rounding of a non-square frame);
+    pixel centres: x_src = (x_new + 0.5) / kx - 0.5, likewise y."""
+    kx, ky = (k, k) if isinstance(k, (int, float)) else k
+    inv = torch.tensor([1.0 / kx, 1.0 / ky], dtype=affine.dtype, device=affine.device)
+    off = torch.tensor([0.5 / kx - 0.5, 0.5 / ky - 0.5], dtype=affine.dtype, device=affine.device)
     out = affine.clone()
-    out[..., :2] = affine[..., :2] / k
-    out[..., 2] = affine[..., 2] + affine[..., :2].sum(-1) * (0.5 / k - 0.5)
+    out[..., :2] = affine[..., :2] * inv  # column j scales with axis j
+    out[..., 2] = affine[..., 2] + (affine[..., :2] * off).sum(-1)
     return out
 
 
