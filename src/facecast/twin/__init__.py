@@ -65,7 +65,7 @@ def holdout_mask(footage: Footage, holdout: tuple[str, float] | None) -> np.ndar
         ci = stems.index(name)
     else:
         raise InputError(f"--holdout {name}: not one of the training videos ({', '.join(names)}).")
-    n = int((footage.clip == ci).sum() and footage.frame[footage.clip == ci].max() + 1)
+    n = int(footage.frame[footage.clip == ci].max()) + 1  # the clip's length in frames
     return (footage.clip == ci) & (footage.frame >= int(round((1 - frac) * n)))
 
 
@@ -105,7 +105,7 @@ def _background(footage: Footage, train: np.ndarray, max_s: float, work: Path) -
     """MP4 bytes of the background loop, its per-frame affines and a description. Picks the
     training segment with the largest face in pixels (sharpest output), then the longest."""
     from facecast.encode import Mp4Writer
-    from facecast.twin.prepare import _decode_all, _eye_frame  # noqa: F401
+    from facecast.twin.prepare import _decode_all
     from facecast.types import VideoFrames
     import torch
 
