@@ -427,3 +427,22 @@ def test_facecast_stream_accepts_a_twin(tiny_twin):
     assert sum(c.num_frames for c in chunks) == 13  # ceil(0.5 s * 25 fps)
     assert chunks[0].video.frames.shape[1:] == (128, 128, 3) and chunks[0].motion is None
     assert b"".join(c.fmp4 for c in chunks)[4:8] == b"ftyp"
+
+
+def test_cli_twin_train_then_say(tmp_path):
+    from typer.testing import CliRunner
+
+    from facecast.cli import app
+    from facecast.encode import probe_mp4
+
+    twin = tmp_path / "may.twin"
+    r = CliRunner().invoke(app, ["twin", "train", str(media("video/may_en.mp4")), "--tiny", "--crop", "64",
+                                 "--steps", "4", "--device", "cpu", "-o", str(twin)])
+    assert r.exit_code == 0, r.output
+    assert twin.exists() and "sha256" in r.output
+    out = tmp_path / "o.mp4"
+    r = CliRunner().invoke(app, ["say", "--twin", str(twin), "--audio", str(media("audio/hdtf_radio31_en.wav")),
+                                 "--size", "128", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    info = probe_mp4(out)
+    assert info["width"] == 128 and abs(info["video_duration"] - 8.0) < 0.2
