@@ -26,14 +26,12 @@ def log(**kw) -> None:
 
 
 def lagged(x: np.ndarray, ref: np.ndarray, max_lag: int = 5) -> tuple[float, int]:
-    """Best Pearson r of x shifted against ref and the lag (positive: x late)."""
-    best = (-2.0, 0)
-    for lag in range(-max_lag, max_lag + 1):
-        a = x[lag:] if lag >= 0 else x[:lag]
-        b = ref[: len(ref) - lag] if lag >= 0 else ref[-lag:]
-        r = float(np.corrcoef(a, b)[0, 1])
-        best = max(best, (r, lag))
-    return best
+    """Best Pearson r of x shifted against ref and the lag (positive: x late): eval's measure."""
+    from facecast.eval import lagged_corr
+
+    lags, r = lagged_corr(x, ref, max_lag)
+    i = int(np.nanargmax(r))
+    return float(r[i]), int(lags[i])
 
 
 def train(args) -> None:

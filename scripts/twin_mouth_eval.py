@@ -33,16 +33,13 @@ MAX_LAG = 5
 
 
 def lagged_r(pred: np.ndarray, real: np.ndarray, max_lag: int = MAX_LAG) -> tuple[float, float, int]:
-    """(r at lag 0, best r, best lag); lag L correlates pred[t + L] with real[t] (L > 0: late)."""
-    best = (-2.0, 0)
-    r0 = float(np.corrcoef(pred, real)[0, 1])
-    for lag in range(-max_lag, max_lag + 1):
-        p = pred[max(lag, 0): len(pred) + min(lag, 0)]
-        q = real[max(-lag, 0): len(real) + min(-lag, 0)]
-        r = float(np.corrcoef(p, q)[0, 1])
-        if r > best[0]:
-            best = (r, lag)
-    return r0, best[0], best[1]
+    """(r at lag 0, best r, best lag); lag L correlates pred[t + L] with real[t] (L > 0: late),
+    as `facecast eval` measures it."""
+    from facecast.eval import lagged_corr
+
+    lags, r = lagged_corr(pred, real, max_lag)
+    i = int(np.nanargmax(r))
+    return float(r[lags == 0][0]), float(r[i]), int(lags[i])
 
 
 def rms_envelope(audio: np.ndarray, fps: float, n: int, win_s: float = 0.04) -> np.ndarray:

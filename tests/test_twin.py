@@ -125,9 +125,9 @@ def test_scale_affine_per_axis(may_track):
 
 def test_sketch_fills_open_mouth_only(may_track):
     f = prepare([may_track], PrepOptions(crop_px=64, min_speech_s=2.0))
-    from facecast.twin.train import mouth_aperture
+    from facecast.twin.mouth import aperture
 
-    ap = mouth_aperture(f.mouth)
+    ap = aperture(f.mouth)
     shut, wide = int(np.argmin(ap)), int(np.argmax(ap))
     s = draw_sketch(torch.from_numpy(f.mouth[[shut, wide]]), 64)
     assert s.shape == (2, 3, 64, 64) and s.min() >= -1 and s.max() <= 1

@@ -59,51 +59,46 @@ def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: 
                       render=RenderOptions(device=device), encode=EncodeOptions(crf=crf, preset=preset))
 
 
-def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
+def _render_with_progress(label: str, job) -> None:
+    """Run ``job(progress) -> path`` under a progress bar (seconds of audio done), then report
+    the written file and the real-time factor."""
     import time
 
-    from .pipeline import say
+    from .encode import probe_mp4
 
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]rendering"), BarColumn(), TextColumn("{task.fields[done]}"),
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.fields[done]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("say", total=None, done="")
 
         def progress(done: float, total: float | None) -> None:
             bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of audio")
 
-        path = say(portrait, output, text=text, audio=audio, transcript=transcript, options=options, progress=progress)
-    from .encode import probe_mp4
-
+        path = job(progress)
     info = probe_mp4(path)
     secs = time.perf_counter() - t0
     err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "
               f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
+
+
+def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
+    from .pipeline import say
+
+    _render_with_progress("rendering", lambda progress: say(portrait, output, text=text, audio=audio,
+                                                            transcript=transcript, options=options,
+                                                            progress=progress))
 
 
 def _run_say_twin(twin_path: Path, output: Path, text, audio, options) -> None:
-    import time
-
     from .render import resolve_device
     from .twin.generate import Twin, say_twin
 
-    t0 = time.perf_counter()
-    device = resolve_device(options.render.device)
-    twin = Twin.load(twin_path, device=device, size=options.size)
-    with Progress(TextColumn("[bold]rendering twin"), BarColumn(), TextColumn("{task.fields[done]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("say", total=None, done="")
+    def job(progress):
+        # Loading (weights, background decode) counts in the reported time, as in `say`.
+        twin = Twin.load(twin_path, device=resolve_device(options.render.device), size=options.size)
+        return say_twin(twin, output, text=text, audio=audio, options=options, progress=progress)
 
-        def progress(done: float, total: float | None) -> None:
-            bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of audio")
-
-        path = say_twin(twin, output, text=text, audio=audio, options=options, progress=progress)
-    from .encode import probe_mp4
-
-    info = probe_mp4(path)
-    secs = time.perf_counter() - t0
-    err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "
-              f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
+    _render_with_progress("rendering twin", job)
 
 
 @app.command("say")

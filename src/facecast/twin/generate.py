@@ -94,14 +94,14 @@ class Twin:
             k = size / max(h, w)
             nh, nw = max(2, round(h * k / 2) * 2), max(2, round(w * k / 2) * 2)
         else:
-            k, nh, nw = 1.0, h, w
+            nh, nw = h, w
         self.size = (nw, nh)
         self._bg_u8 = torch.from_numpy(bg).to(self.device)  # at source size; resized per batch
-        self.bg_affine = scale_affine(affine, (nw / w, nh / h)).to(self.device)
+        bg_affine = scale_affine(affine, (nw / w, nh / h)).to(self.device)
         # Per background frame, computed once: the sampling grids' transforms and the blend mask.
         r = self.render_config.size
-        self._theta_crop = crop_theta(self.bg_affine, (nh, nw), r)
-        self._theta_paste = paste_theta(self.bg_affine, (nh, nw), r)
+        self._theta_crop = crop_theta(bg_affine, (nh, nw), r)
+        self._theta_paste = paste_theta(bg_affine, (nh, nw), r)
         self._alpha = blend_mask(r, self.device)
         self._ref = self.reference.permute(2, 0, 1)[None].to(self.dtype).div(127.5).sub(1)
         # The hot step, compiled on request: one fixed batch shape (short batches are padded), CUDA
@@ -196,37 +196,30 @@ class MouthStream:
     memory is flat however long the stream runs."""
 
     def __init__(self, twin: Twin, fps: float) -> None:
-        self.twin, self.fps = twin, fps
-        self.buf = np.zeros(0, np.float32)
-        self.buf_start = 0  # global sample index of buf[0]
+        from facecast.stream import _Samples  # the live stream's sample buffer (absolute indices)
 
-    @property
-    def audio_end(self) -> float:
-        """Seconds of audio received so far (stream time)."""
-        return (self.buf_start + len(self.buf)) / ANALYSIS_RATE
+        self.twin, self.fps = twin, fps
+        self.audio = _Samples(1)  # 16 kHz mono, indexed by stream sample
 
     def push(self, start_s: float, samples16k: np.ndarray) -> None:
-        """Append mono 16 kHz audio that starts at ``start_s`` (a gap is silence)."""
-        s0 = int(round(start_s * ANALYSIS_RATE))
-        end = self.buf_start + len(self.buf)
-        if s0 > end:
-            self.buf = np.concatenate([self.buf, np.zeros(s0 - end, np.float32)])
-        elif s0 < end:
-            self.buf = self.buf[: max(0, s0 - self.buf_start)]
-        self.buf = np.concatenate([self.buf, np.asarray(samples16k, np.float32)])
+        """Put mono 16 kHz audio at ``start_s``: a gap before it is silence, anything after it is
+        replaced."""
+        self.audio.truncate(int(round(start_s * ANALYSIS_RATE)))
+        self.audio.append(np.asarray(samples16k, np.float32).reshape(1, -1))
+
+    def forget_after(self, t: float) -> None:
+        """Drop audio from ``t`` seconds on (barge-in)."""
+        self.audio.truncate(min(self.audio.end, int(round(t * ANALYSIS_RATE))))
 
     def frames(self, first_frame: int, num_frames: int) -> np.ndarray:
         """float32 [num_frames, 53, 2] for global frames first_frame ...; audio beyond the last
         frame (up to the model's look-ahead) is used if it has been pushed."""
         ctx = min(first_frame, int(round(_CONTEXT_S * self.fps)))
-        w0 = int(round((first_frame - ctx) / self.fps * ANALYSIS_RATE)) - self.buf_start
-        audio = np.concatenate([np.zeros(-w0, np.float32), self.buf]) if w0 < 0 else self.buf[w0:]
+        w0 = int(round((first_frame - ctx) / self.fps * ANALYSIS_RATE))
+        audio = self.audio.get(w0, self.audio.end)[0]
         mouth = self.twin.mouth(audio, self.fps, ctx + num_frames)[ctx:]
         # Forget audio older than the left context of the next frame.
-        keep_from = int(round((first_frame + num_frames - ctx) / self.fps * ANALYSIS_RATE)) - self.buf_start
-        if keep_from > 0:
-            self.buf = self.buf[keep_from:]
-            self.buf_start += keep_from
+        self.audio.trim(int(round((first_frame + num_frames - ctx) / self.fps * ANALYSIS_RATE)))
         return mouth
 
 

@@ -47,37 +47,6 @@ class TwinLoadTestOptions:
     mouth_threads: int = 4
 
 
-class _Tape:
-    """Mono samples on a global sample index, forgetting the past on request."""
-
-    def __init__(self) -> None:
-        self.x = np.zeros(0, np.float32)
-        self.start = 0  # global index of x[0]
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.x)
-
-    def append(self, y: np.ndarray) -> None:
-        self.x = np.concatenate([self.x, np.asarray(y, np.float32).reshape(-1)])
-
-    def get(self, i0: int, i1: int) -> np.ndarray:
-        """Samples [i0, i1), zeros where nothing was recorded."""
-        out = np.zeros(max(0, i1 - i0), np.float32)
-        a, b = max(i0, self.start), min(i1, self.end)
-        if b > a:
-            out[a - i0 : b - i0] = self.x[a - self.start : b - self.start]
-        return out
-
-    def truncate(self, end: int) -> None:
-        self.x = self.x[: max(0, end - self.start)]
-
-    def trim(self, before: int) -> None:
-        k = min(len(self.x), max(0, before - self.start))
-        self.x = self.x[k:]
-        self.start += k
-
-
 class TwinStream:
     """One live twin stream: push speech as it arrives, take frames (with their audio) as soon as
     their look-ahead has arrived. The twin's answer to ``facecast.stream.StreamSession``.
@@ -98,12 +67,13 @@ class TwinStream:
     def __init__(self, twin: Twin, *, fps: float = 25.0, audio_rate: int = 48000, encode: bool = False,
                  max_frames: int = 25) -> None:
         from facecast.audio import Resampler
+        from facecast.stream import _Samples
 
         self.twin, self.fps, self.audio_rate = twin, float(fps), int(audio_rate)
         self.lookahead_s = lookahead_s(twin, self.fps)
         self.max_frames = max_frames
         self._mouth = MouthStream(twin, self.fps)
-        self._out = _Tape()
+        self._out = _Samples(1)  # output audio at audio_rate, indexed by stream sample
         self._r16 = Resampler(ANALYSIS_RATE, mono=True)
         self._rout = Resampler(self.audio_rate, mono=True)
         self._t = 0.0  # timeline position of the next input sample (s)
@@ -146,12 +116,8 @@ class TwinStream:
         self._put_out(o)
 
     def _put_out(self, o) -> None:
-        i0 = int(round(o.start * self.audio_rate))
-        if i0 > self._out.end:
-            self._out.append(np.zeros(i0 - self._out.end, np.float32))
-        elif i0 < self._out.end:
-            self._out.truncate(i0)
-        self._out.append(o.samples[0])
+        self._out.truncate(int(round(o.start * self.audio_rate)))  # pads a gap, cuts an overlap
+        self._out.append(o.samples[:1])
 
     def advance_to(self, t: float) -> None:
         """The clock is at ``t`` s: input that has not arrived before t is silence."""
@@ -173,8 +139,8 @@ class TwinStream:
         """Barge-in: forget input not yet turned into frames; the timeline resumes there."""
         self._flush_resamplers()
         t = self._next / self.fps
-        self._mouth.buf = self._mouth.buf[: max(0, int(round(t * ANALYSIS_RATE)) - self._mouth.buf_start)]
-        self._out.truncate(int(round(t * self.audio_rate)))
+        self._mouth.forget_after(t)
+        self._out.truncate(min(self._out.end, int(round(t * self.audio_rate))))
         self._t = t
 
     def ready(self) -> int:
@@ -196,7 +162,7 @@ class TwinStream:
             mouth = self._mouth.frames(f0, n)
             video = self.twin.render(mouth, f0, self.fps)
             i0, i1 = int(round(f0 / self.fps * self.audio_rate)), int(round((f0 + n) / self.fps * self.audio_rate))
-            audio = AudioChunk(self._out.get(i0, i1)[None], self.audio_rate, f0 / self.fps)
+            audio = AudioChunk(self._out.get(i0, i1), self.audio_rate, f0 / self.fps)
             self._out.trim(i1)
             fmp4 = self._writer.write(video, audio) if self._writer is not None else None
             self._next += n

@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facecast.twin.mouth import aperture
 from facecast.twin.prepare import Footage
 from facecast.twin.render import RenderConfig, RenderNet, blend_mask, draw_sketch
 
-__all__ = ["RenderTrainOptions", "jitter_batch", "mouth_aperture", "pick_reference", "psnr", "regenerate", "render_loss", "to_unit", "train_renderer"]
+__all__ = ["RenderTrainOptions", "jitter_batch", "pick_reference", "psnr", "regenerate", "render_loss", "to_unit", "train_renderer"]
 
 
 @dataclass(frozen=True)
@@ -211,18 +212,12 @@ def regenerate(net: RenderNet, crops_u8: Tensor, mouth: Tensor, ref_u8: Tensor, 
     return torch.cat(out)
 
 
-def mouth_aperture(mouth: np.ndarray) -> np.ndarray:
-    """[N,53,2] crop-unit mouth points -> [N] inner-lip gap (central 5 pairs, crop units)."""
-    k = np.arange(3, 8)
-    return (mouth[:, 30 + k, 1] - mouth[:, 20 + k, 1]).mean(axis=1)
-
-
 def pick_reference(footage: Footage, index: np.ndarray | None = None) -> int:
     """Frame used as the reference at inference: a voiced frame whose mouth opening is at the
     70th percentile (teeth visible, lips not stretched), nearest the median crop brightness."""
     idx = np.arange(footage.num_frames) if index is None else np.asarray(index)
     voiced = idx[footage.voiced[idx]] if footage.voiced[idx].any() else idx
-    ap = mouth_aperture(footage.mouth[voiced])
+    ap = aperture(footage.mouth[voiced])
     target = np.percentile(ap, 70)
     near = voiced[np.argsort(np.abs(ap - target))[:15]]
     bright = footage.crops[near].reshape(len(near), -1).mean(axis=1)
