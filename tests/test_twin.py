@@ -446,3 +446,37 @@ def test_cli_twin_train_then_say(tmp_path):
     assert r.exit_code == 0, r.output
     info = probe_mp4(out)
     assert info["width"] == 128 and abs(info["video_duration"] - 8.0) < 0.2
+
+
+def test_bad_twin_options_and_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from facecast.cli import app
+    from facecast.eval import EvalOptions
+    from facecast.twin.file import load_twin, save_twin
+    from facecast.twin.generate import Twin
+
+    for bad in ("talk.mp4", "talk.mp4:1.5", ":0.2"):
+        r = CliRunner().invoke(app, ["twin", "train", str(tmp_path / "v.mp4"), "--holdout", bad, "-o",
+                                     str(tmp_path / "x.twin")])
+        assert r.exit_code == 2 and "--holdout" in r.output, (bad, r.output)
+    r = CliRunner().invoke(app, ["twin", "train", str(tmp_path / "v.mp4"), "--crop", "100", "-o",
+                                 str(tmp_path / "x.twin")])
+    assert r.exit_code == 2 and "multiple of 16" in r.output
+    with pytest.raises(InputError, match="start-fraction"):
+        EvalOptions(start_fraction=1.5)
+    with pytest.raises(InputError, match="goes with --mode twin"):
+        EvalOptions(twin=tmp_path / "x.twin")
+    # A well-formed file whose weights do not fit the models: a clear error, not a traceback.
+    save_twin(tmp_path / "odd.twin", _twin_data())
+    with pytest.raises(InputError, match="re-train"):
+        Twin(load_twin(tmp_path / "odd.twin"))
+
+
+def test_holdout_must_name_a_training_video(may_track):
+    from facecast.twin import holdout_mask
+
+    f = prepare([may_track], PrepOptions(crop_px=32, min_speech_s=2.0))
+    assert holdout_mask(f, ("may_en.mp4", 0.2)).sum() == 25
+    with pytest.raises(InputError, match="not one of the training videos"):
+        holdout_mask(f, ("other.mp4", 0.2))
