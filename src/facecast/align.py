@@ -218,19 +218,28 @@ class Aligner:
         pcm = to_pcm16(samples)
         dec = self._word_decoder()
         try:
+            # Pass 1: the word search (the last call left the decoder in alignment mode).
+            dec.activate_search()
             dec.reinit_feat()  # as in _recognize: no state from earlier segments
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
             hyp = dec.hyp()
+            if hyp is None or not _words(hyp.hypstr):
+                return []
+            # Pass 2: phone boundaries inside the recognised word path (its own word times, so
+            # no second search that could fail to reach the end of the audio).
+            dec.set_alignment()
+            dec.reinit_feat()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            alignment = dec.get_alignment()
+            if alignment is None:
+                return []
+            spans = [(phone(p.name), p.start, p.start + p.duration) for p in alignment.phones()]
         except RuntimeError as exc:
             log.debug("word recognition failed (%s)", exc)
-            return []
-        words = _words(hyp.hypstr) if hyp is not None else []
-        if not words:
-            return []
-        spans = self._force_align(pcm, words, set(), level[~quiet], ~quiet, warn=False)
-        if not spans:
             return []
         return timeline(spans, quiet, -(-n // _HOP), audio.start, audio.end)
 
