@@ -195,9 +195,9 @@ class Aligner:
         often than free phone recognition does (frames with the right phone on jfk / radio /
         lecture: 0.71 / 0.90 / 0.89 against 0.43 / 0.60 / 0.48), but a misrecognised word puts a
         whole wrong word there.  The pipeline therefore uses it next to :meth:`align`, not
-        instead of it (``Speech.alt_phones``).  Costs 0.2-0.4 s of one core per second of audio
-        (the word search; the alignment adds ~0.05), several times what :meth:`align` costs, so
-        live streams do not use it.
+        instead of it (``Speech.alt_phones``).  Costs 0.24-0.44 s of one core per second of
+        audio (5-8x :meth:`align`; both passes included) plus ~0.5 s to load the word model on
+        the first call, so live streams do not use it.
 
         Same input and output conventions as :meth:`align`; [] when no word is recognised or the
         words do not align (non-speech, very short audio).  The first call loads the word model.
