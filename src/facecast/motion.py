@@ -13,6 +13,10 @@
     blinks          a renewal process (gamma intervals, 100-200 ms blinks, fast close, slower open)
     head            slow drifting head pose plus small nods that follow speech emphasis
 
+Passes 1-5 run once per phone timeline: file jobs without a transcript have two (recognised
+phones, ``Speech.phones``, and recognised words aligned, ``Speech.alt_phones``), and the mouth is
+the mean of the two mouths.
+
 Every pass is a pure function of absolute time given the seed (blinks keep a schedule object that
 extends itself in order), so chunked and whole-file processing produce the same frames.
 """
@@ -75,8 +79,8 @@ _VISEME: dict[str, tuple[tuple[float, ...], float]] = {
 }
 # Jaw contrast between phones: table jaw targets are spread by this factor about _JAW_PIVOT
 # (AA 0.90 -> 1.15, IY 0.14 -> 0.01, SIL stays 0) before blending. Chosen on the tuning clips of
-# `facecast eval` (1.0 / 1.5 / 2.0 / 3.0 tried; docs/quality.md, 2026-11-22 "phone ensemble"),
-# validated on held-out clips: phone-driven jaw differences are what beats the loudness mouth, and
+# `facecast eval` (1.0 / 1.5 / 2.0 / 3.0 tried; docs/quality.md, "Before / after: two phone
+# timelines and more jaw contrast"), validated on held-out clips: phone-driven jaw differences are what beats the loudness mouth, and
 # the table's own contrast was too weak against the loudness gain and the pause closures.
 _JAW_SPREAD = 1.5
 _JAW_PIVOT = 0.4
