@@ -145,3 +145,35 @@ def test_short_pauses_keep_the_lips_apart_long_ones_close():
     assert jaw[int(2.35 * FPS)] < 0.02                  # long pause: mouth closes
     closed = MotionModel(MotionOptions(head_motion=0, lead_s=0.0, jaw_scale=1.0, pause_jaw=0.0))
     assert col(closed.frames(speech_from(phones, 4.5)), "jaw_open")[int(1.05 * FPS)] < 0.1
+
+
+def test_a_second_phone_timeline_gives_the_mean_mouth():
+    """Speech.alt_phones (recognised words, aligned): the mouth is the mean of the two mouths;
+    an identical or absent second timeline changes nothing; the loudness drive ignores both."""
+    a = seq([("AA", 0.2), ("M", 0.05), ("AA", 0.2)], t0=0.5) + [PhoneSpan("SIL", 2.45, 3.0)]
+    b = seq([("IY", 0.2), ("S", 0.05), ("UW", 0.2)], t0=0.5) + [PhoneSpan("SIL", 2.45, 3.0)]
+    sp_a, sp_b = speech_from(a, 3.0), speech_from(b, 3.0)
+    opts = MotionOptions(seed=3)
+    ma, mb = MotionModel(opts).frames(sp_a), MotionModel(opts).frames(sp_b)
+    both = MotionModel(opts).frames(Speech(sp_a.phones, sp_a.energy, sp_a.voiced, FPS, 0, tuple(b)))
+    mouth = [MOTION_INDEX[n] for n in ("jaw_open", "lip_spread", "lip_round", "lip_close", "labiodental", "upper_lip")]
+    assert np.allclose(both.params[:, mouth], 0.5 * (ma.params[:, mouth] + mb.params[:, mouth]), atol=1e-5)
+    assert np.abs(ma.params[:, mouth] - mb.params[:, mouth]).max() > 0.3  # the test can tell them apart
+    rest = [i for i in range(ma.params.shape[1]) if i not in mouth]
+    assert np.array_equal(both.params[:, rest], ma.params[:, rest])      # blinks, head: phones play no part
+    same = MotionModel(opts).frames(Speech(sp_a.phones, sp_a.energy, sp_a.voiced, FPS, 0, tuple(a)))
+    assert np.allclose(same.params, ma.params, atol=1e-6)
+    loud = MotionOptions(seed=3, drive="loudness")
+    assert np.array_equal(MotionModel(loud).frames(Speech(sp_a.phones, sp_a.energy, sp_a.voiced, FPS, 0, tuple(b))).params,
+                          MotionModel(loud).frames(sp_a).params)
+
+
+def test_open_vowels_open_the_jaw_far_more_than_close_ones():
+    """Jaw contrast between phones (_JAW_SPREAD 1.5): what made the phone-driven mouth beat the
+    loudness mouth in `facecast eval`. At the vowel centres AA reads 0.72 and IY 0.01 (0.57 and
+    0.09 without the spread)."""
+    def jaw_at_centre(ph):
+        m = MotionModel(MotionOptions(head_motion=0, **PURE)).frames(speech_from(seq([(ph, 0.3)]), 2.0))
+        return col(m, "jaw_open")[int(0.65 * FPS)]
+    aa, iy = jaw_at_centre("AA"), jaw_at_centre("IY")
+    assert aa - iy > 0.6 and iy < 0.05, (aa, iy)

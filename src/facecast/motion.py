@@ -13,6 +13,10 @@
     blinks          a renewal process (gamma intervals, 100-200 ms blinks, fast close, slower open)
     head            slow drifting head pose plus small nods that follow speech emphasis
 
+Passes 1-5 run once per phone timeline: file jobs without a transcript have two (recognised
+phones, ``Speech.phones``, and recognised words aligned, ``Speech.alt_phones``), and the mouth is
+the mean of the two mouths.
+
 Every pass is a pure function of absolute time given the seed (blinks keep a schedule object that
 extends itself in order), so chunked and whole-file processing produce the same frames.
 """
@@ -73,6 +77,13 @@ _VISEME: dict[str, tuple[tuple[float, ...], float]] = {
     "Y": ((0.14, 0.60, 0.00, 0, 0, 0.10), 0.8),
     "SIL": ((0.00, 0.00, 0.00, 0, 0, 0.00), 1.0),
 }
+# Jaw contrast between phones: table jaw targets are spread by this factor about _JAW_PIVOT
+# (AA 0.90 -> 1.15, IY 0.14 -> 0.01, SIL stays 0) before blending. Chosen on the tuning clips of
+# `facecast eval` (1.0 / 1.5 / 2.0 / 3.0 tried; docs/quality.md, "Before / after: two phone
+# timelines and more jaw contrast"), validated on held-out clips: phone-driven jaw differences are what beats the loudness mouth, and
+# the table's own contrast was too weak against the loudness gain and the pause closures.
+_JAW_SPREAD = 1.5
+_JAW_PIVOT = 0.4
 _BILABIAL = {"P", "B", "M"}
 _LABIODENTAL = {"F", "V"}
 _SUBSTEPS = 4  # fine samples per frame, box-filtered into the frame value
@@ -100,6 +111,9 @@ def mouth_targets(phones: tuple[PhoneSpan, ...] | list[PhoneSpan]) -> list[_Targ
     out = []
     for p in phones:
         values, dom = _VISEME.get(p.phone, ((0.3, 0.0, 0.0, 0, 0, 0.0), 0.3))
+        values = np.asarray(values, np.float32)
+        if p.phone in _VISEME and p.phone != "SIL":
+            values[0] = _JAW_PIVOT + _JAW_SPREAD * (values[0] - _JAW_PIVOT)
         d = np.full(6, dom, dtype=np.float32)
         if p.phone in _BILABIAL:
             d[3] = 5.0  # the lips must close whatever surrounds them
@@ -109,7 +123,7 @@ def mouth_targets(phones: tuple[PhoneSpan, ...] | list[PhoneSpan]) -> list[_Targ
             d[2] = 4.0   # rounding is a strong, spreading feature
         if p.phone == "SIL":
             d[:] = 0.25 if p.duration < 0.15 else 3.0
-        out.append(_Target((p.start + p.end) / 2, max(p.duration / 2, 0.01), np.asarray(values, np.float32), d))
+        out.append(_Target((p.start + p.end) / 2, max(p.duration / 2, 0.01), values, d))
     return out
 
 
@@ -253,6 +267,29 @@ class MotionModel:
         self.options = options
         self._blinks = BlinkSchedule(options.blinks_per_minute, options.seed)
 
+    def _mouth(self, phones, fine_t: np.ndarray, n: int, f0: int, fps: float, gain_energy: np.ndarray,
+               voiced: np.ndarray) -> np.ndarray:
+        """The six mouth parameters [n, 6] of one phone timeline (passes 1-5), clipped to range."""
+        opt = self.options
+        mouth = coarticulate(mouth_targets(phones), fine_t, opt.lookahead_s)
+        mouth = closures(mouth, fine_t, phones)
+        mouth = mouth.reshape(n, _SUBSTEPS, 6).mean(axis=1)  # box filter into frames
+
+        # Frames near recognised phones (within the look-ahead / carry-over reach) follow the
+        # phones; voiced frames far from any phone follow the loudness alone.
+        spoken = np.zeros(n, bool)
+        reach = opt.lookahead_s + 0.06
+        for p in phones:
+            if p.phone != "SIL":
+                a = max(int(math.floor((p.start - opt.lead_s - reach) * fps)) - f0, 0)
+                b = min(int(math.ceil((p.end - opt.lead_s + reach) * fps)) - f0, n)
+                spoken[a:b] = True
+        mouth = loudness(mouth, gain_energy, spoken, opt.jaw_scale)
+        mouth = pauses(mouth, voiced, fps, parted=opt.pause_jaw * opt.jaw_scale)
+        mouth[:, 0:1] *= opt.expressiveness
+        mouth[:, 1:3] *= min(opt.expressiveness, 1.5)
+        return np.clip(mouth, [0, -1, 0, 0, 0, 0], [1.2, 1, 1, 1, 1, 1])
+
     def frames(self, speech: Speech) -> MotionFrames:
         """Motion for the frames [speech.first_frame, +speech.num_frames).
 
@@ -268,28 +305,18 @@ class MotionModel:
         fine_t = ((f0 + np.arange(n))[:, None] + offsets[None, :]).reshape(-1) / fps + opt.lead_s
         lead = int(round(opt.lead_s * fps))
 
-        phones = speech.phones if opt.drive == "phones" else ()
-        mouth = coarticulate(mouth_targets(phones), fine_t, opt.lookahead_s)
-        mouth = closures(mouth, fine_t, phones)
-        mouth = mouth.reshape(n, _SUBSTEPS, 6).mean(axis=1)  # box filter into frames
-
-        # Frames near recognised phones (within the look-ahead / carry-over reach) follow the
-        # phones; voiced frames far from any phone follow the loudness alone.
-        spoken = np.zeros(n, bool)
-        reach = opt.lookahead_s + 0.06
-        for p in phones:
-            if p.phone != "SIL":
-                a = max(int(math.floor((p.start - opt.lead_s - reach) * fps)) - f0, 0)
-                b = min(int(math.ceil((p.end - opt.lead_s + reach) * fps)) - f0, n)
-                spoken[a:b] = True
         energy = _ahead(speech.energy.astype(np.float32), lead)
         voiced = _soften(_ahead(speech.voiced.astype(np.float32), lead), fps)
         # Syllable-rate loudness for the jaw gain: per-frame loudness made the mouth flutter with
         # the envelope (mouth-loudness correlation 0.64 vs 0.28 for real speakers).
-        mouth = loudness(mouth, _soften(energy, fps, tau=0.06), spoken, opt.jaw_scale)
-        mouth = pauses(mouth, voiced, fps, parted=opt.pause_jaw * opt.jaw_scale)
-        mouth[:, 0:1] *= opt.expressiveness
-        mouth[:, 1:3] *= min(opt.expressiveness, 1.5)
+        gain_energy = _soften(energy, fps, tau=0.06)
+        if opt.drive == "phones":
+            sources = [speech.phones] + ([speech.alt_phones] if speech.alt_phones else [])
+        else:
+            sources = [()]
+        # Two phone timelines (recognised phones, recognised words aligned): the mean of the mouths
+        # they give. Each is a noisy estimate; averaging keeps what they agree on.
+        mouth = np.mean([self._mouth(p, fine_t, n, f0, fps, gain_energy, voiced) for p in sources], axis=0)
 
         emphasis = np.clip(np.convolve(np.diff(energy, prepend=energy[:1]), np.ones(3) / 3, "same") * 4, 0, 1)
         emphasis = _soften(emphasis, fps, tau=0.15) * voiced

@@ -244,6 +244,7 @@ class _Stages:
         with timings.stage("analyse"):
             energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
                                                  samples_start=seg.start)
+        alt: tuple[PhoneSpan, ...] = ()
         if seg.phones is not None:
             phones = seg.phones
             voiced = np.zeros(seg.num_frames, bool)
@@ -254,15 +255,15 @@ class _Stages:
         else:
             with timings.stage("align"):
                 if phones_future is not None:
-                    phones = phones_future.result()
+                    phones, alt = phones_future.result()
                 else:
-                    phones = tuple(self.aligner.align(AudioChunk(seg.analysis[None, :], ANALYSIS_RATE, seg.start),
-                                                      self.transcript))
+                    phones, alt = _phones(self.aligner, seg.analysis, seg.start, self.transcript,
+                                          self.options.motion.drive == "phones")
             with timings.stage("analyse"):
                 voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
         self.any_speech |= bool(voiced.any())
         energy = self.gain(energy, voiced)
-        return Speech(tuple(phones), energy, voiced, fps, seg.first_frame)
+        return Speech(tuple(phones), energy, voiced, fps, seg.first_frame, alt)
 
 
 class LoudnessGain:
@@ -336,7 +337,8 @@ def say_chunks(
     with timings.stage("setup"):
         stages = _Stages(options, transcript, need_aligner=text is None)
 
-    for seg, phones_future in _prefetch_alignment(segments, transcript, options.workers if text is None else 0):
+    for seg, phones_future in _prefetch_alignment(segments, transcript, options.workers if text is None else 0,
+                                                  options.motion.drive == "phones"):
         speech = stages.speech(seg, timings, phones_future)   # align + analyse
         with timings.stage("motion"):
             motion = stages.motion.frames(speech)  # animate
@@ -353,16 +355,28 @@ def say_chunks(
 _worker_aligner = None
 
 
-def _align_in_worker(samples: np.ndarray, start: float, transcript: str | None) -> tuple[PhoneSpan, ...]:
+def _phones(aligner, samples: np.ndarray, start: float, transcript: str | None, words: bool = True
+            ) -> tuple[tuple[PhoneSpan, ...], tuple[PhoneSpan, ...]]:
+    """(phones, alternative phones) of a segment. With a transcript: its forced alignment and no
+    alternative. Without: recognised phones, and (``words``) recognised words force-aligned as
+    the alternative (Speech.alt_phones; the mouth is the mean of both)."""
+    chunk = AudioChunk(samples[None, :], ANALYSIS_RATE, start)
+    phones = tuple(aligner.align(chunk, transcript))
+    alt = () if transcript or not words else tuple(aligner.align_words(chunk))
+    return phones, alt
+
+
+def _align_in_worker(samples: np.ndarray, start: float, transcript: str | None, words: bool
+                     ) -> tuple[tuple[PhoneSpan, ...], tuple[PhoneSpan, ...]]:
     global _worker_aligner  # one Aligner per worker process, loaded on first use
     if _worker_aligner is None:
         from .align import Aligner
 
         _worker_aligner = Aligner()
-    return tuple(_worker_aligner.align(AudioChunk(samples[None, :], ANALYSIS_RATE, start), transcript))
+    return _phones(_worker_aligner, samples, start, transcript, words)
 
 
-def _prefetch_alignment(segments: Iterator[Segment], transcript: str | None, workers: int):
+def _prefetch_alignment(segments: Iterator[Segment], transcript: str | None, workers: int, words: bool = True):
     """(segment, future of its phones | None) in order. With workers > 0, phone recognition of the
     next 2*workers segments runs in a process pool while the current one renders (pocketsphinx
     holds the GIL, so threads would not help); the look-ahead bounds memory."""
@@ -379,7 +393,7 @@ def _prefetch_alignment(segments: Iterator[Segment], transcript: str | None, wor
     if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
         pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
     for seg in segments:
-        window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript)))
+        window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript, words)))
         if len(window) > 2 * workers:
             yield window.popleft()
     while window:

@@ -72,6 +72,11 @@ class Speech:
     energy: float32 [num_frames] speech loudness envelope in [0, 1] sampled on the frame grid
         starting at ``first_frame`` (0 = silence, 1 = loud speech).
     voiced: bool [num_frames] speech/silence map on the same grid (VAD).
+    alt_phones: a second, independent phone timeline of the same audio (recognised English words
+        force-aligned, ``Aligner.align_words``), or () when there is none. The mouth is then the
+        mean of the mouths the two timelines give: where they agree it moves fully, where they
+        disagree it moves less (``facecast eval`` on the 10 real clips, with the jaw contrast of
+        ``motion._JAW_SPREAD``: mean aperture r 0.230 -> 0.256; docs/quality.md, issue #3).
     """
 
     phones: tuple[PhoneSpan, ...]
@@ -79,6 +84,7 @@ class Speech:
     voiced: np.ndarray
     fps: float
     first_frame: int
+    alt_phones: tuple[PhoneSpan, ...] = ()
 
     @property
     def num_frames(self) -> int:
