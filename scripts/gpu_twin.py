@@ -51,7 +51,8 @@ def train(args) -> None:
     cfg = RenderConfig(size=args.crop, widths=tuple(int(w) for w in args.widths.split(",")))
     prep = PrepOptions(crop_px=args.crop)
     opts = TwinTrainOptions(device=args.device, prep=prep, holdout=hold, work_dir="/tmp/twinwork",
-                            render=RenderTrainOptions(config=cfg, steps=10**6, seconds=args.minutes * 60),
+                            render=RenderTrainOptions(config=cfg, steps=10**6, seconds=args.minutes * 60,
+                                                      context_swap=args.context_swap),
                             mouth_steps=args.mouth_steps)
     t0 = time.perf_counter()
     last = [0.0]
@@ -112,6 +113,12 @@ def train(args) -> None:
     # Same frames with ground-truth landmarks on the real held-out frames (the "resynthesis" ceiling).
     log(stage="heldout", **q)
     (out / "twin_train.json").write_text(json.dumps({"report": report, "heldout": q}, indent=1, default=str))
+    if args.split_mb:  # reassemble with: cat obama.twin.part* > obama.twin
+        data = (out / "obama.twin").read_bytes()
+        k = args.split_mb * 2**20
+        for i in range(0, len(data), k):
+            (out / f"obama.twin.part{i // k}").write_bytes(data[i: i + k])
+        (out / "obama.twin").unlink()
 
 
 def speed(args) -> None:
@@ -183,6 +190,9 @@ def main() -> None:
     t.add_argument("--crop", type=int, default=336)
     t.add_argument("--widths", default="32,64,128,192,256")
     t.add_argument("--mouth-steps", type=int, default=None)
+    t.add_argument("--context-swap", type=float, default=0.25)
+    t.add_argument("--split-mb", type=int, default=15, help="also write the .twin in parts of this size "
+                   "(the device tool returns files of at most 16 MiB); 0: do not")
     s = sub.add_parser("speed")
     s.add_argument("--twin", required=True)
     s.add_argument("--speech", required=True)

@@ -157,6 +157,23 @@ def test_rendernet_shapes_and_mask_blindness():
     assert torch.allclose(net(x2, s, x), y, atol=1e-6)
 
 
+def test_context_partners_stay_in_the_shot():
+    """Context swap (train.py): swapped samples take a nearby frame of the same shot, never one
+    across a cut or further than max_frames; the swap fraction is what was asked."""
+    from facecast.twin.train import context_partners
+
+    seg = torch.tensor([0] * 50 + [1] * 50)
+    frame_no = torch.cat([torch.arange(50), torch.arange(100, 150)])
+    gen = torch.Generator().manual_seed(0)
+    pick = torch.randint(0, 100, (4000,), generator=gen)
+    ctx = context_partners(pick, seg, frame_no, 0.5, 6, gen)
+    assert (seg[ctx] == seg[pick]).all()
+    assert ((frame_no[ctx] - frame_no[pick]).abs() <= 6).all()
+    swapped = (ctx != pick).float().mean()
+    assert 0.35 < swapped < 0.5  # 0.5 asked, less the zero offsets and draws that left the shot
+    assert (context_partners(pick, seg, frame_no, 0.0, 6, gen) == pick).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # .twin file
 

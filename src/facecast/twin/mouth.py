@@ -72,7 +72,8 @@ class MouthConfig:
     Training: ``steps`` Adam steps of ``batch`` windows of ``seq_frames`` frames, learning rate
     ``lr`` (cosine decay), ``weight_decay``, ``dropout``; ``velocity_weight`` weights the
     frame-to-frame velocity error, ``aperture_weight`` an extra error term on the inner-lip gap
-    (see :func:`aperture`); ``gain_db`` / ``noise_db`` are augmentation ranges (random
+    (see :func:`aperture`), ``width_weight`` one on the corner-to-corner width (:func:`mouth_width`);
+    ``gain_db`` / ``noise_db`` are augmentation ranges (random
     gain +-gain_db, white noise at ``noise_db`` dB below the clip's RMS and quieter);
     ``time_jitter`` trains at random sub-frame times with interpolated landmarks;
     ``freq_mask`` / ``time_mask``: SpecAugment-style masks of up to that many mel bands / window
@@ -97,7 +98,8 @@ class MouthConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     velocity_weight: float = 1.0
-    aperture_weight: float = 0.0
+    aperture_weight: float = 20.0
+    width_weight: float = 20.0
     gain_db: float = 6.0
     noise_db: float = 30.0
     time_jitter: bool = True
@@ -415,6 +417,8 @@ def train_mouth(
         if config.aperture_weight > 0:
             gap = pred[..., ap_lower] - pred[..., ap_upper] - (y[..., ap_lower] - y[..., ap_upper])
             loss = loss + config.aperture_weight * gap.mean(-1).square().mean()
+        if config.width_weight > 0:
+            loss = loss + config.width_weight * (_width(pred) - _width(y)).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -451,6 +455,12 @@ def predict_mouth(model: MouthModel, audio16k: np.ndarray, fps: float, num_frame
     out = model(feats[None])[0]
     model.train(was_training)
     return out.float().cpu().numpy()
+
+
+def _width(rows: Tensor) -> Tensor:
+    """Corner-to-corner width of flattened landmark rows [..., 106] -> [...]."""
+    a, b = rows[..., 2 * _CORNERS[0]: 2 * _CORNERS[0] + 2], rows[..., 2 * _CORNERS[1]: 2 * _CORNERS[1] + 2]
+    return (b - a).square().sum(-1).add(1e-12).sqrt()
 
 
 def aperture(mouth: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from facecast.twin.mouth import aperture
 from facecast.twin.prepare import Footage
 from facecast.twin.render import RenderConfig, RenderNet, blend_mask, draw_sketch
 
-__all__ = ["RenderTrainOptions", "jitter_batch", "pick_reference", "psnr", "regenerate", "render_loss", "to_unit", "train_renderer"]
+__all__ = ["RenderTrainOptions", "context_partners", "jitter_batch", "pick_reference", "psnr", "regenerate", "render_loss", "to_unit", "train_renderer"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,12 @@ class RenderTrainOptions:
     """steps: optimiser steps; seconds: wall-time budget (the learning-rate schedule follows
     whichever of the two ends first).
     batch: crops per step. lr: AdamW peak (cosine decay to 5 %). shift/scale: jitter amplitude
-    (crop units / relative)."""
+    (crop units / relative).
+    context_swap: fraction of samples whose context (everything outside the regenerated region)
+    comes from another frame of the same shot, up to ``context_frames`` away. Why: at inference
+    the context is a background loop whose own jaw and cheeks do something else; a network that
+    always saw matching context learns to read the jaw from it (measured: the loop's original
+    mouth leaks into the output) instead of from the sketch."""
 
     config: RenderConfig = RenderConfig()
     steps: int = 6000
@@ -51,6 +56,8 @@ class RenderTrainOptions:
     seed: int = 0
     checkpoint: str | None = None
     checkpoint_every: int = 500
+    context_swap: float = 0.25
+    context_frames: int = 15
 
 
 def to_unit(crops_u8: Tensor) -> Tensor:
@@ -88,6 +95,20 @@ def render_loss(pred: Tensor, target: Tensor, alpha: Tensor) -> Tensor:
     gx_t, gy_t = _grad(target)
     gl = ((gx_p - gx_t).abs() * alpha[:, 1:]).mean() + ((gy_p - gy_t).abs() * alpha[1:, :]).mean()
     return l1 + gl / alpha.mean()
+
+
+def context_partners(pick: Tensor, seg: Tensor, frame_no: Tensor, swap: float, max_frames: int,
+                     gen: torch.Generator) -> Tensor:
+    """For training samples ``pick`` [B] (indices into frames with shot ids ``seg`` [N] and frame
+    numbers ``frame_no`` [N]): the frame whose context each sample gets [B]. A fraction ``swap``
+    get another frame of the same shot at most ``max_frames`` away; the rest (and any draw that
+    would leave the shot) keep their own."""
+    b = pick.shape[0]
+    off = torch.randint(-max_frames, max_frames + 1, (b,), generator=gen, device=pick.device)
+    off = off * (torch.rand(b, generator=gen, device=pick.device) < swap)
+    ctx = (pick + off).clamp(0, len(seg) - 1)
+    same = (seg[ctx] == seg[pick]) & ((frame_no[ctx] - frame_no[pick]).abs() <= max_frames)
+    return torch.where(same, ctx, pick)
 
 
 def train_renderer(
@@ -136,6 +157,9 @@ def train_renderer(
     start_step = step
     net.train()
     n = len(idx)
+    # Context partners: a frame of the same shot within context_frames (else the frame itself).
+    seg = torch.from_numpy(footage.segment[idx].astype(np.int64)).to(dev)
+    frame_no = torch.from_numpy(footage.frame[idx].astype(np.int64)).to(dev)
     while step < options.steps:
         if options.seconds is not None and time.perf_counter() - t0 > options.seconds:
             break
@@ -148,14 +172,20 @@ def train_renderer(
             g["lr"] = lr
         pick = torch.randint(0, n, (options.batch,), generator=gen, device=dev)
         other = (pick + torch.randint(1, n, (options.batch,), generator=gen, device=dev)) % n
-        target, pts = jitter_batch(to_unit(crops[pick]), mouth[pick], options.shift, options.scale, gen)
+        ctx = context_partners(pick, seg, frame_no, options.context_swap, options.context_frames, gen)
+        # One jitter for the frame and its context partner, so they stay aligned.
+        both, pts = jitter_batch(torch.cat([to_unit(crops[pick]), to_unit(crops[ctx])], 1), mouth[pick],
+                                 options.shift, options.scale, gen)
+        target, context = both[:, :3], both[:, 3:]
         ref, _ = jitter_batch(to_unit(crops[other]), None, options.shift, options.scale, gen)
         sketch = draw_sketch(pts, cfg.size)
+        # What the output should be: the frame inside the regenerated region, its context outside.
+        goal = torch.lerp(context, target, alpha)
         if dev.type == "cuda":
-            target, ref, sketch = (t.contiguous(memory_format=torch.channels_last) for t in (target, ref, sketch))
+            context, ref, sketch = (t.contiguous(memory_format=torch.channels_last) for t in (context, ref, sketch))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            pred = net(target, sketch, ref)
-        loss = render_loss(pred.float(), target, alpha)
+            pred = net(context, sketch, ref)
+        loss = render_loss(pred.float(), goal, alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
