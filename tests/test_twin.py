@@ -446,6 +446,37 @@ def test_facecast_stream_accepts_a_twin(tiny_twin):
     assert b"".join(c.fmp4 for c in chunks)[4:8] == b"ftyp"
 
 
+def test_stream_twin_realtime_is_paced_and_idles(tiny_twin):
+    """realtime=True: the twin goes through stream()'s clock-driven driver like a portrait - frames
+    never run more than max_lead_s ahead of the wall clock, and the avatar keeps going (closed
+    mouth, moving background) while the source is silent."""
+    import asyncio
+
+    from facecast.stream import StreamOptions, stream
+    from facecast.twin.generate import Twin
+
+    twin = Twin.load(tiny_twin[0], size=128)
+
+    async def source():
+        yield "Hello there, this sentence takes about two seconds to say."
+        await asyncio.sleep(4.0)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        t0, got = loop.time(), []
+        async for c in stream(twin, source(), options=StreamOptions(realtime=True, max_lead_s=0.2)):
+            got.append((loop.time() - t0, c))
+        return got
+
+    got = asyncio.run(run())
+    chunks = [c for _, c in got]
+    firsts = [c.first_frame for c in chunks]
+    assert firsts[0] == 0 and all(b == a.first_frame + a.num_frames for a, b in zip(chunks, firsts[1:]))
+    assert sum(c.num_frames for c in chunks) / 25 >= 3.8  # frames through the silence after it too
+    for t, c in got:
+        assert c.first_frame / 25 <= t + 0.2 + 0.25, (t, c.first_frame)  # lead + scheduling slack
+
+
 def test_cli_twin_train_then_say(tmp_path):
     from typer.testing import CliRunner
 

@@ -1129,8 +1129,8 @@ async def stream(
 
     portrait: a portrait (image path, array, Portrait) - or a twin (a ``.twin`` path or a loaded
         ``facecast.twin.generate.Twin``), which streams through ``facecast.twin.live.TwinStream``
-        (same chunks, ``motion`` None; its look-ahead is the mouth model's, 0.28 s at 25 fps, and
-        it is not paced by the wall clock).
+        (same chunks and driver, ``motion`` None; its look-ahead is the mouth model's, 0.28 s at
+        25 fps, not ``options.lookahead_s``; mono output audio).
 
     source: an async iterable (a plain iterable works too) of
         * ``AudioChunk`` -- live PCM, any rate/channels, placed back to back on the timeline;
@@ -1147,18 +1147,12 @@ async def stream(
     """
     import torch
 
-    twin = _as_twin(portrait, options)
-    if twin is not None:  # a .twin file (or a loaded Twin) streams through its own session
-        from .twin.live import stream_twin
-
-        async for chunk in stream_twin(twin, source, fps=options.fps, audio_rate=options.audio_rate,
-                                       encode=options.encode, voice=voice):
-            yield chunk
-        return
     options = check_options(options)
-    # One thread per stream, as `say` does: a frame at a time renders several times faster on one
-    # thread than on a pool that has to wake up for it (and streams are run side by side).
-    torch.set_num_threads(1)
+    twin = _as_twin(portrait, options)
+    if twin is None:
+        # One thread per stream, as `say` does: a frame at a time renders several times faster on
+        # one thread than on a pool that has to wake up for it (and streams are run side by side).
+        torch.set_num_threads(1)
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-stream")
     speaker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-voice")
@@ -1192,11 +1186,18 @@ async def stream(
         except BaseException as exc:  # handed to the consumer
             await inbox.put(exc)
 
-    session: StreamSession | None = None
+    session = None  # a StreamSession, or a TwinStream for a twin (same methods)
     reader: asyncio.Task | None = None
     getter: asyncio.Task | None = None
     try:
-        session = await call(lambda: StreamSession(portrait, options, render=render, voice=voice))
+        if twin is not None:  # same driver, the twin's session (its mouth comes from the audio)
+            from .twin.live import TwinStream
+
+            session = await call(lambda: TwinStream(twin, fps=options.fps, audio_rate=options.audio_rate,
+                                                    encode=options.encode,
+                                                    max_lead_s=options.max_lead_s if options.realtime else None))
+        else:
+            session = await call(lambda: StreamSession(portrait, options, render=render, voice=voice))
         if isinstance(source, (str, AudioChunk)):
             source = [source]
         reader = asyncio.create_task(read())

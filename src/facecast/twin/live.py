@@ -65,13 +65,17 @@ class TwinStream:
     """
 
     def __init__(self, twin: Twin, *, fps: float = 25.0, audio_rate: int = 48000, encode: bool = False,
-                 max_frames: int = 25) -> None:
+                 max_frames: int = 25, max_lead_s: float | None = None) -> None:
         from facecast.audio import Resampler
         from facecast.stream import _Samples
 
         self.twin, self.fps, self.audio_rate = twin, float(fps), int(audio_rate)
         self.lookahead_s = lookahead_s(twin, self.fps)
         self.max_frames = max_frames
+        # Paced by a clock (advance_to): frames are made at most max_lead_s ahead of it, as the
+        # portrait session does; None: as soon as their audio is in (load tests, files).
+        self.max_lead_s = max_lead_s
+        self._clock: float | None = None
         self._mouth = MouthStream(twin, self.fps)
         self._out = _Samples(1)  # output audio at audio_rate, indexed by stream sample
         self._r16 = Resampler(ANALYSIS_RATE, mono=True)
@@ -80,6 +84,7 @@ class TwinStream:
         self._in_rate: int | None = None
         self._next = 0  # next frame to render
         self._ended = False
+        self._closed = False
         self._writer = None
         if encode:
             from facecast.encode import Fmp4SegmentWriter
@@ -89,7 +94,18 @@ class TwinStream:
 
     @property
     def input_end(self) -> float:
+        """Seconds of input (audio and silence) on the timeline so far."""
         return self._t
+
+    @property
+    def done(self) -> bool:
+        """Input ended and every frame of it has been returned."""
+        return self._ended and self._next >= int(np.ceil(self._t * self.fps - 1e-9))
+
+    def push_speech(self, audio, phones=()) -> None:
+        """Synthesised speech (the driver's text path): the twin's mouth comes from the audio
+        alone, so the phones are not needed."""
+        self.push_audio(audio)
 
     def push_audio(self, chunk) -> None:
         """Live PCM (an AudioChunk, any rate, 1-2 channels), appended at the end of the timeline."""
@@ -121,6 +137,7 @@ class TwinStream:
 
     def advance_to(self, t: float) -> None:
         """The clock is at ``t`` s: input that has not arrived before t is silence."""
+        self._clock = t
         if t > self._t + 1e-9:
             from facecast.types import AudioChunk
 
@@ -149,6 +166,8 @@ class TwinStream:
             last = int(np.ceil(self._t * self.fps - 1e-9))
         else:
             last = int(np.floor((self._t - self.lookahead_s) * self.fps + 1e-9)) + 1
+        if self._clock is not None and self.max_lead_s is not None:
+            last = min(last, int(np.floor((self._clock + self.max_lead_s) * self.fps + 1e-9)) + 1)
         return max(0, last - self._next)
 
     def poll(self) -> list:
@@ -170,62 +189,41 @@ class TwinStream:
         return out
 
     def close(self) -> list:
-        """end_input + the remaining frames (and the last fMP4 bytes on the last chunk)."""
+        """end_input + the remaining frames; the last chunk carries the end of the fMP4 (a chunk
+        without frames when every frame was already out). The stream cannot be used afterwards."""
         from dataclasses import replace as _replace
 
+        from facecast.stream import StreamChunk
+        from facecast.types import AudioChunk, VideoFrames
+
+        if self._closed:
+            return []
         self.end_input()
+        self._clock = None  # the rest now, not waiting for the clock
         chunks = self.poll()
         if self._writer is not None:
             tail = self._writer.close()
             self._writer = None
             if chunks:
                 chunks[-1] = _replace(chunks[-1], fmp4=(chunks[-1].fmp4 or b"") + tail)
+            elif tail:
+                w, h = self.twin.size
+                empty = VideoFrames(torch.zeros((0, h, w, 3), dtype=torch.uint8), self.fps, self._next)
+                chunks.append(StreamChunk(empty, AudioChunk(np.zeros((1, 0), np.float32), self.audio_rate,
+                                                            self._next / self.fps), tail, None))
+        self._closed = True
         return chunks
 
 
 async def stream_twin(twin: Twin, source, *, fps: float = 25.0, audio_rate: int = 48000, encode: bool = False,
-                      voice=None):
-    """Async twin stream, like ``facecast.stream.stream`` for a portrait: ``source`` yields
-    AudioChunks (live PCM), str (text, spoken by the bundled Piper voice sentence by sentence)
-    or None / INTERRUPT (barge-in); yields StreamChunks as frames become ready. The device work
-    runs on a worker thread so the event loop stays free. Not paced by the wall clock."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
+                      voice=None, realtime: bool = False):
+    """``facecast.stream.stream`` for a loaded twin (same driver: text, live PCM, barge-in; paced
+    by the wall clock when ``realtime``)."""
+    from facecast.stream import StreamOptions, stream
 
-    from facecast.stream import Interrupt
-
-    loop = asyncio.get_running_loop()
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecast-twin")
-    session = TwinStream(twin, fps=fps, audio_rate=audio_rate, encode=encode)
-
-    def speak(text: str) -> None:
-        from facecast.voice import default_voice
-
-        for sentence in (voice or default_voice()).synthesize(text):
-            session.push_audio(sentence.audio)
-
-    async def items():
-        if hasattr(source, "__aiter__"):
-            async for it in source:
-                yield it
-        else:
-            for it in source:
-                yield it
-
-    try:
-        async for item in items():
-            if item is None or isinstance(item, Interrupt):
-                await loop.run_in_executor(worker, session.interrupt)
-            elif isinstance(item, str):
-                await loop.run_in_executor(worker, speak, item)
-            else:
-                await loop.run_in_executor(worker, session.push_audio, item)
-            for chunk in await loop.run_in_executor(worker, session.poll):
-                yield chunk
-        for chunk in await loop.run_in_executor(worker, session.close):
-            yield chunk
-    finally:
-        worker.shutdown(wait=False)
+    opts = StreamOptions(fps=fps, audio_rate=audio_rate, encode=encode, realtime=realtime)
+    async for chunk in stream(twin, source, options=opts, voice=voice):
+        yield chunk
 
 
 def lookahead_s(twin: Twin, fps: float) -> float:
