@@ -13,6 +13,7 @@ from facecast.twin.mouth import (
     MouthModel,
     aperture,
     audio_features,
+    calibrate_gain,
     mouth_width,
     predict_mouth,
     train_mouth,
@@ -116,3 +117,32 @@ def test_real_speech_features_and_prediction_are_finite(trained):
     assert feats.shape == (75, model.config.num_features) and np.isfinite(feats).all()
     pred = predict_mouth(model, audio, 25.0, 75)
     assert pred.shape == (75, 53, 2) and np.isfinite(pred).all()
+
+
+def test_gain_scales_the_deviation_from_the_mean_mouth(trained):
+    """config.gain multiplies the predicted deviation from the mean mouth (the PCA mean), so the
+    lip gap's spread grows by exactly the gain and its shape over time does not change."""
+    from dataclasses import replace
+
+    clips, model, _ = trained
+    audio, fps, mouth = clips[0]
+    base = predict_mouth(model, audio, fps, len(mouth))
+    loud = MouthModel(replace(model.config, gain=1.5))
+    loud.load_state_dict(model.state_dict())
+    boosted = predict_mouth(loud, audio, fps, len(mouth))
+    mean = model.pca_mean.reshape(53, 2).numpy()
+    np.testing.assert_allclose(boosted - mean, 1.5 * (base - mean), atol=1e-5)
+    assert MouthConfig.from_dict(loud.config.to_dict()).gain == 1.5
+
+
+def test_calibrate_gain_measures_under_articulation_on_held_out_folds():
+    """A model trained too briefly to reach the full opening under-articulates on held-out parts;
+    calibrate_gain measures that (std ratio > 1) and returns it clipped to [1, max_gain]."""
+    clips = [synthetic_clip(4.0, 25.0, 0), synthetic_clip(3.0, 30.0, 1)]
+    gain, stats = calibrate_gain(clips, TINY, folds=2, steps=40, seed=0)
+    assert stats["folds"] == 2 and stats["frames"] > 100
+    assert stats["std_ratio"] > 1.05 and stats["aperture_r"] > 0.5
+    assert gain == pytest.approx(min(stats["std_ratio"], 1.6))
+    capped, _ = calibrate_gain(clips, TINY, folds=2, steps=40, seed=0, max_gain=1.01)
+    assert capped == 1.01
+

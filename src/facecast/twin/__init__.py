@@ -39,6 +39,8 @@ class TwinTrainOptions:
     background_max_s: length of the looping background footage stored in the file.
     work_dir: cache for tracks and checkpoints (default: OUTPUT.work next to the output), which
         makes an interrupted run resume.
+    mouth_folds: folds of the mouth model's output-gain calibration (``mouth.calibrate_gain``:
+        that many extra mouth trainings); 0 leaves the gain at 1.
     """
 
     device: str = "auto"
@@ -49,6 +51,7 @@ class TwinTrainOptions:
     background_max_s: float = 16.0
     work_dir: str | None = None
     seed: int = 0
+    mouth_folds: int = 3
 
 
 def holdout_mask(footage: Footage, holdout: tuple[str, float] | None) -> np.ndarray:
@@ -147,7 +150,7 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
 
     from facecast.render import resolve_device
     from facecast.twin.file import TwinData, save_twin
-    from facecast.twin.mouth import train_mouth
+    from facecast.twin.mouth import calibrate_gain, train_mouth
     from facecast.twin.prepare import prepare
     from facecast.twin.train import pick_reference, train_renderer
 
@@ -174,9 +177,18 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
     train = ~holdout_mask(footage, options.holdout)
 
     t = time.perf_counter()
+    clips = _mouth_clips(footage, train)
     mouth_model, mouth_stats = train_mouth(
-        _mouth_clips(footage, train), steps=options.mouth_steps, device=str(device), seed=options.seed,
+        clips, steps=options.mouth_steps, device=str(device), seed=options.seed,
         progress=(lambda s, n, loss: progress("mouth", s, n)) if progress else None)
+    if options.mouth_folds > 0:
+        # A fitted mouth under-articulates on new speech (regression to the mean); scale it back
+        # by what held-out folds of this footage measure.
+        gain, mouth_stats["calibration"] = calibrate_gain(clips, mouth_model.config, folds=options.mouth_folds,
+                                                          steps=options.mouth_steps, device=str(device),
+                                                          seed=options.seed)
+        mouth_model.config = replace(mouth_model.config, gain=gain)
+        mouth_stats["gain"] = gain
     seconds["mouth"] = time.perf_counter() - t
 
     t = time.perf_counter()
