@@ -97,6 +97,18 @@ def test_audio_job_exposes_the_recognised_phones():
     assert all(c.speech.num_frames == c.video.num_frames for c in chunks)
 
 
+def test_audio_job_recognises_words_unless_told_not_to():
+    """SayOptions.words: the second phone timeline (recognised words) is there by default and
+    absent with words=False (the cheaper alignment for slow machines)."""
+    def alt(words: bool) -> list:
+        chunks = list(say_chunks(media("portrait/leijun.png"), audio=media("audio/jfk_en.flac"),
+                                 options=SayOptions(size=64, first_segment_s=12.0, words=words)))
+        return [p for c in chunks for p in c.speech.alt_phones]
+
+    assert any(p.phone in ("M", "B", "P") for p in alt(True))
+    assert alt(False) == []
+
+
 def test_loudness_gain_levels_quiet_and_loud_recordings_alike():
     quiet, loud = LoudnessGain(), LoudnessGain()
     v = np.ones(200, bool)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -118,6 +119,8 @@ def say_cmd(
     preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
     head_motion: float = typer.Option(1.0, "--head-motion", help="Head motion gain (0 = still)."),
     expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain."),
+    words: bool = typer.Option(True, "--words/--no-words", help="Audio without a transcript: also recognise "
+                               "English words for the mouth (better lip sync, ~4x the alignment CPU)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Portrait + text or audio -> lip-synced talking-head MP4 (H.264 + AAC)."""
@@ -131,7 +134,8 @@ def say_cmd(
             raise InputError("--transcript goes with --audio (with --text the words are already known).")
         if (portrait is None) == (twin is None):
             raise InputError("say: give a portrait image or --twin FILE (exactly one).")
-        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
+        options = replace(_say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness),
+                          words=words)
         if twin is not None:
             if transcript is not None:
                 raise InputError("--transcript is not used with --twin (its mouth model listens to the audio).")
