@@ -145,4 +145,8 @@ def test_calibrate_gain_measures_under_articulation_on_held_out_folds():
     assert gain == pytest.approx(min(stats["std_ratio"], 1.6))
     capped, _ = calibrate_gain(clips, TINY, folds=2, steps=40, seed=0, max_gain=1.01)
     assert capped == 1.01
+    # Too little footage to hold anything out: no error, the gain stays 1.
+    short = [synthetic_clip(0.5, 25.0, 2)]
+    gain, stats = calibrate_gain(short, TINY, folds=3, steps=5)
+    assert gain == 1.0 and stats["frames"] == 0
 

@@ -461,6 +461,7 @@ def calibrate_gain(
     training speech). Here every clip is cut into ``folds`` contiguous parts; fold k trains on
     all but part k of every clip and predicts part k. The gain is std(real lip gap) / std(predicted
     lip gap) over all the predicted parts, clipped to [1, max_gain]. Costs ``folds`` trainings.
+    A fold whose training part is too short is skipped; with none left the gain is 1.
     Returns (gain, stats).
     """
     real_all, pred_all = [], []
@@ -473,7 +474,10 @@ def calibrate_gain(
             m[a:b] = np.nan
             train_clips.append((audio, fps, m))
             held.append((audio, fps, mouth, a, b))
-        model, _ = train_mouth(train_clips, config, steps=steps, device=device, seed=seed + 1 + k)
+        try:
+            model, _ = train_mouth(train_clips, config, steps=steps, device=device, seed=seed + 1 + k)
+        except ValueError:  # too little footage left for this fold: it measures nothing
+            continue
         for audio, fps, mouth, a, b in held:
             ok = ~np.isnan(mouth[a:b]).any((1, 2))
             if ok.sum() < 2:
@@ -481,6 +485,9 @@ def calibrate_gain(
             pred = predict_mouth(model, audio, fps, b)[a:b]
             real_all.append(aperture(mouth[a:b][ok]))
             pred_all.append(aperture(pred[ok]))
+    if not real_all:
+        return 1.0, {"folds": folds, "frames": 0, "std_ratio": None, "aperture_r": None,
+                     "note": "too little footage to hold a part out: gain left at 1"}
     real, pred = np.concatenate(real_all), np.concatenate(pred_all)
     ratio = float(real.std() / max(pred.std(), 1e-9))
     r = float(np.corrcoef(real, pred)[0, 1]) if len(real) > 2 else float("nan")
