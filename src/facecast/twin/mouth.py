@@ -87,7 +87,7 @@ class MouthConfig:
     n_fft: int = 512
     win: int = 400
     hop: int = 160
-    context_s: float = 0.2
+    context_s: float = 0.1
     lookahead_s: float = 0.2
     step_s: float = 0.02
     channels: int = 64
