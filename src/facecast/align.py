@@ -167,18 +167,10 @@ class Aligner:
         Non-English speech, music and noise never raise: they give whatever English phones fit,
         or silence.
         """
-        if audio.sample_rate != SAMPLE_RATE:
-            raise ValueError(
-                f"Aligner.align needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate} Hz; resample first"
-            )
-        samples = audio.mono() if audio.channels != 1 else audio.samples[0]
-        n = samples.shape[0]
-        if n == 0:
+        prepared = self._prepare(audio, "align")
+        if prepared is None:
             return []
-        num_frames = -(-n // _HOP)
-        level = frame_db(samples)
-        quiet = quiet_frames(level, self.options.silence_dbfs,
-                              max(1, round(self.options.min_silence_s * _FRAME_RATE)))
+        samples, level, quiet = prepared
         spans: list[tuple[str, int, int]] = []
         if not quiet.all():
             pcm = to_pcm16(samples)
@@ -190,7 +182,22 @@ class Aligner:
                             _clip(transcript))
             if not spans:
                 spans = self._recognize(pcm)
-        return timeline(spans, quiet, num_frames, audio.start, audio.end)
+        return timeline(spans, quiet, len(quiet), audio.start, audio.end)
+
+    def _prepare(self, audio: AudioChunk, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Checked mono samples [n], their per-frame level (dBFS) and quiet mask [frames] for
+        :meth:`align` / :meth:`align_words`; None for empty audio."""
+        if audio.sample_rate != SAMPLE_RATE:
+            raise ValueError(
+                f"Aligner.{method} needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate} Hz; resample first"
+            )
+        samples = audio.mono() if audio.channels != 1 else audio.samples[0]
+        if samples.shape[0] == 0:
+            return None
+        level = frame_db(samples)
+        quiet = quiet_frames(level, self.options.silence_dbfs,
+                             max(1, round(self.options.min_silence_s * _FRAME_RATE)))
+        return samples, level, quiet
 
     def align_words(self, audio: AudioChunk) -> list[PhoneSpan]:
         """A second phone timeline of ``audio`` without a transcript: English words recognised
@@ -207,38 +214,23 @@ class Aligner:
         Same input and output conventions as :meth:`align`; [] when no word is recognised or the
         words do not align (non-speech, very short audio).  The first call loads the word model.
         """
-        if audio.sample_rate != SAMPLE_RATE:
-            raise ValueError(
-                f"Aligner.align_words needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate} Hz; resample first"
-            )
-        samples = audio.mono() if audio.channels != 1 else audio.samples[0]
-        n = samples.shape[0]
-        if n == 0:
+        prepared = self._prepare(audio, "align_words")
+        if prepared is None or prepared[2].all():
             return []
-        level = frame_db(samples)
-        quiet = quiet_frames(level, self.options.silence_dbfs,
-                              max(1, round(self.options.min_silence_s * _FRAME_RATE)))
-        if quiet.all():
-            return []
+        samples, _, quiet = prepared
         pcm = to_pcm16(samples)
         dec = self._word_decoder()
         try:
             # Pass 1: the word search (the last call left the decoder in alignment mode).
             dec.activate_search()
-            dec.reinit_feat()  # as in _recognize: no state from earlier segments
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
+            _decode(dec, pcm)
             hyp = dec.hyp()
             if hyp is None or not _words(hyp.hypstr):
                 return []
             # Pass 2: phone boundaries inside the recognised word path (its own word times, so
             # no second search that could fail to reach the end of the audio).
             dec.set_alignment()
-            dec.reinit_feat()
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
+            _decode(dec, pcm)
             alignment = dec.get_alignment()
             if alignment is None:
                 return []
@@ -246,7 +238,7 @@ class Aligner:
         except RuntimeError as exc:
             log.debug("word recognition failed (%s)", exc)
             return []
-        return timeline(spans, quiet, -(-n // _HOP), audio.start, audio.end)
+        return timeline(spans, quiet, len(quiet), audio.start, audio.end)
 
     def _word_decoder(self):
         if self._words_decoder is None:
@@ -275,10 +267,7 @@ class Aligner:
             # Fresh feature extraction per segment (0.5 ms): pocketsphinx carries normalisation
             # state from one utterance to the next (it is built for live streams), so without
             # this a segment's phones depend on what was decoded before it.
-            dec.reinit_feat()
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
+            _decode(dec, pcm)
         except RuntimeError as exc:  # e.g. audio too short to make one feature frame
             log.warning("phone recognition failed (%s); returning silence", exc)
             return []
@@ -287,9 +276,9 @@ class Aligner:
         return [(phone(s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()]
 
     def _force_align(self, pcm: bytes, words: list[str], acronyms: set[str], level: np.ndarray,
-                     judged: np.ndarray, warn: bool = True) -> list[tuple[str, int, int]]:
+                     judged: np.ndarray) -> list[tuple[str, int, int]]:
         """Forced alignment of ``words``; [] when it fails or does not fit the audio (logged as a
-        warning, or at debug level with ``warn=False``).
+        warning).
 
         acronyms: words written in capitals, spelt letter by letter if not in the dictionary.
         level: dBFS of the ``judged`` frames (bool mask over all frames) -- the ones that are
@@ -305,28 +294,21 @@ class Aligner:
             # transcript grammar; pass 2 re-runs the audio against that fixed sequence to get
             # phone (and state) boundaries.  pocketsphinx has no single-pass phone alignment.
             dec.set_align_text(text)
-            dec.reinit_feat()  # as in _recognize: no state from earlier segments
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
+            _decode(dec, pcm)
             if dec.hyp() is None:
                 raise RuntimeError("no path through the transcript reaches the end of the audio")
             dec.set_alignment()
-            dec.reinit_feat()
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
+            _decode(dec, pcm)
             alignment = dec.get_alignment()
             if alignment is None:
                 raise RuntimeError("decoder returned no alignment")
             spans = [(phone(p.name), p.start, p.start + p.duration) for p in alignment.phones()]
         except RuntimeError as exc:
-            (log.warning if warn else log.debug)("forced alignment of %r failed (%s); using phone recognition",
-                                                 _clip(text), exc)
+            log.warning("forced alignment of %r failed (%s); using phone recognition", _clip(text), exc)
             return []
         unaligned = _unaligned_speech(spans, level, judged)
         if unaligned > self.options.max_unaligned_speech:
-            (log.warning if warn else log.debug)("transcript %r does not fit the audio (%.0f%% of the loud frames aligned "
+            log.warning("transcript %r does not fit the audio (%.0f%% of the loud frames aligned "
                         "to silence); using phone recognition", _clip(text), 100 * unaligned)
             return []
         return spans
@@ -352,6 +334,15 @@ class Aligner:
 
 # ---------------------------------------------------------------------------------------------
 # Frames and spans
+
+
+def _decode(dec, pcm: bytes) -> None:
+    """One whole utterance through a pocketsphinx decoder in its current search mode; features
+    re-initialised first, so no state (cepstral mean) carries over from earlier segments."""
+    dec.reinit_feat()
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
