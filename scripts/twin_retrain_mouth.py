@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import torch
 
@@ -27,9 +26,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     args = ap.parse_args()
 
-    from facecast.twin import _mouth_clips, holdout_mask
+    from facecast.twin import _mouth_clips, fit_mouth, holdout_mask
     from facecast.twin.file import load_twin, save_twin
-    from facecast.twin.mouth import calibrate_gain, train_mouth
     from facecast.twin.prepare import PrepOptions, load_tracks, prepare
 
     torch.set_num_threads(2)
@@ -39,15 +37,10 @@ def main() -> None:
     if args.holdout:
         name, frac = args.holdout.rsplit(":", 1)
         hold = (name, float(frac))
-    clips = _mouth_clips(footage, ~holdout_mask(footage, hold))
     t = time.perf_counter()
-    model, stats = train_mouth(clips, device=args.device, seed=0)
-    t1 = time.perf_counter()
-    if args.folds:
-        gain, stats["calibration"] = calibrate_gain(clips, model.config, folds=args.folds, device=args.device, seed=0)
-        model.config = replace(model.config, gain=gain)
-        stats["gain"] = gain
-    print(f"mouth {t1 - t:.1f} s, calibration {time.perf_counter() - t1:.1f} s, gain {model.config.gain:.3f}")
+    model, stats = fit_mouth(_mouth_clips(footage, ~holdout_mask(footage, hold)), folds=args.folds,
+                             device=args.device, seed=0)
+    print(f"mouth + calibration {time.perf_counter() - t:.1f} s, gain {model.config.gain:.3f}")
     data.mouth_state = model.state_dict()
     data.config["mouth"] = model.config.to_dict()
     data.config["training"]["mouth"] = stats

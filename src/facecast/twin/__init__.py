@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -141,6 +141,23 @@ def _background(footage: Footage, train: np.ndarray, max_s: float, work: Path) -
     return data, footage.affine[take], info
 
 
+def fit_mouth(clips, *, steps: int | None = None, folds: int = 3, device: str = "cpu", seed: int = 0,
+              progress=None):
+    """The twin's mouth stage: ``mouth.train_mouth`` on ``clips`` (see ``_mouth_clips``), then, with
+    ``folds`` > 0, its output gain from ``mouth.calibrate_gain``. Returns (model, stats)."""
+    from facecast.twin.mouth import calibrate_gain, train_mouth
+
+    model, stats = train_mouth(clips, steps=steps, device=device, seed=seed, progress=progress)
+    if folds > 0:
+        # A fitted mouth under-articulates on new speech (regression to the mean); scale it back
+        # by what held-out folds of this footage measure.
+        gain, stats["calibration"] = calibrate_gain(clips, model.config, folds=folds, steps=steps, device=device,
+                                                    seed=seed)
+        model.config = replace(model.config, gain=gain)
+        stats["gain"] = gain
+    return model, stats
+
+
 def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainOptions = TwinTrainOptions(), *,
                progress: Progress | None = None, tracks: list[ClipTrack] | None = None) -> dict:
     """Train a twin from ``videos`` and write it to ``output`` (.twin). Returns the training
@@ -150,7 +167,6 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
 
     from facecast.render import resolve_device
     from facecast.twin.file import TwinData, save_twin
-    from facecast.twin.mouth import calibrate_gain, train_mouth
     from facecast.twin.prepare import prepare
     from facecast.twin.train import pick_reference, train_renderer
 
@@ -177,18 +193,9 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
     train = ~holdout_mask(footage, options.holdout)
 
     t = time.perf_counter()
-    clips = _mouth_clips(footage, train)
-    mouth_model, mouth_stats = train_mouth(
-        clips, steps=options.mouth_steps, device=str(device), seed=options.seed,
-        progress=(lambda s, n, loss: progress("mouth", s, n)) if progress else None)
-    if options.mouth_folds > 0:
-        # A fitted mouth under-articulates on new speech (regression to the mean); scale it back
-        # by what held-out folds of this footage measure.
-        gain, mouth_stats["calibration"] = calibrate_gain(clips, mouth_model.config, folds=options.mouth_folds,
-                                                          steps=options.mouth_steps, device=str(device),
-                                                          seed=options.seed)
-        mouth_model.config = replace(mouth_model.config, gain=gain)
-        mouth_stats["gain"] = gain
+    mouth_model, mouth_stats = fit_mouth(
+        _mouth_clips(footage, train), steps=options.mouth_steps, folds=options.mouth_folds, device=str(device),
+        seed=options.seed, progress=(lambda s, n, loss: progress("mouth", s, n)) if progress else None)
     seconds["mouth"] = time.perf_counter() - t
 
     t = time.perf_counter()

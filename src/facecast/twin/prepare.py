@@ -31,7 +31,6 @@ from facecast.face import (
     LIPS_INNER_UPPER,
     LIPS_OUTER_LOWER,
     LIPS_OUTER_UPPER,
-    NUM_LANDMARKS,
 )
 
 __all__ = [
