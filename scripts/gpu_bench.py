@@ -23,6 +23,9 @@ if __name__ == "__main__":
     ap.add_argument("--sizes", type=int, nargs="+", default=[512])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--encoders", type=int, default=1, help="parallel H.264 encoder threads")
+    ap.add_argument("--no-words", dest="words", action="store_false", help="phone recognition only")
+    ap.add_argument("--batch", type=int, default=None, help="RenderOptions.batch_frames")
     args = ap.parse_args()
     samples = np.load(args.speech)["samples"]
     wav = "/tmp/speech16k.wav"
@@ -40,6 +43,7 @@ if __name__ == "__main__":
         if portrait.image.shape[0] != size:
             print(f"note: no {size}px portrait in {args.portraits}; using {portrait.image.shape[0]}", file=sys.stderr)
         opts = BenchOptions(durations=tuple(args.durations), sizes=(portrait.image.shape[0],), device=args.device,
-                            repeats=5, speech=wav, portrait=portrait, workers=args.workers)
+                            repeats=5, speech=wav, portrait=portrait, workers=args.workers,
+                            encoders=args.encoders, words=args.words, batch_frames=args.batch)
         results += run_bench(opts)
     print(markdown_section(results, "python scripts/gpu_bench.py " + " ".join(sys.argv[1:]), machine_info()))

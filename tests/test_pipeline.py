@@ -205,3 +205,32 @@ def test_cli_cuda_request_without_cuda_is_an_error(tmp_path, sam):
     out = tmp_path / "o.mp4"
     assert_clean_error(run_cli("say", sam, "--text", "Hi.", "--device", "cuda", "-o", str(out)), out,
                        "--device cuda", "doctor")
+
+
+def test_cli_parallel_encoders_give_the_same_video(tmp_path, sam):
+    """`say --encoders 3` (segment-parallel H.264, 2 s segments) writes the same frames and sound
+    track as one encoder: same frame count and durations, a keyframe every 50 frames, and the
+    decoded pictures within H.264's own noise of each other."""
+    clip = clip_of("jfk_en.flac", 4.5, tmp_path)
+    outs = {}
+    for n in (1, 3):
+        out = tmp_path / f"enc{n}.mp4"
+        r = run_cli("say", sam, "--audio", str(clip), "--size", "128", "--encoders", str(n), "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        with av.open(str(out)) as c:
+            keys = [i for i, p in enumerate(sorted((p for p in c.demux(video=0) if p.size), key=lambda p: p.pts))
+                    if p.is_keyframe]
+        with av.open(str(out)) as c:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]).astype(np.float64)
+        outs[n] = (probe_mp4(out), keys, frames)
+    (one, k1, f1), (par, kp, fp) = outs[1], outs[3]
+    assert par["num_frames"] == one["num_frames"] > 100
+    assert par["video_duration"] == one["video_duration"] and par["audio_duration"] == one["audio_duration"]
+    assert kp == list(range(0, par["num_frames"], 50)) and k1 == [0]
+    psnr = 10 * np.log10(255 ** 2 / np.mean((f1 - fp) ** 2))
+    assert psnr > 35
+
+
+def test_cli_rejects_bad_encoder_count(tmp_path, sam):
+    out = tmp_path / "o.mp4"
+    assert_clean_error(run_cli("say", sam, "--text", "Hi.", "--encoders", "0", "-o", str(out)), out, "--encoders")

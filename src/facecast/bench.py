@@ -71,6 +71,8 @@ class BenchOptions:
     fps: output frame rate.  sample_interval_s: RSS sampling period.
     workers: SayOptions.workers (phone-recognition processes; their RSS is included in the
         sampled RSS, not in the VmHWM peak of the main process).
+    encoders: EncodeOptions.workers (parallel H.264 encoder threads). words: SayOptions.words.
+    batch_frames: RenderOptions.batch_frames (None = the renderer's default).
     """
 
     durations: tuple[float, ...] = (5.0,)
@@ -83,6 +85,9 @@ class BenchOptions:
     fps: float = 25.0
     sample_interval_s: float = 0.5
     workers: int = 0
+    encoders: int = 1
+    words: bool = True
+    batch_frames: int | None = None
 
     def __post_init__(self) -> None:
         if not self.durations or any(not d > 0 for d in self.durations):
@@ -93,6 +98,8 @@ class BenchOptions:
             raise InputError(f"--source {self.source}: use audio or text.")
         if self.repeats < 1:
             raise InputError(f"--repeats {self.repeats}: at least 1.")
+        if self.encoders < 1:
+            raise InputError(f"--encoders {self.encoders}: at least 1.")
 
 
 @dataclass
@@ -349,10 +356,13 @@ def _is_cuda(device: str) -> bool:
 
 
 def _say_options(options: BenchOptions, size: int):
-    from .options import RenderOptions, SayOptions
+    from .options import EncodeOptions, RenderOptions, SayOptions
 
-    return SayOptions(size=size, fps=options.fps, render=RenderOptions(device=options.device),
-                      workers=options.workers)
+    render = RenderOptions(device=options.device)
+    if options.batch_frames:
+        render = RenderOptions(device=options.device, batch_frames=options.batch_frames)
+    return SayOptions(size=size, fps=options.fps, render=render,
+                      workers=options.workers, words=options.words, encode=EncodeOptions(workers=options.encoders))
 
 
 def _inputs(options: BenchOptions, seconds: float, tmp: Path) -> dict:

@@ -121,6 +121,9 @@ def say_cmd(
     expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain."),
     words: bool = typer.Option(True, "--words/--no-words", help="Audio without a transcript: also recognise "
                                "English words for the mouth (better lip sync, ~4x the alignment CPU)."),
+    workers: int = typer.Option(0, "--workers", help="Phone-recognition worker processes (many-core machines)."),
+    encoders: int = typer.Option(1, "--encoders", help="H.264 encoders in parallel threads, each on its own "
+                                 "2 s segments (many-core machines; 1 = one encoder)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Portrait + text or audio -> lip-synced talking-head MP4 (H.264 + AAC)."""
@@ -134,8 +137,10 @@ def say_cmd(
             raise InputError("--transcript goes with --audio (with --text the words are already known).")
         if (portrait is None) == (twin is None):
             raise InputError("say: give a portrait image or --twin FILE (exactly one).")
-        options = replace(_say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness),
-                          words=words)
+        if workers < 0 or encoders < 1:
+            raise InputError(f"--workers {workers} / --encoders {encoders}: need workers >= 0 and encoders >= 1.")
+        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
+        options = replace(options, words=words, workers=workers, encode=replace(options.encode, workers=encoders))
         if twin is not None:
             if transcript is not None:
                 raise InputError("--transcript is not used with --twin (its mouth model listens to the audio).")
@@ -315,6 +320,8 @@ def bench_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     repeats: int = typer.Option(5, "--repeats", help="Runs for the time-to-first-chunk p50/p95 (after a warm-up)."),
     workers: int = typer.Option(0, "--workers", help="Phone-recognition worker processes (SayOptions.workers)."),
+    encoders: int = typer.Option(1, "--encoders", help="Parallel H.264 encoder threads (EncodeOptions.workers)."),
+    words: bool = typer.Option(True, "--words/--no-words", help="Word recognition for a second phone timeline."),
     speech: Optional[Path] = typer.Option(None, "--speech", help="Speech file looped to each duration."),
     portrait: Optional[str] = typer.Option(None, "--portrait", help="Portrait image (default: scikit-image's astronaut)."),
     text: bool = typer.Option(False, "--text", help="Drive with Piper TTS of a repeated paragraph instead of speech audio."),
@@ -333,7 +340,8 @@ def bench_cmd(
         durs = (5.0, 60.0, 600.0) if long else _float_list(durations, "--durations")
         options = bench.BenchOptions(durations=durs, sizes=tuple(int(x) for x in _float_list(sizes, "--sizes")),
                                      device=device, repeats=repeats, speech=speech, portrait=portrait,
-                                     source="text" if text else "audio", workers=workers)
+                                     source="text" if text else "audio", workers=workers, encoders=encoders,
+                                     words=words)
         machine = bench.machine_info()  # the revision the run starts from
         results = bench.run_bench(options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
         (Console() if sys.stdout.isatty() else Console(width=250)).print(bench.rich_table(results))

@@ -170,6 +170,86 @@ class _AacTrack:
         self._mux(self.stream.encode(frame))
 
 
+class _SegmentEncoders:
+    """H.264 encoded in independent segments by a pool of threads, muxed back in order.
+
+    One libx264 encoder tops out at a few hundred 512x512 frames/s (the H100 box: ~300-420),
+    while a GPU renders thousands, so an offline job is encode-bound. Here every ``segment``
+    consecutive frames get their own encoder: each segment starts with an IDR frame and
+    references nothing outside itself (a closed GOP), all encoders have the same settings, so
+    their SPS/PPS equal the output stream's (its extradata) and the segments' packets, in order,
+    form one valid stream. PyAV releases the GIL inside swscale and libx264, so the threads use
+    as many cores as there are workers. Memory is bounded: at most ``workers + 1`` segments of
+    frames are held (the one being filled and those being encoded).
+
+    Timestamps stay exact: frames keep their pts, and a segment's first decode timestamp (its
+    pts minus the B-frame delay, the same in every segment) follows the previous segment's last.
+    """
+
+    def __init__(self, make_context, stream, workers: int, segment: int, mux):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._make_context, self._stream, self._mux = make_context, stream, mux
+        self._segment = max(1, int(segment))
+        self._workers = max(1, int(workers))
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="facecast-h264")
+        self._pending: list[tuple[np.ndarray, int]] = []  # frames [H, W, 3] and their pts
+        self._queued: list = []  # futures of segments' packet lists, in stream order
+        self._last_dts: int | None = None
+
+    def push(self, data: np.ndarray, first_pts: int) -> None:
+        for k in range(data.shape[0]):
+            self._pending.append((data[k], first_pts + k))
+            if len(self._pending) >= self._segment:
+                self._submit()
+        self._drain(block=False)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._submit()
+        self._drain(block=True)
+        self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        for fut in self._queued:
+            fut.cancel()
+        self._queued.clear()
+        self._pending.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self) -> None:
+        frames, self._pending = self._pending, []
+        self._queued.append(self._pool.submit(self._encode, frames))
+        # Back-pressure: never more segments in flight than workers (plus the one filling).
+        while len(self._queued) > self._workers:
+            self._mux_next()
+
+    def _drain(self, block: bool) -> None:
+        while self._queued and (block or self._queued[0].done()):
+            self._mux_next()
+
+    def _mux_next(self) -> None:
+        packets = self._queued.pop(0).result()
+        for packet in packets:
+            if self._last_dts is not None and packet.dts is not None and packet.dts <= self._last_dts:
+                raise OutputError(f"segment encoders produced decode timestamps out of order "
+                                  f"({packet.dts} after {self._last_dts}); encode with workers=1")
+            self._last_dts = packet.dts if packet.dts is not None else self._last_dts
+            packet.stream = self._stream
+        self._mux(packets)
+
+    def _encode(self, frames: list[tuple[np.ndarray, int]]) -> list:
+        """Runs on a pool thread: one fresh encoder for the segment, flushed at its end."""
+        ctx = self._make_context()
+        packets = []
+        for data, pts in frames:
+            frame = av.VideoFrame.from_ndarray(data, format="rgb24")
+            frame.pts = pts
+            packets.extend(ctx.encode(frame))
+        packets.extend(ctx.encode(None))
+        return packets
+
+
 class Mp4Writer:
     """Streaming H.264 (yuv420p) + AAC writer for .mp4/.m4v/.mov.
 
@@ -181,6 +261,10 @@ class Mp4Writer:
         the track starts at 0 s (leading silence is filled in) and gaps between chunks are
         filled with silence, so sound stays where the timeline puts it.
     crf, preset, codec, threads: encoder settings (threads 0 = automatic).
+    workers, segment_frames: with workers > 1, video is encoded in independent segments of
+        ``segment_frames`` frames (each starts with a keyframe) by that many encoders in parallel
+        threads (see ``_SegmentEncoders``): for many-core machines, where one encoder is the
+        bottleneck. Output is one ordinary H.264 stream either way.
 
     Output goes to a hidden ``.<name>.partial<ext>`` file next to ``path`` and is renamed onto
     ``path`` only by a successful ``close()``; an exception inside ``with`` or ``abort()`` removes
@@ -200,8 +284,12 @@ class Mp4Writer:
         preset: str = "veryfast",
         codec: str = "libx264",
         threads: int = 0,
+        workers: int = 1,
+        segment_frames: int = 50,
     ) -> None:
         _check_format(width, height, fps)
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         if audio_channels not in (1, 2):
             raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
         self.path = check_output_path(path)
@@ -225,6 +313,11 @@ class Mp4Writer:
         try:
             self._video = self._add_video(codec, crf, preset, threads)
             self._audio = self._add_audio() if audio_rate is not None else None
+            self._segments = None
+            if workers > 1:
+                settings = (codec, crf, preset, threads or 2)
+                self._segments = _SegmentEncoders(lambda: self._segment_context(*settings), self._video,
+                                                  workers, segment_frames, self._mux)
         except BaseException:
             self.abort()
             raise
@@ -233,6 +326,20 @@ class Mp4Writer:
 
     def _add_video(self, codec: str, crf: int, preset: str, threads: int) -> av.VideoStream:
         return _add_video_stream(self._container, self.fps, self.width, self.height, codec, crf, preset, threads)
+
+    def _segment_context(self, codec: str, crf: int, preset: str, threads: int) -> av.CodecContext:
+        """A standalone encoder with the output stream's settings (same SPS/PPS: its extradata
+        equals the stream's, so its packets fit the stream)."""
+        ctx = av.CodecContext.create(codec, "w")
+        ref = self._video.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = ref.width, ref.height, ref.pix_fmt
+        ctx.time_base, ctx.framerate = ref.time_base, _as_fraction(self.fps)
+        ctx.thread_count = threads
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = (
+            ref.colorspace, ref.color_primaries, ref.color_trc, ref.color_range)
+        ctx.flags = ref.flags  # global header, as the MP4 muxer set on the stream
+        ctx.options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+        return ctx
 
     def _add_audio(self) -> av.AudioStream:
         assert self.audio_rate is not None
@@ -265,6 +372,11 @@ class Mp4Writer:
                 f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase"
             )
         data = np.ascontiguousarray(arr.detach().cpu().numpy())
+        if self._segments is not None:
+            self._segments.push(data, frames.first_frame)
+            self._next_pts = frames.first_frame + data.shape[0]
+            self._frames_written += data.shape[0]
+            return
         for k in range(data.shape[0]):
             frame = av.VideoFrame.from_ndarray(data[k], format="rgb24")
             frame.pts = frames.first_frame + k
@@ -325,7 +437,10 @@ class Mp4Writer:
                 if self._resampler is not None:
                     self._push_audio(self._resampler.flush())
                 self._track.flush()
-            self._mux(self._video.encode(None))
+            if self._segments is not None:
+                self._segments.flush()
+            else:
+                self._mux(self._video.encode(None))
             self._closed = True
             self._container.close()
             os.replace(self._tmp, self.path)
@@ -344,6 +459,8 @@ class Mp4Writer:
         if self._closed:
             return
         self._closed = True
+        if getattr(self, "_segments", None) is not None:
+            self._segments.abort()
         try:
             self._container.close()
         except (av.error.FFmpegError, OSError):

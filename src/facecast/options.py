@@ -43,14 +43,16 @@ class RenderOptions:
     """How frames are drawn.
 
     device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when it works, else CPU - stated in the log).
-    batch_frames: frames rendered per batched launch.
+    batch_frames: frames rendered per batched launch; None = 25 on the CPU (memory) and 100 on
+        CUDA, where each launch costs ~1 ms of host time: on the H100 box 100 instead of 25
+        took the offline render from 0.032 to 0.019 s per audio second (docs/benchmarks.md).
     dtype: "float32" or "float16"/"bfloat16" (GPU only; CPU always runs float32).
     mouth_interior: draw teeth/tongue/cavity where the lips part.
     backend: "auto" (OpenCV remap on the CPU, torch grid_sample on CUDA), "torch" or "opencv".
     """
 
     device: str = "cpu"
-    batch_frames: int = 25
+    batch_frames: int | None = None
     dtype: str = "float32"
     mouth_interior: bool = True
     backend: str = "auto"
@@ -58,11 +60,19 @@ class RenderOptions:
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """H.264 + AAC output. crf: quality (lower = better, 18-28 sensible). preset: libx264 speed."""
+    """H.264 + AAC output. crf: quality (lower = better, 18-28 sensible). preset: libx264 speed.
+
+    workers: H.264 encoders running in parallel threads, each on its own ``segment_s`` seconds of
+        video (every segment starts with a keyframe; the file is one ordinary stream). 1 = one
+        encoder. Worth it where one encoder is the bottleneck: the GPU box's offline jobs
+        (docs/benchmarks.md), not 2 cores that also render.
+    """
 
     crf: int = 23
     preset: str = "veryfast"
     codec: str = "libx264"
+    workers: int = 1
+    segment_s: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -444,7 +444,8 @@ class _ThreadedWriter:
 
         enc = options.encode
         self._writer = Mp4Writer(path, fps=options.fps, width=width, height=height, audio_rate=rate,
-                                 audio_channels=channels, crf=enc.crf, preset=enc.preset, codec=enc.codec)
+                                 audio_channels=channels, crf=enc.crf, preset=enc.preset, codec=enc.codec,
+                                 workers=enc.workers, segment_frames=max(1, round(enc.segment_s * options.fps)))
         self._q: queue.Queue = queue.Queue(maxsize=2)
         self._timings = timings
         self._error: BaseException | None = None

@@ -382,7 +382,8 @@ class MeshRenderer:
     def render(self, motion: MotionFrames) -> VideoFrames:
         """MotionFrames [n, P] -> VideoFrames uint8 [n, H, W, 3] on the renderer's device."""
         outs = []
-        bs = max(1, self.options.batch_frames)
+        bs = self.options.batch_frames or (100 if self.device.type == "cuda" else 25)
+        bs = max(1, bs)
         for i in range(0, motion.num_frames, bs):
             outs.append(self._render_batch(motion.params[i:i + bs]))
         frames = torch.cat(outs) if outs else torch.zeros((0, self.size[1], self.size[0], 3), dtype=torch.uint8)
