@@ -53,7 +53,7 @@ def train(args) -> None:
     opts = TwinTrainOptions(device=args.device, prep=prep, holdout=hold, work_dir="/tmp/twinwork",
                             render=RenderTrainOptions(config=cfg, steps=10**6, seconds=args.minutes * 60,
                                                       context_swap=args.context_swap),
-                            mouth_steps=args.mouth_steps)
+                            mouth_steps=args.mouth_steps, seed=args.seed)
     t0 = time.perf_counter()
     last = [0.0]
 
@@ -191,6 +191,7 @@ def main() -> None:
     t.add_argument("--widths", default="32,64,128,192,256")
     t.add_argument("--mouth-steps", type=int, default=None)
     t.add_argument("--context-swap", type=float, default=0.25)
+    t.add_argument("--seed", type=int, default=0, help="TwinTrainOptions.seed (both models' initialisation and batches)")
     t.add_argument("--split-mb", type=int, default=15, help="also write the .twin in parts of this size "
                    "(the device tool returns files of at most 16 MiB); 0: do not")
     s = sub.add_parser("speed")
