@@ -17,7 +17,8 @@ from facecast.engine import portraits_from_npz
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--portraits", required=True)
+    ap.add_argument("--portraits", required=True, nargs="+", help="pre-framed portrait .npz files "
+                    "(scripts/make_portraits_npz.py); each size is rendered from a portrait framed at that size")
     ap.add_argument("--speech", required=True)
     ap.add_argument("--durations", type=float, nargs="+", default=[5.0, 60.0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512])
@@ -36,7 +37,7 @@ if __name__ == "__main__":
         fr.sample_rate = 16000
         for p in list(st.encode(fr)) + list(st.encode()):
             out.mux(p)
-    portraits = {p.image.shape[0]: p for p in portraits_from_npz(args.portraits)}
+    portraits = {p.image.shape[0]: p for path in args.portraits for p in portraits_from_npz(path)}  # the last of a size
     results = []
     for size in args.sizes:
         portrait = portraits.get(size) or next(iter(portraits.values()))
