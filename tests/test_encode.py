@@ -278,3 +278,19 @@ def test_parallel_writer_abort_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="workers"):
         Mp4Writer(tmp_path / "y.mp4", fps=25, width=64, height=64, workers=0)
+
+
+def test_parallel_writer_copies_frames_the_caller_reuses(tmp_path):
+    """Segments are encoded after write_video returns: a caller that refills one buffer for every
+    call (as a renderer with a persistent output tensor would) must still get its frames."""
+    src = _frames(24, 25.0).frames
+    buf = torch.empty((6,) + tuple(src.shape[1:]), dtype=torch.uint8)
+    out = tmp_path / "reuse.mp4"
+    with Mp4Writer(out, fps=25, width=W, height=H, workers=2, segment_frames=12) as writer:
+        for a in range(0, 24, 6):
+            buf.copy_(src[a:a + 6])
+            writer.write_video(VideoFrames(buf, 25.0, a))
+            buf.zero_()  # the caller's next use of its buffer
+    dec, _ = _decoded_video(out)
+    assert dec.shape[0] == 24
+    assert np.abs(dec.astype(np.float64) - src.numpy()).mean() < 3  # not the zeroed buffer

@@ -373,6 +373,8 @@ class Mp4Writer:
             )
         data = np.ascontiguousarray(arr.detach().cpu().numpy())
         if self._segments is not None:
+            if arr.device.type == "cpu" and np.shares_memory(data, arr.numpy()):
+                data = data.copy()  # encoded later, on a pool thread: the caller may reuse its buffer
             self._segments.push(data, frames.first_frame)
             self._next_pts = frames.first_frame + data.shape[0]
             self._frames_written += data.shape[0]
