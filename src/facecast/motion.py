@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -105,24 +106,33 @@ class _Target:
     dominance: np.ndarray  # [6] per-parameter strength
 
 
+@lru_cache(maxsize=None)
+def _viseme(phone: str, short: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(targets [6], dominance [6]) of one phone, read-only; ``short``: a silence under 150 ms.
+    Cached: live streams rebuild the targets of the last second of phones for every frame."""
+    values, dom = _VISEME.get(phone, ((0.3, 0.0, 0.0, 0, 0, 0.0), 0.3))
+    values = np.asarray(values, np.float32)
+    if phone in _VISEME and phone != "SIL":
+        values[0] = _JAW_PIVOT + _JAW_SPREAD * (values[0] - _JAW_PIVOT)
+    d = np.full(6, dom, dtype=np.float32)
+    if phone in _BILABIAL:
+        d[3] = 5.0  # the lips must close whatever surrounds them
+    if phone in _LABIODENTAL:
+        d[4] = 5.0
+    if phone in ("W", "UW", "OW", "SH", "ZH", "CH", "JH"):
+        d[2] = 4.0   # rounding is a strong, spreading feature
+    if phone == "SIL":
+        d[:] = 0.25 if short else 3.0
+    values.flags.writeable = d.flags.writeable = False
+    return values, d
+
+
 def mouth_targets(phones: tuple[PhoneSpan, ...] | list[PhoneSpan]) -> list[_Target]:
     """Pass 1: phones -> viseme targets. Unknown phones take a neutral half-open shape with weak
     dominance so their neighbours decide. Short silences (word gaps) are weak, long ones strong."""
     out = []
     for p in phones:
-        values, dom = _VISEME.get(p.phone, ((0.3, 0.0, 0.0, 0, 0, 0.0), 0.3))
-        values = np.asarray(values, np.float32)
-        if p.phone in _VISEME and p.phone != "SIL":
-            values[0] = _JAW_PIVOT + _JAW_SPREAD * (values[0] - _JAW_PIVOT)
-        d = np.full(6, dom, dtype=np.float32)
-        if p.phone in _BILABIAL:
-            d[3] = 5.0  # the lips must close whatever surrounds them
-        if p.phone in _LABIODENTAL:
-            d[4] = 5.0
-        if p.phone in ("W", "UW", "OW", "SH", "ZH", "CH", "JH"):
-            d[2] = 4.0   # rounding is a strong, spreading feature
-        if p.phone == "SIL":
-            d[:] = 0.25 if p.duration < 0.15 else 3.0
+        values, d = _viseme(p.phone, p.phone == "SIL" and p.duration < 0.15)
         out.append(_Target((p.start + p.end) / 2, max(p.duration / 2, 0.01), values, d))
     return out
 
@@ -240,6 +250,16 @@ class BlinkSchedule:
         return _smoothstep(out)
 
 
+@lru_cache(maxsize=64)
+def _head_waves(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded frequencies (Hz) and phases [3 axes, 3 sines] of the head drift (read-only)."""
+    rng = np.random.default_rng([seed, 0x4EAD])
+    freqs = rng.uniform(0.05, 0.35, size=(3, 3))
+    phases = rng.uniform(0, 2 * math.pi, size=(3, 3))
+    freqs.flags.writeable = phases.flags.writeable = False
+    return freqs, phases
+
+
 def head(times: np.ndarray, emphasis: np.ndarray, seed: int, gain: float) -> np.ndarray:
     """Pass 7: head (yaw, pitch, roll) in radians at ``times`` -> [T, 3].
 
@@ -247,9 +267,7 @@ def head(times: np.ndarray, emphasis: np.ndarray, seed: int, gain: float) -> np.
     Nods: pitch follows speech emphasis (the rising part of the loudness envelope), as people nod
     on stressed syllables; yaw drifts a little more while speaking.
     """
-    rng = np.random.default_rng([seed, 0x4EAD])
-    freqs = rng.uniform(0.05, 0.35, size=(3, 3))
-    phases = rng.uniform(0, 2 * math.pi, size=(3, 3))
+    freqs, phases = _head_waves(seed)
     amps = np.array([0.030, 0.020, 0.012])  # yaw, pitch, roll (radians): about 1.7, 1.1, 0.7 degrees
     drift = np.stack(
         [amps[a] * np.sin(2 * math.pi * freqs[a][None, :] * times[:, None] + phases[a][None, :]).mean(1) * 1.6
