@@ -178,9 +178,13 @@ class _SegmentEncoders:
     consecutive frames get their own encoder: each segment starts with an IDR frame and
     references nothing outside itself (a closed GOP), all encoders have the same settings, so
     their SPS/PPS equal the output stream's (its extradata) and the segments' packets, in order,
-    form one valid stream. PyAV releases the GIL inside swscale and libx264, so the threads use
-    as many cores as there are workers. Memory is bounded: at most ``workers + 1`` segments of
-    frames are held (the one being filled and those being encoded).
+    form one valid stream. PyAV releases the GIL inside swscale and libx264, so the threads run
+    in parallel; the Python part of each frame (hand-over, frame and packet objects) does not,
+    the likely reason 8-16 threads all stopped at ~1,200 frames/s at 512x512, on 6.9 of the H100
+    box's 16 cores
+    (worker processes fed through shared memory were slower still: docs/benchmarks.md). Memory
+    is bounded: at most ``workers + 1`` segments of frames are held (the one being filled and
+    those being encoded).
 
     Timestamps stay exact: frames keep their pts, and a segment's first decode timestamp (its
     pts minus the B-frame delay, the same in every segment) follows the previous segment's last.
