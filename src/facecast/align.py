@@ -124,8 +124,8 @@ class Aligner:
         model_dir = self.options.model_dir or pocketsphinx.get_model_path()
         self._model_dir = model_dir
         self._words_decoder = None  # loaded by the first align_words call (27 MB, ~0.5 s)
-        hmm = os.path.join(model_dir, "en-us", "en-us")
-        dictionary = os.path.join(model_dir, "en-us", "cmudict-en-us.dict")
+        self._hmm = hmm = os.path.join(model_dir, "en-us", "en-us")
+        self._dict = dictionary = os.path.join(model_dir, "en-us", "cmudict-en-us.dict")
         phone_lm = os.path.join(model_dir, "en-us", "en-us-phone.lm.bin")
         for path in (hmm, dictionary, phone_lm):
             if not os.path.exists(path):
@@ -249,8 +249,7 @@ class Aligner:
             o = self.options
             try:
                 self._words_decoder = pocketsphinx.Decoder(
-                    hmm=os.path.join(self._model_dir, "en-us", "en-us"), lm=lm,
-                    dict=os.path.join(self._model_dir, "en-us", "cmudict-en-us.dict"),
+                    hmm=self._hmm, lm=lm, dict=self._dict,
                     beam=o.word_beam, wbeam=o.word_wbeam, pbeam=o.word_pbeam, fwdflat=False,
                     loglevel=o.sphinx_loglevel,
                 )

@@ -93,13 +93,18 @@ def _as_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(10_000)
 
 
+def _quality_options(codec: str, crf: int, preset: str) -> dict:
+    """Encoder options for quality and speed (only the x264/x265 wrappers take crf/preset)."""
+    return {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+
+
 def _add_video_stream(container, fps: float, width: int, height: int, codec: str, crf: int, preset: str,
                       threads: int, extra: dict | None = None) -> av.VideoStream:
     """An H.264/H.265 yuv420p stream tagged BT.601 limited range. The encoder converts our RGB
     with swscale's default BT.601 matrix; say so in the stream, or players guess BT.709 for HD
     sizes and shift the colours. ``extra``: more encoder options (e.g. zerolatency, GOP)."""
     rate = _as_fraction(fps)
-    options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+    options = _quality_options(codec, crf, preset)
     options.update(extra or {})
     stream = container.add_stream(codec, rate=rate, options=options)
     stream.width, stream.height = width, height
@@ -342,7 +347,7 @@ class Mp4Writer:
         ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = (
             ref.colorspace, ref.color_primaries, ref.color_trc, ref.color_range)
         ctx.flags = ref.flags  # global header, as the MP4 muxer set on the stream
-        ctx.options = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+        ctx.options = _quality_options(codec, crf, preset)
         return ctx
 
     def _add_audio(self) -> av.AudioStream:

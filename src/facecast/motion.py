@@ -81,8 +81,9 @@ _VISEME: dict[str, tuple[tuple[float, ...], float]] = {
 # Jaw contrast between phones: table jaw targets are spread by this factor about _JAW_PIVOT
 # (AA 0.90 -> 1.15, IY 0.14 -> 0.01, SIL stays 0) before blending. Chosen on the tuning clips of
 # `facecast eval` (1.0 / 1.5 / 2.0 / 3.0 tried; docs/quality.md, "Before / after: two phone
-# timelines and more jaw contrast"), validated on held-out clips: phone-driven jaw differences are what beats the loudness mouth, and
-# the table's own contrast was too weak against the loudness gain and the pause closures.
+# timelines and more jaw contrast"), validated on held-out clips: phone-driven jaw differences are
+# what beats the loudness mouth, and the table's own contrast was too weak against the loudness
+# gain and the pause closures.
 _JAW_SPREAD = 1.5
 _JAW_PIVOT = 0.4
 _BILABIAL = {"P", "B", "M"}

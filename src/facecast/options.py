@@ -103,3 +103,8 @@ class SayOptions:
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
     encode: EncodeOptions = EncodeOptions()
+
+    @property
+    def word_timeline(self) -> bool:
+        """Whether audio without a transcript also gets the recognised-word phone timeline."""
+        return self.words and self.motion.drive == "phones"

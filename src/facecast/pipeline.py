@@ -258,7 +258,7 @@ class _Stages:
                     phones, alt = phones_future.result()
                 else:
                     phones, alt = _phones(self.aligner, seg.analysis, seg.start, self.transcript,
-                                          self.options.motion.drive == "phones" and self.options.words)
+                                          self.options.word_timeline)
             with timings.stage("analyse"):
                 voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
         self.any_speech |= bool(voiced.any())
@@ -338,7 +338,7 @@ def say_chunks(
         stages = _Stages(options, transcript, need_aligner=text is None)
 
     for seg, phones_future in _prefetch_alignment(segments, transcript, options.workers if text is None else 0,
-                                                  options.motion.drive == "phones" and options.words):
+                                                  options.word_timeline):
         speech = stages.speech(seg, timings, phones_future)   # align + analyse
         with timings.stage("motion"):
             motion = stages.motion.frames(speech)  # animate

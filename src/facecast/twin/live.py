@@ -100,7 +100,11 @@ class TwinStream:
     @property
     def done(self) -> bool:
         """Input ended and every frame of it has been returned."""
-        return self._ended and self._next >= int(np.ceil(self._t * self.fps - 1e-9))
+        return self._ended and self._next >= self._input_frames()
+
+    def _input_frames(self) -> int:
+        """Frames the input so far covers (the last one may be partly covered)."""
+        return int(np.ceil(self._t * self.fps - 1e-9))
 
     def push_speech(self, audio, phones=()) -> None:
         """Synthesised speech (the driver's text path): the twin's mouth comes from the audio
@@ -163,7 +167,7 @@ class TwinStream:
     def ready(self) -> int:
         """Frames that could be rendered now."""
         if self._ended:
-            last = int(np.ceil(self._t * self.fps - 1e-9))
+            last = self._input_frames()
         else:
             last = int(np.floor((self._t - self.lookahead_s) * self.fps + 1e-9)) + 1
         if self._clock is not None and self.max_lead_s is not None:

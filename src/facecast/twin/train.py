@@ -31,7 +31,8 @@ from facecast.twin.mouth import aperture
 from facecast.twin.prepare import Footage
 from facecast.twin.render import RenderConfig, RenderNet, blend_mask, draw_sketch
 
-__all__ = ["RenderTrainOptions", "context_partners", "jitter_batch", "pick_reference", "psnr", "regenerate", "render_loss", "to_unit", "train_renderer"]
+__all__ = ["RenderTrainOptions", "context_partners", "jitter_batch", "pick_reference", "psnr", "regenerate",
+           "render_loss", "to_unit", "train_renderer"]
 
 
 @dataclass(frozen=True)
