@@ -47,6 +47,8 @@ def test_options_are_validated():
         bench.BenchOptions(durations=(0,))
     with pytest.raises(InputError):
         bench.BenchOptions(source="video")
+    with pytest.raises(InputError, match="--encoders 0"):
+        bench.BenchOptions(encoders=0)
 
 
 def test_render_events_patch_is_restored():
