@@ -1,7 +1,12 @@
 """Throughput of `encode.Mp4Writer` alone (no rendering): frames/s at 512x512 for 1 encoder and
 for N segment encoders in parallel threads (`workers`), and where the writer's time goes.
 
-    python scripts/encode_bench.py --portraits .devrun/portraits512.npz --frames 1500 --workers 1 4 8 12
+    python scripts/encode_bench.py --portraits .devrun/portraits512.npz --frames 1500 --workers 1 4 8 12 \
+        [--threads 1 2] [--input rgb i420]
+
+--input i420 hands the writer yuv420p frames (what a CUDA render now delivers, converted on the
+GPU by encode.to_i420; here converted once up front), rgb leaves the conversion to swscale.
+--threads: x264 threads per segment encoder (Mp4Writer's ``threads``; 0 = its default of 2).
 
 Frames: a real portrait, shifted by a slowly moving sub-image offset and a mouth-sized patch
 that changes every frame, so the encoder sees motion like a talking head (not identical frames).
@@ -17,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from facecast.encode import Mp4Writer, probe_mp4
-from facecast.types import VideoFrames
+from facecast.encode import Mp4Writer, probe_mp4, to_i420
+from facecast.types import I420Frames, VideoFrames
 
 
 def frames_like_a_talking_head(img: np.ndarray, n: int) -> np.ndarray:
@@ -42,24 +47,30 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--chunk", type=int, default=100, help="frames per write_video call (a say segment)")
     ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--threads", type=int, nargs="+", default=[0])
+    ap.add_argument("--input", nargs="+", default=["rgb"], choices=["rgb", "i420"])
     args = ap.parse_args()
     img = np.load(args.portraits)["img0"]
     frames = torch.from_numpy(frames_like_a_talking_head(img, args.frames))
+    yuv = to_i420(VideoFrames(frames, 25.0, 0)).data
     print(f"{os.cpu_count()} cores, {args.frames} frames {img.shape[1]}x{img.shape[0]}, preset {args.preset}")
-    for workers in args.workers:
+    for kind, threads, workers in [(k, t, w) for k in args.input for t in args.threads for w in args.workers]:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "x.mp4")
             t0 = time.perf_counter()
             cpu0 = time.process_time()
             with Mp4Writer(path, fps=25, width=img.shape[1], height=img.shape[0], preset=args.preset,
-                           workers=workers) as w:
+                           workers=workers, threads=threads) as w:
                 for a in range(0, args.frames, args.chunk):
-                    w.write_video(VideoFrames(frames[a:a + args.chunk], 25.0, a))
+                    if kind == "i420":
+                        w.write_video(I420Frames(yuv[a:a + args.chunk], 25.0, a))
+                    else:
+                        w.write_video(VideoFrames(frames[a:a + args.chunk], 25.0, a))
             wall = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
             info = probe_mp4(path)
             size = os.path.getsize(path)
-        print(f"workers {workers:2d}: {args.frames / wall:7.1f} frames/s, wall {wall:6.2f} s, "
+        print(f"{kind:4s} threads {threads} workers {workers:2d}: {args.frames / wall:7.1f} frames/s, wall {wall:6.2f} s, "
               f"CPU {cpu / wall:4.1f} cores, {info['num_frames']} frames, {size / 1e6:.2f} MB", flush=True)
 
 

@@ -6,11 +6,12 @@ import torch
 
 from conftest import media
 from facecast import face
-from facecast.batch import BatchRenderer, PinnedFetcher
+from facecast.batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
+from facecast.encode import to_i420
 from facecast.motion import random_motion as random_params
 from facecast.options import RenderOptions
 from facecast.render import MeshRenderer
-from facecast.types import MOTION_PARAMS, MotionFrames
+from facecast.types import MOTION_PARAMS, MotionFrames, VideoFrames
 
 
 def portrait(name, size=192):
@@ -56,3 +57,17 @@ def test_rest_pose_is_the_portrait_and_sizes_are_checked(faces):
 def test_pinned_fetcher_is_a_plain_view_on_cpu():
     t = torch.arange(12, dtype=torch.uint8).reshape(1, 2, 2, 3)
     assert torch.equal(PinnedFetcher(t).wait(), t)
+
+
+def test_i420_render_is_the_rgb_render_converted(faces):
+    """render_i420 (what the live engine's graphs capture on CUDA) is render + to_i420; the
+    graphed wrapper falls back to it off CUDA."""
+    batch = BatchRenderer((192, 192), device="cpu")
+    for p in faces[:2]:
+        batch.add(p)
+    ids = torch.tensor([1, 0, 1])
+    params = torch.from_numpy(random_params(3, np.random.default_rng(3)))
+    rgb = batch.render(ids, params)
+    want = to_i420(VideoFrames(rgb, 25.0, 0)).data
+    got = GraphedBatchRenderer(batch, i420=True).render(ids, params)
+    assert got.shape == (3, 288, 192) and torch.equal(got, want)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 
 import av
@@ -11,9 +12,9 @@ import torch
 from conftest import media
 
 from facecast.audio import open_audio
-from facecast.encode import Encoder, Mp4Writer, check_output_path, probe_mp4
+from facecast.encode import Encoder, Fmp4SegmentWriter, Mp4Writer, check_output_path, probe_mp4, to_i420
 from facecast.errors import OutputError
-from facecast.types import AudioChunk, VideoFrames
+from facecast.types import AudioChunk, I420Frames, VideoFrames
 from facecast.video import open_video
 
 W, H = 128, 96
@@ -294,3 +295,83 @@ def test_parallel_writer_copies_frames_the_caller_reuses(tmp_path):
     dec, _ = _decoded_video(out)
     assert dec.shape[0] == 24
     assert np.abs(dec.astype(np.float64) - src.numpy()).mean() < 3  # not the zeroed buffer
+
+
+# -- yuv420p made on the rendering device (to_i420, I420Frames) --------------------------------
+
+
+def _swscale_i420(rgb: np.ndarray) -> np.ndarray:
+    """The CPU reference: FFmpeg's own rgb24 -> yuv420p (what the encoder does to RGB input)."""
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+
+
+def test_to_i420_matches_swscale_on_a_real_portrait():
+    """to_i420 is the code CUDA runs (torch, device-agnostic); here on the CPU against swscale."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(media("portrait/sam_512.jpg")).convert("RGB"))[:508, :506]
+    i420 = to_i420(VideoFrames(torch.from_numpy(img.copy())[None], 25.0, 7))
+    assert isinstance(i420, I420Frames) and i420.first_frame == 7 and i420.size == (506, 508)
+    ref = _swscale_i420(img)
+    assert i420.data.shape == (1,) + ref.shape
+    d = np.abs(i420.data[0].numpy().astype(int) - ref.astype(int))
+    Hh = img.shape[0]
+    assert d[:Hh].max() <= 1 and d[:Hh].mean() < 0.02  # luma: same matrix, rounding only
+    assert d[Hh:].max() <= 4 and d[Hh:].mean() < 0.2   # chroma: 2x2 mean vs swscale's filter
+    with pytest.raises(ValueError, match="divisible by 4"):
+        to_i420(VideoFrames(torch.zeros((1, 6, 4, 3), dtype=torch.uint8), 25.0, 0))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_writer_takes_i420_frames(tmp_path, workers):
+    """I420Frames (what CUDA hands over) encode to the same picture as RGB input."""
+    src = _frames(12, 25.0)
+    outs = {}
+    for kind in ("rgb", "i420"):
+        out = tmp_path / f"{kind}.mp4"
+        with Mp4Writer(out, fps=25, width=W, height=H, workers=workers, segment_frames=5) as writer:
+            for a in range(0, 12, 4):
+                part = VideoFrames(src.frames[a:a + 4], 25.0, a)
+                writer.write_video(part if kind == "rgb" else to_i420(part))
+        outs[kind] = _decoded_video(out)
+    (rgb, rgb_packets), (yuv, yuv_packets) = outs["rgb"], outs["i420"]
+    assert yuv.shape == rgb.shape == (12, H, W, 3)
+    assert [p[:2] for p in yuv_packets] == [p[:2] for p in rgb_packets]
+    assert np.abs(yuv.astype(float) - rgb.astype(float)).mean() < 1.5
+    assert np.abs(yuv.astype(float) - src.frames.numpy()).mean() < 3
+    with Mp4Writer(tmp_path / "bad.mp4", fps=25, width=W, height=H) as writer:
+        with pytest.raises(ValueError, match=r"yuv420p frames must be \[n, 144, 128\]"):
+            writer.write_video(I420Frames(torch.zeros((2, H, W), dtype=torch.uint8), 25.0, 0))
+        writer.write_video(src)
+
+
+def test_fmp4_writer_takes_i420_frames():
+    src = _frames(10, 25.0)
+    data = {}
+    for kind in ("rgb", "i420"):
+        w = Fmp4SegmentWriter(fps=25, width=W, height=H, audio_rate=16000, fragment_frames=5)
+        frames = src if kind == "rgb" else to_i420(src)
+        out = w.write(frames, _tone(0.4, 16000)) + w.close()
+        with av.open(io.BytesIO(out)) as c:
+            data[kind] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert data["i420"].shape == data["rgb"].shape == (10, H, W, 3)
+    assert np.abs(data["i420"].astype(float) - data["rgb"].astype(float)).mean() < 1.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_i420_equals_the_cpu_reference(tmp_path):
+    """The conversion CUDA runs against the same code on the CPU, and a writer given CUDA RGB
+    frames (converted on the GPU) against one given the same frames on the CPU (swscale)."""
+    src = _frames(12, 25.0)
+    cpu = to_i420(src).data
+    gpu = to_i420(VideoFrames(src.frames.cuda(), 25.0, 0)).data.cpu()
+    assert (gpu.int() - cpu.int()).abs().max() <= 1
+    dec = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / f"{dev}.mp4"
+        with Mp4Writer(out, fps=25, width=W, height=H, workers=2, segment_frames=5) as writer:
+            writer.write_video(VideoFrames(src.frames.to(dev), 25.0, 0))
+        dec[dev] = _decoded_video(out)[0].astype(float)
+    assert dec["cuda"].shape == dec["cpu"].shape == (12, H, W, 3)
+    assert np.abs(dec["cuda"] - dec["cpu"]).mean() < 1.5

@@ -1,6 +1,7 @@
 """The multi-stream engine: clients in real time, every frame delivered once, in order."""
 
 import numpy as np
+import pytest
 
 from conftest import media
 from facecast import face
@@ -8,11 +9,16 @@ from facecast.audio import load_audio
 from facecast.engine import LoadTestOptions, run_loadtest
 
 
-def test_two_live_streams_deliver_every_frame():
+def _faces():
     faces = []
     for name in ("sam_512.jpg", "leijun.png"):
         img = face.load_image(media(f"portrait/{name}"))
         faces.append(face.frame_portrait(img, face.find_face(img, source=name), size=96, source=name))
+    return faces
+
+
+def test_two_live_streams_deliver_every_frame():
+    faces = _faces()
     speech = load_audio(media("audio/jfk_en.flac")).samples[0]
     r = run_loadtest(faces, speech, LoadTestOptions(streams=2, seconds=3.0, size=96, workers=1, encoders=1,
                                                     stagger_s=0.2))
@@ -21,3 +27,20 @@ def test_two_live_streams_deliver_every_frame():
     assert r["bytes_per_stream"] > 1000  # fragmented MP4 really written
     assert 0.05 < r["ttff_p50_s"] < 5.0  # at least the look-ahead; generous for a loaded CI box
     assert np.isfinite(r["latency_p95_s"])
+
+
+def test_yuv_hand_over_faster_clock_and_memory_samples():
+    """The GPU layout's hand-over (frames as yuv420p through shared memory) run on the CPU, with
+    the clients' clock at 3x and memory sampled: still every frame, once, encoded."""
+    faces = _faces()
+    speech = load_audio(media("audio/jfk_en.flac")).samples[0]
+    r = run_loadtest(faces, speech, LoadTestOptions(streams=2, seconds=3.0, size=96, workers=1, encoders=1,
+                                                    stagger_s=0.2, i420=True, speed=3.0, memory_every_s=0.2))
+    assert r["frames_min"] == 75 and r["frames_total"] == 150
+    assert r["bytes_per_stream"] > 1000
+    mem = r["memory"]
+    assert len(mem) >= 3
+    assert all(m["rss_main_mib"] > 50 and m["rss_workers_mib"] > 50 for m in mem)
+    # The stream clock runs 3x the wall clock; the memory run reports stream minutes.
+    assert mem[-1]["stream_min"] == pytest.approx(mem[-1]["wall_s"] * 3 / 60, abs=1e-3)
+    assert r["wall_s"] < 3.0 / 3.0 + 8.0  # fed at 3x: well under the 3 s a real-time run takes plus start-up

@@ -120,6 +120,14 @@ class BatchRenderer:
         img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin)
         return img.permute(0, 2, 3, 1).add(0.5).clamp_(0, 255).to(torch.uint8)
 
+    def render_i420(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """As ``render``, converted to yuv420p on the device (``encode.to_i420``): uint8
+        [N, H*3/2, W], half the bytes to copy to the host, and the encoders skip swscale."""
+        from .encode import to_i420
+        from .types import VideoFrames
+
+        return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
+
     def _paint(self, img, ids, params, disp, rigs, mouth, mouth_origin):
         """Mouth interior in each frame's fixed crop (per-face offsets, one gather/scatter)."""
         N = img.shape[0]
@@ -175,16 +183,18 @@ class GraphedBatchRenderer:
     before the next call with the same bucket.
     """
 
-    def __init__(self, engine: BatchRenderer, buckets=(8, 16, 32, 64, 128, 256)):
+    def __init__(self, engine: BatchRenderer, buckets=(8, 16, 32, 64, 128, 256), i420: bool = False):
+        """i420: capture ``render_i420`` (frames as yuv420p, for encoders) instead of ``render``."""
         self.engine = engine
         self.buckets = tuple(sorted(buckets))
         self._graphs: dict[int, tuple] = {}
+        self._render_fn = engine.render_i420 if i420 else engine.render
 
     def render(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         eng = self.engine
         n = int(ids.shape[0])
         if eng.device.type != "cuda" or n > self.buckets[-1]:
-            return eng.render(ids, params)
+            return self._render_fn(ids, params)
         size = next(b for b in self.buckets if b >= n)
         if size not in self._graphs:
             self._graphs[size] = self._capture(size)
@@ -204,9 +214,9 @@ class GraphedBatchRenderer:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up outside the graph (allocations, lazy init)
-                eng.render(s_ids, s_params)
+                self._render_fn(s_ids, s_params)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            s_out = eng.render(s_ids, s_params)
+            s_out = self._render_fn(s_ids, s_params)
         return graph, s_ids, s_params, s_out

@@ -7,13 +7,16 @@ Public API
 - ``Mp4Writer(path, *, fps, width, height, audio_rate, audio_channels, ...)``: streaming writer;
   atomically appears at ``path`` on a successful ``close()``, never half-written.
 - ``probe_mp4(path) -> dict``: what is in a written file (for tests and checks).
+- ``to_i420(frames: VideoFrames) -> I420Frames``: RGB -> yuv420p on the frames' own device.
 
 Speed (2 shared CPU cores, 512x512 @ 25 fps real talking-head footage, CRF 23, best of 5):
 ultrafast ~3 ms/frame (700 KiB per 5 s), superfast ~5.5 (340 KiB), veryfast ~5-7 (200 KiB),
 faster ~8-9 (250 KiB); thread settings change little on 2 cores. veryfast is the default: files
 ~40 % smaller than superfast at the same PSNR (~39-40 dB), still >5x faster than real time.
-RGB -> yuv420p is left to the encoder's own swscale context (~1 ms/frame at 512x512); a numpy
-or torch conversion measured 8-24 ms/frame.
+RGB -> yuv420p: frames on the CPU are left to the encoder's own swscale context (~1-1.7
+ms/frame at 512x512; a numpy or torch conversion on the CPU measured 8-24 ms/frame). Frames on
+CUDA are converted there (``to_i420``, swscale's BT.601 matrix: luma within 1 level, chroma
+within 3), so the host copies half the bytes and the encoders skip ~30 % of their per-frame work.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 
 from facecast.audio import Resampler
 from facecast.errors import OutputError
-from facecast.types import AudioChunk, VideoFrames
+from facecast.types import AudioChunk, I420Frames, VideoFrames
 
 __all__ = [
     "Fmp4SegmentWriter",
@@ -42,6 +45,7 @@ __all__ = [
     "Mp4Writer",
     "check_output_path",
     "probe_mp4",
+    "to_i420",
 ]
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov")
@@ -86,6 +90,60 @@ class Encoder(Protocol):
     def close(self) -> None: ...
 
     def abort(self) -> None: ...
+
+
+# BT.601 limited range ("studio swing"), the matrix swscale uses for rgb24 -> yuv420p and the one
+# the streams are tagged with (_add_video_stream). Rows: Y, U (Cb), V (Cr); input 0..255.
+_BT601 = torch.tensor([[65.481, 128.553, 24.966],
+                       [-37.797, -74.203, 112.0],
+                       [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
+
+
+def to_i420(frames: VideoFrames) -> I420Frames:
+    """RGB uint8 [n, H, W, 3] -> I420Frames [n, H*3/2, W] on the same device.
+
+    H must be a multiple of 4 and W even (PyAV's packed yuv420p array holds each H/2 x W/2
+    chroma plane as H/4 rows of W).
+
+    Chroma is the 2x2 mean of the RGB, converted (swscale's default filter gives the same to
+    within 3 levels, mean 0.07; ``tests/test_encode.py`` checks it). Meant for CUDA, where it is
+    a few kernels; on the CPU, swscale inside the encoder is faster.
+    """
+    x = frames.frames
+    n, H, W, _ = x.shape
+    if H % 4 or W % 2:
+        raise ValueError(f"packed yuv420p needs a height divisible by 4 and an even width, got {W}x{H}")
+    m = _BT601.to(device=x.device, dtype=torch.float32)
+    f = x.to(torch.float32)  # [n, H, W, 3]
+    out = torch.empty((n, H * 3 // 2, W), dtype=torch.uint8, device=x.device)
+    y = f @ m[0] + 16.0  # [n, H, W]
+    out[:, :H] = y.add_(0.5).clamp_(0, 255).to(torch.uint8)
+    avg = f.reshape(n, H // 2, 2, W // 2, 2, 3).mean(dim=(2, 4))  # [n, H/2, W/2, 3]
+    uv = avg @ m[1:].T + 128.0  # [n, H/2, W/2, 2]
+    uv = uv.add_(0.5).clamp_(0, 255).to(torch.uint8)
+    out[:, H:H + H // 4] = uv[..., 0].reshape(n, H // 4, W)
+    out[:, H + H // 4:] = uv[..., 1].reshape(n, H // 4, W)
+    return I420Frames(out, frames.fps, frames.first_frame)
+
+
+def _host_frames(frames: VideoFrames | I420Frames, width: int, height: int) -> tuple[np.ndarray, str]:
+    """What the encoders take: (uint8 array [n, ...] on the host, its PyAV pixel format).
+
+    CUDA RGB frames are converted to yuv420p on the GPU before the copy (half the bytes, no
+    swscale on the CPU); CPU RGB frames go as they are (swscale is faster there).
+    """
+    if isinstance(frames, I420Frames):
+        arr, fmt, shape = frames.data, "yuv420p", (height * 3 // 2, width)
+    else:
+        arr, fmt, shape = frames.frames, "rgb24", (height, width, 3)
+        if arr.device.type == "cuda" and arr.dtype == torch.uint8 and tuple(arr.shape[1:]) == shape \
+                and height % 4 == 0:
+            arr, fmt, shape = to_i420(frames).data, "yuv420p", (height * 3 // 2, width)
+    if arr.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8, got {arr.dtype}")
+    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
+        raise ValueError(f"{fmt} frames must be [n, {', '.join(map(str, shape))}], got {tuple(arr.shape)}")
+    return np.ascontiguousarray(arr.detach().cpu().numpy()), fmt
 
 
 def _as_fraction(fps: float) -> Fraction:
@@ -202,13 +260,14 @@ class _SegmentEncoders:
         self._segment = max(1, int(segment))
         self._workers = max(1, int(workers))
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="facecast-h264")
-        self._pending: list[tuple[np.ndarray, int]] = []  # frames [H, W, 3] and their pts
+        self._pending: list[tuple[np.ndarray, int, str]] = []  # frame, its pts, its pixel format
         self._queued: list = []  # futures of segments' packet lists, in stream order
         self._last_dts: int | None = None
 
-    def push(self, data: np.ndarray, first_pts: int) -> None:
+    def push(self, data: np.ndarray, fmt: str, first_pts: int) -> None:
+        """data: frames [n, ...] in PyAV pixel format ``fmt`` (rgb24 or yuv420p)."""
         for k in range(data.shape[0]):
-            self._pending.append((data[k], first_pts + k))
+            self._pending.append((data[k], first_pts + k, fmt))
             if len(self._pending) >= self._segment:
                 self._submit()
         self._drain(block=False)
@@ -247,12 +306,12 @@ class _SegmentEncoders:
             packet.stream = self._stream
         self._mux(packets)
 
-    def _encode(self, frames: list[tuple[np.ndarray, int]]) -> list:
+    def _encode(self, frames: list[tuple[np.ndarray, int, str]]) -> list:
         """Runs on a pool thread: one fresh encoder for the segment, flushed at its end."""
         ctx = self._make_context()
         packets = []
-        for data, pts in frames:
-            frame = av.VideoFrame.from_ndarray(data, format="rgb24")
+        for data, pts, fmt in frames:
+            frame = av.VideoFrame.from_ndarray(data, format=fmt)
             frame.pts = pts
             packets.extend(ctx.encode(frame))
         packets.extend(ctx.encode(None))
@@ -263,7 +322,8 @@ class Mp4Writer:
     """Streaming H.264 (yuv420p) + AAC writer for .mp4/.m4v/.mov.
 
     fps: frame rate (video pts = VideoFrames.first_frame + k in units of 1/fps).
-    width, height: even frame size; frames must be uint8 [n, height, width, 3] RGB.
+    width, height: even frame size; frames must be VideoFrames uint8 [n, height, width, 3] RGB
+        (on any device: CUDA frames are converted to yuv420p on the GPU) or I420Frames.
     audio_rate, audio_channels: rate/channels of the AudioChunks that will be written
         (audio_rate None: no audio track). Chunks at another rate are rejected; a rate AAC cannot
         carry is resampled to 48 kHz inside the writer. Audio pts come from AudioChunk.start:
@@ -366,30 +426,26 @@ class Mp4Writer:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_video(self, frames: VideoFrames) -> None:
-        """Encode frames uint8 [n, height, width, 3] RGB at pts first_frame + k."""
+    def write_video(self, frames: VideoFrames | I420Frames) -> None:
+        """Encode frames (RGB uint8 [n, height, width, 3], or I420Frames) at pts first_frame + k."""
         self._check_open()
         if abs(frames.fps - self.fps) > 1e-3 * self.fps:
-            raise ValueError(f"VideoFrames at {frames.fps} fps written to a {self.fps} fps Mp4Writer")
-        arr = frames.frames
-        if arr.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8 RGB, got {arr.dtype}")
-        if arr.ndim != 4 or tuple(arr.shape[1:]) != (self.height, self.width, 3):
-            raise ValueError(f"frames must be [n, {self.height}, {self.width}, 3], got {tuple(arr.shape)}")
+            raise ValueError(f"{type(frames).__name__} at {frames.fps} fps written to a {self.fps} fps Mp4Writer")
         if frames.first_frame < self._next_pts:
             raise ValueError(
                 f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase"
             )
-        data = np.ascontiguousarray(arr.detach().cpu().numpy())
+        data, fmt = _host_frames(frames, self.width, self.height)
         if self._segments is not None:
-            if arr.device.type == "cpu" and np.shares_memory(data, arr.numpy()):
+            src = frames.data if isinstance(frames, I420Frames) else frames.frames
+            if src.device.type == "cpu" and np.shares_memory(data, src.numpy()):
                 data = data.copy()  # encoded later, on a pool thread: the caller may reuse its buffer
-            self._segments.push(data, frames.first_frame)
+            self._segments.push(data, fmt, frames.first_frame)
             self._next_pts = frames.first_frame + data.shape[0]
             self._frames_written += data.shape[0]
             return
         for k in range(data.shape[0]):
-            frame = av.VideoFrame.from_ndarray(data[k], format="rgb24")
+            frame = av.VideoFrame.from_ndarray(data[k], format=fmt)
             frame.pts = frames.first_frame + k
             self._mux(self._video.encode(frame))
         self._next_pts = frames.first_frame + data.shape[0]
@@ -562,7 +618,8 @@ class Fmp4SegmentWriter:
     returned is a valid MP4 file (``movflags=frag_keyframe+empty_moov+default_base_moof``,
     no ``mfra`` trailer).
 
-    fps, width, height: video format; frames are uint8 [n, height, width, 3] RGB with pts
+    fps, width, height: video format; frames are VideoFrames uint8 [n, height, width, 3] RGB
+        (or I420Frames; CUDA RGB frames are converted on the GPU, as in Mp4Writer) with pts
         ``first_frame + k`` (1/fps units), increasing, starting anywhere >= 0.
     audio_rate, audio_channels: the AudioChunks' rate (one of AAC_SAMPLE_RATES) and the track's
         channels (1 or 2; chunks with other channel counts are mixed/duplicated); None = no
@@ -629,26 +686,28 @@ class Fmp4SegmentWriter:
             self._audio = a
             self._track = _AacTrack(a, audio_rate, audio_channels, self._container.mux)
 
-    def write(self, video: VideoFrames | None = None, audio: AudioChunk | None = None) -> bytes:
+    def write(self, video: VideoFrames | I420Frames | None = None, audio: AudioChunk | None = None) -> bytes:
         """Encode ``video`` (may be None or empty) and ``audio`` (may be None); return the bytes
         the muxer produced meanwhile (the init segment first, then whole fragments)."""
         if self._closed:
             raise ValueError("Fmp4SegmentWriter is already closed")
-        if video is not None and video.num_frames and audio is not None and audio.num_samples:
+        if video is not None and video.num_frames:
+            data, fmt = self._video_to_host(video)  # one device -> host copy for the whole chunk
+            if audio is None or not audio.num_samples:
+                self._encode_frames(data, fmt, video.first_frame)
+                return self._sink.take()
             # Interleave: each frame, then the audio up to its end, so every fragment carries
             # the sound of its own frames rather than all audio piling into a later one.
             a0 = round(audio.start * audio.sample_rate)
             done = 0
             for k in range(video.num_frames):
-                self._write_video(VideoFrames(video.frames[k:k + 1], video.fps, video.first_frame + k))
+                self._encode_frames(data[k:k + 1], fmt, video.first_frame + k)
                 upto = round((video.first_frame + k + 1) / video.fps * audio.sample_rate) - a0
                 upto = audio.num_samples if k == video.num_frames - 1 else min(max(upto, done), audio.num_samples)
                 if upto > done:
                     self._write_audio(AudioChunk(audio.samples[:, done:upto], audio.sample_rate,
                                                  (a0 + done) / audio.sample_rate))
                     done = upto
-        elif video is not None and video.num_frames:
-            self._write_video(video)
         elif audio is not None and audio.num_samples:
             self._write_audio(audio)
         return self._sink.take()
@@ -666,25 +725,26 @@ class Fmp4SegmentWriter:
             self._container.close()
         return self._sink.take()
 
-    def _write_video(self, frames: VideoFrames) -> None:
+    def _video_to_host(self, frames: VideoFrames | I420Frames) -> tuple[np.ndarray, str]:
         if abs(frames.fps - self.fps) > 1e-3 * self.fps:
-            raise ValueError(f"VideoFrames at {frames.fps} fps written to a {self.fps} fps Fmp4SegmentWriter")
-        arr = frames.frames
-        if arr.dtype != torch.uint8 or arr.ndim != 4 or tuple(arr.shape[1:]) != (self.height, self.width, 3):
-            raise ValueError(f"frames must be uint8 [n, {self.height}, {self.width}, 3], got {arr.dtype} {tuple(arr.shape)}")
+            raise ValueError(f"{type(frames).__name__} at {frames.fps} fps written to a {self.fps} fps "
+                             "Fmp4SegmentWriter")
         if frames.first_frame < self._next_pts:
             raise ValueError(f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase")
+        return _host_frames(frames, self.width, self.height)
+
+    def _encode_frames(self, data: np.ndarray, fmt: str, first_frame: int) -> None:
+        """data: [n, ...] host frames in PyAV pixel format ``fmt``, pts first_frame + k."""
         if self._first_pts is None:
-            self._first_pts = frames.first_frame
-        data = np.ascontiguousarray(arr.detach().cpu().numpy())
+            self._first_pts = first_frame
         for k in range(data.shape[0]):
-            pts = frames.first_frame + k
-            frame = av.VideoFrame.from_ndarray(data[k], format="rgb24")
+            pts = first_frame + k
+            frame = av.VideoFrame.from_ndarray(data[k], format=fmt)
             frame.pts = pts
             if (pts - self._first_pts) % self.fragment_frames == 0:
                 frame.pict_type = av.video.frame.PictureType.I  # IDR: a fragment starts here
             self._container.mux(self._video.encode(frame))
-        self._next_pts = frames.first_frame + data.shape[0]
+        self._next_pts = first_frame + data.shape[0]
 
     def _write_audio(self, chunk: AudioChunk) -> None:
         if self._audio is None:

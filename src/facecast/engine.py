@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .types import AudioChunk, FaceLandmarks, MotionFrames, Portrait, VideoFrames
+from .types import AudioChunk, FaceLandmarks, I420Frames, MotionFrames, Portrait, VideoFrames
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,14 @@ class LoadTestOptions:
     tick_s: the GPU scheduler gathers ready work for this long after the first item before one
         launch (a launch costs ~10 ms however few frames it has, so batching across streams is
         what lets one GPU serve many).
-    encode: H.264 per stream (libx264 `preset`), else frames are only rendered and fetched."""
+    encode: H.264 per stream (libx264 `preset`), else frames are only rendered and fetched.
+    speed: the clients' clock runs this many times faster than the wall clock (1 = real time);
+        for hour-long memory runs in minutes. Latencies are then in wall seconds of the faster
+        clock and say nothing about real-time delivery.
+    memory_every_s: sample RSS (this process and its workers) and VRAM every this many wall
+        seconds into ``result["memory"]`` (0 = off).
+    i420: hand frames to the encoders as yuv420p converted where they were rendered (None: on
+        CUDA only; on a CPU swscale inside the encoder is faster, True there tests the path)."""
 
     streams: int = 2
     seconds: float = 10.0
@@ -56,6 +63,9 @@ class LoadTestOptions:
     stagger_s: float = 1.0
     max_batch: int = 256
     tick_s: float = 0.025
+    speed: float = 1.0
+    memory_every_s: float = 0.0
+    i420: bool | None = None
     verbose: bool = False
 
 
@@ -106,7 +116,7 @@ def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTes
         step += 1
         now = time.monotonic()
         for s in list(live):
-            due = int((now - (t0 + offsets[s])) / opts.chunk_s)  # chunks that have "arrived"
+            due = int((now - (t0 + offsets[s])) * opts.speed / opts.chunk_s)  # chunks that have "arrived"
             sess = sessions[s]
             while due > pos[s] // n_chunk and pos[s] < len(audio[s]):
                 piece = audio[s][pos[s]:pos[s] + n_chunk]
@@ -120,7 +130,7 @@ def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTes
             for ch, mo in zip(chunks, caps[s].motions[-len(chunks):] if chunks else []):
                 out_q.put((s, mo.first_frame, mo.params, ch.audio.samples, ch.audio.sample_rate))
             caps[s].motions.clear()
-        time.sleep(max(0.0, opts.chunk_s / 2 - (time.monotonic() - now)))
+        time.sleep(max(0.0, opts.chunk_s / 2 / opts.speed - (time.monotonic() - now)))
     out_q.put(("done", stream_ids))
 
 
@@ -145,16 +155,18 @@ class _StreamOut:
             self.writer = Fmp4SegmentWriter(fps=opts.fps, width=opts.size, height=opts.size, audio_rate=16000,
                                             audio_channels=1, preset=opts.preset, fragment_frames=5, threads=1)
 
-    def deliver(self, first: int, frames: torch.Tensor, audio: np.ndarray, rate: int, t_audio0: float,
-                opts: LoadTestOptions) -> None:
-        """Encode frames [n, H, W, 3]; t_audio0: wall time at which this stream's audio time 0
-        arrived, so frame k's latency is now - (t_audio0 + its time)."""
+    def deliver(self, first: int, frames: torch.Tensor, i420: bool, audio: np.ndarray, rate: int,
+                t_audio0: float, opts: LoadTestOptions) -> None:
+        """Encode frames (RGB [n, H, W, 3], or yuv420p [n, H*3/2, W] when ``i420``); t_audio0: wall
+        time at which this stream's audio time 0 arrived, so frame k's latency is
+        now - (t_audio0 + its time / speed)."""
         if self.writer is not None:
             a = AudioChunk(audio, rate, first / opts.fps) if audio.shape[1] else None
-            self.bytes += len(self.writer.write(VideoFrames(frames, opts.fps, first), a))
+            video = I420Frames(frames, opts.fps, first) if i420 else VideoFrames(frames, opts.fps, first)
+            self.bytes += len(self.writer.write(video, a))
         t = time.monotonic()
         for k in range(frames.shape[0]):
-            lat = t - (t_audio0 + (first + k) / opts.fps)
+            lat = t - (t_audio0 + (first + k) / opts.fps / opts.speed)
             self.latencies.append(lat)
             self.late += lat > opts.lookahead_s + opts.budget_s
         self.frames += frames.shape[0]
@@ -171,14 +183,19 @@ class _StreamOut:
 _SLOT_FRAMES = 8  # frames per shared-memory slot (work items carry <= 5: chunk_frames)
 
 
-def _encoder_main(shm_name: str, slots: int, opts: LoadTestOptions, in_q, free, res_q) -> None:
+def _frame_shape(size: int, i420: bool) -> tuple[int, ...]:
+    """One frame in the shared-memory ring: yuv420p rows (GPU-converted) or RGB."""
+    return (size * 3 // 2, size) if i420 else (size, size, 3)
+
+
+def _encoder_main(shm_name: str, slots: int, i420: bool, opts: LoadTestOptions, in_q, free, res_q) -> None:
     """Encoder process: frames arrive in a shared-memory ring (no pickling of pixels), messages
     name the slot; x264 + AAC + fMP4 muxing per stream, off the GPU process's GIL."""
     from multiprocessing import shared_memory
 
     torch.set_num_threads(1)
     shm = shared_memory.SharedMemory(name=shm_name)
-    ring = np.ndarray((slots, _SLOT_FRAMES, opts.size, opts.size, 3), np.uint8, buffer=shm.buf)
+    ring = np.ndarray((slots, _SLOT_FRAMES) + _frame_shape(opts.size, i420), np.uint8, buffer=shm.buf)
     from .encode import Fmp4SegmentWriter  # noqa: F401  (import before saying ready)
 
     res_q.put("ready")
@@ -190,7 +207,7 @@ def _encoder_main(shm_name: str, slots: int, opts: LoadTestOptions, in_q, free, 
         free.release()
         if s not in outs:
             outs[s] = _StreamOut(opts)
-        outs[s].deliver(first, frames, audio, rate, t_audio0[s], opts)
+        outs[s].deliver(first, frames, i420, audio, rate, t_audio0[s], opts)
     res_q.put({s: o.summary() for s, o in outs.items()})
     del ring
     shm.close()
@@ -199,23 +216,24 @@ def _encoder_main(shm_name: str, slots: int, opts: LoadTestOptions, in_q, free, 
 class _EncoderPool:
     """Encoder processes, stream s always on process s % n (an encoder keeps per-stream state)."""
 
-    def __init__(self, ctx, n: int, opts: LoadTestOptions, slots: int = 64):
+    def __init__(self, ctx, n: int, opts: LoadTestOptions, i420: bool, slots: int = 64):
         from multiprocessing import shared_memory
 
         self.opts, self.slots = opts, slots
-        frame = opts.size * opts.size * 3
+        shape = _frame_shape(opts.size, i420)
+        frame = int(np.prod(shape))
         self.res_q = ctx.Queue()
         self.shms, self.qs, self.frees, self.rings, self.next = [], [], [], [], []
         self.procs = []
         for _ in range(max(n, 1)):
             shm = shared_memory.SharedMemory(create=True, size=slots * _SLOT_FRAMES * frame)
             q, free = ctx.Queue(), ctx.Semaphore(slots)
-            self.procs.append(ctx.Process(target=_encoder_main, args=(shm.name, slots, opts, q, free, self.res_q),
+            self.procs.append(ctx.Process(target=_encoder_main, args=(shm.name, slots, i420, opts, q, free, self.res_q),
                                           daemon=True))
             self.shms.append(shm)
             self.qs.append(q)
             self.frees.append(free)
-            self.rings.append(np.ndarray((slots, _SLOT_FRAMES, opts.size, opts.size, 3), np.uint8, buffer=shm.buf))
+            self.rings.append(np.ndarray((slots, _SLOT_FRAMES) + shape, np.uint8, buffer=shm.buf))
             self.next.append(0)
         for p in self.procs:
             p.start()
@@ -230,7 +248,7 @@ class _EncoderPool:
             q.put(t_audio0)
 
     def send(self, s: int, first: int, frames: np.ndarray, audio: np.ndarray, rate: int) -> None:
-        """frames uint8 [n <= 8, H, W, 3] of stream s starting at frame ``first``."""
+        """frames uint8 [n <= 8, ...] (the ring's frame shape) of stream s from frame ``first``."""
         e = s % len(self.qs)
         if frames.shape[0] > _SLOT_FRAMES:
             raise ValueError(f"{frames.shape[0]} frames in one item; at most {_SLOT_FRAMES}")
@@ -257,6 +275,27 @@ class _EncoderPool:
         return results
 
 
+def _rss_mib(pid: int | str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # gone, or no /proc (not Linux)
+        pass
+    return 0.0
+
+
+def _memory_sample(wall_s: float, speed: float, children: list[int], cuda: bool) -> dict:
+    """RSS of the scheduler and of its worker processes, and the GPU memory the engine holds."""
+    row = {"wall_s": round(wall_s, 2), "stream_min": round(max(wall_s, 0.0) * speed / 60, 3),
+           "rss_main_mib": round(_rss_mib(), 1), "rss_workers_mib": round(sum(_rss_mib(p) for p in children), 1)}
+    if cuda:
+        row["vram_allocated_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+        row["vram_reserved_mib"] = round(torch.cuda.memory_reserved() / 2**20, 1)
+    return row
+
+
 def _split(work: list, max_frames: int) -> list[list]:
     """Split work items into groups of at most ``max_frames`` frames (an item is never split)."""
     groups, cur, count = [], [], 0
@@ -276,6 +315,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
     float32 ``speech``, each client starting at a different point), and measure delivery."""
     from .batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
+    from .encode import to_i420
 
     n = opts.streams
     torch.set_num_threads(1)  # the other cores belong to the motion workers and encoders
@@ -284,13 +324,18 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     cuda = engine.device.type == "cuda"
     if cuda:
         faces = [engine.add(portraits[i % len(portraits)]) for i in range(n)]
-        graphed = GraphedBatchRenderer(engine, buckets=tuple(b for b in (8, 16, 32, 64, 128, 256) if b <= opts.max_batch))
+        # Frames leave the GPU as yuv420p (converted inside the graph): half the bytes of RGB
+        # through pinned and shared memory, and no swscale in the encoder processes.
+        i420 = opts.size % 4 == 0 if opts.i420 is None else opts.i420
+        graphed = GraphedBatchRenderer(engine, buckets=tuple(b for b in (8, 16, 32, 64, 128, 256) if b <= opts.max_batch),
+                                       i420=i420)
     else:
         # On a CPU, batching across streams buys nothing and the per-portrait renderer has the
         # OpenCV fast path; the batched engine is the GPU's.
         from .render import MeshRenderer
 
         cpu_renderers = [MeshRenderer(portraits[i % len(portraits)]) for i in range(n)]
+        i420 = bool(opts.i420)  # default off: swscale in the encoder is faster than torch on a CPU
     rng = np.random.default_rng(0)
     L = int(opts.seconds * 16000)
     audio = {}
@@ -309,7 +354,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     cpu0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     ctx = mp.get_context("spawn")
     out_q, start_q = ctx.Queue(), ctx.Queue()
-    encoders = _EncoderPool(ctx, opts.encoders, opts)
+    encoders = _EncoderPool(ctx, opts.encoders, opts, i420)
     groups = [g for g in (list(range(n))[w::opts.workers] for w in range(opts.workers)) if g]
     procs = [ctx.Process(target=_motion_worker, args=(g, {s: portraits[s % len(portraits)] for s in g},
                                                      {s: audio[s] for s in g}, {s: offsets[s] for s in g},
@@ -325,6 +370,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         start_q.put(t0)
     encoders.start({s: t0 + offsets[s] for s in range(n)})
     dispatcher = ThreadPoolExecutor(1)  # waits for device->host copies off the scheduling loop
+    memory: list[dict] = []
+    next_sample = time.monotonic()
+    children = [p.pid for p in procs] + [p.pid for p in encoders.procs]
     launches, launch_frames, render_ms, host_ms = 0, [], [], []
     done_workers = 0
 
@@ -355,6 +403,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         return 1
 
     while done_workers < len(procs):
+        if opts.memory_every_s > 0 and time.monotonic() >= next_sample:
+            memory.append(_memory_sample(time.monotonic() - t0, opts.speed, children, cuda))
+            next_sample += opts.memory_every_s
         items = []
         try:
             items.append(out_q.get(timeout=0.05))
@@ -378,7 +429,8 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         if not cuda:
             t_launch = time.perf_counter()
             for s, first, p, a, rate in work:
-                frames = cpu_renderers[s].render(MotionFrames(p, opts.fps, first)).frames
+                video = cpu_renderers[s].render(MotionFrames(p, opts.fps, first))
+                frames = to_i420(video).data if i420 else video.frames
                 encoders.send(s, first, frames.numpy(), a, rate)
             host_ms.append((time.perf_counter() - t_launch) * 1000)
             launches += 1
@@ -420,6 +472,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         "cpu_cores_workers": cpu_workers / wall,  # motion + encoder processes (joined, so counted)
         "launch_host_ms_mean": float(np.mean(host_ms)) if host_ms else None,
         "bytes_per_stream": float(np.mean([o["bytes"] for o in outs.values()])),
+        "memory": memory,
     }
     if cuda:
         torch.cuda.synchronize()

@@ -456,7 +456,9 @@ class _ThreadedWriter:
         try:
             while (item := self._q.get()) is not None:
                 t = time.perf_counter()
-                self._writer.write_video(VideoFrames(item.video.frames.cpu(), item.video.fps, item.video.first_frame))
+                # CUDA frames stay on the GPU: the writer converts them to yuv420p there and
+                # copies half the bytes (encode.to_i420).
+                self._writer.write_video(item.video)
                 for a in item.audio:
                     self._writer.write_audio(a)
                 # Runs on the encode thread, concurrently with rendering: its time overlaps.

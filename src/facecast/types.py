@@ -153,6 +153,31 @@ class VideoFrames:
 
 
 @dataclass(frozen=True)
+class I420Frames:
+    """Frames as planar YUV 4:2:0, BT.601 limited range: what H.264 encodes.
+
+    data: uint8 tensor [n, H * 3 // 2, W] on any device, each frame laid out as FFmpeg's
+        ``yuv420p`` (rows 0..H-1 the luma plane, then U and V, each H/2 x W/2 packed into H/4
+        rows of W). Made by ``encode.to_i420`` on the device that rendered the frames, so the
+        host receives half the bytes of RGB and the encoders skip their colour conversion.
+    fps, first_frame: as in VideoFrames.
+    """
+
+    data: torch.Tensor
+    fps: float
+    first_frame: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the picture."""
+        return int(self.data.shape[2]), int(self.data.shape[1]) * 2 // 3
+
+
+@dataclass(frozen=True)
 class FaceLandmarks:
     """Landmarks of one face in one image.
 
