@@ -49,12 +49,30 @@ def main() -> None:
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--threads", type=int, nargs="+", default=[0])
     ap.add_argument("--input", nargs="+", default=["rgb"], choices=["rgb", "i420"])
+    ap.add_argument("--busy", action="store_true",
+                    help="a Python thread spins alongside (as the render loop does in `say`): GIL contention")
+    ap.add_argument("--switch", type=float, nargs="+", default=[None],
+                    help="sys.setswitchinterval values to try (s; default Python's 0.005)")
     args = ap.parse_args()
+    import sys
+    import threading
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(i * i for i in range(2000))
+
+    if args.busy:
+        threading.Thread(target=spin, daemon=True).start()
     img = np.load(args.portraits)["img0"]
     frames = torch.from_numpy(frames_like_a_talking_head(img, args.frames))
     yuv = to_i420(VideoFrames(frames, 25.0, 0)).data
     print(f"{os.cpu_count()} cores, {args.frames} frames {img.shape[1]}x{img.shape[0]}, preset {args.preset}")
-    for kind, threads, workers in [(k, t, w) for k in args.input for t in args.threads for w in args.workers]:
+    default_switch = sys.getswitchinterval()
+    for switch, kind, threads, workers in [(sw, k, t, w) for sw in args.switch for k in args.input
+                                           for t in args.threads for w in args.workers]:
+        sys.setswitchinterval(switch or default_switch)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "x.mp4")
             t0 = time.perf_counter()
@@ -70,9 +88,11 @@ def main() -> None:
             cpu = time.process_time() - cpu0
             info = probe_mp4(path)
             size = os.path.getsize(path)
-        print(f"{kind:4s} threads {threads} workers {workers:2d}: {args.frames / wall:7.1f} frames/s, wall {wall:6.2f} s, "
+        print(f"switch {sys.getswitchinterval() * 1e3:.2f} ms busy {int(args.busy)} {kind:4s} threads {threads} "
+              f"workers {workers:2d}: {args.frames / wall:7.1f} frames/s, wall {wall:6.2f} s, "
               f"CPU {cpu / wall:4.1f} cores, {info['num_frames']} frames, {size / 1e6:.2f} MB", flush=True)
 
 
 if __name__ == "__main__":
     main()
+
