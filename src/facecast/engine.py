@@ -405,6 +405,8 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     while done_workers < len(procs):
         if opts.memory_every_s > 0 and time.monotonic() >= next_sample:
             memory.append(_memory_sample(time.monotonic() - t0, opts.speed, children, cuda))
+            if opts.verbose:
+                print("memory", memory[-1], flush=True)
             next_sample += opts.memory_every_s
         items = []
         try:
