@@ -40,7 +40,8 @@ if __name__ == "__main__":
                                                         i420=False if args.rgb else None, verbose=True))
         keys = ["frames_min", "frames_expected_per_stream", "late_fraction", "latency_p50_s", "latency_p95_s",
                 "ttff_p50_s", "ttff_p95_s", "per_stream_fps", "frames_per_launch_mean", "gpu_render_ms_mean",
-                "gpu_busy_fraction", "launch_host_ms_mean", "peak_vram_gib", "wall_s", "cpu_cores_main", "cpu_cores_workers"]
+                "gpu_busy_fraction", "launch_host_ms_mean", "peak_vram_gib", "wall_s", "cpu_cores_main", "cpu_cores_workers",
+                "cpu_per_stream_s"]
         print(json.dumps({"streams": n, **{k: r.get(k) for k in keys}}), flush=True)
         for m in r["memory"]:
             print(json.dumps(m), flush=True)

@@ -27,6 +27,8 @@ def test_two_live_streams_deliver_every_frame():
     assert r["bytes_per_stream"] > 1000  # fragmented MP4 really written
     assert 0.05 < r["ttff_p50_s"] < 5.0  # at least the look-ahead; generous for a loaded CI box
     assert np.isfinite(r["latency_p95_s"])
+    cpu = r["cpu_per_stream_s"]  # CPU seconds per stream-second, by role
+    assert 0.005 < cpu["motion"] < 5 and 0.001 < cpu["encode"] < 5 and cpu["scheduler"] > 0
 
 
 def test_yuv_hand_over_faster_clock_and_memory_samples():

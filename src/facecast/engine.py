@@ -131,7 +131,7 @@ def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTes
                 out_q.put((s, mo.first_frame, mo.params, ch.audio.samples, ch.audio.sample_rate))
             caps[s].motions.clear()
         time.sleep(max(0.0, opts.chunk_s / 2 / opts.speed - (time.monotonic() - now)))
-    out_q.put(("done", stream_ids))
+    out_q.put(("done", stream_ids, time.process_time()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def _encoder_main(shm_name: str, slots: int, i420: bool, opts: LoadTestOptions, 
         if s not in outs:
             outs[s] = _StreamOut(opts)
         outs[s].deliver(first, frames, i420, audio, rate, t_audio0[s], opts)
-    res_q.put({s: o.summary() for s, o in outs.items()})
+    res_q.put(({s: o.summary() for s, o in outs.items()}, time.process_time()))
     del ring
     shm.close()
 
@@ -262,8 +262,11 @@ class _EncoderPool:
         for q in self.qs:
             q.put(None)
         results: dict[int, dict] = {}
+        self.cpu_s = 0.0  # CPU seconds of all encoder processes
         for _ in self.procs:
-            results.update(self.res_q.get(timeout=600))
+            summary, cpu = self.res_q.get(timeout=600)
+            results.update(summary)
+            self.cpu_s += cpu
         for p in self.procs:
             p.join(timeout=30)
         for r, shm in zip(self.rings, self.shms):
@@ -375,6 +378,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     children = [p.pid for p in procs] + [p.pid for p in encoders.procs]
     launches, launch_frames, render_ms, host_ms = 0, [], [], []
     done_workers = 0
+    cpu_motion = 0.0  # CPU seconds of the motion workers, as they report when done
 
     def _launch(work) -> int:
         """One batched render of ``work`` items; frames go to the encoders when they reach the
@@ -421,6 +425,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         for it in items:
             if it[0] == "done":
                 done_workers += 1
+                cpu_motion += it[2]
             else:
                 work.append(it)
         if not work:
@@ -472,6 +477,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         "wall_s": wall,
         "cpu_cores_main": cpu_self / wall,  # GPU scheduling loop and frame dispatch
         "cpu_cores_workers": cpu_workers / wall,  # motion + encoder processes (joined, so counted)
+        # Per stream and second of its speech: where the CPU goes (the live ceiling's limit).
+        "cpu_per_stream_s": {"motion": cpu_motion / (n * opts.seconds), "encode": encoders.cpu_s / (n * opts.seconds),
+                             "scheduler": cpu_self / (n * opts.seconds)},
         "launch_host_ms_mean": float(np.mean(host_ms)) if host_ms else None,
         "bytes_per_stream": float(np.mean([o["bytes"] for o in outs.values()])),
         "memory": memory,
