@@ -21,6 +21,7 @@ within 3), so the host copies half the bytes and the encoders skip ~30 % of thei
 
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -99,6 +100,13 @@ _BT601 = torch.tensor([[65.481, 128.553, 24.966],
                        [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
 
 
+@functools.lru_cache(maxsize=8)
+def _bt601_on(device: torch.device) -> torch.Tensor:
+    """The matrix, float32, on ``device``: made once (a host -> device copy cannot happen inside
+    a CUDA graph capture, and the live engine captures to_i420 in its graphs)."""
+    return _BT601.to(device=device, dtype=torch.float32)
+
+
 def to_i420(frames: VideoFrames) -> I420Frames:
     """RGB uint8 [n, H, W, 3] -> I420Frames [n, H*3/2, W] on the same device.
 
@@ -113,7 +121,7 @@ def to_i420(frames: VideoFrames) -> I420Frames:
     n, H, W, _ = x.shape
     if H % 4 or W % 2:
         raise ValueError(f"packed yuv420p needs a height divisible by 4 and an even width, got {W}x{H}")
-    m = _BT601.to(device=x.device, dtype=torch.float32)
+    m = _bt601_on(x.device)
     f = x.to(torch.float32)  # [n, H, W, 3]
     out = torch.empty((n, H * 3 // 2, W), dtype=torch.uint8, device=x.device)
     y = f @ m[0] + 16.0  # [n, H, W]
