@@ -15,10 +15,12 @@ latency, and time to first frame from the first audio chunk.
 
 from __future__ import annotations
 
+import collections
 import multiprocessing as mp
 import os
 import queue
 import resource
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -108,6 +110,7 @@ def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTes
     sessions = {s: StreamSession(portraits[s], so, render=caps[s]) for s in stream_ids}
     out_q.put(("ready", stream_ids))
     t0 = start_q.get()
+    cpu0 = time.process_time()  # model loading before the clock is not per-stream cost
     n_chunk = int(round(opts.chunk_s * 16000))
     pos = {s: 0 for s in stream_ids}
     live = set(stream_ids)
@@ -131,7 +134,7 @@ def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTes
                 out_q.put((s, mo.first_frame, mo.params, ch.audio.samples, ch.audio.sample_rate))
             caps[s].motions.clear()
         time.sleep(max(0.0, opts.chunk_s / 2 / opts.speed - (time.monotonic() - now)))
-    out_q.put(("done", stream_ids, time.process_time()))
+    out_q.put(("done", stream_ids, time.process_time() - cpu0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,6 +203,7 @@ def _encoder_main(shm_name: str, slots: int, i420: bool, opts: LoadTestOptions, 
 
     res_q.put("ready")
     t_audio0 = in_q.get()  # {stream: wall time of its audio time 0}
+    cpu0 = time.process_time()
     outs: dict[int, _StreamOut] = {}
     while (msg := in_q.get()) is not None:
         slot, s, first, n, audio, rate = msg
@@ -208,7 +212,7 @@ def _encoder_main(shm_name: str, slots: int, i420: bool, opts: LoadTestOptions, 
         if s not in outs:
             outs[s] = _StreamOut(opts)
         outs[s].deliver(first, frames, i420, audio, rate, t_audio0[s], opts)
-    res_q.put(({s: o.summary() for s, o in outs.items()}, time.process_time()))
+    res_q.put(({s: o.summary() for s, o in outs.items()}, time.process_time() - cpu0))
     del ring
     shm.close()
 
@@ -373,10 +377,18 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         start_q.put(t0)
     encoders.start({s: t0 + offsets[s] for s in range(n)})
     dispatcher = ThreadPoolExecutor(1)  # waits for device->host copies off the scheduling loop
+    # Back-pressure: at most this many launches wait for the encoders. Without it an overloaded
+    # encoder pool let the dispatcher's queue of frame buffers grow without bound (a 60-minute
+    # run at 8x with too few encoders: parent RSS 3.3 -> 10 GiB); with it the backlog waits
+    # upstream as motion parameters (~13 KB per 5 frames instead of ~2 MB of pixels).
+    inflight = threading.BoundedSemaphore(8)
     memory: list[dict] = []
     next_sample = time.monotonic()
     children = [p.pid for p in procs] + [p.pid for p in encoders.procs]
-    launches, launch_frames, render_ms, host_ms = 0, [], [], []
+    launches = 0
+    tally = {"frames": 0, "host_ms": 0.0, "calls": 0}  # running sums: nothing grows with stream length
+    gpu = {"ms": 0.0, "n": 0}  # render time from CUDA events, summed as the events complete
+    pending_events: collections.deque = collections.deque()
     done_workers = 0
     cpu_motion = 0.0  # CPU seconds of the motion workers, as they report when done
 
@@ -389,26 +401,36 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         ev0.record()
         t_launch = time.perf_counter()
         frames = graphed.render(ids, params)
-        host_ms.append((time.perf_counter() - t_launch) * 1000)
+        tally["host_ms"] += (time.perf_counter() - t_launch) * 1000
+        tally["calls"] += 1
         ev1.record()
-        render_ms.append((ev0, ev1))
+        pending_events.append((ev0, ev1))
+        while pending_events and pending_events[0][1].query():  # done: no wait, no growing list
+            a, b = pending_events.popleft()
+            gpu["ms"] += a.elapsed_time(b)
+            gpu["n"] += 1
         fetched = PinnedFetcher(frames)
-        launch_frames.append(int(ids.shape[0]))
+        tally["frames"] += int(ids.shape[0])
 
         def dispatch(fetched=fetched, work=work):
-            host = fetched.wait().numpy()
-            i = 0
-            for s, first, p, a, rate in work:
-                k = p.shape[0]
-                encoders.send(s, first, host[i:i + k], a, rate)
-                i += k
+            try:
+                host = fetched.wait().numpy()
+                i = 0
+                for s, first, p, a, rate in work:
+                    k = p.shape[0]
+                    encoders.send(s, first, host[i:i + k], a, rate)
+                    i += k
+            finally:
+                inflight.release()
 
+        inflight.acquire()
         dispatcher.submit(dispatch)
         return 1
 
     while done_workers < len(procs):
         if opts.memory_every_s > 0 and time.monotonic() >= next_sample:
             memory.append(_memory_sample(time.monotonic() - t0, opts.speed, children, cuda))
+            memory[-1]["frames_rendered"] = tally["frames"]
             if opts.verbose:
                 print("memory", memory[-1], flush=True)
             next_sample += opts.memory_every_s
@@ -439,9 +461,10 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
                 video = cpu_renderers[s].render(MotionFrames(p, opts.fps, first))
                 frames = to_i420(video).data if i420 else video.frames
                 encoders.send(s, first, frames.numpy(), a, rate)
-            host_ms.append((time.perf_counter() - t_launch) * 1000)
+            tally["host_ms"] += (time.perf_counter() - t_launch) * 1000
+            tally["calls"] += 1
             launches += 1
-            launch_frames.append(sum(it[2].shape[0] for it in work))
+            tally["frames"] += sum(it[2].shape[0] for it in work)
             continue
         for batch in _split(work, opts.max_batch):
             launches += _launch(batch)
@@ -473,21 +496,23 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         "ttff_p95_s": float(np.percentile(ttff, 95)) if ttff.size else None,
         "per_stream_fps": sum(o["frames"] for o in outs.values()) / n / max(opts.seconds, 1e-9),
         "launches": launches,
-        "frames_per_launch_mean": float(np.mean(launch_frames)) if launch_frames else 0.0,
+        "frames_per_launch_mean": tally["frames"] / launches if launches else 0.0,
         "wall_s": wall,
         "cpu_cores_main": cpu_self / wall,  # GPU scheduling loop and frame dispatch
         "cpu_cores_workers": cpu_workers / wall,  # motion + encoder processes (joined, so counted)
         # Per stream and second of its speech: where the CPU goes (the live ceiling's limit).
         "cpu_per_stream_s": {"motion": cpu_motion / (n * opts.seconds), "encode": encoders.cpu_s / (n * opts.seconds),
                              "scheduler": cpu_self / (n * opts.seconds)},
-        "launch_host_ms_mean": float(np.mean(host_ms)) if host_ms else None,
+        "launch_host_ms_mean": tally["host_ms"] / tally["calls"] if tally["calls"] else None,
         "bytes_per_stream": float(np.mean([o["bytes"] for o in outs.values()])),
         "memory": memory,
     }
     if cuda:
         torch.cuda.synchronize()
-        ms = [a.elapsed_time(b) for a, b in render_ms]
-        result["gpu_render_ms_mean"] = float(np.mean(ms)) if ms else None
-        result["gpu_busy_fraction"] = float(np.sum(ms) / 1000 / wall) if ms else None
+        for a, b in pending_events:
+            gpu["ms"] += a.elapsed_time(b)
+            gpu["n"] += 1
+        result["gpu_render_ms_mean"] = gpu["ms"] / gpu["n"] if gpu["n"] else None
+        result["gpu_busy_fraction"] = gpu["ms"] / 1000 / wall if gpu["n"] else None
         result["peak_vram_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return result
