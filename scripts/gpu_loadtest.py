@@ -25,6 +25,7 @@ if __name__ == "__main__":
     ap.add_argument("--preset", default="ultrafast")
     ap.add_argument("--chunk", type=float, default=0.02, help="client audio chunk (s)")
     ap.add_argument("--speed", type=float, default=1.0, help="clients' clock / wall clock")
+    ap.add_argument("--lookahead", type=float, default=0.1, help="stream look-ahead (s)")
     ap.add_argument("--memory-every", type=float, default=0.0, help="sample RSS/VRAM every N wall seconds")
     ap.add_argument("--rgb", action="store_true", help="hand RGB to the encoders (the pre-yuv420p layout)")
     ap.add_argument("--out", default=None)
@@ -37,6 +38,7 @@ if __name__ == "__main__":
                                                         device="cuda", dtype=args.dtype, workers=args.workers,
                                                         encoders=args.encoders, preset=args.preset, stagger_s=1.0, chunk_s=args.chunk,
                                                         speed=args.speed, memory_every_s=args.memory_every,
+                                                        lookahead_s=args.lookahead,
                                                         i420=False if args.rgb else None, verbose=True))
         keys = ["frames_min", "frames_expected_per_stream", "late_fraction", "latency_p50_s", "latency_p95_s",
                 "ttff_p50_s", "ttff_p95_s", "per_stream_fps", "frames_per_launch_mean", "gpu_render_ms_mean",
