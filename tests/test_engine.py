@@ -46,3 +46,8 @@ def test_yuv_hand_over_faster_clock_and_memory_samples():
     # The stream clock runs 3x the wall clock; the memory run reports stream minutes.
     assert mem[-1]["stream_min"] == pytest.approx(mem[-1]["wall_s"] * 3 / 60, abs=1e-3)
     assert r["wall_s"] < 3.0 / 3.0 + 8.0  # fed at 3x: well under the 3 s a real-time run takes plus start-up
+
+
+def test_bad_stream_settings_fail_before_any_process_starts():
+    with pytest.raises(ValueError, match="lookahead_s"):
+        run_loadtest([], np.zeros(16000, np.float32), LoadTestOptions(streams=1, lookahead_s=0.01))

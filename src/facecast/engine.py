@@ -97,15 +97,33 @@ class _Capture:
         return VideoFrames(torch.zeros((motion.num_frames, 1, 1, 3), dtype=torch.uint8), motion.fps, motion.first_frame)
 
 
+def _stream_options(opts: LoadTestOptions):
+    """Each simulated client's StreamOptions (checked: ValueError naming the bad field)."""
+    from .stream import StreamOptions, check_options
+
+    return check_options(StreamOptions(size=opts.size, fps=opts.fps, lookahead_s=opts.lookahead_s, realtime=False,
+                                       encode=False, audio_rate=16000, chunk_frames=5))
+
+
 def _motion_worker(stream_ids, portraits, audio, offsets, start_q, opts: LoadTestOptions, out_q) -> None:
     """Feed each stream's audio in real time from t0 + offset (t0 arrives on ``start_q`` once
     every worker is loaded); send (id, first_frame, params, audio samples, audio_rate) for every
-    chunk of frames that became due."""
-    torch.set_num_threads(1)
-    from .stream import StreamOptions, StreamSession
+    chunk of frames that became due. A failure is sent as ("error", text): the parent raises it
+    instead of waiting for a worker that is gone."""
+    try:
+        _motion_loop(stream_ids, portraits, audio, offsets, start_q, opts, out_q)
+    except BaseException:
+        import traceback
 
-    so = StreamOptions(size=opts.size, fps=opts.fps, lookahead_s=opts.lookahead_s, realtime=False, encode=False,
-                       audio_rate=16000, chunk_frames=5)
+        out_q.put(("error", traceback.format_exc()))
+        raise
+
+
+def _motion_loop(stream_ids, portraits, audio, offsets, start_q, opts: LoadTestOptions, out_q) -> None:
+    torch.set_num_threads(1)
+    from .stream import StreamSession
+
+    so = _stream_options(opts)
     caps = {s: _Capture() for s in stream_ids}
     sessions = {s: StreamSession(portraits[s], so, render=caps[s]) for s in stream_ids}
     out_q.put(("ready", stream_ids))
@@ -325,6 +343,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     from .encode import to_i420
 
     n = opts.streams
+    _stream_options(opts)  # invalid stream settings fail here, before any process is spawned
     torch.set_num_threads(1)  # the other cores belong to the motion workers and encoders
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[opts.dtype]
     engine = BatchRenderer((opts.size, opts.size), device=opts.device, dtype=dtype)
@@ -370,7 +389,8 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         p.start()
     for _ in procs:  # the clock starts once every worker has loaded its models
         msg = out_q.get(timeout=300)
-        assert msg[0] == "ready", msg
+        if msg[0] != "ready":
+            raise RuntimeError(f"a motion worker failed while loading:\n{msg[1]}")
     encoders.wait_ready()
     t0 = time.monotonic() + 0.2
     for _ in procs:
@@ -445,6 +465,8 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
             pass
         work = []
         for it in items:
+            if it[0] == "error":
+                raise RuntimeError(f"a motion worker failed:\n{it[1]}")
             if it[0] == "done":
                 done_workers += 1
                 cpu_motion += it[2]
