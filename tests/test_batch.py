@@ -71,3 +71,18 @@ def test_i420_render_is_the_rgb_render_converted(faces):
     want = to_i420(VideoFrames(rgb, 25.0, 0)).data
     got = GraphedBatchRenderer(batch, i420=True).render(ids, params)
     assert got.shape == (3, 288, 192) and torch.equal(got, want)
+
+
+def test_graphed_offline_renderer_equals_the_mesh_renderer(faces):
+    """GraphedRenderer (the offline CUDA renderer, here eager on the CPU: its reference) renders
+    what MeshRenderer's full-frame torch path renders, across a partial last batch."""
+    from facecast.batch import GraphedRenderer
+
+    p = faces[1]
+    params = random_params(7, np.random.default_rng(11))
+    params[2, 0] = 1.0
+    got = GraphedRenderer(p, RenderOptions(device="cpu"), batch=3).render(MotionFrames(params, 25.0, 40))
+    assert got.first_frame == 40 and got.frames.shape == (7, 192, 192, 3)
+    want = MeshRenderer(p, RenderOptions(backend="torch"), full_frame=True).render(MotionFrames(params, 25.0, 40))
+    diff = np.abs(got.frames.numpy().astype(np.float32) - want.frames.numpy().astype(np.float32))
+    assert diff.mean() < 0.3 and np.quantile(diff, 0.9995) <= 4

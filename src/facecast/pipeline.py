@@ -135,9 +135,16 @@ def prepare_portrait(portrait: str | Path | np.ndarray | Portrait, options: SayO
 
 
 def make_renderer(portrait: Portrait, options: SayOptions):
-    from .render import MeshRenderer
+    """MeshRenderer; on CUDA the same warp replayed from CUDA graphs (batch.GraphedRenderer),
+    which frees the host (and the GIL) for the encoders."""
+    from .render import MeshRenderer, resolve_device
 
-    return MeshRenderer(portrait, options.render)
+    ro = options.render
+    if resolve_device(ro.device).type == "cuda" and ro.mouth_interior and ro.backend in ("auto", "torch"):
+        from .batch import GraphedRenderer
+
+        return GraphedRenderer(portrait, ro)
+    return MeshRenderer(portrait, ro)
 
 
 # --------------------------------------------------------------------------------------------
