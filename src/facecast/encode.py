@@ -250,10 +250,11 @@ class _SegmentEncoders:
     references nothing outside itself (a closed GOP), all encoders have the same settings, so
     their SPS/PPS equal the output stream's (its extradata) and the segments' packets, in order,
     form one valid stream. PyAV releases the GIL inside swscale and libx264, so the threads run
-    in parallel; the Python part of each frame (hand-over, frame and packet objects) does not,
-    the likely reason 8-16 threads all stopped at ~1,200 frames/s at 512x512, on 6.9 of the H100
-    box's 16 cores
-    (worker processes fed through shared memory were slower still: docs/benchmarks.md). Memory
+    in parallel; the Python part of each frame (hand-over, frame and packet objects) does not.
+    On the H100 box 8-16 threads stop at ~1,250 frames/s at 512x512 from RGB and ~1,650 from
+    yuv420p made on the GPU (``to_i420``), on ~7 of its 16 cores; a busy Python thread beside
+    them costs far more (GIL hand-over waits; worker processes fed through shared memory were
+    slower still: docs/benchmarks.md). Memory
     is bounded: at most ``workers + 1`` segments of frames are held (the one being filled and
     those being encoded).
 

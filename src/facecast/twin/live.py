@@ -249,7 +249,7 @@ def run_twin_loadtest(twin: Twin, speech16k: np.ndarray, opts: TwinLoadTestOptio
     ahead = lookahead_s(twin, fps)
     enc_opts = LoadTestOptions(streams=opts.streams, seconds=opts.seconds, size=twin.size[0], fps=fps,
                                encode=opts.encode, preset=opts.preset, lookahead_s=ahead, budget_s=opts.budget_s)
-    pool = _EncoderPool(mp.get_context("spawn"), opts.encoders, enc_opts)
+    pool = _EncoderPool(mp.get_context("spawn"), opts.encoders, enc_opts, i420=False)  # RGB frames
     twin.warm_up()  # a serving process warms up once at start, before clients arrive
     pool.wait_ready()
 
