@@ -51,3 +51,5 @@ def test_yuv_hand_over_faster_clock_and_memory_samples():
 def test_bad_stream_settings_fail_before_any_process_starts():
     with pytest.raises(ValueError, match="lookahead_s"):
         run_loadtest([], np.zeros(16000, np.float32), LoadTestOptions(streams=1, lookahead_s=0.01))
+    with pytest.raises(ValueError, match="speed"):
+        run_loadtest([], np.zeros(16000, np.float32), LoadTestOptions(streams=1, speed=0))

@@ -23,7 +23,7 @@ from .composite import MouthConsts, MouthPainter, paint_mouth
 from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
     displace, grid_step, invert_warp, pixel_grid, resolve_device, \
     upsample_map
-from .types import MOTION_INDEX, Portrait
+from .types import MOTION_INDEX, Portrait, VideoFrames
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,6 @@ class BatchRenderer:
         """As ``render``, converted to yuv420p on the device (``encode.to_i420``): uint8
         [N, H*3/2, W], half the bytes to copy to the host, and the encoders skip swscale."""
         from .encode import to_i420
-        from .types import VideoFrames
 
         return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
 
@@ -251,9 +250,7 @@ class GraphedRenderer:
         self._graphed = GraphedBatchRenderer(self.engine, buckets=(self.batch,))
 
     @torch.inference_mode()
-    def render(self, motion) -> "VideoFrames":
-        from .types import VideoFrames
-
+    def render(self, motion) -> VideoFrames:
         n = motion.num_frames
         W, H = self.size
         frames = torch.empty((n, H, W, 3), dtype=torch.uint8, device=self.device)

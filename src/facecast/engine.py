@@ -280,6 +280,18 @@ class _EncoderPool:
         self.rings[e][slot, :frames.shape[0]] = frames
         self.qs[e].put((slot, s, first, frames.shape[0], audio, rate))
 
+    def abort(self) -> None:
+        """Stop the encoder processes and free the shared memory (after a failure elsewhere)."""
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.join(timeout=10)
+        self.rings = []
+        for shm in self.shms:
+            shm.close()
+            shm.unlink()
+        self.shms = []
+
     def finish(self) -> dict[int, dict]:
         for q in self.qs:
             q.put(None)
@@ -321,6 +333,15 @@ def _memory_sample(wall_s: float, speed: float, children: list[int], cuda: bool)
     return row
 
 
+def _stop(procs: list, encoders: _EncoderPool) -> None:
+    """After a worker failed: stop the other workers and the encoders, free shared memory."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout=10)
+    encoders.abort()
+
+
 def _split(work: list, max_frames: int) -> list[list]:
     """Split work items into groups of at most ``max_frames`` frames (an item is never split)."""
     groups, cur, count = [], [], 0
@@ -344,6 +365,9 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
 
     n = opts.streams
     _stream_options(opts)  # invalid stream settings fail here, before any process is spawned
+    for name in ("seconds", "chunk_s", "speed"):
+        if not getattr(opts, name) > 0:
+            raise ValueError(f"LoadTestOptions.{name} must be > 0, got {getattr(opts, name)}")
     torch.set_num_threads(1)  # the other cores belong to the motion workers and encoders
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[opts.dtype]
     engine = BatchRenderer((opts.size, opts.size), device=opts.device, dtype=dtype)
@@ -390,6 +414,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     for _ in procs:  # the clock starts once every worker has loaded its models
         msg = out_q.get(timeout=300)
         if msg[0] != "ready":
+            _stop(procs, encoders)
             raise RuntimeError(f"a motion worker failed while loading:\n{msg[1]}")
     encoders.wait_ready()
     t0 = time.monotonic() + 0.2
@@ -466,6 +491,8 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         work = []
         for it in items:
             if it[0] == "error":
+                dispatcher.shutdown(wait=True)
+                _stop(procs, encoders)
                 raise RuntimeError(f"a motion worker failed:\n{it[1]}")
             if it[0] == "done":
                 done_workers += 1

@@ -1060,8 +1060,8 @@ class StreamSession:
                             fps=self.fps, width=W, height=H, audio_rate=self._R, audio_channels=self._out_ch,
                             crf=enc.crf, preset=enc.preset, codec=enc.codec,
                             fragment_frames=self.options.fragment_frames, threads=1)
-                    cpu = VideoFrames(video.frames.cpu(), video.fps, video.first_frame)
-                    fmp4 = self._encoder.write(cpu, audio)
+                    # CUDA frames go as they are: the writer converts them to yuv420p on the GPU.
+                    fmp4 = self._encoder.write(video, audio)
             self.frames_out = f0 + n
             self._frame_shape = tuple(video.frames.shape[1:])
             chunks.append(StreamChunk(video, audio, fmp4, motion))
