@@ -40,6 +40,24 @@ def frames_like_a_talking_head(img: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def jpeg_bench(frames: torch.Tensor, batch: int = 25, quality: int = 80) -> None:
+    """Frames/s of encode_jpeg in batches of ``batch`` (a live tick's worth), per device."""
+    from facecast.encode import encode_jpeg
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        x = frames.to(dev)
+        encode_jpeg(VideoFrames(x[:batch], 25.0, 0), quality)  # warm-up (nvJPEG handle, Pillow import)
+        n = min(len(x), 500 if dev == "cpu" else len(x))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        size = 0
+        for a in range(0, n, batch):
+            size += sum(map(len, encode_jpeg(VideoFrames(x[a:a + batch], 25.0, a), quality)))
+        wall = time.perf_counter() - t0
+        print(f"jpeg {dev:4s} q{quality} batch {batch}: {n / wall:8.1f} frames/s, CPU {(time.process_time() - cpu0) / n * 1e3:.2f} "
+              f"ms/frame, {size / n / 1024:.1f} KiB/frame", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--portraits", required=True)
@@ -49,6 +67,8 @@ def main() -> None:
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--threads", type=int, nargs="+", default=[0])
     ap.add_argument("--input", nargs="+", default=["rgb"], choices=["rgb", "i420"])
+    ap.add_argument("--jpeg", action="store_true",
+                    help="only time encode.encode_jpeg (live previews): nvJPEG on CUDA vs Pillow on the CPU")
     ap.add_argument("--busy", action="store_true",
                     help="a Python thread spins alongside (as the render loop does in `say`): GIL contention")
     ap.add_argument("--switch", type=float, nargs="+", default=[None],
@@ -69,6 +89,9 @@ def main() -> None:
     frames = torch.from_numpy(frames_like_a_talking_head(img, args.frames))
     yuv = to_i420(VideoFrames(frames, 25.0, 0)).data
     print(f"{os.cpu_count()} cores, {args.frames} frames {img.shape[1]}x{img.shape[0]}, preset {args.preset}")
+    if args.jpeg:
+        jpeg_bench(frames)
+        return
     default_switch = sys.getswitchinterval()
     for switch, kind, threads, workers in [(sw, k, t, w) for sw in args.switch for k in args.input
                                            for t in args.threads for w in args.workers]:

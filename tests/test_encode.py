@@ -12,7 +12,8 @@ import torch
 from conftest import media
 
 from facecast.audio import open_audio
-from facecast.encode import Encoder, Fmp4SegmentWriter, Mp4Writer, check_output_path, probe_mp4, to_i420
+from facecast.encode import (Encoder, Fmp4SegmentWriter, Mp4Writer, check_output_path, encode_jpeg, probe_mp4,
+                             to_i420)
 from facecast.errors import OutputError
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 from facecast.video import open_video
@@ -375,3 +376,33 @@ def test_cuda_i420_equals_the_cpu_reference(tmp_path):
         dec[dev] = _decoded_video(out)[0].astype(float)
     assert dec["cuda"].shape == dec["cpu"].shape == (12, H, W, 3)
     assert np.abs(dec["cuda"] - dec["cpu"]).mean() < 1.5
+
+
+def test_jpeg_previews_on_the_cpu():
+    from PIL import Image
+
+    src = _frames(3, 25.0)
+    jpegs = encode_jpeg(src, quality=90)
+    assert len(jpegs) == 3 and all(j[:2] == b"\xff\xd8" and j[-2:] == b"\xff\xd9" for j in jpegs)
+    for j, f in zip(jpegs, src.frames.numpy()):
+        img = np.asarray(Image.open(io.BytesIO(j)).convert("RGB")).astype(float)
+        assert np.abs(img - f).mean() < 3
+    assert len(encode_jpeg(src, quality=10)[0]) < len(jpegs[0])
+    assert encode_jpeg(VideoFrames(src.frames[:0], 25.0, 0)) == []
+    with pytest.raises(ValueError, match="quality"):
+        encode_jpeg(src, quality=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nvjpeg_previews_match_the_cpu_reference():
+    from PIL import Image
+
+    src = _frames(8, 25.0)
+    cpu = encode_jpeg(src, quality=90)
+    gpu = encode_jpeg(VideoFrames(src.frames.cuda(), 25.0, 0), quality=90)
+    assert len(gpu) == 8
+    for a, b in zip(cpu, gpu):
+        da = np.asarray(Image.open(io.BytesIO(a)).convert("RGB")).astype(float)
+        db = np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).astype(float)
+        assert np.abs(da - db).mean() < 2

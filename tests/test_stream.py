@@ -393,3 +393,26 @@ def test_bad_inputs_give_clear_errors(portrait):
     # Barge-in markers are fine anywhere, even first.
     out = asyncio.run(consume([INTERRUPT, None, AudioChunk(np.zeros((1, 8000), np.float32), 16000)]))
     assert check_contiguous(out) == math.ceil(0.5 * FPS)
+
+
+def test_jpeg_previews_one_per_frame(portrait, speech):
+    """StreamOptions.preview_jpeg: every chunk carries one JPEG per frame, decoding to that frame."""
+    from PIL import Image
+
+    async def source():
+        for piece in pieces(speech, 0.04):
+            yield piece
+
+    async def main():
+        opts = StreamOptions(size=128, realtime=False, encode=True, preview_jpeg=90)
+        return [c async for c in stream(portrait, source(), options=opts)]
+
+    chunks = asyncio.run(main())
+    n = check_contiguous(chunks)
+    assert sum(len(c.jpeg) for c in chunks) == n and all(len(c.jpeg) == c.num_frames for c in chunks)
+    for c in (chunks[0], chunks[-1]):
+        img = np.asarray(Image.open(io.BytesIO(c.jpeg[-1])).convert("RGB")).astype(float)
+        assert img.shape == (128, 128, 3)
+        assert np.abs(img - c.video.frames[-1].numpy()).mean() < 3
+    with pytest.raises(ValueError, match="preview_jpeg"):
+        StreamSession(portrait, StreamOptions(size=128, preview_jpeg=101))

@@ -116,6 +116,9 @@ class StreamOptions:
     interrupt_fade_s: after a barge-in, the face eases from its last pose to the new one over this.
     chunk_frames: most frames per StreamChunk.
     encode: also produce fragmented MP4 bytes (StreamChunk.fmp4); ``encoding`` sets crf/preset.
+    preview_jpeg: also produce one JPEG per frame (StreamChunk.jpeg) at this quality (1-100), for
+        previews without a video decoder; encoded on the GPU (nvJPEG) when frames are on CUDA.
+        0 = off.
     fragment_frames: a keyframe and a new MP4 fragment every this many frames (0.48 s at 25 fps).
     audio_rate, audio_channels: format of the output audio (StreamChunk.audio and the AAC track);
         input is resampled to it (48 kHz keeps any usual input rate at its own quality).
@@ -133,6 +136,7 @@ class StreamOptions:
     interrupt_fade_s: float = 0.1
     chunk_frames: int = 25
     encode: bool = False
+    preview_jpeg: int = 0
     fragment_frames: int = 12
     audio_rate: int = 48_000
     audio_channels: int = 1
@@ -155,12 +159,14 @@ class StreamChunk:
         chunk (the init segment in the first chunk, then whole moof+mdat fragments; often b""
         since a fragment spans ``fragment_frames`` frames); None without encoding.
     motion: the animation parameters of these frames (MotionFrames; for tests and debugging).
+    jpeg: with ``StreamOptions.preview_jpeg``: one JPEG per frame, in order; None without.
     """
 
     video: VideoFrames
     audio: AudioChunk
     fmp4: bytes | None
     motion: MotionFrames
+    jpeg: tuple[bytes, ...] | None = None
 
     @property
     def first_frame(self) -> int:
@@ -202,6 +208,9 @@ def check_options(options: StreamOptions) -> StreamOptions:
         raise ValueError(f"StreamOptions.audio_rate must be an AAC rate {AAC_SAMPLE_RATES}, got {options.audio_rate}")
     if options.audio_channels not in (1, 2):
         raise ValueError(f"StreamOptions.audio_channels must be 1 or 2, got {options.audio_channels}")
+    if not 0 <= options.preview_jpeg <= 100:
+        raise ValueError(f"StreamOptions.preview_jpeg must be 0 (off) or a JPEG quality 1 ... 100, "
+                         f"got {options.preview_jpeg}")
     lead = float(getattr(options.motion, "lead_s", 0.0))
     if options.lookahead_s < lead:
         raise ValueError(f"StreamOptions.lookahead_s ({options.lookahead_s} s) must be at least MotionOptions.lead_s "
@@ -659,7 +668,7 @@ class StreamSession:
             if tail:
                 if chunks:
                     last = chunks[-1]
-                    chunks[-1] = StreamChunk(last.video, last.audio, (last.fmp4 or b"") + tail, last.motion)
+                    chunks[-1] = StreamChunk(last.video, last.audio, (last.fmp4 or b"") + tail, last.motion, last.jpeg)
                 else:  # nothing left to render: the tail goes out with an empty chunk
                     import torch
 
@@ -668,7 +677,8 @@ class StreamSession:
                     chunks.append(StreamChunk(empty, AudioChunk(np.zeros((self._out_ch, 0), np.float32), self._R,
                                                                 self.frames_out / self.fps), tail,
                                               MotionFrames(np.zeros((0, len(MOTION_PARAMS)), np.float32), self.fps,
-                                                           self.frames_out)))
+                                                           self.frames_out),
+                                              () if self.options.preview_jpeg else None))
         self._closed = True
         return chunks
 
@@ -1062,9 +1072,15 @@ class StreamSession:
                             fragment_frames=self.options.fragment_frames, threads=1)
                     # CUDA frames go as they are: the writer converts them to yuv420p on the GPU.
                     fmp4 = self._encoder.write(video, audio)
+            jpeg = None
+            if self.options.preview_jpeg:
+                from .encode import encode_jpeg
+
+                with self.timings.stage("jpeg"):
+                    jpeg = tuple(encode_jpeg(video, self.options.preview_jpeg))
             self.frames_out = f0 + n
             self._frame_shape = tuple(video.frames.shape[1:])
-            chunks.append(StreamChunk(video, audio, fmp4, motion))
+            chunks.append(StreamChunk(video, audio, fmp4, motion, jpeg))
             self._out.trim(self._out_sample(self._pending_first if self._pending else self._next_frame))
         return chunks
 
@@ -1238,7 +1254,7 @@ async def stream(
                 if chunks and len(tail) == 1 and tail[0].num_frames == 0:
                     last = chunks[-1]
                     chunks[-1] = StreamChunk(last.video, last.audio, (last.fmp4 or b"") + (tail[0].fmp4 or b""),
-                                             last.motion)
+                                             last.motion, last.jpeg)
                 else:
                     chunks += tail
             for chunk in chunks:
