@@ -143,8 +143,8 @@ def encode_jpeg(frames: VideoFrames, quality: int = 80) -> list[bytes]:
 
     CUDA frames are encoded on the GPU with nvJPEG (``torchvision.io.encode_jpeg`` on a list of
     device tensors): the pixels never cross to the host and no CPU core encodes, which matters
-    on Hopper GPUs that have no NVENC. Only the bytes come back. Elsewhere, Pillow encodes on the CPU; that is the reference the GPU path is
-    tested against (``tests/test_encode.py``).
+    on Hopper GPUs that have no NVENC. Only the bytes come back. Elsewhere, Pillow encodes on
+    the CPU; that is the reference the GPU path is tested against (``tests/test_encode.py``).
     """
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be within 1 ... 100, got {quality}")
