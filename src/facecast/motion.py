@@ -153,14 +153,21 @@ def coarticulate(targets: list[_Target], times: np.ndarray, lookahead_s: float) 
         # Only targets within reach of this window matter (keeps cost linear in length).
         lo = np.searchsorted(centers, times[0] - 1.0)
         hi = np.searchsorted(centers, times[-1] + 1.0)
-        for tg in targets[lo:hi]:
-            dt = times - tg.center
-            gap = np.maximum(np.abs(dt) - tg.half, 0.0)
-            before = (dt < 0)[:, None]
-            tau = np.where(before, _TAU_BEFORE(lookahead_s)[None, :], _TAU_AFTER[None, :])
-            w = np.exp(-gap[:, None] / tau) * tg.dominance[None, :]
-            num += w * tg.values[None, :]
-            den += w
+        near = targets[lo:hi]
+        if near:
+            # All targets at once ([K, T, 6]) instead of a Python loop per target; the sums
+            # over K run in the same order as the loop did, so the result is the same.
+            c = centers[lo:hi, None]
+            half = np.array([t.half for t in near])[:, None]
+            dom = np.stack([t.dominance for t in near])[:, None, :]
+            vals = np.stack([t.values for t in near])[:, None, :]
+            dt = times[None, :] - c  # [K, T]
+            gap = np.maximum(np.abs(dt) - half, 0.0)
+            tau = np.where((dt < 0)[..., None], _TAU_BEFORE(lookahead_s)[None, None, :], _TAU_AFTER[None, None, :])
+            w = np.exp(-gap[..., None] / tau) * dom  # [K, T, 6]
+            for k in range(len(near)):  # accumulate in order: bit-identical to the loop
+                num += w[k] * vals[k]
+                den += w[k]
     return (num / den).astype(np.float32)
 
 

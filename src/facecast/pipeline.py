@@ -285,13 +285,18 @@ class LoudnessGain:
     def __init__(self, memory_frames: int = 750, target: float = 0.9, floor: float = 0.5):
         self._hist = np.zeros(0, np.float32)
         self.memory_frames, self.target, self.floor = memory_frames, target, floor
+        self._ref: float | None = None  # the percentile of the current history, once computed
 
     def __call__(self, energy: np.ndarray, voiced: np.ndarray) -> np.ndarray:
-        self._hist = np.concatenate([self._hist, energy[voiced]])[-self.memory_frames:]
+        added = energy[voiced]
+        if added.size:
+            self._hist = np.concatenate([self._hist, added])[-self.memory_frames:]
+            self._ref = None
         if self._hist.size < 5:
             return energy
-        ref = max(float(np.percentile(self._hist, 90)), self.floor)
-        return np.clip(energy + (self.target - ref) * (energy > 0), 0.0, 1.0).astype(np.float32)
+        if self._ref is None:  # live streams call this twice per frame, once with nothing new
+            self._ref = max(float(np.percentile(self._hist, 90)), self.floor)
+        return np.clip(energy + (self.target - self._ref) * (energy > 0), 0.0, 1.0).astype(np.float32)
 
 
 def say_chunks(
