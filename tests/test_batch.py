@@ -86,3 +86,5 @@ def test_graphed_offline_renderer_equals_the_mesh_renderer(faces):
     want = MeshRenderer(p, RenderOptions(backend="torch"), full_frame=True).render(MotionFrames(params, 25.0, 40))
     diff = np.abs(got.frames.numpy().astype(np.float32) - want.frames.numpy().astype(np.float32))
     assert diff.mean() < 0.3 and np.quantile(diff, 0.9995) <= 4
+    with pytest.raises(ValueError, match="render dtype 'half8'"):
+        GraphedRenderer(p, RenderOptions(device="cpu", dtype="half8"))

@@ -21,9 +21,18 @@ import torch.nn.functional as F
 
 from .composite import MouthConsts, MouthPainter, paint_mouth
 from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
-    displace, grid_step, invert_warp, pixel_grid, resolve_device, \
-    upsample_map
+    batch_frames, displace, grid_step, invert_warp, pixel_grid, resolve_device, upsample_map
 from .types import MOTION_INDEX, Portrait, VideoFrames
+
+
+_IMAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def image_dtype(name: str) -> torch.dtype:
+    """RenderOptions.dtype / LoadTestOptions.dtype -> the torch dtype of image sampling."""
+    if name not in _IMAGE_DTYPES:
+        raise ValueError(f"render dtype {name!r} is not one of {', '.join(_IMAGE_DTYPES)}")
+    return _IMAGE_DTYPES[name]
 
 
 @dataclass(frozen=True)
@@ -242,11 +251,10 @@ class GraphedRenderer:
         H, W = portrait.image.shape[:2]
         self.size = (W, H)
         self.portrait = portrait
-        dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[options.dtype]
-        self.engine = BatchRenderer((W, H), device=options.device, dtype=dtype)
+        self.engine = BatchRenderer((W, H), device=options.device, dtype=image_dtype(options.dtype))
         self.device = self.engine.device
         self.engine.add(portrait)
-        self.batch = max(1, batch or options.batch_frames or 100)
+        self.batch = max(1, batch) if batch else batch_frames(options, self.device)
         self._graphed = GraphedBatchRenderer(self.engine, buckets=(self.batch,))
 
     @torch.inference_mode()

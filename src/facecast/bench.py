@@ -358,9 +358,7 @@ def _is_cuda(device: str) -> bool:
 def _say_options(options: BenchOptions, size: int):
     from .options import EncodeOptions, RenderOptions, SayOptions
 
-    render = RenderOptions(device=options.device)
-    if options.batch_frames:
-        render = RenderOptions(device=options.device, batch_frames=options.batch_frames)
+    render = RenderOptions(device=options.device, batch_frames=options.batch_frames)
     return SayOptions(size=size, fps=options.fps, render=render,
                       workers=options.workers, words=options.words, encode=EncodeOptions(workers=options.encoders))
 

@@ -179,12 +179,18 @@ def encode_jpeg(frames: VideoFrames, quality: int = 80) -> list[bytes]:
     return out
 
 
-def _host_frames(frames: VideoFrames | I420Frames, width: int, height: int) -> tuple[np.ndarray, str]:
-    """What the encoders take: (uint8 array [n, ...] on the host, its PyAV pixel format).
+def _host_frames(frames: VideoFrames | I420Frames, width: int, height: int, fps: float, next_pts: int,
+                 writer: str) -> tuple[np.ndarray, str]:
+    """What the encoders take: (uint8 array [n, ...] on the host, its PyAV pixel format), after
+    the checks both writers make (frame rate, increasing pts, size; ``writer`` names the caller).
 
     CUDA RGB frames are converted to yuv420p on the GPU before the copy (half the bytes, no
     swscale on the CPU); CPU RGB frames go as they are (swscale is faster there).
     """
+    if abs(frames.fps - fps) > 1e-3 * fps:
+        raise ValueError(f"{type(frames).__name__} at {frames.fps} fps written to a {fps} fps {writer}")
+    if frames.first_frame < next_pts:
+        raise ValueError(f"video frame {frames.first_frame} arrives after frame {next_pts - 1}: pts must increase")
     if isinstance(frames, I420Frames):
         arr, fmt, shape = frames.data, "yuv420p", (height * 3 // 2, width)
     else:
@@ -483,13 +489,7 @@ class Mp4Writer:
     def write_video(self, frames: VideoFrames | I420Frames) -> None:
         """Encode frames (RGB uint8 [n, height, width, 3], or I420Frames) at pts first_frame + k."""
         self._check_open()
-        if abs(frames.fps - self.fps) > 1e-3 * self.fps:
-            raise ValueError(f"{type(frames).__name__} at {frames.fps} fps written to a {self.fps} fps Mp4Writer")
-        if frames.first_frame < self._next_pts:
-            raise ValueError(
-                f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase"
-            )
-        data, fmt = _host_frames(frames, self.width, self.height)
+        data, fmt = _host_frames(frames, self.width, self.height, self.fps, self._next_pts, "Mp4Writer")
         if self._segments is not None:
             src = frames.data if isinstance(frames, I420Frames) else frames.frames
             if src.device.type == "cpu" and np.shares_memory(data, src.numpy()):
@@ -746,7 +746,8 @@ class Fmp4SegmentWriter:
         if self._closed:
             raise ValueError("Fmp4SegmentWriter is already closed")
         if video is not None and video.num_frames:
-            data, fmt = self._video_to_host(video)  # one device -> host copy for the whole chunk
+            # one device -> host copy for the whole chunk
+            data, fmt = _host_frames(video, self.width, self.height, self.fps, self._next_pts, "Fmp4SegmentWriter")
             if audio is None or not audio.num_samples:
                 self._encode_frames(data, fmt, video.first_frame)
                 return self._sink.take()
@@ -778,14 +779,6 @@ class Fmp4SegmentWriter:
         finally:
             self._container.close()
         return self._sink.take()
-
-    def _video_to_host(self, frames: VideoFrames | I420Frames) -> tuple[np.ndarray, str]:
-        if abs(frames.fps - self.fps) > 1e-3 * self.fps:
-            raise ValueError(f"{type(frames).__name__} at {frames.fps} fps written to a {self.fps} fps "
-                             "Fmp4SegmentWriter")
-        if frames.first_frame < self._next_pts:
-            raise ValueError(f"video frame {frames.first_frame} arrives after frame {self._next_pts - 1}: pts must increase")
-        return _host_frames(frames, self.width, self.height)
 
     def _encode_frames(self, data: np.ndarray, fmt: str, first_frame: int) -> None:
         """data: [n, ...] host frames in PyAV pixel format ``fmt``, pts first_frame + k."""

@@ -286,11 +286,7 @@ class _EncoderPool:
             p.terminate()
         for p in self.procs:
             p.join(timeout=10)
-        self.rings = []
-        for shm in self.shms:
-            shm.close()
-            shm.unlink()
-        self.shms = []
+        self._free()
 
     def finish(self) -> dict[int, dict]:
         for q in self.qs:
@@ -303,13 +299,16 @@ class _EncoderPool:
             self.cpu_s += cpu
         for p in self.procs:
             p.join(timeout=30)
-        for r, shm in zip(self.rings, self.shms):
-            del r
+        self._free()
+        return results
+
+    def _free(self) -> None:
+        """Drop the ring views, then close and unlink the shared memory (once)."""
         self.rings = []
         for shm in self.shms:
             shm.close()
             shm.unlink()
-        return results
+        self.shms = []
 
 
 def _rss_mib(pid: int | str = "self") -> float:
@@ -360,7 +359,7 @@ def _split(work: list, max_frames: int) -> list[list]:
 def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOptions) -> dict:
     """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
     float32 ``speech``, each client starting at a different point), and measure delivery."""
-    from .batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
+    from .batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher, image_dtype
     from .encode import to_i420
 
     n = opts.streams
@@ -369,8 +368,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
         if not getattr(opts, name) > 0:
             raise ValueError(f"LoadTestOptions.{name} must be > 0, got {getattr(opts, name)}")
     torch.set_num_threads(1)  # the other cores belong to the motion workers and encoders
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[opts.dtype]
-    engine = BatchRenderer((opts.size, opts.size), device=opts.device, dtype=dtype)
+    engine = BatchRenderer((opts.size, opts.size), device=opts.device, dtype=image_dtype(opts.dtype))
     cuda = engine.device.type == "cuda"
     if cuda:
         faces = [engine.add(portraits[i % len(portraits)]) for i in range(n)]

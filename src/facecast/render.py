@@ -382,8 +382,7 @@ class MeshRenderer:
     def render(self, motion: MotionFrames) -> VideoFrames:
         """MotionFrames [n, P] -> VideoFrames uint8 [n, H, W, 3] on the renderer's device."""
         outs = []
-        bs = self.options.batch_frames or (100 if self.device.type == "cuda" else 25)
-        bs = max(1, bs)
+        bs = batch_frames(self.options, self.device)
         for i in range(0, motion.num_frames, bs):
             outs.append(self._render_batch(motion.params[i:i + bs]))
         frames = torch.cat(outs) if outs else torch.zeros((0, self.size[1], self.size[0], 3), dtype=torch.uint8)
@@ -443,6 +442,12 @@ class MeshRenderer:
         W, H = self.size
         scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=xy.device)
         return xy * scale - 1.0
+
+
+def batch_frames(options: RenderOptions, device: torch.device) -> int:
+    """Frames per launch: ``options.batch_frames``, or by default 25 on the CPU (memory) and
+    100 on CUDA (each launch costs host time there; see RenderOptions)."""
+    return max(1, options.batch_frames or (100 if device.type == "cuda" else 25))
 
 
 def pixel_grid(x0: int, y0: int, x1: int, y1: int, device) -> torch.Tensor:
