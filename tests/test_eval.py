@@ -32,6 +32,71 @@ def test_constant_signal_has_no_correlation():
     assert math.isnan(ev._corr(np.ones(50), np.arange(50.0)))
 
 
+def _smooth_noise(n: int, rng: np.random.Generator, width: int = 8) -> np.ndarray:
+    """Noise with a few frames of memory, like a mouth-opening series."""
+    return np.convolve(rng.normal(size=n + width), np.ones(width) / width, "valid")[:n]
+
+
+def test_corr_margin_separates_a_good_row_from_a_poor_one():
+    rng = np.random.default_rng(1)
+    real = _smooth_noise(500, rng)
+    good = real + 0.5 * _smooth_noise(500, rng)   # r ~ 0.9 with real
+    poor = real + 3.0 * _smooth_noise(500, rng)   # r ~ 0.3
+    m = ev.corr_margin(good, poor, real, fps=25.0)
+    assert m.delta == pytest.approx(ev._corr(good, real) - ev._corr(poor, real))
+    assert 0 < m.lo < m.delta < m.hi and m.verdict == "above"
+    assert ev.corr_margin(poor, good, real, fps=25.0).verdict == "below"
+    # Same seed, same interval (reproducible tables).
+    assert ev.corr_margin(good, poor, real, fps=25.0) == m
+
+
+def test_corr_margin_does_not_separate_two_rows_of_equal_quality():
+    rng = np.random.default_rng(2)
+    real = _smooth_noise(300, rng)
+    a, b = real + 2.0 * _smooth_noise(300, rng), real + 2.0 * _smooth_noise(300, rng)
+    m = ev.corr_margin(a, b, real, fps=25.0)
+    assert m.lo < 0 < m.hi and m.verdict == "not separable"
+
+
+def test_corr_margin_blocks_widen_the_interval_for_autocorrelated_series():
+    # Resampling single frames treats 25 correlated frames as 25 independent ones: the
+    # interval comes out too narrow. One-second blocks keep the series' memory.
+    rng = np.random.default_rng(3)
+    real = _smooth_noise(400, rng, width=12)
+    a, b = real + 2.0 * _smooth_noise(400, rng, width=12), real + 2.0 * _smooth_noise(400, rng, width=12)
+    frames = ev.corr_margin(a, b, real, fps=25.0, block_s=1 / 25)
+    blocks = ev.corr_margin(a, b, real, fps=25.0, block_s=1.0)
+    assert blocks.hi - blocks.lo > 1.5 * (frames.hi - frames.lo)
+
+
+def test_corr_margin_skips_missing_frames_and_counts_a_constant_row_as_zero():
+    rng = np.random.default_rng(4)
+    real = _smooth_noise(200, rng)
+    fc = real + 0.5 * _smooth_noise(200, rng)
+    real_gaps = real.copy()
+    real_gaps[50:60] = np.nan  # face not found there
+    m = ev.corr_margin(fc, np.full(200, 0.1), real_gaps, fps=25.0)
+    assert m.delta == pytest.approx(ev._corr(fc, real_gaps)) and m.verdict == "above"
+    assert math.isnan(ev.corr_margin(fc[:2], fc[:2], real[:2], fps=25.0).delta)
+    short = ev.corr_margin(fc[:75], fc[:75] * 0, real[:75], fps=25.0)  # 3 s: too few 1-s blocks
+    assert np.isfinite(short.delta) and short.verdict == "n/a" and "no interval" in short.text()
+
+
+def test_pooled_margin_is_the_mean_over_clips_with_a_wider_interval_when_clips_disagree():
+    rng = np.random.default_rng(5)
+    clips, mixed = [], []
+    for k in range(6):
+        real = _smooth_noise(250, rng)
+        good, poor = real + 0.5 * _smooth_noise(250, rng), real + 3.0 * _smooth_noise(250, rng)
+        clips.append((good, poor, real, 25.0))
+        mixed.append((good, poor, real, 25.0) if k % 2 else (poor, good, real, 25.0))
+    pooled = ev.pooled_margin(clips)
+    per = [ev.corr_margin(*c[:3], fps=25.0).delta for c in clips]
+    assert pooled.delta == pytest.approx(np.mean(per)) and pooled.verdict == "above"
+    # Half the clips say +, half say -: the mean is near 0 and not separable.
+    assert ev.pooled_margin(mixed).verdict == "not separable"
+
+
 def _face_points(n: int, seed: int = 0) -> np.ndarray:
     """Mediapipe-like landmark sets from a real photo, with the mouth opening over time."""
     rng = np.random.default_rng(seed)
@@ -184,9 +249,17 @@ def test_report_json_tables_and_plots(may_report, tmp_path):
             assert im.size[0] > 300 and im.size[1] > 200
     md = ev.markdown_report([may_report])
     assert "| mouth aperture corr. with real (lag 0) |" in md and "may_en" in md
+    # The lip-sync margin over loudness: a 3-s excerpt is too short for an interval.
+    m = data["lipsync_margins"]["vs_loudness"]
+    assert m["delta"] == pytest.approx(data["rows"]["facecast"]["metrics"]["aperture_corr"]
+                                       - data["rows"]["loudness"]["metrics"]["aperture_corr"], abs=1e-3)
+    assert m["lo"] is None and m["verdict"] == "n/a"
+    assert "Lip-sync margins" in md and "facecast - loudness" in md
     out = tmp_path / "eval.json"
     ev.write_json([may_report], out)
-    assert json.loads(out.read_text())["clips"][0]["clip"] == "may_en"
+    written = json.loads(out.read_text())
+    assert written["clips"][0]["clip"] == "may_en"
+    assert written["lipsync_margins"]["vs_loudness"]["counts"]["n/a"] == 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -288,10 +288,16 @@ def eval_cmd(
             report = ev.evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
             reports.append(report)
             out.print(ev.rich_table(report))
+            for key, m in report.margins.items():
+                out.print(f"  lip sync, facecast - {key[3:]} (aperture r, lag 0, 95 % interval): {m.text()}",
+                          highlight=False)
             for note in report.notes:
                 out.print(f"  note: {note}", highlight=False)
             for p in report.plots:
                 out.print(f"  plot: {p}", highlight=False)
+        if len(reports) > 1:
+            for line in ev.margin_lines(reports):
+                out.print(line, highlight=False)
         if json_path is not None:
             ev.write_json(reports, json_path, machine)
             err.print(f"wrote [bold]{json_path}[/]")

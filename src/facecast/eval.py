@@ -74,6 +74,19 @@ psnr_outside_mouth, ssim_outside_mouth
                  either frame, dilated by 0.15 IOD): background, hair, eyes and forehead must
                  stay put. Up to 150 evenly spaced frames. The real row is identical (inf / 1).
 duration_diff    (row frames - real frames) / fps, seconds.
+
+Lip-sync margins
+----------------
+A clip of 5-30 s gives a noisy correlation, so "facecast is above the loudness baseline" is
+stated with an interval, not a fixed threshold. ``corr_margin`` gives
+aperture_corr(facecast) - aperture_corr(other row) and its 95 % interval by a paired
+moving-block bootstrap: blocks of ``MARGIN_BLOCK_S`` seconds of frames are resampled, the same
+blocks for both rows and the real clip (mouth openings are autocorrelated over a few hundred
+milliseconds, so resampling single frames would give intervals far too narrow). The verdict is
+"above" when the whole interval is above 0, "below" when it is below, else "not separable";
+clips shorter than ``MARGIN_MIN_BLOCKS`` blocks get no interval ("n/a").
+``pooled_margin`` is the mean margin over clips, its interval from resampling the clips and,
+inside each, the blocks (clips of one speaker count as separate clips).
 """
 
 from __future__ import annotations
@@ -103,7 +116,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "EvalOptions", "Clip", "Generator", "RowResult", "ClipReport", "MetricSpec", "METRICS",
     "GENERATORS", "MODES", "evaluate", "evaluate_clip", "prepare_photo_clip", "rich_table",
-    "summary_rows", "markdown_report", "write_plots", "identity_available",
+    "summary_rows", "markdown_report", "write_plots", "identity_available", "Margin", "corr_margin",
+    "pooled_margin", "margin_summary",
 ]
 
 MAX_SIDE = 1024
@@ -111,6 +125,11 @@ MAX_SIDE = 1024
 LAG_RANGE = 10
 """Lags searched by aperture_lag and av_offset, in frames either way."""
 ANALYSIS_RATE = 16_000
+MARGIN_BLOCK_S = 1.0
+"""Block length of the lip-sync margin bootstrap (seconds): longer than the mouth's own memory."""
+MARGIN_BOOTSTRAPS = 2000
+MARGIN_MIN_BLOCKS = 4
+"""Clips shorter than this many blocks get no interval: too few blocks to resample."""
 
 
 @dataclass(frozen=True)
@@ -497,6 +516,127 @@ def _best_lag(x: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(lags[i]), float(r[i])
 
 
+@dataclass(frozen=True)
+class Margin:
+    """A difference of correlations with its 95 % bootstrap interval."""
+
+    delta: float
+    lo: float
+    hi: float
+
+    @property
+    def verdict(self) -> str:
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            return "n/a"
+        return "above" if self.lo > 0 else "below" if self.hi < 0 else "not separable"
+
+    def to_json(self) -> dict:
+        r = lambda v: None if not np.isfinite(v) else round(float(v), 4)  # noqa: E731
+        return {"delta": r(self.delta), "lo": r(self.lo), "hi": r(self.hi), "verdict": self.verdict}
+
+    def text(self) -> str:
+        if not np.isfinite(self.delta):
+            return "n/a"
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            return f"{self.delta:+.2f} (no interval: clip under {MARGIN_MIN_BLOCKS} x {MARGIN_BLOCK_S:g} s)"
+        return f"{self.delta:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}]: {self.verdict}"
+
+
+def _corr_rows(x: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of x [B, N] with the same row of ref [B, N] over the frames where
+    ok [B, N]; NaN for rows with < 3 frames or no variation."""
+    w = ok.astype(np.float64)
+    cnt = w.sum(1)
+    x, ref = np.where(ok, x, 0.0), np.where(ok, ref, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, mr = (x * w).sum(1) / cnt, (ref * w).sum(1) / cnt
+        dx, dr = (x - mx[:, None]) * w, (ref - mr[:, None]) * w
+        sxx, srr, sxr = (dx * dx).sum(1), (dr * dr).sum(1), (dx * dr).sum(1)
+        r = sxr / np.sqrt(sxx * srr)
+    r[(cnt < 3) | (sxx < 1e-12 * np.maximum(cnt, 1)) | (srr < 1e-12 * np.maximum(cnt, 1))] = np.nan
+    return r
+
+
+def _block_indices(n: int, block: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_boot, n] frame indices: each row is ceil(n / block) blocks of ``block`` consecutive
+    frames with random starts (moving-block bootstrap), cut to n."""
+    block = max(1, min(block, n))
+    k = -(-n // block)
+    starts = rng.integers(0, n - block + 1, size=(n_boot, k))
+    return (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, k * block)[:, :n]
+
+
+def _margin_replicates(x: np.ndarray, y: np.ndarray, ref: np.ndarray, fps: float, block_s: float,
+                       n_boot: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """(corr(x, ref) - corr(y, ref), its bootstrap replicates [n_boot]). Missing correlations
+    (a constant row, e.g. the still floor) count as 0, as in the tables."""
+    n = min(len(x), len(y), len(ref))
+    if n < 3:
+        return float("nan"), np.full(n_boot, np.nan)
+    x, y, ref = (np.asarray(a[:n], np.float64) for a in (x, y, ref))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(ref)
+    full = np.nan_to_num(_corr_rows(np.stack([x, y]), np.stack([ref, ref]), np.stack([ok, ok])), nan=0.0)
+    block = max(1, int(round(block_s * fps)))
+    if n < MARGIN_MIN_BLOCKS * block:
+        return float(full[0] - full[1]), np.full(n_boot, np.nan)
+    idx = _block_indices(n, block, n_boot, rng)
+    rx = np.nan_to_num(_corr_rows(x[idx], ref[idx], ok[idx]), nan=0.0)
+    ry = np.nan_to_num(_corr_rows(y[idx], ref[idx], ok[idx]), nan=0.0)
+    return float(full[0] - full[1]), rx - ry
+
+
+def corr_margin(x: np.ndarray, y: np.ndarray, ref: np.ndarray, fps: float, *, block_s: float = MARGIN_BLOCK_S,
+                n_boot: int = MARGIN_BOOTSTRAPS, seed: int = 0) -> Margin:
+    """corr(x, ref) - corr(y, ref) at lag 0 with its 95 % paired moving-block bootstrap interval.
+
+    x, y: per-frame series of two rows (e.g. facecast's and the loudness baseline's mouth
+    opening) [N]; ref: the real clip's [N]; NaN frames are left out of every correlation."""
+    d, reps = _margin_replicates(x, y, ref, fps, block_s, n_boot, np.random.default_rng(seed))
+    if not np.isfinite(reps).any():  # too short for an interval (or no frames at all)
+        return Margin(d, float("nan"), float("nan"))
+    lo, hi = np.nanpercentile(reps, [2.5, 97.5])
+    return Margin(d, float(lo), float(hi))
+
+
+def pooled_margin(series: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], *, block_s: float = MARGIN_BLOCK_S,
+                  n_boot: int = MARGIN_BOOTSTRAPS, seed: int = 0) -> Margin:
+    """Mean over clips of corr_margin's difference; the interval resamples clips (with
+    replacement) and, within each, blocks. ``series``: (x, y, ref, fps) per clip; clips too
+    short for an interval are left out."""
+    rng = np.random.default_rng(seed)
+    deltas, reps = [], []
+    for x, y, ref, fps in series:
+        d, r = _margin_replicates(x, y, ref, fps, block_s, n_boot, rng)
+        if np.isfinite(r).any():  # clips too short for an interval are left out
+            deltas.append(d)
+            reps.append(r)
+    if not deltas:
+        return Margin(float("nan"), float("nan"), float("nan"))
+    reps_a = np.stack(reps)  # [K, n_boot]
+    pick = rng.integers(0, len(deltas), size=(n_boot, len(deltas)))
+    pooled = reps_a[pick, np.arange(n_boot)[:, None]].mean(1)
+    lo, hi = np.nanpercentile(pooled, [2.5, 97.5])
+    return Margin(float(np.mean(deltas)), float(lo), float(hi))
+
+
+MARGIN_ROWS = ("loudness",)
+"""Rows facecast's lip sync is compared with, with an interval (ClipReport.margins). Not the
+still floor: its opening is constant up to tracker noise, which the verdict table covers."""
+
+
+def lipsync_margins(rows: dict[str, "RowResult"], fps: float) -> dict[str, Margin]:
+    """{"vs_loudness": Margin} when both rows are present (aperture r, lag 0)."""
+    out: dict[str, Margin] = {}
+    fc, real = rows.get("facecast"), rows.get("real")
+    if fc is None or real is None or fc.mouth_open is None or real.mouth_open is None:
+        return out
+    for name in MARGIN_ROWS:
+        other = rows.get(name)
+        if other is not None and other.mouth_open is not None:
+            out[f"vs_{name}"] = corr_margin(fc.mouth_open, other.mouth_open, real.mouth_open, fps)
+    return out
+
+
 def _face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per frame: eye-line unit vector [N, 2], face-down unit vector [N, 2], IOD [N]."""
     xy = points[:, :, :2].astype(np.float64)
@@ -811,6 +951,7 @@ class ClipReport:
     plots: list[str] = field(default_factory=list)
     energy: np.ndarray | None = None  # [N] speech loudness on the frame grid
     voiced: np.ndarray | None = None  # [N] VAD
+    margins: dict[str, Margin] = field(default_factory=dict)  # lip-sync margins (see lipsync_margins)
 
     def to_json(self) -> dict:
         def num(x):
@@ -828,6 +969,7 @@ class ClipReport:
                             "metrics": {k: num(v) for k, v in r.metrics.items()}}
                      for name, r in self.rows.items()},
             "verdicts": self.verdicts, "plots": self.plots,
+            "lipsync_margins": {k: m.to_json() for k, m in self.margins.items()},
             # Per-frame series (frame i at i / fps s), for plotting and diagnosis by machines.
             "series": {
                 "loudness": _series(self.energy), "voiced": None if self.voiced is None else
@@ -891,6 +1033,7 @@ def evaluate_clip(path: str | Path, options: EvalOptions = EvalOptions(),
         size=(int(clip.frames.shape[2]), int(clip.frames.shape[1])), source_size=clip.source_size,
         portrait_index=clip.portrait_index, rows=rows, verdicts=verdicts(rows), notes=notes,
         options=_options_json(options), energy=clip.energy, voiced=clip.voiced,
+        margins=lipsync_margins(rows, clip.fps),
     )
     if options.plot_dir is not None:
         report.plots = write_plots(report, clip, Path(options.plot_dir))
@@ -1010,6 +1153,35 @@ def summary_rows(reports: list[ClipReport]) -> list[dict]:
     return out
 
 
+def margin_summary(reports: list[ClipReport]) -> dict[str, dict]:
+    """Per comparison ("vs_loudness", "vs_still"): each clip's Margin, the pooled Margin over the
+    clips and the count of clips per verdict."""
+    out: dict[str, dict] = {}
+    for key in (f"vs_{n}" for n in MARGIN_ROWS):
+        per = {r.clip: r.margins[key] for r in reports if key in r.margins}
+        if not per:
+            continue
+        series = []
+        for r in reports:
+            if key in r.margins:
+                rows = r.rows
+                series.append((rows["facecast"].mouth_open, rows[key[3:]].mouth_open, rows["real"].mouth_open, r.fps))
+        counts = {v: sum(m.verdict == v for m in per.values()) for v in ("above", "not separable", "below", "n/a")}
+        out[key] = {"clips": per, "pooled": pooled_margin(series), "counts": counts}
+    return out
+
+
+def margin_lines(reports: list[ClipReport]) -> list[str]:
+    """Plain-text lines: facecast's lip-sync margin over each baseline, pooled over the clips."""
+    lines = []
+    for key, m in margin_summary(reports).items():
+        c = m["counts"]
+        lines.append(f"lip sync (aperture r, lag 0), facecast - {key[3:]}: mean over {len(m['clips'])} clip(s) "
+                     f"{m['pooled'].text()}; per clip: {c['above']} above, {c['not separable']} not separable, "
+                     f"{c['below']} below (95 % block-bootstrap intervals)")
+    return lines
+
+
 def markdown_summary(reports: list[ClipReport]) -> str:
     lines = ["| metric | unit | real | still | loudness | facecast | facecast vs loudness (better/same/worse) "
              "| vs still | metric is evidence in |", "|---|---|---:|---:|---:|---:|---|---|---|"]
@@ -1022,8 +1194,26 @@ def markdown_summary(reports: list[ClipReport]) -> str:
     return "\n".join(lines)
 
 
+def markdown_margins(reports: list[ClipReport]) -> str:
+    """Table of facecast's lip-sync margins (aperture r at lag 0) with 95 % intervals."""
+    summary = margin_summary(reports)
+    if not summary:
+        return ""
+    keys = list(summary)
+    lines = ["| clip | " + " | ".join(f"facecast - {k[3:]}" for k in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for r in reports:
+        lines.append(f"| {r.clip} | " + " | ".join(summary[k]["clips"][r.clip].text() if r.clip in summary[k]["clips"]
+                                                  else "-" for k in keys) + " |")
+    lines.append("| **mean over clips** | " + " | ".join(f"**{summary[k]['pooled'].text()}**" for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(reports: list[ClipReport]) -> str:
     parts = ["### Summary (mean over clips)", "", markdown_summary(reports), ""]
+    margins = markdown_margins(reports)
+    if margins:
+        parts += ["### Lip-sync margins (aperture r at lag 0, 95 % block-bootstrap intervals)", "", margins, ""]
     for r in reports:
         parts += [f"### {r.clip} ({r.seconds:.1f} s, {r.size[0]}x{r.size[1]} @ {r.fps:.2f} fps, portrait = frame "
                   f"{r.portrait_index})", ""]
@@ -1077,7 +1267,9 @@ def write_json(reports: list[ClipReport], path: Path, machine: dict | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"machine": machine or machine_info(), "clips": [r.to_json() for r in reports],
             "summary": [{k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None) for k, v in row.items()}
-                        for row in summary_rows(reports)]}
+                        for row in summary_rows(reports)],
+            "lipsync_margins": {k: {"pooled": m["pooled"].to_json(), "counts": m["counts"]}
+                                for k, m in margin_summary(reports).items()}}
     path.write_text(json.dumps(data, indent=1))
 
 
