@@ -12,7 +12,7 @@ from conftest import media
 from facecast.encode import probe_mp4
 from facecast.errors import InputError, NoFaceError, OutputError
 from facecast.options import SayOptions
-from facecast.pipeline import LoudnessGain, audio_segments, say, say_chunks
+from facecast.pipeline import LoudnessGain, analyse_audio, audio_segments, say, say_chunks
 
 PORTRAITS = ["hallo_ref7.jpg", "sam_512.jpg", "sadtalker_people0.png", "leijun.png", "dreamtalk_face3.png",
              "bw_s12.jpg", "art0_painting.png"]
@@ -107,6 +107,19 @@ def test_audio_job_recognises_words_unless_told_not_to():
 
     assert any(p.phone in ("M", "B", "P") for p in alt(True))
     assert alt(False) == []
+
+
+def test_analyse_audio_gives_what_say_animates():
+    """analyse_audio (no portrait, no render) yields the same Speech, segment by segment, as the
+    chunks of a `say` job on the same audio: studies of the motion model see what ships."""
+    opts = SayOptions(size=64, words=False)
+    chunks = list(say_chunks(media("portrait/leijun.png"), audio=media("audio/jfk_en.flac"), options=opts))
+    speech = list(analyse_audio(media("audio/jfk_en.flac"), opts))
+    assert len(speech) == len(chunks) > 1
+    for s, c in zip(speech, chunks):
+        assert (s.first_frame, s.num_frames, s.phones) == (c.speech.first_frame, c.speech.num_frames, c.speech.phones)
+        np.testing.assert_array_equal(s.energy, c.speech.energy)
+        np.testing.assert_array_equal(s.voiced, c.speech.voiced)
 
 
 def test_loudness_gain_levels_quiet_and_loud_recordings_alike():

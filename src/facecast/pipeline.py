@@ -299,6 +299,16 @@ class LoudnessGain:
         return np.clip(energy + (self.target - self._ref) * (energy > 0), 0.0, 1.0).astype(np.float32)
 
 
+def analyse_audio(audio: str | Path, options: SayOptions = SayOptions()) -> Iterator[Speech]:
+    """The per-segment Speech (phone timelines, loudness, speech/silence) that `say` animates for
+    ``audio``, segment by segment, without rendering: what the motion model sees, for studying
+    it against real mouths (scripts/lipsync_lab.py). Raises InputError for unreadable audio."""
+    stages = _Stages(options, None, need_aligner=True)
+    timings = Timings()
+    for seg in audio_segments(audio, options.fps, options.segment_max_s, options.first_segment_s):
+        yield stages.speech(seg, timings)
+
+
 def say_chunks(
     portrait: str | Path | np.ndarray | Portrait,
     *,
