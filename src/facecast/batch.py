@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .composite import MouthConsts, MouthPainter, paint_mouth
+from .composite import EYES, MouthConsts, MouthPainter, paint_lids, paint_mouth
 from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
     batch_frames, displace, grid_step, invert_warp, pixel_grid, resolve_device, upsample_map
 from .types import MOTION_INDEX, Portrait, VideoFrames
@@ -42,6 +42,7 @@ class _Face:
     w: torch.Tensor       # [G, 3] barycentric weights
     mouth: MouthConsts
     mouth_origin: torch.Tensor  # [2] px, top-left of this face's fixed mouth crop
+    eye_origin: torch.Tensor    # [2 eyes, 2] px, top-left of its fixed eye crops (blinks)
 
 
 class BatchRenderer:
@@ -64,12 +65,15 @@ class BatchRenderer:
         self._images: list[torch.Tensor] = []
         self._stacked = None
         self.mouth_crop = mouth_crop  # (w, h) of the mouth painting window; set by the first face
+        self.eye_crop: tuple[int, int] | None = None  # (w, h) of each eye's window; likewise
         ys = torch.arange(0, H, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
         self.full_xy = pixel_grid(0, 0, W, H, self.device)  # [H, W, 2]
         self._up_idx = torch.tensor(LIP_IN_UP, device=self.device)  # device-side: graph capturable
         self._lo_idx = torch.tensor(LIP_IN_LO, device=self.device)
+        self._eye_idx = [(torch.tensor(up, device=self.device), torch.tensor(lo, device=self.device))
+                         for up, lo in EYES]
         self._scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)  # px -> [-1, 1]
 
     def add(self, portrait: Portrait) -> int:
@@ -91,10 +95,19 @@ class BatchRenderer:
         cx, cy = lips[:, 0].mean(), lips[:, 1].min() - 0.2 * u
         ox = int(np.clip(round(cx - cw / 2), 0, max(W - cw, 0)))
         oy = int(np.clip(round(cy), 0, max(H - ch, 0)))
+        if self.eye_crop is None:  # an eye (~0.5 IOD wide) with room for head motion and blinks
+            self.eye_crop = (int(np.ceil(0.8 * u)) // 2 * 2 + 2, int(np.ceil(0.5 * u)) // 2 * 2 + 2)
+        ew, eh = self.eye_crop
+        eye_origin = []
+        for upper, lower in EYES:
+            e = pts[list(upper + lower), :2]
+            eye_origin.append([np.clip(round(e[:, 0].mean() - ew / 2), 0, max(W - ew, 0)),
+                               np.clip(round(e[:, 1].mean() - eh / 2), 0, max(H - eh, 0))])
         dev = self.device
         self._faces.append(_Face(rig.tensors.to(dev), torch.from_numpy(idx).to(dev), torch.from_numpy(w).to(dev),
                                  MouthConsts(*(getattr(painter.consts, k).to(dev) for k in MouthConsts.__dataclass_fields__)),
-                                 torch.tensor([ox, oy], dtype=torch.float32, device=dev)))
+                                 torch.tensor([ox, oy], dtype=torch.float32, device=dev),
+                                 torch.tensor(eye_origin, dtype=torch.float32, device=dev)))
         self._images.append(torch.from_numpy(portrait.image.copy()).to(dev))
         self._stacked = None
         return len(self._faces) - 1
@@ -104,14 +117,14 @@ class BatchRenderer:
             f = self._faces
             self._stacked = (RigTensors.stack([x.rig for x in f]), torch.stack([x.idx for x in f]),
                              torch.stack([x.w for x in f]), MouthConsts.stack([x.mouth for x in f]),
-                             torch.stack([x.mouth_origin for x in f]),
+                             torch.stack([x.mouth_origin for x in f]), torch.stack([x.eye_origin for x in f]),
                              torch.stack(self._images).permute(0, 3, 1, 2).to(self.dtype))  # [S, 3, H, W]
         return self._stacked
 
     @torch.inference_mode()
     def render(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """ids long [N] (face of each frame), params float32 [N, P] -> uint8 [N, H, W, 3]."""
-        rigs, idx, w, mouth, mouth_origin, images = self._stack()
+        rigs, idx, w, mouth, mouth_origin, eye_origin, images = self._stack()
         ids = ids.to(self.device, non_blocking=True)
         params = params.to(self.device, non_blocking=True)
         N = ids.shape[0]
@@ -126,8 +139,8 @@ class BatchRenderer:
         grid = upsample_map(s, self.coarse_xy, self.step, self.full_xy) * self._scale - 1.0
         img = F.grid_sample(images[ids], grid.to(self.dtype), mode="bilinear", padding_mode="border",
                             align_corners=True)  # [N, 3, H, W]
-        img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin)
-        return img.permute(0, 2, 3, 1).add(0.5).clamp_(0, 255).to(torch.uint8)
+        img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin, eye_origin)
+        return img.add(0.5).clamp_(0, 255).to(torch.uint8)
 
     def render_i420(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """As ``render``, converted to yuv420p on the device (``encode.to_i420``): uint8
@@ -136,27 +149,38 @@ class BatchRenderer:
 
         return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
 
-    def _paint(self, img, ids, params, disp, rigs, mouth, mouth_origin):
-        """Mouth interior in each frame's fixed crop (per-face offsets, one gather/scatter)."""
+    def _paint(self, img, ids, params, disp, rigs, mouth, mouth_origin, eye_origin):
+        """Mouth interior and blinks, each in a fixed window per face (per-face offsets, one
+        gather and one scatter per window). img [N, 3, H, W] -> [N, H, W, 3] (channels last)."""
         N = img.shape[0]
-        cw, ch = self.mouth_crop
-        origin = mouth_origin[ids]  # [N, 2]
-        ox = origin[:, 0].long()
-        oy = origin[:, 1].long()
-        rows = oy[:, None] + torch.arange(ch, device=self.device)  # [N, ch]
-        cols = ox[:, None] + torch.arange(cw, device=self.device)  # [N, cw]
         n = torch.arange(N, device=self.device)[:, None, None]
-        crop = img.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # [N, 3, ch, cw]
+        out = img.permute(0, 2, 3, 1).clone()  # [N, H, W, 3]
+        pts = rigs.take(ids).points + disp
+        consts = mouth.take(ids)
+
+        def window(origin: torch.Tensor, size: tuple[int, int]):
+            cw, ch = size
+            rows = origin[:, 1].long()[:, None] + torch.arange(ch, device=self.device)  # [N, ch]
+            cols = origin[:, 0].long()[:, None] + torch.arange(cw, device=self.device)  # [N, cw]
+            crop = out[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # [N, 3, ch, cw]
+            return crop, rows, cols
+
+        origin = mouth_origin[ids]  # [N, 2]
+        crop, rows, cols = window(origin, self.mouth_crop)
+        cw, ch = self.mouth_crop
         ys, xs = torch.meshgrid(torch.arange(ch, device=self.device, dtype=torch.float32),
                                 torch.arange(cw, device=self.device, dtype=torch.float32), indexing="ij")
         pix = torch.stack([xs, ys], -1).reshape(1, -1, 2) + origin[:, None, :]
-        pts = rigs.take(ids).points + disp
-        up, lo = pts[:, self._up_idx], pts[:, self._lo_idx]
-        painted = paint_mouth(crop, pix, up, lo, params[:, MOTION_INDEX["jaw_open"]],
-                              params[:, MOTION_INDEX["upper_lip"]], mouth.take(ids))
-        img = img.permute(0, 2, 3, 1).clone()
-        img[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
-        return img.permute(0, 3, 1, 2)
+        painted = paint_mouth(crop, pix, pts[:, self._up_idx], pts[:, self._lo_idx],
+                              params[:, MOTION_INDEX["jaw_open"]], params[:, MOTION_INDEX["upper_lip"]], consts)
+        out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
+        blink = params[:, MOTION_INDEX["blink"]]
+        for e, (up_idx, lo_idx) in enumerate(self._eye_idx):
+            origin = eye_origin[ids, e]
+            crop, rows, cols = window(origin, self.eye_crop)
+            painted = paint_lids(crop, origin, pts[:, up_idx], pts[:, lo_idx], blink, consts.ex, consts.ey)
+            out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
+        return out
 
 
 class PinnedFetcher:

@@ -13,7 +13,8 @@ How a frame is drawn (all batched over frames, torch, same code on CPU and CUDA)
 3. Inversion: the warp needs, for each output pixel, where to read in the portrait. Two
    fixed-point steps  s <- x - d(s)  on the coarse grid invert the (small, smooth) forward field.
 4. One bilinear `grid_sample` of the portrait at full resolution.
-5. Mouth interior (composite.py) where the lips part, eyes are handled by the warp itself.
+5. Painting (composite.py): the mouth interior where the lips part, and the slit of eye a
+   squeezed warp leaves in a blink closed with the lash line.
 
 The work per frame is two small sparse/coarse ops and one full-resolution sample, so a 2-core
 CPU renders 512x512 frames faster than real time and a GPU renders thousands per second.
@@ -220,7 +221,8 @@ class MeshRig:
         self.w_lower_lip = np.zeros(L)
         self.w_lower_lip[:N_MESH] = lower
         self.w_lower_lip[LIP_IN_LO] = 1.0
-        # Eyelids: upper lid -> its lower lid, skin above follows a little.
+        # Eyelids: upper lid -> its lower lid, skin above follows a little. The warp can only
+        # squeeze the eye, which leaves a slit of iris: composite.LidPainter closes that slit.
         self.B_blink = np.zeros((L, 2))
         for up, lo, crease in ((EYE_R_UP, EYE_R_LO, EYE_R_CREASE), (EYE_L_UP, EYE_L_LO, EYE_L_CREASE)):
             delta = pts[lo, :2] - pts[up, :2]
@@ -377,6 +379,7 @@ class MeshRenderer:
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2] image px
         self.region_xy = pixel_grid(x0, y0, x1, y1, self.device)  # [h, w, 2] image px
         self.mouth = composite.MouthPainter(portrait, self.rig, self.device)
+        self.lids = composite.LidPainter(self.rig, self.device)
 
     @torch.inference_mode()
     def render(self, motion: MotionFrames) -> VideoFrames:
@@ -401,7 +404,7 @@ class MeshRenderer:
         out = self._sample_opencv(s) if self.backend == "opencv" else self._sample_torch(s)
         if self.options.mouth_interior:
             out = self.mouth.paint_frames(out, params, disp_np, disp)
-        return out
+        return self.lids.paint_frames(out, params, disp_np)
 
     def _sample_torch(self, s: torch.Tensor) -> torch.Tensor:
         """Reference (and GPU) path. s: [B, gh, gw, 2] source pixel coords -> uint8 [B, H, W, 3]."""
