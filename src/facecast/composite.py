@@ -298,11 +298,11 @@ def paint_lids(img: torch.Tensor, origin: torch.Tensor, up: torch.Tensor, lo: to
     top, bottom = torch.minimum(bu, bl) - e, torch.maximum(bu, bl) + e  # the band, px along ey
     inside = ((pb - top + 0.5).clamp(0, 1) * (bottom - pb + 0.5).clamp(0, 1)
               * ((pa - left) / 1.5).clamp(0, 1) * ((right - pa) / 1.5).clamp(0, 1))
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=dev)
+    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)  # Python scalars: no host-to-device copy (CUDA graphs)
 
     def column(b_at: torch.Tensor) -> torch.Tensor:  # the image in each pixel's column at height b_at
-        src = pix + (b_at - pb)[..., None] * ey
-        grid = ((src - origin) * scale - 1.0).reshape(B, h, w, 2).to(img.dtype)
+        src = pix + (b_at - pb)[..., None] * ey - origin
+        grid = torch.stack([src[..., 0] * sx - 1.0, src[..., 1] * sy - 1.0], -1).reshape(B, h, w, 2).to(img.dtype)
         return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
     above, below = column(top - 1.5), column(bottom + 1.5)
