@@ -54,6 +54,9 @@ PHONES = list(M._VISEME)
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r over the frames both have (series may differ by a frame at the end)."""
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
     den = math.sqrt(float((a * a).sum() * (b * b).sum()))
@@ -71,6 +74,7 @@ class ClipData:
     speech: list        # [Speech] per segment, as `say` animates them
     real: np.ndarray    # [N] real mouth opening (IOD), NaN where no face was tracked
     audio16k: np.ndarray
+    rendered: np.ndarray | None  # [N] the eval's facecast row, measured on its rendered frames
 
 
 def load_clips(eval_json: Path, media: Path) -> list[ClipData]:
@@ -80,7 +84,9 @@ def load_clips(eval_json: Path, media: Path) -> list[ClipData]:
         real = np.array([np.nan if v is None else v for v in c["series"]["real.mouth_open"]], float)
         speech = list(analyse_audio(path, SayOptions(size=None, fps=c["fps"])))
         audio = load_audio(path, sample_rate=16000, mono=True).samples[0]
-        clips.append(ClipData(c["clip"], c["fps"], speech, real, audio))
+        fc = c["series"].get("facecast.mouth_open")
+        rendered = None if fc is None else np.array([np.nan if v is None else v for v in fc], float)
+        clips.append(ClipData(c["clip"], c["fps"], speech, real, audio, rendered))
         print(f"analysed {c['clip']}", flush=True)
     return clips
 
@@ -205,6 +211,9 @@ def experiments(clips: list[ClipData]) -> list[tuple[str, dict[str, float]]]:
         print(f"{label:55s} mean {np.mean(list(per_clip.values())):.3f}", flush=True)
 
     score = lambda series: {c.name: corr(series(c), c.real) for c in clips}  # noqa: E731
+    stand_in = [corr(jaw(c), c.rendered) for c in clips if c.rendered is not None]
+    if stand_in:  # how well the jaw parameter stands for the rendered, re-tracked mouth
+        print(f"stand-in check: r(jaw, eval's rendered facecast mouth) = {min(stand_in):.2f}-{max(stand_in):.2f}")
     add("shipped (MotionModel())", score(lambda c: jaw(c)))
     add("loudness-only baseline", score(lambda c: jaw(c, MotionOptions(drive="loudness"))))
     for lead in (0.0, 0.04, 0.12, 0.16):
