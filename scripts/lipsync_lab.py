@@ -129,13 +129,7 @@ def jaw_features(clip: ClipData, opt: MotionOptions = MotionOptions()) -> np.nda
                 den += w
                 F[:, PHONES.index(p.phone) if p.phone in PHONES else len(PHONES)] += w
             F = (F / den[:, None]).reshape(n, M._SUBSTEPS, -1).mean(1)
-            spoken = np.zeros(n, bool)
-            reach = opt.lookahead_s + 0.06
-            for p in phones:
-                if p.phone != "SIL":
-                    a = max(int(math.floor((p.start - opt.lead_s - reach) * fps)) - f0, 0)
-                    b = min(int(math.ceil((p.end - opt.lead_s + reach) * fps)) - f0, n)
-                    spoken[a:b] = True
+            spoken = M.spoken_frames(phones, n, f0, fps, opt)
             phone_part = np.where(spoken[:, None], F * gain[:, None], 0.0)
             energy_part = np.where(spoken, 0.0, 0.65 * M._smoothstep(gain_energy * 1.3))
             per_source.append(np.concatenate([phone_part, energy_part[:, None]], 1) * voiced[:, None] * opt.jaw_scale)

@@ -220,6 +220,20 @@ def pauses(mouth: np.ndarray, voiced: np.ndarray, fps: float, short_s: float = 0
     return out
 
 
+def spoken_frames(phones, n: int, f0: int, fps: float, options: MotionOptions) -> np.ndarray:
+    """bool [n] for frames [f0, f0 + n): near a recognised phone (within the look-ahead /
+    carry-over reach, after the lead). Those frames follow the phones in the ``loudness`` pass;
+    voiced frames far from any phone follow the loudness alone."""
+    spoken = np.zeros(n, bool)
+    reach = options.lookahead_s + 0.06
+    for p in phones:
+        if p.phone != "SIL":
+            a = max(int(math.floor((p.start - options.lead_s - reach) * fps)) - f0, 0)
+            b = min(int(math.ceil((p.end - options.lead_s + reach) * fps)) - f0, n)
+            spoken[a:b] = True
+    return spoken
+
+
 class BlinkSchedule:
     """Blink onsets from a renewal process with gamma-distributed intervals (not periodic).
 
@@ -301,15 +315,7 @@ class MotionModel:
         mouth = closures(mouth, fine_t, phones)
         mouth = mouth.reshape(n, _SUBSTEPS, 6).mean(axis=1)  # box filter into frames
 
-        # Frames near recognised phones (within the look-ahead / carry-over reach) follow the
-        # phones; voiced frames far from any phone follow the loudness alone.
-        spoken = np.zeros(n, bool)
-        reach = opt.lookahead_s + 0.06
-        for p in phones:
-            if p.phone != "SIL":
-                a = max(int(math.floor((p.start - opt.lead_s - reach) * fps)) - f0, 0)
-                b = min(int(math.ceil((p.end - opt.lead_s + reach) * fps)) - f0, n)
-                spoken[a:b] = True
+        spoken = spoken_frames(phones, n, f0, fps, opt)
         mouth = loudness(mouth, gain_energy, spoken, opt.jaw_scale)
         mouth = pauses(mouth, voiced, fps, parted=opt.pause_jaw * opt.jaw_scale)
         mouth[:, 0:1] *= opt.expressiveness
