@@ -95,7 +95,7 @@ def test_lid_painter_closes_the_slit_and_leaves_open_eyes_alone():
 def test_a_full_blink_reads_as_closed_to_the_face_mesh(name):
     """A drawn blink must be a blink to a viewer: the face mesh's eye opening falls below half
     its open value (the threshold `facecast eval` counts blinks at). Before the lid painter the
-    squeezed eyes still read 57-73 % open on these portraits."""
+    squeezed eyes still read 46-73 % open on these portraits."""
     from conftest import media
 
     img = face.load_image(media(f"portrait/{name}"))

@@ -65,7 +65,9 @@ class BatchRenderer:
         self._images: list[torch.Tensor] = []
         self._stacked = None
         self.mouth_crop = mouth_crop  # (w, h) of the mouth painting window; set by the first face
-        self.eye_crop: tuple[int, int] | None = None  # (w, h) of each eye's window; likewise
+        # (w, h) of each eye's blink window; set by the first face too (a later face with much
+        # larger eyes than the first would have its blink painting cut at the window's edge).
+        self.eye_crop: tuple[int, int] | None = None
         ys = torch.arange(0, H, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]

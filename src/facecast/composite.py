@@ -8,9 +8,9 @@ paintings alike: a dark cavity, the upper teeth hanging from the upper lip, lowe
 appearing as the jaw opens, faint gaps between incisors, soft 1-px edges.
 
 A warp cannot close an eye either: squeezing the eye opening to nothing leaves a slit of iris
-(the face mesh read such a "closed" eye as 63-75 % open, so `facecast eval` counted 3 blinks/min
-where 15 were drawn). `LidPainter` / `paint_lids` move the skin and lashes above each eye down
-over it instead, as a real lid does.
+and white (the face mesh read such a "closed" eye as 46-73 % open, so `facecast eval` counted
+3 blinks/min where 15 were drawn). `LidPainter` / `paint_lids` close that slit with the skin
+around it and a lash line over the last part of a blink.
 
 Painting works in face-aligned coordinates (a across the mouth, b towards the chin), so a tilted
 head is fine. The per-portrait renderer paints only the frames whose lips part, inside the box
@@ -228,9 +228,9 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 
 
 class LidPainter:
-    """Blinks for the per-portrait renderer: paints frames whose blink is above 0, inside the box
-    each eye (and the skin above it that slides down) spans, decided on the host from the
-    displacements the renderer already has."""
+    """Blinks for the per-portrait renderer: paints the frames whose blink is above 0, inside
+    the box each eye's warped lids span, decided on the host from the displacements the renderer
+    already has (no device synchronisation)."""
 
     def __init__(self, rig, device: torch.device):
         self.rest = rig.points.astype(np.float32)  # [L, 2] px

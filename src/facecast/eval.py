@@ -579,10 +579,14 @@ def _margin_replicates(x: np.ndarray, y: np.ndarray, ref: np.ndarray, fps: float
     block = max(1, int(round(block_s * fps)))
     if n < MARGIN_MIN_BLOCKS * block:
         return float(full[0] - full[1]), np.full(n_boot, np.nan)
-    idx = _block_indices(n, block, n_boot, rng)
-    rx = np.nan_to_num(_corr_rows(x[idx], ref[idx], ok[idx]), nan=0.0)
-    ry = np.nan_to_num(_corr_rows(y[idx], ref[idx], ok[idx]), nan=0.0)
-    return float(full[0] - full[1]), rx - ry
+    reps = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // n)  # resamples at a time: memory stays ~100 MB for hour-long clips
+    for i in range(0, n_boot, chunk):
+        idx = _block_indices(n, block, min(chunk, n_boot - i), rng)
+        rx = np.nan_to_num(_corr_rows(x[idx], ref[idx], ok[idx]), nan=0.0)
+        ry = np.nan_to_num(_corr_rows(y[idx], ref[idx], ok[idx]), nan=0.0)
+        reps[i:i + len(idx)] = rx - ry
+    return float(full[0] - full[1]), reps
 
 
 def corr_margin(x: np.ndarray, y: np.ndarray, ref: np.ndarray, fps: float, *, block_s: float = MARGIN_BLOCK_S,
