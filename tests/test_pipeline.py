@@ -122,6 +122,15 @@ def test_analyse_audio_gives_what_say_animates():
         np.testing.assert_array_equal(s.voiced, c.speech.voiced)
 
 
+def test_analyse_audio_refuses_unreadable_audio_clearly(tmp_path):
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(InputError, match="noise.wav"):
+        list(analyse_audio(bad))
+    with pytest.raises(InputError, match="missing.wav"):
+        list(analyse_audio(tmp_path / "missing.wav"))
+
+
 def test_loudness_gain_levels_quiet_and_loud_recordings_alike():
     quiet, loud = LoudnessGain(), LoudnessGain()
     v = np.ones(200, bool)

@@ -170,9 +170,7 @@ class BatchRenderer:
         origin = mouth_origin[ids]  # [N, 2]
         crop, rows, cols = window(origin, self.mouth_crop)
         cw, ch = self.mouth_crop
-        ys, xs = torch.meshgrid(torch.arange(ch, device=self.device, dtype=torch.float32),
-                                torch.arange(cw, device=self.device, dtype=torch.float32), indexing="ij")
-        pix = torch.stack([xs, ys], -1).reshape(1, -1, 2) + origin[:, None, :]
+        pix = pixel_grid(0, 0, cw, ch, self.device).reshape(1, -1, 2) + origin[:, None, :]
         painted = paint_mouth(crop, pix, pts[:, self._up_idx], pts[:, self._lo_idx],
                               params[:, MOTION_INDEX["jaw_open"]], params[:, MOTION_INDEX["upper_lip"]], consts)
         out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)

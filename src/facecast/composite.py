@@ -282,12 +282,11 @@ def paint_lids(img: torch.Tensor, origin: torch.Tensor, up: torch.Tensor, lo: to
     across the band and darkened along its middle (the lashes), fading in over the end of the
     closure (blink 0.6 -> 0.9). At blink <= 0.6 the crop is returned unchanged (weight 0).
     """
+    from .render import pixel_grid  # render imports this module
+
     B, _, h, w = img.shape
-    dev = img.device
-    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
-                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
     origin = origin.reshape(-1, 1, 2)
-    pix = torch.stack([xs, ys], -1).reshape(1, -1, 2) + origin  # [B, N, 2] image px
+    pix = pixel_grid(0, 0, w, h, img.device).reshape(1, -1, 2) + origin  # [B, N, 2] image px
     ex, ey = ex.reshape(-1, 1, 2), ey.reshape(-1, 1, 2)
     pa, pb = (pix * ex).sum(-1).expand(B, -1).contiguous(), (pix * ey).sum(-1).expand(B, -1)
     ua, ub = (up * ex).sum(-1), (up * ey).sum(-1)
