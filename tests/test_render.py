@@ -9,7 +9,8 @@ from facecast import face
 from facecast.errors import DeviceError
 from facecast.motion import random_motion
 from facecast.options import RenderOptions
-from facecast.render import MeshRenderer, resolve_device
+from facecast.device import resolve_device
+from facecast.render import MeshRenderer
 from facecast.types import MOTION_INDEX, MOTION_PARAMS, MotionFrames
 
 

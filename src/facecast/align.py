@@ -28,12 +28,12 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pocketsphinx
 
 from .errors import ModelError
+from .options import AlignOptions
 from .types import AudioChunk, PhoneSpan
 
 __all__ = ["AlignOptions", "Aligner", "SAMPLE_RATE"]
@@ -52,61 +52,6 @@ _PHONES = frozenset(
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
     "UH UW V W Y Z ZH".split()
 )
-
-
-@dataclass(frozen=True)
-class AlignOptions:
-    """Settings of an :class:`Aligner`.
-
-    Recognition (no transcript) knobs, tuned on jfk_en / hdtf_radio31_en / lecture_en against
-    their forced alignments (frame phone accuracy, mouth-class accuracy, bilabial hits, speed):
-
-    lw: weight of the phone n-gram.  2.0 is best; the default 6.5 is tuned for word search and
-        merges phones (7 phones/s instead of ~9), 1.0 inserts spurious ones.
-    beam, pbeam: Viterbi / phone-transition pruning.  Accuracy is flat from 1e-48 down to 1e-12,
-        barely lower at 1e-10 (25 % faster than 1e-20) and collapses at 1e-8 (phones can no
-        longer pay the n-gram cost of a transition).  1e-20 is ~10 % faster than the default
-        1e-48 and stays far from that cliff, which moves with ``lw``.
-    downsample: pocketsphinx ``-ds``, acoustic scores computed every n-th frame.  2 is ~30 %
-        faster but loses 9 points of phone accuracy and half of the silence precision, so off.
-
-    Shared:
-
-    silence_dbfs: 10 ms frames quieter than this (RMS, dB re full scale) in runs of at least
-        ``min_silence_s`` are SIL whatever the model says.  The model turns digital silence into
-        a long fricative (its features are degenerate), which TTS audio is full of.
-    min_silence_s: see ``silence_dbfs``; shorter quiet runs (stop closures) are left alone.
-    max_unaligned_speech: forced-alignment sanity check.  A transcript that does not match the
-        audio still "aligns" -- the decoder parks the missing words' audio in long silences.  If
-        more than this fraction of clearly loud frames ends up as silence, the alignment is
-        rejected and phone recognition is used instead (correct transcripts stay below 0.10,
-        a transcript missing half the words is near 0.5).
-    Word recognition (:meth:`Aligner.align_words`, a second phone timeline without a transcript):
-
-    word_beam, word_wbeam, word_pbeam: beams of the word decoder (pocketsphinx defaults 1e-48 /
-        7e-29 / 1e-48).  Its forward-flat second pass is off: it costs ~50 % more time for
-        nothing measurable.  Narrower beams (1e-40 and below) are faster but garble the words
-        (jfk phone agreement 0.71 -> 0.46), so the defaults stay.
-
-    model_dir: pocketsphinx model folder holding ``en-us/`` (acoustic model),
-        ``cmudict-en-us.dict``, ``en-us-phone.lm.bin`` and (for :meth:`Aligner.align_words`)
-        ``en-us.lm.bin``; None = the one in the wheel.
-    sphinx_loglevel: pocketsphinx's own stderr logging ("FATAL" keeps it quiet; failures are
-        reported through :mod:`logging` instead).
-    """
-
-    lw: float = 2.0
-    beam: float = 1e-20
-    pbeam: float = 1e-20
-    downsample: int = 1
-    silence_dbfs: float = -60.0
-    min_silence_s: float = 0.1
-    max_unaligned_speech: float = 0.25
-    word_beam: float = 1e-48
-    word_wbeam: float = 7e-29
-    word_pbeam: float = 1e-48
-    model_dir: str | None = None
-    sphinx_loglevel: str = "FATAL"
 
 
 class Aligner:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from facecast.errors import InputError
+from facecast.options import LoudnessOptions, VadOptions
 from facecast.types import AudioChunk
 
 __all__ = [
@@ -423,21 +423,6 @@ def load_audio(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LoudnessOptions:
-    """Fixed dBFS -> [0, 1] mapping of the per-frame RMS.
-
-    A fixed mapping (not per-file normalisation) makes every chunk's answer independent of the
-    rest of the file. -60 dBFS is room noise / digital near-silence; -10 dBFS RMS over 40 ms is
-    loud, well-mastered speech (over our media, loud-speech RMS (90th percentile) ranges from
-    -21 dBFS for a lecture recording to -4 dBFS for heavily compressed TTS-like clips).
-    """
-
-    window_seconds: float = 0.04
-    floor_db: float = -60.0
-    ceiling_db: float = -10.0
-
-
 def loudness_envelope(
     samples16k: np.ndarray,
     sample_rate: int,
@@ -482,22 +467,6 @@ def loudness_envelope(
 # --------------------------------------------------------------------------------------------
 # Voice activity
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VadOptions:
-    """Frame-level smoothing of silero's probabilities.
-
-    release: once voiced, a frame stays voiced until the probability falls below
-        ``threshold - release`` (silero's own "neg_threshold" hysteresis).
-    hangover_seconds: voicing is held this long after the probability drops, so one- or
-        two-frame dips inside a word do not make the mouth flicker.
-    max_block_windows: windows per ONNX call (bounds memory; 512 windows = 16.4 s).
-    """
-
-    release: float = 0.15
-    hangover_seconds: float = 0.08
-    max_block_windows: int = 512
 
 
 def _load_silero() -> tuple[str, object]:

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from .composite import EYES, MouthConsts, MouthPainter, paint_lids, paint_mouth
 from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
-    batch_frames, displace, grid_step, invert_warp, pixel_grid, resolve_device, upsample_map
+    batch_frames, displace, grid_step, invert_warp, pixel_grid, upsample_map
+from .device import resolve_device
 from .types import MOTION_INDEX, Portrait, VideoFrames
 
 

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import InputError
+from .sysinfo import MemorySampler, machine_info, peak_rss_mb, reset_peak_rss
 
 __all__ = ["BenchOptions", "CaseResult", "MemorySampler", "run_bench", "run_case", "make_speech_wav",
            "rich_table", "markdown_section", "append_markdown", "write_json", "machine_info", "DEFAULT_SPEECH"]
@@ -137,109 +137,6 @@ class CaseResult:
         d["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
         d["rss_samples"] = [[round(t, 2), round(m, 1)] for t, m in self.rss_samples]
         return d
-
-
-# --------------------------------------------------------------------------------------------
-# Memory
-# --------------------------------------------------------------------------------------------
-
-
-def _status_kb(key: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return float(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _children(pid: str = "self") -> list[str]:
-    out: list[str] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += f.read().split()
-    except OSError:
-        pass
-    return out
-
-
-def rss_mb(children: bool = True) -> float:
-    """Current resident set size (VmRSS) in MiB, plus that of child processes (alignment
-    workers) when ``children``; NaN where /proc is unavailable."""
-    kb = _status_kb("VmRSS")
-    if kb is None:
-        return float("nan")
-    if children:
-        for pid in _children():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            kb += float(line.split()[1])
-                            break
-            except OSError:
-                continue
-    return kb / 1024
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size (VmHWM) in MiB since start or the last reset_peak_rss()."""
-    kb = _status_kb("VmHWM")
-    return kb / 1024 if kb is not None else float("nan")
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs). False if refused."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class MemorySampler:
-    """Samples VmRSS every ``interval`` seconds on a daemon thread while in use as a context
-    manager: ``samples`` = [(seconds since start, MiB)], including one at start and one at stop."""
-
-    def __init__(self, interval: float = 0.5) -> None:
-        self.interval = interval
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._t0 = 0.0
-
-    def __enter__(self) -> "MemorySampler":
-        self._t0 = time.perf_counter()
-        self.samples = [(0.0, rss_mb())]
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="facecast-rss", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.samples.append((time.perf_counter() - self._t0, rss_mb()))
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.samples.append((time.perf_counter() - self._t0, rss_mb()))
-
-    def at_fraction(self, f: float) -> float:
-        """RSS (MiB) of the sample nearest to fraction ``f`` of the sampled time."""
-        if not self.samples:
-            return float("nan")
-        end = self.samples[-1][0]
-        return min(self.samples, key=lambda s: abs(s[0] - f * end))[1]
-
-    @property
-    def peak(self) -> float:
-        return max((m for _, m in self.samples), default=float("nan"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,9 +473,3 @@ def write_json(results: list[CaseResult], path: Path, command: str, machine: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine, "command": command, "cases": [r.to_json() for r in results]},
                                indent=1))
-
-
-def machine_info() -> dict:
-    from .eval import machine_info as _mi
-
-    return _mi()

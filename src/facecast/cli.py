@@ -91,7 +91,7 @@ def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
 
 
 def _run_say_twin(twin_path: Path, output: Path, text, audio, options) -> None:
-    from .render import resolve_device
+    from .device import resolve_device
     from .twin.generate import Twin, say_twin
 
     def job(progress):

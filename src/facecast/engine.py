@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .sysinfo import rss_mib
 from .types import AudioChunk, FaceLandmarks, I420Frames, MotionFrames, Portrait, VideoFrames
 
 
@@ -99,7 +100,8 @@ class _Capture:
 
 def _stream_options(opts: LoadTestOptions):
     """Each simulated client's StreamOptions (checked: ValueError naming the bad field)."""
-    from .stream import StreamOptions, check_options
+    from .options import StreamOptions
+    from .stream import check_options
 
     return check_options(StreamOptions(size=opts.size, fps=opts.fps, lookahead_s=opts.lookahead_s, realtime=False,
                                        encode=False, audio_rate=16000, chunk_frames=5))
@@ -311,21 +313,10 @@ class _EncoderPool:
         self.shms = []
 
 
-def _rss_mib(pid: int | str = "self") -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # gone, or no /proc (not Linux)
-        pass
-    return 0.0
-
-
 def _memory_sample(wall_s: float, speed: float, children: list[int], cuda: bool) -> dict:
     """RSS of the scheduler and of its worker processes, and the GPU memory the engine holds."""
     row = {"wall_s": round(wall_s, 2), "stream_min": round(max(wall_s, 0.0) * speed / 60, 3),
-           "rss_main_mib": round(_rss_mib(), 1), "rss_workers_mib": round(sum(_rss_mib(p) for p in children), 1)}
+           "rss_main_mib": round(rss_mib(), 1), "rss_workers_mib": round(sum(rss_mib(p) for p in children), 1)}
     if cuda:
         row["vram_allocated_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
         row["vram_reserved_mib"] = round(torch.cuda.memory_reserved() / 2**20, 1)

@@ -92,13 +92,9 @@ inside each, the blocks (clips of one speaker count as separate clips).
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import logging
 import math
-import os
-import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +105,8 @@ import numpy as np
 from . import face as face_mod
 from .errors import InputError, NoFaceError
 from .options import MotionOptions, RenderOptions, SayOptions
-from .types import Portrait
+from .sysinfo import machine_info
+from .types import ANALYSIS_RATE, Portrait
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +121,6 @@ MAX_SIDE = 1024
 """Evaluation frames are at most this large on the longer side (frame_portrait's own limit)."""
 LAG_RANGE = 10
 """Lags searched by aperture_lag and av_offset, in frames either way."""
-ANALYSIS_RATE = 16_000
 MARGIN_BLOCK_S = 1.0
 """Block length of the lip-sync margin bootstrap (seconds): longer than the mouth's own memory."""
 MARGIN_BOOTSTRAPS = 2000
@@ -297,7 +293,7 @@ class TwinRow:
     def generate(self, clip: Clip) -> np.ndarray:
         import cv2
 
-        from .render import resolve_device
+        from .device import resolve_device
         from .twin.generate import Twin
 
         h, w = clip.frames.shape[1:3]
@@ -1225,46 +1221,6 @@ def markdown_report(reports: list[ClipReport]) -> str:
             parts += [f"- {n}" for n in r.notes] + [""]
         parts += [markdown_table(r), ""]
     return "\n".join(parts)
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 0
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - informational only
-        gpu = None
-    return {"cpu": cpu, "cores": cores, "gpu": gpu, "python": platform.python_version(),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git": git_revision()}
-
-
-def git_revision() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        rev = out.stdout.strip()
-        if rev:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                   text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
-            return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
 
 
 def write_json(reports: list[ClipReport], path: Path, machine: dict | None = None) -> None:

@@ -30,7 +30,6 @@ import struct
 import sys
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Union
 
@@ -39,6 +38,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facecast.errors import InputError, NoFaceError
+from facecast.options import MeshOptions
 from facecast.types import FaceLandmarks, Portrait, VideoFrames
 
 log = logging.getLogger(__name__)
@@ -359,18 +359,6 @@ class FaceTracker(Protocol):
     def detect(self, image: np.ndarray, *, source: str) -> list[FaceLandmarks]:
         """All faces in ``image`` (uint8 [H, W, 3] RGB), largest first, landmarks in its pixels."""
         ...
-
-
-@dataclass(frozen=True)
-class MeshOptions:
-    """Settings of a MediapipeFaceMesh (see its constructor)."""
-
-    static_image_mode: bool = True
-    max_faces: int = 5
-    refine_landmarks: bool = True
-    min_detection_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
-    detect_max_side: int = DETECT_MAX_SIDE
 
 
 class MediapipeFaceMesh:

@@ -33,11 +33,11 @@ from . import audio as audio_mod
 from .errors import InputError
 from .motion import MotionModel
 from .options import SayOptions
-from .types import AudioChunk, PhoneSpan, Portrait, Speech, VideoFrames
+from .timing import Timings
+from .types import ANALYSIS_RATE, AudioChunk, PhoneSpan, Portrait, Speech, VideoFrames
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_RATE = 16_000
 TRANSCRIPT_MAX_S = 60.0  # forced alignment runs over the whole clip (memory grows ~2 MB/s); longer clips use recognition
 
 Progress = Callable[[float, float | None], None]  # (seconds of audio done, total seconds or None)
@@ -59,46 +59,6 @@ class Segment:
     analysis: np.ndarray
     output_audio: tuple[AudioChunk, ...]
     phones: tuple[PhoneSpan, ...] | None = None
-
-
-class Timings:
-    """Wall-clock seconds spent per stage (voice, decode, align, analyse, motion, render,
-    encode), accumulated over a job; read by `facecast bench`. On CUDA the render stage is
-    timed by the bench with device events instead (wall time there would only see launches)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    def stage(self, name: str):
-        return _StageClock(self, name)
-
-    def timed_iter(self, name: str, it):
-        """Yield from ``it``, charging the time spent producing each item to ``name``."""
-        it = iter(it)
-        while True:
-            t = time.perf_counter()
-            try:
-                item = next(it)
-            except StopIteration:
-                self.add(name, time.perf_counter() - t)
-                return
-            self.add(name, time.perf_counter() - t)
-            yield item
-
-
-class _StageClock:
-    def __init__(self, timings: Timings, name: str):
-        self.timings, self.name = timings, name
-
-    def __enter__(self):
-        self.t = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.timings.add(self.name, time.perf_counter() - self.t)
 
 
 @dataclass(frozen=True)
@@ -137,7 +97,8 @@ def prepare_portrait(portrait: str | Path | np.ndarray | Portrait, options: SayO
 def make_renderer(portrait: Portrait, options: SayOptions):
     """MeshRenderer; on CUDA the same warp replayed from CUDA graphs (batch.GraphedRenderer),
     which frees the host (and the GIL) for the encoders."""
-    from .render import MeshRenderer, resolve_device
+    from .device import resolve_device
+    from .render import MeshRenderer
 
     ro = options.render
     if resolve_device(ro.device).type == "cuda" and ro.mouth_interior and ro.backend in ("auto", "torch"):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy.spatial import Delaunay
 
 from . import composite
-from .errors import DeviceError
+from .device import resolve_device
 from .options import RenderOptions
 from .types import MOTION_INDEX, MotionFrames, Portrait, VideoFrames
 
@@ -53,30 +53,6 @@ FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 CORNERS = [61, 291, 78, 308]
 N_MESH = 468  # mesh landmarks without the irises
-
-
-def resolve_device(name: str) -> torch.device:
-    """'cpu' | 'cuda' | 'cuda:N' | 'auto' -> torch.device. Asking for CUDA that cannot run is an
-    error with a fix, never a silent CPU fallback."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        log.info("device auto: CUDA not available, rendering on the CPU")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"--device {name}: CUDA is not available to torch {torch.__version__} "
-                f"(built for CUDA {torch.version.cuda or 'none'}). Install a CUDA build of torch and a "
-                "working NVIDIA driver, or use --device cpu; `facecast doctor` checks the set-up."
-            )
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present. Use cuda:0.")
-        return dev
-    if name != "cpu":
-        raise DeviceError(f"--device {name}: unknown device. Use cpu, cuda, cuda:N or auto.")
-    return torch.device("cpu")
 
 
 class Renderer(Protocol):

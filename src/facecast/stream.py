@@ -48,10 +48,11 @@ from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequen
 
 import numpy as np
 
+from .buffer import SampleBuffer
 from .errors import InputError, ModelError
 from .motion import MotionModel
-from .options import EncodeOptions, MotionOptions, RenderOptions
-from .types import MOTION_PARAMS, AudioChunk, MotionFrames, PhoneSpan, Portrait, Speech, VideoFrames
+from .options import StreamOptions
+from .types import ANALYSIS_RATE, MOTION_PARAMS, AudioChunk, MotionFrames, PhoneSpan, Portrait, Speech, VideoFrames
 
 __all__ = [
     "INTERRUPT",
@@ -66,7 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_RATE = 16_000
 MAX_LOOKAHEAD_S = 0.2
 # swresample holds back up to 32 samples (at 16 kHz; 8 kHz input) of filter delay until more
 # input comes; frame analysis stops this far short of frame time + look-ahead so that it never
@@ -94,56 +94,6 @@ class Interrupt:
 
 
 INTERRUPT = Interrupt()
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """Everything a stream needs besides the portrait and the source.
-
-    size, fps, face_index: as SayOptions (output width = height in pixels, frame rate, which face);
-        size and face_index only apply when the portrait is an image, not a prepared Portrait.
-    lookahead_s: video lags input audio by this much (0 ... 0.2 s); frames are computed once audio
-        up to their time + lookahead_s has arrived. The mouth leads the sound by motion.lead_s,
-        so lookahead_s - motion.lead_s is what is left for anticipation (docs/streaming.md).
-    realtime: :func:`stream` drives the session with the wall clock: idle frames when the source
-        is silent, and frames are produced at most ``max_lead_s`` ahead of the clock (so a
-        barge-in can still change them). False: frames as fast as the input allows, no idle
-        frames without input (for files, tests, offline use).
-    max_lead_s: realtime only: how far ahead of the clock frames are produced.
-    jitter_s: realtime only: input may arrive this late before the gap is taken as silence.
-    max_buffer_s: realtime only: stop reading the source while this much input is queued ahead of
-        the clock (bounds memory when a source is much faster than real time).
-    interrupt_fade_s: after a barge-in, the face eases from its last pose to the new one over this.
-    chunk_frames: most frames per StreamChunk.
-    encode: also produce fragmented MP4 bytes (StreamChunk.fmp4); ``encoding`` sets crf/preset.
-    preview_jpeg: also produce one JPEG per frame (StreamChunk.jpeg) at this quality (1-100), for
-        previews without a video decoder; encoded on the GPU (nvJPEG) when frames are on CUDA.
-        0 = off.
-    fragment_frames: a keyframe and a new MP4 fragment every this many frames (0.48 s at 25 fps).
-    audio_rate, audio_channels: format of the output audio (StreamChunk.audio and the AAC track);
-        input is resampled to it (48 kHz keeps any usual input rate at its own quality).
-    max_utterance_s: the phone recogniser restarts at pauses, and after this long without one.
-    """
-
-    size: int | None = 512
-    fps: float = 25.0
-    face_index: int | None = None
-    lookahead_s: float = 0.12
-    realtime: bool = True
-    max_lead_s: float = 0.25
-    jitter_s: float = 0.1
-    max_buffer_s: float = 30.0
-    interrupt_fade_s: float = 0.1
-    chunk_frames: int = 25
-    encode: bool = False
-    preview_jpeg: int = 0
-    fragment_frames: int = 12
-    audio_rate: int = 48_000
-    audio_channels: int = 1
-    max_utterance_s: float = 15.0
-    motion: MotionOptions = MotionOptions()
-    render: RenderOptions = RenderOptions()
-    encoding: EncodeOptions = EncodeOptions()
 
 
 @dataclass(frozen=True)
@@ -301,7 +251,7 @@ class LivePhones:
     def __init__(self, options=None, cmn_init: str = CMN_INIT) -> None:
         import pocketsphinx
 
-        from .align import AlignOptions
+        from .options import AlignOptions
 
         self.options = options or AlignOptions()
         model_dir = self.options.model_dir or pocketsphinx.get_model_path()
@@ -398,57 +348,6 @@ class LivePhones:
 # --------------------------------------------------------------------------------------------
 
 
-class _Samples:
-    """Growable [C, n] float32 buffer addressed by absolute sample index (base ... end)."""
-
-    def __init__(self, channels: int) -> None:
-        self._data = np.zeros((channels, 4096), np.float32)
-        self._lo = 0   # offset of `base` in _data
-        self._n = 0    # valid samples from _lo
-        self.base = 0  # absolute index of the first valid sample
-
-    @property
-    def end(self) -> int:
-        return self.base + self._n
-
-    def append(self, x: np.ndarray) -> None:
-        k = x.shape[1]
-        if k == 0:
-            return
-        if self._lo + self._n + k > self._data.shape[1]:
-            need = self._n + k
-            if need > self._data.shape[1] // 2:
-                new = np.zeros((self._data.shape[0], max(2 * need, 4096)), np.float32)
-            else:
-                new = self._data
-            new[:, :self._n] = self._data[:, self._lo:self._lo + self._n]
-            self._data, self._lo = new, 0
-        self._data[:, self._lo + self._n:self._lo + self._n + k] = x
-        self._n += k
-
-    def get(self, i0: int, i1: int) -> np.ndarray:
-        """Samples [i0, i1) (absolute); zeros where the buffer has none."""
-        out = np.zeros((self._data.shape[0], max(i1 - i0, 0)), np.float32)
-        a, b = max(i0, self.base), min(i1, self.end)
-        if b > a:
-            out[:, a - i0:b - i0] = self._data[:, self._lo + a - self.base:self._lo + b - self.base]
-        return out
-
-    def trim(self, before: int) -> None:
-        """Forget samples before absolute index ``before``."""
-        k = min(max(before - self.base, 0), self._n)
-        self._lo += k
-        self._n -= k
-        self.base += k
-
-    def truncate(self, end: int) -> None:
-        """Drop samples from absolute index ``end`` on (pads with zeros if end is beyond)."""
-        if end >= self.end:
-            self.append(np.zeros((self._data.shape[0], end - self.end), np.float32))
-        else:
-            self._n = max(end - self.base, 0)
-
-
 class _Run:
     """One contiguous run of input of one kind/rate through the two resamplers."""
 
@@ -532,8 +431,8 @@ class StreamSession:
         self._R = options.audio_rate
         self._out_ch = options.audio_channels
 
-        self._ana = _Samples(1)                 # 16 kHz mono analysis audio
-        self._out = _Samples(self._out_ch)      # output audio at audio_rate
+        self._ana = SampleBuffer(1)                 # 16 kHz mono analysis audio
+        self._out = SampleBuffer(self._out_ch)      # output audio at audio_rate
         self._run: _Run | None = None
         self._regions: list[list] = []          # [kind, a_start, a_end], contiguous, in order
         self._proc = 0                          # analysis samples processed by VAD/recogniser
@@ -1122,7 +1021,7 @@ def _as_twin(portrait, options: StreamOptions):
     if isinstance(portrait, Twin):
         return portrait
     if isinstance(portrait, (str, Path)) and str(portrait).endswith(".twin"):
-        from .render import resolve_device
+        from .device import resolve_device
 
         return Twin.load(portrait, device=resolve_device(options.render.device), size=options.size or 512)
     return None

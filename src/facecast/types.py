@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+ANALYSIS_RATE = 16_000
+"""Hz of the mono analysis audio every speech stage reads (alignment, loudness, VAD, mouth models)."""
+
 
 @dataclass(frozen=True)
 class AudioChunk:

@@ -165,7 +165,7 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
     (e.g. made on another machine); else they are computed and cached in the work folder."""
     import torch
 
-    from facecast.render import resolve_device
+    from facecast.device import resolve_device
     from facecast.twin.file import TwinData, save_twin
     from facecast.twin.prepare import prepare
     from facecast.twin.train import pick_reference, train_renderer

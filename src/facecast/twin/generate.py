@@ -30,13 +30,12 @@ from facecast.errors import InputError
 from facecast.twin.file import TwinData, load_twin
 from facecast.twin.render import (RenderConfig, RenderNet, blend_mask, crop_frames, crop_theta, draw_sketch,
                                   paste_crops, paste_theta, scale_affine)
-from facecast.types import VideoFrames
+from facecast.types import ANALYSIS_RATE, VideoFrames
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MouthStream", "Twin", "decode_background", "pingpong_index", "say_twin"]
 
-ANALYSIS_RATE = 16_000
 _CONTEXT_S = 0.5  # audio kept from the previous segment so the mouth model sees its left context
 
 
@@ -196,10 +195,10 @@ class MouthStream:
     memory is flat however long the stream runs."""
 
     def __init__(self, twin: Twin, fps: float) -> None:
-        from facecast.stream import _Samples  # the live stream's sample buffer (absolute indices)
+        from facecast.buffer import SampleBuffer
 
         self.twin, self.fps = twin, fps
-        self.audio = _Samples(1)  # 16 kHz mono, indexed by stream sample
+        self.audio = SampleBuffer(1)  # 16 kHz mono, indexed by stream sample
 
     def push(self, start_s: float, samples16k: np.ndarray) -> None:
         """Put mono 16 kHz audio at ``start_s``: a gap before it is silence, anything after it is

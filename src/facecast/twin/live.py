@@ -67,7 +67,7 @@ class TwinStream:
     def __init__(self, twin: Twin, *, fps: float = 25.0, audio_rate: int = 48000, encode: bool = False,
                  max_frames: int = 25, max_lead_s: float | None = None) -> None:
         from facecast.audio import Resampler
-        from facecast.stream import _Samples
+        from facecast.buffer import SampleBuffer
 
         self.twin, self.fps, self.audio_rate = twin, float(fps), int(audio_rate)
         self.lookahead_s = lookahead_s(twin, self.fps)
@@ -77,7 +77,7 @@ class TwinStream:
         self.max_lead_s = max_lead_s
         self._clock: float | None = None
         self._mouth = MouthStream(twin, self.fps)
-        self._out = _Samples(1)  # output audio at audio_rate, indexed by stream sample
+        self._out = SampleBuffer(1)  # output audio at audio_rate, indexed by stream sample
         self._r16 = Resampler(ANALYSIS_RATE, mono=True)
         self._rout = Resampler(self.audio_rate, mono=True)
         self._t = 0.0  # timeline position of the next input sample (s)
@@ -223,7 +223,8 @@ async def stream_twin(twin: Twin, source, *, fps: float = 25.0, audio_rate: int 
                       voice=None, realtime: bool = False):
     """``facecast.stream.stream`` for a loaded twin (same driver: text, live PCM, barge-in; paced
     by the wall clock when ``realtime``)."""
-    from facecast.stream import StreamOptions, stream
+    from facecast.options import StreamOptions
+    from facecast.stream import stream
 
     opts = StreamOptions(fps=fps, audio_rate=audio_rate, encode=encode, realtime=realtime)
     async for chunk in stream(twin, source, options=opts, voice=voice):
