@@ -43,7 +43,7 @@ import numpy as np
 from facecast import motion as M
 from facecast.audio import load_audio
 from facecast.options import MotionOptions, SayOptions
-from facecast.pipeline import analyse_audio
+from facecast.speech import analyse_audio
 from facecast.twin.mouth import MouthConfig, audio_features
 
 # Clips of one person are one speaker for leave-one-speaker-out (LOSO) fits; any other clip is a

@@ -6,7 +6,7 @@
 import time, numpy as np
 from facecast.motion import coarticulate, mouth_targets
 from facecast.types import PhoneSpan
-from facecast.pipeline import LoudnessGain
+from facecast.speech import LoudnessGain
 rng = np.random.default_rng(0)
 ph = ["AA","B","IY","M","S","T","EH","F","SIL","OW"]
 phones=[]; t=0.0

@@ -52,13 +52,13 @@ def test_options_are_validated():
 
 
 def test_render_events_patch_is_restored():
-    from facecast import pipeline
+    from facecast import sources
 
-    original = pipeline.make_renderer
+    original = sources.make_renderer
     with bench._cuda_render_events(True) as events:
-        assert pipeline.make_renderer is not original
+        assert sources.make_renderer is not original
         assert events == []
-    assert pipeline.make_renderer is original
+    assert sources.make_renderer is original
 
 
 def test_bench_cli_measures_a_short_run(tmp_path):

@@ -12,7 +12,9 @@ from conftest import media
 from facecast.encode import probe_mp4
 from facecast.errors import InputError, NoFaceError, OutputError
 from facecast.options import SayOptions
-from facecast.pipeline import LoudnessGain, analyse_audio, audio_segments, say, say_chunks
+from facecast.pipeline import say, say_chunks
+from facecast.segments import audio_segments
+from facecast.speech import LoudnessGain, analyse_audio
 
 PORTRAITS = ["hallo_ref7.jpg", "sam_512.jpg", "sadtalker_people0.png", "leijun.png", "dreamtalk_face3.png",
              "bw_s12.jpg", "art0_painting.png"]

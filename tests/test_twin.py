@@ -263,7 +263,9 @@ def tiny_twin(tmp_path_factory, may_track) -> tuple[Path, dict]:
 def test_train_and_say_tiny(tmp_path, tiny_twin):
     from facecast.encode import probe_mp4
     from facecast.options import SayOptions
-    from facecast.twin.generate import Twin, say_twin
+    from facecast.pipeline import say
+    from facecast.sources import TwinSource
+    from facecast.twin.generate import Twin
 
     path, report = tiny_twin
     assert report["render"]["steps"] == 6
@@ -272,8 +274,8 @@ def test_train_and_say_tiny(tmp_path, tiny_twin):
     assert not (path.parent / "work" / "render.ckpt").exists()  # finished runs leave no checkpoint
     twin = Twin.load(path, size=128)
     assert twin.size == (128, 128) and twin.num_background_frames == 50
-    out = say_twin(twin, tmp_path / "o.mp4", audio=media("audio/hdtf_radio31_en.wav"),
-                   options=SayOptions(size=128, first_segment_s=1.0, segment_max_s=3.0))
+    out = say(TwinSource(twin, 25.0), tmp_path / "o.mp4", audio=media("audio/hdtf_radio31_en.wav"),
+              options=SayOptions(size=128, first_segment_s=1.0, segment_max_s=3.0))
     info = probe_mp4(out)
     assert info["width"] == 128 and abs(info["video_duration"] - 8.0) < 0.2 and info["audio_codec"] == "aac"
     # Chunk-by-chunk mouth shapes (with the model's look-ahead pushed) match one pass over the

@@ -233,14 +233,14 @@ def _cuda_render_events(enabled: bool) -> Iterator[list]:
     if not enabled:
         yield events
         return
-    from . import pipeline
+    from . import sources
 
-    original = pipeline.make_renderer
-    pipeline.make_renderer = lambda portrait, options: _EventTimedRenderer(original(portrait, options), events)
+    original = sources.make_renderer
+    sources.make_renderer = lambda portrait, options: _EventTimedRenderer(original(portrait, options), events)
     try:
         yield events
     finally:
-        pipeline.make_renderer = original
+        sources.make_renderer = original
 
 
 def _is_cuda(device: str) -> bool:

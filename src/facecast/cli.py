@@ -82,31 +82,20 @@ def _render_with_progress(label: str, job) -> None:
               f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
 
 
-def _run_say(portrait, output: Path, text, audio, transcript, options) -> None:
+def _run_say(face, output: Path, text, audio, transcript, options) -> None:
     from .pipeline import say
 
-    _render_with_progress("rendering", lambda progress: say(portrait, output, text=text, audio=audio,
+    _render_with_progress("rendering", lambda progress: say(face, output, text=text, audio=audio,
                                                             transcript=transcript, options=options,
                                                             progress=progress))
 
 
-def _run_say_twin(twin_path: Path, output: Path, text, audio, options) -> None:
-    from .device import resolve_device
-    from .twin.generate import Twin, say_twin
-
-    def job(progress):
-        # Loading (weights, background decode) counts in the reported time, as in `say`.
-        twin = Twin.load(twin_path, device=resolve_device(options.render.device), size=options.size)
-        return say_twin(twin, output, text=text, audio=audio, options=options, progress=progress)
-
-    _render_with_progress("rendering twin", job)
-
-
 @app.command("say")
 def say_cmd(
-    portrait: Optional[str] = typer.Argument(None, help="Portrait image (jpg/png/webp ...) with one clearly visible face."),
+    portrait: Optional[str] = typer.Argument(None, help="Portrait image (jpg/png/webp ...) with one clearly visible "
+                                             "face, or a .twin file (from `facecast twin train`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .mp4 path."),
-    twin: Optional[Path] = typer.Option(None, "--twin", help="A .twin file (from `facecast twin train`) instead of a portrait."),
+    twin: Optional[Path] = typer.Option(None, "--twin", help="A .twin file (from `facecast twin train`); the same as giving it as the portrait."),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="Text to speak (English, bundled Piper voice)."),
     audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech audio file (any format FFmpeg decodes)."),
     transcript: Optional[str] = typer.Option(None, "--transcript", help="What the audio says (better alignment)."),
@@ -126,7 +115,7 @@ def say_cmd(
                                  "2 s segments (many-core machines; 1 = one encoder)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Portrait + text or audio -> lip-synced talking-head MP4 (H.264 + AAC)."""
+    """Portrait (or twin) + text or audio -> lip-synced talking-head MP4 (H.264 + AAC)."""
     _setup_logging(verbose)
     from .errors import FacecastError, InputError
 
@@ -141,12 +130,7 @@ def say_cmd(
             raise InputError(f"--workers {workers} / --encoders {encoders}: need workers >= 0 and encoders >= 1.")
         options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
         options = replace(options, words=words, workers=workers, encode=replace(options.encode, workers=encoders))
-        if twin is not None:
-            if transcript is not None:
-                raise InputError("--transcript is not used with --twin (its mouth model listens to the audio).")
-            _run_say_twin(twin, output, text, audio, options)
-        else:
-            _run_say(portrait, output, text, audio, transcript, options)
+        _run_say(portrait if twin is None else twin, output, text, audio, transcript, options)
     except FacecastError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -407,7 +407,9 @@ class StreamSession:
         voice=None,
     ) -> None:
         from .audio import VoiceActivity
-        from .pipeline import LoudnessGain, Timings, prepare_portrait
+        from .sources import prepare_portrait
+        from .speech import LoudnessGain
+        from .timing import Timings
 
         self.options = check_options(options)
         self.timings = Timings()

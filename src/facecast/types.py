@@ -94,6 +94,23 @@ class Speech:
         return int(self.energy.shape[0])
 
 
+@dataclass(frozen=True)
+class MouthShapes:
+    """A twin's mouth, frame by frame: what its audio-to-mouth model gives its renderer.
+
+    points: float32 [n, 53, 2] mouth landmarks in the twin's mouth-crop units (0..1).
+    fps: frames per second.  first_frame: global index of row 0 (shown at first_frame / fps s).
+    """
+
+    points: np.ndarray
+    fps: float
+    first_frame: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.points.shape[0])
+
+
 # Names of the columns of MotionFrames.params, in order. Units are in the comments.
 MOTION_PARAMS: tuple[str, ...] = (
     "jaw_open",      # 0..1, 1 = wide open "aa" (about 0.35 inter-ocular distances of chin travel)

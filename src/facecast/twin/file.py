@@ -33,7 +33,7 @@ import torch
 
 from facecast.errors import InputError
 
-__all__ = ["FORMAT", "VERSION", "TwinData", "load_twin", "save_twin", "tensor_hash"]
+__all__ = ["FORMAT", "VERSION", "TwinData", "is_twin_file", "load_twin", "save_twin", "tensor_hash"]
 
 FORMAT = "facecast-twin"
 VERSION = 1
@@ -86,6 +86,28 @@ def save_twin(path: str | Path, twin: TwinData) -> str:
         tmp.unlink(missing_ok=True)
     twin.sha256 = digest
     return digest
+
+
+_HEADER_MAX = 100_000_000  # safetensors' own limit on the JSON header
+
+
+def is_twin_file(path: str | Path) -> bool:
+    """Whether ``path`` is a .twin file, by content (a safetensors header whose metadata says
+    ``format: facecast-twin``), whatever its name. Reads only the header; False for anything
+    unreadable, so the caller's own checks report what is wrong with it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            n = int.from_bytes(head, "little")
+            if not 2 <= n <= _HEADER_MAX:
+                return False
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return False
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def load_twin(path: str | Path) -> TwinData:

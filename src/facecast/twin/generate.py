@@ -6,8 +6,9 @@ Public API
 - ``Twin.mouth(audio16k, fps, num_frames) -> [n, 53, 2]``: the person's mouth shapes for speech.
 - ``Twin.render(mouth, first_frame, fps) -> VideoFrames``: frames for global frame indices
   ``first_frame ...``: the background loop frame for that time, its lower face redrawn.
-- ``say_twin(twin, output, text=..., audio=..., options=SayOptions())``: the `say` job for a twin
-  (same segments, voice and encoder as the portrait pipeline, so memory stays flat).
+- ``MouthStream``: mouth shapes of audio pushed as it comes (left context kept, memory flat).
+The `say` job for a twin is `facecast.say` with a .twin file (sources.TwinSource): the same
+segments, voice and encoder as a portrait.
 
 Background (why a ping-pong loop): the twin shows real footage of the person, so head motion,
 blinks and lighting are real; playing it forward then backward never jumps (every frame's
@@ -19,7 +20,6 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -34,7 +34,7 @@ from facecast.types import ANALYSIS_RATE, VideoFrames
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MouthStream", "Twin", "decode_background", "pingpong_index", "say_twin"]
+__all__ = ["MouthStream", "Twin", "decode_background", "pingpong_index"]
 
 _CONTEXT_S = 0.5  # audio kept from the previous segment so the mouth model sees its left context
 
@@ -220,64 +220,3 @@ class MouthStream:
         # Forget audio older than the left context of the next frame.
         self.audio.trim(int(round((first_frame + num_frames - ctx) / self.fps * ANALYSIS_RATE)))
         return mouth
-
-
-def say_twin(
-    twin: Twin,
-    output: str | Path,
-    *,
-    text: str | None = None,
-    audio: str | Path | None = None,
-    options=None,
-    progress: Callable[[float, float | None], None] | None = None,
-    timings=None,
-) -> Path:
-    """Render an MP4 of the twin saying ``text`` (bundled voice) or ``audio``. Nothing is left at
-    ``output`` unless the whole job succeeds."""
-    from facecast import audio as audio_mod
-    from facecast.encode import check_output_path
-    from facecast.options import SayOptions
-    from facecast.pipeline import SayChunk, Timings, _ThreadedWriter, audio_segments, text_segments
-
-    options = options or SayOptions()
-    timings = timings if timings is not None else Timings()
-    if (text is None) == (audio is None):
-        raise InputError("say: give either text or audio (exactly one). Use --text \"...\" or --audio FILE.")
-    output = check_output_path(output)
-    fps = options.fps
-    if text is not None:
-        segments = timings.timed_iter("voice", text_segments(text, fps))
-        total = None
-    else:
-        total = audio_mod.open_audio(audio).duration
-        segments = timings.timed_iter("decode", audio_segments(audio, fps, options.segment_max_s,
-                                                               options.first_segment_s))
-    mouths = MouthStream(twin, fps)
-    writer = None
-    voiced_any = False
-    try:
-        for seg in segments:
-            with timings.stage("mouth"):
-                mouths.push(seg.start, seg.analysis)
-                mouth = mouths.frames(seg.first_frame, seg.num_frames)
-                voiced_any = voiced_any or float(np.abs(seg.analysis).max(initial=0.0)) > 1e-3
-            with timings.stage("render"):
-                video = twin.render(mouth, seg.first_frame, fps)
-            if writer is None:
-                ref = seg.output_audio[0]
-                writer = _ThreadedWriter(output, options, twin.size[0], twin.size[1], ref.sample_rate,
-                                         ref.channels, timings)
-            writer.put(SayChunk(video, seg.output_audio, seg, None))
-            if progress:
-                progress(seg.end, total)
-        if writer is None:
-            raise InputError("say: nothing to render (the input has no duration).")
-        if not voiced_any:
-            src = audio if audio is not None else "--text"
-            raise InputError(f"{src}: no speech found (the audio is silent). Give a recording with speech.")
-    except BaseException as exc:
-        if writer is not None:
-            writer.__exit__(type(exc), exc, None)
-        raise
-    writer.__exit__(None, None, None)
-    return output

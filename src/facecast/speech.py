@@ -1,0 +1,156 @@
+"""align + analyse: what the mouth listens to in each segment (a Speech on the frame grid).
+
+    phones      pocketsphinx: forced alignment with a transcript, or recognised phones plus a
+                recognised-word timeline; TTS segments already know theirs
+    loudness    per-frame RMS on a fixed dBFS scale, under a slow automatic gain (LoudnessGain)
+    voicing     silero-VAD speech/silence per frame
+
+prefetch_alignment runs phone recognition of upcoming segments in worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import audio as audio_mod
+from .options import SayOptions
+from .segments import Segment, audio_segments, frames_between
+from .timing import Timings
+from .types import ANALYSIS_RATE, AudioChunk, PhoneSpan, Speech
+
+TRANSCRIPT_MAX_S = 60.0  # forced alignment runs over the whole clip (memory grows ~2 MB/s); longer clips use recognition
+
+
+class SpeechAnalyser:
+    """align + analyse: a segment's phones (aligned, recognised, or known from TTS), per-frame
+    loudness and speech/silence, as a Speech. Models load once per job."""
+
+    def __init__(self, options: SayOptions, transcript: str | None, need_aligner: bool):
+        self.options = options
+        self.transcript = transcript
+        self.aligner = None
+        self.vad = None
+        if need_aligner:
+            from .align import Aligner
+
+            self.aligner = Aligner()
+            self.vad = audio_mod.VoiceActivity()
+        self.gain = LoudnessGain()
+
+    def speech(self, seg: Segment, timings: Timings, phones_future=None) -> Speech:
+        """Phones (aligned here, or taken from ``phones_future`` computed by a worker process),
+        loudness and speech/silence for one segment."""
+        fps = self.options.fps
+        with timings.stage("analyse"):
+            energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
+                                                 samples_start=seg.start)
+        alt: tuple[PhoneSpan, ...] = ()
+        if seg.phones is not None:
+            phones = seg.phones
+            voiced = np.zeros(seg.num_frames, bool)
+            for p in phones:
+                if p.phone != "SIL":
+                    a, n = frames_between(p.start, p.end, fps)
+                    voiced[max(a - seg.first_frame, 0):max(a - seg.first_frame + n, 0)] = True
+        else:
+            with timings.stage("align"):
+                if phones_future is not None:
+                    phones, alt = phones_future.result()
+                else:
+                    phones, alt = segment_phones(self.aligner, seg.analysis, seg.start, self.transcript,
+                                          self.options.word_timeline)
+            with timings.stage("analyse"):
+                voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
+        energy = self.gain(energy, voiced)
+        return Speech(tuple(phones), energy, voiced, fps, seg.first_frame, alt)
+
+
+class LoudnessGain:
+    """Slow automatic gain on the per-frame loudness (0..1, a fixed dBFS mapping).
+
+    Recordings differ by ~17 dB in level (a quiet lecture vs a compressed clip), and the jaw
+    should open as wide for loud speech in either. The reference is the 90th percentile of voiced
+    frames over the last ``memory_frames`` (30 s at 25 fps), so it adapts within a few seconds
+    and memory stays bounded; loud speech maps to ~0.9.
+    """
+
+    def __init__(self, memory_frames: int = 750, target: float = 0.9, floor: float = 0.5):
+        self._hist = np.zeros(0, np.float32)
+        self.memory_frames, self.target, self.floor = memory_frames, target, floor
+        self._ref: float | None = None  # the percentile of the current history, once computed
+
+    def __call__(self, energy: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+        added = energy[voiced]
+        if added.size:
+            self._hist = np.concatenate([self._hist, added])[-self.memory_frames:]
+            self._ref = None
+        if self._hist.size < 5:
+            return energy
+        if self._ref is None:  # live streams call this twice per frame, once with nothing new
+            self._ref = max(float(np.percentile(self._hist, 90)), self.floor)
+        return np.clip(energy + (self.target - self._ref) * (energy > 0), 0.0, 1.0).astype(np.float32)
+
+
+def segment_phones(aligner, samples: np.ndarray, start: float, transcript: str | None, words: bool = True
+            ) -> tuple[tuple[PhoneSpan, ...], tuple[PhoneSpan, ...]]:
+    """(phones, alternative phones) of a segment. With a transcript: its forced alignment and no
+    alternative. Without: recognised phones, and (``words``) recognised words force-aligned as
+    the alternative (Speech.alt_phones; the mouth is the mean of both)."""
+    chunk = AudioChunk(samples[None, :], ANALYSIS_RATE, start)
+    phones = tuple(aligner.align(chunk, transcript))
+    alt = () if transcript or not words else tuple(aligner.align_words(chunk))
+    return phones, alt
+
+
+def _align_in_worker(samples: np.ndarray, start: float, transcript: str | None, words: bool
+                     ) -> tuple[tuple[PhoneSpan, ...], tuple[PhoneSpan, ...]]:
+    return segment_phones(_worker_aligner(), samples, start, transcript, words)
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_aligner():
+    """One Aligner per worker process, loaded on first use."""
+    from .align import Aligner
+
+    return Aligner()
+
+
+def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, workers: int, words: bool = True):
+    """(segment, future of its phones | None) in order. With workers > 0, phone recognition of the
+    next 2*workers segments runs in a process pool while the current one renders (pocketsphinx
+    holds the GIL, so threads would not help); the look-ahead bounds memory."""
+    if workers <= 0:
+        for seg in segments:
+            yield seg, None
+        return
+    import collections
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
+    window: collections.deque = collections.deque()
+    pool = _POOLS.get(workers)
+    if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
+        pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    for seg in segments:
+        window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript, words)))
+        if len(window) > 2 * workers:
+            yield window.popleft()
+    while window:
+        yield window.popleft()
+
+
+_POOLS: dict = {}
+
+
+def analyse_audio(audio: str | Path, options: SayOptions = SayOptions()) -> Iterator[Speech]:
+    """The per-segment Speech (phone timelines, loudness, speech/silence) that `say` animates for
+    ``audio``, segment by segment, without rendering: what the motion model sees, for studying
+    it against real mouths. Raises InputError for unreadable audio."""
+    analyser = SpeechAnalyser(options, None, need_aligner=True)
+    timings = Timings()
+    for seg in audio_segments(audio, options.fps, options.segment_max_s, options.first_segment_s):
+        yield analyser.speech(seg, timings)
