@@ -1,7 +1,7 @@
 """Landmark index groups of mediapipe's face mesh (478 points with refine_landmarks=True),
 defined once for every stage (face tracking, the rig, the painters, eval, twins).
 
-Orderings were checked on real photos (tests/test_face.py::test_landmark_orderings): the lip,
+Orderings were checked on real photos (tests/test_landmarks.py::test_landmark_orderings): the lip,
 eye and jaw chains run from the subject's right to the subject's left, i.e. left to right in the
 image for an unmirrored frontal face; upper/lower chains share their end points, so
 ``UPPER + LOWER[::-1]`` (without repeating the corners) is a closed polygon.

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from facecast.landmarks import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
+
 ANALYSIS_RATE = 16_000
 """Hz of the mono analysis audio every speech stage reads (alignment, loudness, VAD, mouth models)."""
 
@@ -218,9 +220,9 @@ class FaceLandmarks:
     @property
     def interocular(self) -> float:
         """Distance between the eye centres in pixels (outer+inner corner means)."""
-        left = self.points[[33, 133], :2].mean(axis=0)
-        right = self.points[[263, 362], :2].mean(axis=0)
-        return float(np.linalg.norm(right - left))
+        right = self.points[list(RIGHT_EYE_CORNERS), :2].mean(axis=0)
+        left = self.points[list(LEFT_EYE_CORNERS), :2].mean(axis=0)
+        return float(np.linalg.norm(left - right))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import cv2  # installed with mediapipe (opencv-contrib-python)
 import numpy as np
 
 from facecast.errors import InputError
-from facecast.face import (
+from facecast.landmarks import (
     JAW_LOWER,
     LIPS_INNER_LOWER,
     LIPS_INNER_UPPER,
