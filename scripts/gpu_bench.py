@@ -12,8 +12,10 @@ import sys
 import av
 import numpy as np
 
-from facecast.bench import BenchOptions, machine_info, markdown_section, run_bench
 from facecast.engine import portraits_from_npz
+from facecast.quality.bench import markdown_section, run_bench
+from facecast.quality.options import BenchOptions
+from facecast.sysinfo import machine_info
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

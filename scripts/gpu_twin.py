@@ -27,7 +27,7 @@ def log(**kw) -> None:
 
 def lagged(x: np.ndarray, ref: np.ndarray, max_lag: int = 5) -> tuple[float, int]:
     """Best Pearson r of x shifted against ref and the lag (positive: x late): eval's measure."""
-    from facecast.eval import lagged_corr
+    from facecast.quality.metrics import lagged_corr
 
     lags, r = lagged_corr(x, ref, max_lag)
     i = int(np.nanargmax(r))

@@ -35,7 +35,7 @@ MAX_LAG = 5
 def lagged_r(pred: np.ndarray, real: np.ndarray, max_lag: int = MAX_LAG) -> tuple[float, float, int]:
     """(r at lag 0, best r, best lag); lag L correlates pred[t + L] with real[t] (L > 0: late),
     as `facecast eval` measures it."""
-    from facecast.eval import lagged_corr
+    from facecast.quality.metrics import lagged_corr
 
     lags, r = lagged_corr(pred, real, max_lag)
     i = int(np.nanargmax(r))

@@ -411,7 +411,8 @@ def test_stream_twin_async_text_and_audio(tiny_twin):
 
 
 def test_eval_twin_mode(tiny_twin):
-    from facecast.eval import EvalOptions, evaluate_clip
+    from facecast.quality.eval import evaluate_clip
+    from facecast.quality.options import EvalOptions
 
     report = evaluate_clip(media("video/may_en.mp4"), EvalOptions(mode="twin", twin=tiny_twin[0], start_fraction=0.8,
                                                                   baselines=("real", "loudness"), identity=False))
@@ -422,7 +423,7 @@ def test_eval_twin_mode(tiny_twin):
     assert all(r.num_frames == 25 for r in report.rows.values())
     assert "twin" in report.rows["facecast"].description
     assert any("--start-fraction" in n for n in report.notes)
-    from facecast.eval import write_json
+    from facecast.quality.report import write_json
 
     write_json([report], tiny_twin[0].parent / "eval.json", {})
     assert json.loads((tiny_twin[0].parent / "eval.json").read_text())
@@ -503,7 +504,7 @@ def test_bad_twin_options_and_files(tmp_path):
     from typer.testing import CliRunner
 
     from facecast.cli import app
-    from facecast.eval import EvalOptions
+    from facecast.quality.options import EvalOptions
     from facecast.twin.file import load_twin, save_twin
     from facecast.twin.generate import Twin
 

@@ -219,7 +219,7 @@ def doctor_cmd(
     _setup_logging(False)
     from rich.table import Table
 
-    from . import doctor
+    from .quality import doctor
 
     checks = doctor.run(device=device, models=models)
     table = Table(show_header=True, header_style="bold")
@@ -259,19 +259,23 @@ def eval_cmd(
     from .errors import FacecastError
 
     try:
-        from . import eval as ev
+        from .quality import report as eval_report
+        from .quality.clips import expand_clips
+        from .quality.eval import evaluate_clip
+        from .quality.options import EvalOptions
+        from .sysinfo import machine_info
 
         names = tuple(b.strip() for b in baselines.split(",") if b.strip())
-        options = ev.EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
-                                 baselines=names, identity=identity, device=device, twin=twin,
-                                 start_fraction=start_fraction)
+        options = EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
+                              baselines=names, identity=identity, device=device, twin=twin,
+                              start_fraction=start_fraction)
         out = Console() if sys.stdout.isatty() else Console(width=170)
-        machine = ev.machine_info()  # the revision the run starts from
+        machine = machine_info()  # the revision the run starts from
         reports = []
-        for clip in ev.expand_clips(clips):
-            report = ev.evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+        for clip in expand_clips(clips):
+            report = evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
             reports.append(report)
-            out.print(ev.rich_table(report))
+            out.print(eval_report.rich_table(report))
             for key, m in report.margins.items():
                 out.print(f"  lip sync, facecast - {key[3:]} (aperture r, lag 0, 95 % interval): {m.text()}",
                           highlight=False)
@@ -280,14 +284,14 @@ def eval_cmd(
             for p in report.plots:
                 out.print(f"  plot: {p}", highlight=False)
         if len(reports) > 1:
-            for line in ev.margin_lines(reports):
+            for line in eval_report.margin_lines(reports):
                 out.print(line, highlight=False)
         if json_path is not None:
-            ev.write_json(reports, json_path, machine)
+            eval_report.write_json(reports, json_path, machine)
             err.print(f"wrote [bold]{json_path}[/]")
         if markdown is not None:
             markdown.parent.mkdir(parents=True, exist_ok=True)
-            markdown.write_text(ev.markdown_report(reports) + "\n")
+            markdown.write_text(eval_report.markdown_report(reports) + "\n")
             err.print(f"wrote [bold]{markdown}[/]")
     except FacecastError as exc:
         _fail(exc)
@@ -312,7 +316,7 @@ def bench_cmd(
     workers: int = typer.Option(0, "--workers", help="Phone-recognition worker processes (SayOptions.workers)."),
     encoders: int = typer.Option(1, "--encoders", help="Parallel H.264 encoder threads (EncodeOptions.workers)."),
     words: bool = typer.Option(True, "--words/--no-words", help="Word recognition for a second phone timeline."),
-    speech: Optional[Path] = typer.Option(None, "--speech", help="Speech file looped to each duration."),
+    speech: Optional[Path] = typer.Option(None, "--speech", help="Speech file looped to each duration (default: a paragraph spoken by the bundled voice)."),
     portrait: Optional[str] = typer.Option(None, "--portrait", help="Portrait image (default: scikit-image's astronaut)."),
     text: bool = typer.Option(False, "--text", help="Drive with Piper TTS of a repeated paragraph instead of speech audio."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers (and the RSS curves) as JSON here."),
@@ -325,14 +329,16 @@ def bench_cmd(
     from .errors import FacecastError
 
     try:
-        from . import bench
+        from .quality import bench
+        from .quality.options import BenchOptions
+        from .sysinfo import machine_info
 
         durs = (5.0, 60.0, 600.0) if long else _float_list(durations, "--durations")
-        options = bench.BenchOptions(durations=durs, sizes=tuple(int(x) for x in _float_list(sizes, "--sizes")),
-                                     device=device, repeats=repeats, speech=speech, portrait=portrait,
-                                     source="text" if text else "audio", workers=workers, encoders=encoders,
-                                     words=words)
-        machine = bench.machine_info()  # the revision the run starts from
+        options = BenchOptions(durations=durs, sizes=tuple(int(x) for x in _float_list(sizes, "--sizes")),
+                               device=device, repeats=repeats, speech=speech, portrait=portrait,
+                               source="text" if text else "audio", workers=workers, encoders=encoders,
+                               words=words)
+        machine = machine_info()  # the revision the run starts from
         results = bench.run_bench(options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
         (Console() if sys.stdout.isatty() else Console(width=250)).print(bench.rich_table(results))
         command = "facecast " + " ".join(sys.argv[1:])

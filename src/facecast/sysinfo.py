@@ -112,7 +112,8 @@ class MemorySampler:
         return max((m for _, m in self.samples), default=float("nan"))
 
 
-def machine_info() -> dict:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo, else platform.processor(); "" where unknown)."""
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -122,10 +123,32 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
+    return cpu
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        cores = os.cpu_count() or 0
+        return os.cpu_count() or 0
+
+
+def memory_gib() -> float:
+    """Total physical memory in GiB (/proc/meminfo; NaN where unavailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def machine_info() -> dict:
+    cpu = cpu_name()
+    cores = cpu_cores()
     gpu = None
     try:
         import torch

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..sysinfo import cpu_cores, cpu_name, memory_gib
+
 
 @dataclass(frozen=True)
 class Check:
@@ -33,8 +35,8 @@ def check_python() -> Check:
     import torch
 
     return Check("python/torch", True, f"Python {platform.python_version()}, torch {torch.__version__} "
-                 f"(CUDA build: {torch.version.cuda or 'none'}), {platform.machine()}, {_cpu_name()}, "
-                 f"{_cores()} cores, {_mem_gib():.1f} GiB RAM")
+                 f"(CUDA build: {torch.version.cuda or 'none'}), {platform.machine()}, {cpu_name() or 'unknown CPU'}, "
+                 f"{cpu_cores()} cores, {memory_gib():.1f} GiB RAM")
 
 
 def check_cuda(device: str = "cuda") -> Check:
@@ -88,21 +90,21 @@ def check_models() -> list[Check]:
     def face_mesh():
         from skimage import data
 
-        from .face import find_face
+        from .. import face
 
-        lm = find_face(data.astronaut(), source="astronaut")
+        lm = face.find_face(data.astronaut(), source="astronaut")
         return f"mediapipe face mesh: {lm.points.shape[0]} landmarks on the astronaut photo"
 
     def voice():
-        from .voice import PiperVoice
+        from ..voice import PiperVoice
 
         v = PiperVoice()
         s = next(v.synthesize("Hello."))
         return f"Piper voice {v.model_path.name}: {s.audio.duration:.2f} s of speech, {len(s.phones)} phones"
 
     def aligner():
-        from .align import Aligner
-        from .types import AudioChunk
+        from ..align import Aligner
+        from ..types import AudioChunk
 
         a = Aligner()
         # Low-level noise, not zeros: digital silence takes a shortcut that skips the decoder.
@@ -111,7 +113,7 @@ def check_models() -> list[Check]:
         return f"pocketsphinx en-us acoustic model and phone LM decoded 1 s of noise ({len(phones)} spans)"
 
     def vad():
-        from .audio import VoiceActivity
+        from ..audio import VoiceActivity
 
         VoiceActivity().speech_probability(np.zeros(16000, np.float32))
         return "silero-vad model loaded"
@@ -134,32 +136,6 @@ def run(device: str = "auto", models: bool = True) -> list[Check]:
     if models:
         checks.extend(check_models())
     return checks
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _mem_gib() -> float:
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return float("nan")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ For each (input duration, output size) case:
    - steady-state RTF: the same without the warm-up of that run (everything up to the first
      chunk handed to the encoder: model loading and the first segment), i.e.
      (wall - first chunk) / (audio - audio of the first segment);
-   - seconds per stage from ``pipeline.Timings`` (voice, decode, align, analyse, motion, render;
+   - seconds per stage from ``timing.Timings`` (voice, decode, align, analyse, motion, render;
      "encode (overlapped)" runs on its own thread, concurrently with rendering, so stages do not
      add up to the wall time);
    - memory: VmHWM (peak RSS, reset before the run through /proc/self/clear_refs where the
@@ -21,9 +21,11 @@ For each (input duration, output size) case:
      ``renderer.render`` call and read after the run (no synchronisation inside the pipeline),
      and ``torch.cuda.max_memory_allocated``.
 
-Inputs are real speech (``speech60s_en.wav`` from the shared media by default) looped into a WAV
-of the requested length, or, with ``source="text"``, a paragraph repeated to about that length
-and spoken by the bundled Piper voice (then the "voice" stage is timed too).
+Inputs are speech looped into a WAV of the requested length: the file given as ``speech``
+(``--speech``; the documented numbers used the project's 60 s English recording
+``speech60s_en.wav``), or without one ``BENCH_TEXT`` spoken once by the bundled Piper voice.
+With ``source="text"`` a paragraph repeated to about that length is spoken by the Piper voice
+inside the measured job (then the "voice" stage is timed too).
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import InputError
-from .sysinfo import MemorySampler, machine_info, peak_rss_mb, reset_peak_rss
+from ..errors import InputError
+from ..sysinfo import MemorySampler, peak_rss_mb, reset_peak_rss
+from .options import BenchOptions
 
-__all__ = ["BenchOptions", "CaseResult", "MemorySampler", "run_bench", "run_case", "make_speech_wav",
-           "rich_table", "markdown_section", "append_markdown", "write_json", "machine_info", "DEFAULT_SPEECH"]
+__all__ = ["CaseResult", "run_bench", "run_case", "make_speech_wav", "voice_speech_wav", "bench_text", "BENCH_TEXT",
+           "rich_table", "markdown_section", "append_markdown", "write_json"]
 
-DEFAULT_SPEECH = Path(__file__).resolve().parents[3] / "shared" / "media" / "audio" / "speech60s_en.wav"
 STAGES = ("face", "setup", "voice", "decode", "align", "analyse", "motion", "render", "encode (overlapped)")
 BENCH_TEXT = (
     "The quick brown fox jumps over the lazy dog, and then it rests for a moment in the warm sun. "
@@ -55,51 +57,6 @@ BENCH_TEXT = (
     "about the weather, the news, and their plans for the weekend. "
 )
 _WORDS_PER_SECOND = 3.5  # the bundled Piper voice on BENCH_TEXT (13 words: 3.7 s)
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    """What `facecast bench` measures.
-
-    durations: input lengths in seconds (5, 60, 600 are the documented scales).
-    sizes: output sizes in pixels.
-    device: render device ("cpu", "cuda", "cuda:N").
-    repeats: runs for the time-to-first-chunk percentiles (after one warm-up run).
-    speech: speech file looped to each duration (None = the shared 60 s English clip).
-    portrait: image path (None = scikit-image's astronaut photo, which ships with the package).
-    source: "audio" (speech file) or "text" (Piper TTS of a repeated paragraph).
-    fps: output frame rate.  sample_interval_s: RSS sampling period.
-    workers: SayOptions.workers (phone-recognition processes; their RSS is included in the
-        sampled RSS, not in the VmHWM peak of the main process).
-    encoders: EncodeOptions.workers (parallel H.264 encoder threads). words: SayOptions.words.
-    batch_frames: RenderOptions.batch_frames (None = the renderer's default).
-    """
-
-    durations: tuple[float, ...] = (5.0,)
-    sizes: tuple[int, ...] = (512,)
-    device: str = "cpu"
-    repeats: int = 5
-    speech: Path | None = None
-    portrait: str | None = None
-    source: str = "audio"
-    fps: float = 25.0
-    sample_interval_s: float = 0.5
-    workers: int = 0
-    encoders: int = 1
-    words: bool = True
-    batch_frames: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.durations or any(not d > 0 for d in self.durations):
-            raise InputError(f"--durations {self.durations}: give positive seconds, e.g. 5,60,600.")
-        if not self.sizes or any(s < 64 or s % 2 for s in self.sizes):
-            raise InputError(f"--sizes {self.sizes}: even pixel sizes >= 64, e.g. 256,512,1024.")
-        if self.source not in ("audio", "text"):
-            raise InputError(f"--source {self.source}: use audio or text.")
-        if self.repeats < 1:
-            raise InputError(f"--repeats {self.repeats}: at least 1.")
-        if self.encoders < 1:
-            raise InputError(f"--encoders {self.encoders}: at least 1.")
 
 
 @dataclass
@@ -148,9 +105,7 @@ def make_speech_wav(src: str | Path, seconds: float, path: str | Path, *, max_so
     """Loop the speech in ``src`` (leading and trailing silence trimmed, so every stretch of the
     result is speech with its natural pauses) into a mono 16-bit WAV of exactly ``seconds`` at
     ``src``'s own sample rate, written block by block."""
-    import av
-
-    from . import audio as audio_mod
+    from .. import audio as audio_mod
 
     rate = audio_mod.open_audio(src).sample_rate
     x = audio_mod.load_audio(src, sample_rate=rate, mono=True, max_seconds=max_source_s).samples[0]
@@ -163,6 +118,13 @@ def make_speech_wav(src: str | Path, seconds: float, path: str | Path, *, max_so
     if loud.size == 0:
         raise InputError(f"{src}: is silent (no 20 ms window above -40 dBFS); give a speech recording.")
     x = x[max(0, (loud[0] - 5) * win): min(x.shape[0], (loud[-1] + 6) * win)]
+    return _write_looped_wav(x, rate, seconds, path)
+
+
+def _write_looped_wav(x: np.ndarray, rate: int, seconds: float, path: str | Path) -> Path:
+    """``x`` (float mono samples) repeated into a 16-bit WAV of exactly ``seconds``, block by block."""
+    import av
+
     total = int(round(seconds * rate))
     path = Path(path)
     written = 0
@@ -182,6 +144,16 @@ def make_speech_wav(src: str | Path, seconds: float, path: str | Path, *, max_so
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def voice_speech_wav(path: str | Path, text: str = BENCH_TEXT) -> Path:
+    """``text`` spoken by the bundled Piper voice into a mono 16-bit WAV at the voice's rate: the
+    speech of a bench run given no speech file."""
+    from ..voice import PiperVoice
+
+    voice = PiperVoice()
+    x = np.concatenate([s.audio.samples[0] for s in voice.synthesize(text)])
+    return _write_looped_wav(x, voice.sample_rate, x.shape[0] / voice.sample_rate, path)
 
 
 def bench_text(seconds: float) -> str:
@@ -233,7 +205,7 @@ def _cuda_render_events(enabled: bool) -> Iterator[list]:
     if not enabled:
         yield events
         return
-    from . import sources
+    from .. import sources
 
     original = sources.make_renderer
     sources.make_renderer = lambda portrait, options: _EventTimedRenderer(original(portrait, options), events)
@@ -253,7 +225,7 @@ def _is_cuda(device: str) -> bool:
 
 
 def _say_options(options: BenchOptions, size: int):
-    from .options import EncodeOptions, RenderOptions, SayOptions
+    from ..options import EncodeOptions, RenderOptions, SayOptions
 
     render = RenderOptions(device=options.device, batch_frames=options.batch_frames)
     return SayOptions(size=size, fps=options.fps, render=render,
@@ -263,18 +235,36 @@ def _say_options(options: BenchOptions, size: int):
 def _inputs(options: BenchOptions, seconds: float, tmp: Path) -> dict:
     if options.source == "text":
         return {"text": bench_text(seconds)}
-    speech = Path(options.speech) if options.speech is not None else DEFAULT_SPEECH
-    if not speech.exists():
-        raise InputError(f"{speech}: speech file for the benchmark not found. Pass --speech FILE.")
+    speech = _speech_source(options, tmp)
     wav = tmp / f"speech_{seconds:g}s.wav"
     if not wav.exists():
         make_speech_wav(speech, seconds, wav)
     return {"audio": wav}
 
 
+def _speech_source(options: BenchOptions, tmp: Path) -> Path:
+    """The speech looped to each duration: ``options.speech``, or BENCH_TEXT spoken by the bundled
+    voice (once per run, in ``tmp``)."""
+    if options.speech is not None:
+        speech = Path(options.speech)
+        if not speech.exists():
+            raise InputError(f"{speech}: speech file for the benchmark not found. Pass --speech FILE.")
+        return speech
+    speech = tmp / "bench_text_speech.wav"
+    if not speech.exists():
+        # In a process of its own: the voice model and onnxruntime would stay resident here
+        # (~400 MiB) and count in the measured runs' memory.
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            pool.submit(voice_speech_wav, speech).result()
+    return speech
+
+
 def time_to_first_chunk(portrait, inputs: dict, options, runs: int) -> list[float]:
     """Seconds from calling say_chunks to receiving its first chunk, ``runs`` times."""
-    from .pipeline import say_chunks
+    from ..pipeline import say_chunks
 
     out = []
     for _ in range(runs):
@@ -295,7 +285,8 @@ def time_to_first_chunk(portrait, inputs: dict, options, runs: int) -> list[floa
 def run_case(options: BenchOptions, seconds: float, size: int, tmp: Path,
              progress: Callable[[str], None] | None = None) -> CaseResult:
     """Measure one (duration, size) case (see the module docstring)."""
-    from .pipeline import Timings, say
+    from ..pipeline import say
+    from ..timing import Timings
 
     say_msg = progress or (lambda m: None)
     inputs = _inputs(options, seconds, tmp)
@@ -329,7 +320,7 @@ def run_case(options: BenchOptions, seconds: float, size: int, tmp: Path,
         if cuda:
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
-    from .encode import probe_mp4
+    from ..encode import probe_mp4
 
     info = probe_mp4(out_path)
     frames = int(info["num_frames"] or 0)
@@ -363,7 +354,7 @@ def run_bench(options: BenchOptions = BenchOptions(), progress: Callable[[str], 
     if _is_cuda(options.device):
         import torch
 
-        from .errors import DeviceError
+        from ..errors import DeviceError
 
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {options.device}: CUDA is not available in this torch build or on this "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facecast import doctor
+from facecast.quality import doctor
 
 CLI = [str(Path(sys.executable).with_name("facecast"))]
 

@@ -10,12 +10,14 @@ import pytest
 import torch
 from conftest import media
 
-from facecast import bench
 from facecast.errors import InputError
+from facecast.quality import bench
+from facecast.quality.options import BenchOptions
+from facecast.sysinfo import MemorySampler, peak_rss_mb
 
 
 def test_memory_sampler_sees_an_allocation():
-    with bench.MemorySampler(interval=0.05) as mem:
+    with MemorySampler(interval=0.05) as mem:
         time.sleep(0.12)
         block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
         time.sleep(0.2)
@@ -25,7 +27,7 @@ def test_memory_sampler_sees_an_allocation():
     assert all(m > 0 for _, m in mem.samples)
     assert mem.peak - mem.samples[0][1] > 200
     assert mem.at_fraction(0.0) == mem.samples[0][1]
-    assert bench.peak_rss_mb() >= mem.peak - 1
+    assert peak_rss_mb() >= mem.peak - 1
 
 
 def test_speech_wav_is_exactly_long_and_starts_with_speech(tmp_path):
@@ -40,15 +42,18 @@ def test_speech_wav_is_exactly_long_and_starts_with_speech(tmp_path):
     assert np.abs(x[:8000]).max() > 0.05  # speech within the first 0.5 s
 
 
-def test_options_are_validated():
-    with pytest.raises(InputError):
-        bench.BenchOptions(sizes=(511,))
-    with pytest.raises(InputError):
-        bench.BenchOptions(durations=(0,))
-    with pytest.raises(InputError):
-        bench.BenchOptions(source="video")
-    with pytest.raises(InputError, match="--encoders 0"):
-        bench.BenchOptions(encoders=0)
+def test_a_missing_speech_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="Pass --speech FILE"):
+        bench._inputs(BenchOptions(speech=tmp_path / "nope.wav"), 2.5, tmp_path)
+
+
+def test_without_a_speech_file_the_bundled_voice_speaks(tmp_path):
+    from facecast.audio import load_audio, open_audio
+
+    out = bench.voice_speech_wav(tmp_path / "v.wav", "Hello there, this is a short test.")
+    x = load_audio(out).samples[0]
+    assert open_audio(out).channels == 1 and 1.0 < x.shape[0] / 16000 < 5.0
+    assert np.abs(x).max() > 0.1
 
 
 def test_render_events_patch_is_restored():
@@ -66,7 +71,6 @@ def test_bench_cli_measures_a_short_run(tmp_path):
 
     from facecast.cli import app
 
-    media("audio/speech60s_en.wav")
     js, md = tmp_path / "bench.json", tmp_path / "benchmarks.md"
     args = ["bench", "--durations", "2.5", "--sizes", "128", "--repeats", "2", "--json", str(js), "--append", str(md)]
     res = CliRunner().invoke(app, args)
@@ -96,12 +100,12 @@ def test_bench_on_cuda_without_cuda_is_a_clear_error():
     from facecast.errors import DeviceError
 
     with pytest.raises(DeviceError, match="CUDA is not available"):
-        bench.run_bench(bench.BenchOptions(device="cuda"))
+        bench.run_bench(BenchOptions(device="cuda"))
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_on_cuda_reports_vram_and_event_timed_render(tmp_path):
     media("audio/speech60s_en.wav")
-    (r,) = bench.run_bench(bench.BenchOptions(durations=(2.0,), sizes=(256,), device="cuda", repeats=1))
+    (r,) = bench.run_bench(BenchOptions(durations=(2.0,), sizes=(256,), device="cuda", repeats=1))
     assert r.vram_peak_mb > 0 and r.render_gpu_s > 0
