@@ -44,7 +44,8 @@ from facecast import motion as M
 from facecast.audio import load_audio
 from facecast.options import MotionOptions, SayOptions
 from facecast.pipeline import analyse_audio
-from facecast.twin.mouth import MouthConfig, audio_features
+from facecast.twin.features import audio_features
+from facecast.twin.mouth import MouthConfig
 
 # Clips of one person are one speaker for leave-one-speaker-out (LOSO) fits; any other clip is a
 # speaker of its own.
