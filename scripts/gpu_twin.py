@@ -35,18 +35,20 @@ def lagged(x: np.ndarray, ref: np.ndarray, max_lag: int = 5) -> tuple[float, int
 
 
 def train(args) -> None:
-    from facecast.twin import TwinTrainOptions, holdout_mask, train_twin
+    from facecast.twin import TwinTrainOptions, train_twin
     from facecast.twin.generate import Twin
     from facecast.twin.mouth import aperture, mouth_width
-    from facecast.twin.prepare import PrepOptions, _decode_all, load_tracks, prepare
-    from facecast.twin.render import crop_frames, lower_face_mask, paste_crops, scale_affine
-    from facecast.twin.train import RenderTrainOptions, psnr, regenerate, to_unit
+    from facecast.twin.net import crop_frames, lower_face_mask, paste_crops, scale_affine
+    from facecast.twin.options import PrepOptions, RenderTrainOptions
+    from facecast.twin.pipeline import holdout_mask
+    from facecast.twin.prepare import decode_all, load_tracks, prepare
+    from facecast.twin.train import psnr, regenerate, to_unit
 
     out = Path(args.out)
     tracks = load_tracks(args.tracks, media_dir=args.media)
     videos = [t.path for t in tracks]
     hold = (args.holdout, 0.2)
-    from facecast.twin.render import RenderConfig
+    from facecast.twin.net import RenderConfig
 
     cfg = RenderConfig(size=args.crop, widths=tuple(int(w) for w in args.widths.split(",")))
     prep = PrepOptions(crop_px=args.crop)
@@ -85,7 +87,7 @@ def train(args) -> None:
     twin.net.to(twin.dtype)
     real = to_unit(crops)
     q["mouth_psnr_db"] = round(psnr(gen, real, lower_face_mask(real.shape[-1], dev)), 2)
-    frames = torch.from_numpy(_decode_all(clip["path"], tuple(clip["size"]))[footage.frame[hi]]).to(dev)
+    frames = torch.from_numpy(decode_all(clip["path"], tuple(clip["size"]))[footage.frame[hi]]).to(dev)
     src = frames.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     big = torch.nn.functional.interpolate(src, size=(512, 512), mode="bicubic", align_corners=False).clamp(-1, 1)
     aff = scale_affine(torch.from_numpy(footage.affine[hi]).to(dev).double(), 512 / src.shape[-1])

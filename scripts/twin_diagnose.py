@@ -29,11 +29,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from facecast.face import mouth_metrics, track_video
-    from facecast.twin import holdout_mask
     from facecast.twin.generate import Twin
     from facecast.twin.mouth import aperture
-    from facecast.twin.prepare import PrepOptions, _decode_all, load_tracks, prepare
-    from facecast.twin.render import crop_frames, paste_crops
+    from facecast.twin.net import crop_frames, paste_crops
+    from facecast.twin.options import PrepOptions
+    from facecast.twin.pipeline import holdout_mask
+    from facecast.twin.prepare import decode_all, load_tracks, prepare
     from facecast.twin.train import regenerate
 
     name, frac = args.holdout.rsplit(":", 1)
@@ -42,7 +43,7 @@ def main() -> None:
     hi = np.flatnonzero(holdout_mask(f, (name, float(frac))))
     clip = f.clips[int(f.clip[hi[0]])]
     fps = float(clip["fps"])
-    frames = _decode_all(clip["path"], tuple(clip["size"]))[f.frame[hi]]
+    frames = decode_all(clip["path"], tuple(clip["size"]))[f.frame[hi]]
     real = mouth_metrics(track_video(frames, fps=fps, smooth=False)[0])["mouth_open"]
     audio = clip["audio"][int(round(f.frame[hi[0]] / fps * 16000)):]
     src = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1)

@@ -38,7 +38,7 @@ def main() -> None:
 
     from facecast.audio import load_audio
     from facecast.twin.generate import Twin
-    from facecast.twin.render import paste_crops
+    from facecast.twin.net import paste_crops
 
     torch.set_num_threads(2)
     twin = Twin.load(args.twin, size=args.size)

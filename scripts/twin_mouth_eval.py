@@ -26,7 +26,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from facecast.twin.mouth import MouthConfig, aperture, audio_features, mouth_width, predict_mouth, train_mouth
+from facecast.twin.features import audio_features
+from facecast.twin.mouth import MouthConfig, aperture, mouth_width, predict_mouth, train_mouth
 
 HOLD_CLIP = 1
 MAX_LAG = 5
@@ -69,7 +70,8 @@ def make_data(path: str) -> None:
     """Mouth landmarks (crop units), clip/frame indices, voicing and 16 kHz audio of the clips."""
     from pathlib import Path
 
-    from facecast.twin.prepare import PrepOptions, prepare, track_clip
+    from facecast.twin.options import PrepOptions
+    from facecast.twin.prepare import prepare, track_clip
 
     f = prepare([track_clip(f"{MEDIA}/{c}.mp4") for c in CLIPS], PrepOptions(crop_px=64))
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,10 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     args = ap.parse_args()
 
-    from facecast.twin import _mouth_clips, fit_mouth, holdout_mask
+    from facecast.twin.pipeline import fit_mouth, holdout_mask, mouth_clips
     from facecast.twin.file import load_twin, save_twin
-    from facecast.twin.prepare import PrepOptions, load_tracks, prepare
+    from facecast.twin.options import PrepOptions
+    from facecast.twin.prepare import load_tracks, prepare
 
     torch.set_num_threads(2)
     data = load_twin(args.src)
@@ -38,7 +39,7 @@ def main() -> None:
         name, frac = args.holdout.rsplit(":", 1)
         hold = (name, float(frac))
     t = time.perf_counter()
-    model, stats = fit_mouth(_mouth_clips(footage, ~holdout_mask(footage, hold)), folds=args.folds,
+    model, stats = fit_mouth(mouth_clips(footage, ~holdout_mask(footage, hold)), folds=args.folds,
                              device=args.device, seed=0)
     print(f"mouth + calibration {time.perf_counter() - t:.1f} s, gain {model.config.gain:.3f}")
     data.mouth_state = model.state_dict()

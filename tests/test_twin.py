@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from facecast.errors import InputError
-from facecast.twin.prepare import ClipTrack, PrepOptions, crop_affine, mouth_anchor, prepare, track_clip
-from facecast.twin.render import (RenderConfig, RenderNet, blend_mask, crop_frames, draw_sketch, lower_face_mask,
-                                  paste_crops, scale_affine)
+from facecast.twin.net import (RenderConfig, RenderNet, blend_mask, crop_frames, draw_sketch, lower_face_mask,
+                               paste_crops, scale_affine)
+from facecast.twin.options import PrepOptions
+from facecast.twin.prepare import ClipTrack, crop_affine, mouth_anchor, prepare, track_clip
 from tests.conftest import media
 
 TINY = RenderConfig(size=64, widths=(16, 16, 32), mid_blocks=1)
@@ -249,7 +250,7 @@ def test_pingpong_never_jumps():
 def tiny_twin(tmp_path_factory, may_track) -> tuple[Path, dict]:
     """A tiny twin trained for a few steps on the CPU from a real 5 s clip (last 20 % held out)."""
     from facecast.twin import TwinTrainOptions, train_twin
-    from facecast.twin.train import RenderTrainOptions
+    from facecast.twin.options import RenderTrainOptions
 
     tmp = tmp_path_factory.mktemp("twin")
     opts = TwinTrainOptions(
@@ -325,7 +326,8 @@ def test_cuda_render_matches_cpu(tiny_twin):
 
 
 def test_renderer_learns_and_resumes(tmp_path, may_track):
-    from facecast.twin.train import RenderTrainOptions, train_renderer
+    from facecast.twin.options import RenderTrainOptions
+    from facecast.twin.train import train_renderer
 
     f = prepare([may_track], PrepOptions(crop_px=32, min_speech_s=2.0))
     cfg = RenderConfig(size=32, widths=(16, 16, 32), mid_blocks=1)
@@ -526,7 +528,7 @@ def test_bad_twin_options_and_files(tmp_path):
 
 
 def test_holdout_must_name_a_training_video(may_track):
-    from facecast.twin import holdout_mask
+    from facecast.twin.pipeline import holdout_mask
 
     f = prepare([may_track], PrepOptions(crop_px=32, min_speech_s=2.0))
     assert holdout_mask(f, ("may_en.mp4", 0.2)).sum() == 25

@@ -7,12 +7,11 @@ import pytest
 import torch
 from conftest import media
 
+from facecast.twin.features import SAMPLE_RATE, audio_features
 from facecast.twin.mouth import (
-    SAMPLE_RATE,
     MouthConfig,
     MouthModel,
     aperture,
-    audio_features,
     calibrate_gain,
     mouth_width,
     predict_mouth,

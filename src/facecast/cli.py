@@ -377,9 +377,9 @@ def twin_train_cmd(
 
     from .errors import FacecastError, InputError
     from .twin import TwinTrainOptions, train_twin
-    from .twin.prepare import PrepOptions
-    from .twin.render import RenderConfig
-    from .twin.train import RenderTrainOptions
+    from .twin.options import PrepOptions
+    from .twin.net import RenderConfig
+    from .twin.options import RenderTrainOptions
 
     try:
         hold = None

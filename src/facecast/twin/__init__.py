@@ -1,226 +1,46 @@
 """facecast twin: a person-specific photoreal model trained from minutes of their video.
 
-``train_twin(videos, output, options)`` reads as its passes:
+Public API (loaded on first use, so ``import facecast.twin`` pulls in neither torch nor OpenCV):
 
-1. track    face-mesh landmarks of every frame (CPU, cached in the work folder)
-2. prepare  checks (no face, too small, too little speech), cuts, mouth crops, speech map
-3. mouth    audio -> mouth-shape model of this person (``facecast.twin.mouth``)
-4. render   sketch + reference -> lower-face U-Net (``facecast.twin.render``), resumable
-5. package  reference crop, background loop, config and hash into one .twin file
+- ``train_twin(videos, output, TwinTrainOptions(...))``: train and write a .twin file
+  (``facecast.twin.pipeline``: track -> prepare -> mouth -> net -> package).
+- ``load_twin(path)``: read and verify a .twin file (``facecast.twin.file``).
+- ``Twin.load(path)``: a twin ready to render (``facecast.twin.generate``).
 
-``Twin.load(path)`` and ``say_twin(...)`` (``facecast.twin.generate``) use the result.
+Modules, in the order data flows through them:
+
+- ``options``   TwinTrainOptions, PrepOptions, RenderTrainOptions
+- ``points``    the 53-point mouth layout every model shares
+- ``prepare``   footage -> tracked, stabilised mouth crops, audio, speech map
+- ``features``  audio -> per-frame log-mel windows
+- ``mouth``     features -> mouth landmarks (MouthConfig, MouthModel, train_mouth)
+- ``net``       the lower-face U-Net (RenderConfig, RenderNet), its sketch, frame <-> crop geometry
+- ``train``     the U-Net's training (train_renderer)
+- ``pipeline``  train_twin: the passes above end to end
+- ``file``      the .twin file (weights, configs, background loop, content hash)
+- ``generate``  a loaded Twin speaking (say_twin); ``live`` streams it
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable
-
-import numpy as np
-
-from facecast.errors import InputError
-from facecast.twin.prepare import ClipTrack, Footage, PrepOptions
-from facecast.twin.train import RenderTrainOptions
-
-__all__ = ["TwinTrainOptions", "train_twin", "holdout_mask"]
-
-Progress = Callable[[str, float, float | None], None]  # (stage, done, total)
+__all__ = ["Twin", "TwinTrainOptions", "load_twin", "train_twin"]
 
 
-@dataclass(frozen=True)
-class TwinTrainOptions:
-    """device: "auto" | "cpu" | "cuda[:N]" (asking for CUDA without it is an error).
-    render: renderer training (its ``seconds`` is the time budget; ``checkpoint`` is set from
-        the work folder). mouth_steps: mouth-model steps (None: its default).
-    holdout: (video file name, fraction): the last fraction of that clip is kept out of
-        training and of the background (for evaluation); None uses everything.
-    background_max_s: length of the looping background footage stored in the file.
-    work_dir: cache for tracks and checkpoints (default: OUTPUT.work next to the output), which
-        makes an interrupted run resume.
-    mouth_folds: folds of the mouth model's output-gain calibration (``mouth.calibrate_gain``:
-        that many extra mouth trainings); 0 leaves the gain at 1.
-    """
+def __getattr__(name: str):
+    if name == "train_twin":
+        from facecast.twin.pipeline import train_twin
 
-    device: str = "auto"
-    prep: PrepOptions = PrepOptions()
-    render: RenderTrainOptions = RenderTrainOptions(steps=6000, seconds=360.0)
-    mouth_steps: int | None = None
-    holdout: tuple[str, float] | None = None
-    background_max_s: float = 16.0
-    work_dir: str | None = None
-    seed: int = 0
-    mouth_folds: int = 3
+        return train_twin
+    if name == "TwinTrainOptions":
+        from facecast.twin.options import TwinTrainOptions
 
+        return TwinTrainOptions
+    if name == "load_twin":
+        from facecast.twin.file import load_twin
 
-def holdout_mask(footage: Footage, holdout: tuple[str, float] | None) -> np.ndarray:
-    """bool [N]: frames of ``footage`` in the held-out tail of the named clip."""
-    held = np.zeros(footage.num_frames, bool)
-    if holdout is None:
-        return held
-    name, frac = holdout
-    names = [Path(c["path"]).name for c in footage.clips]
-    stems = [Path(c["path"]).stem for c in footage.clips]
-    if name in names:
-        ci = names.index(name)
-    elif name in stems:
-        ci = stems.index(name)
-    else:
-        raise InputError(f"--holdout {name}: not one of the training videos ({', '.join(names)}).")
-    n = int(footage.frame[footage.clip == ci].max()) + 1  # the clip's length in frames
-    return (footage.clip == ci) & (footage.frame >= int(round((1 - frac) * n)))
+        return load_twin
+    if name == "Twin":
+        from facecast.twin.generate import Twin
 
-
-def _track_all(videos: list[Path], work: Path, progress: Progress | None) -> list[ClipTrack]:
-    from facecast.twin.prepare import load_tracks, save_tracks, track_clip
-
-    tracks = []
-    for i, v in enumerate(videos):
-        st = v.stat()
-        cache = work / f"track-{v.stem}-{st.st_size}-{int(st.st_mtime)}.npz"
-        if cache.exists():
-            tracks.append(load_tracks(cache, media_dir=v.parent)[0])
-        else:
-            t = track_clip(v)
-            save_tracks(cache, [t])
-            tracks.append(t)
-        if progress:
-            progress("track", i + 1, len(videos))
-    return tracks
-
-
-def _mouth_clips(footage: Footage, train: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
-    """Per clip (audio16k, fps, mouth [T,53,2]) with NaN on frames not to learn from."""
-    out = []
-    for ci, c in enumerate(footage.clips):
-        sel = np.flatnonzero((footage.clip == ci) & train)
-        if len(sel) == 0:
-            continue
-        n = int(footage.frame[footage.clip == ci].max()) + 1
-        m = np.full((n, footage.mouth.shape[1], 2), np.nan, np.float32)
-        m[footage.frame[sel]] = footage.mouth[sel]
-        out.append((c["audio"], float(c["fps"]), m))
-    return out
-
-
-def _background(footage: Footage, train: np.ndarray, max_s: float, work: Path) -> tuple[bytes, np.ndarray, dict]:
-    """MP4 bytes of the background loop, its per-frame affines and a description. Picks the
-    training segment with the largest face in pixels (sharpest output), then the longest."""
-    from facecast.encode import Mp4Writer
-    from facecast.twin.prepare import _decode_all
-    from facecast.types import VideoFrames
-    import torch
-
-    best, key_best = None, None
-    for s in np.unique(footage.segment):
-        sel = np.flatnonzero((footage.segment == s) & train)
-        if len(sel) < 2:
-            continue
-        scale = float(np.median(np.abs(footage.affine[sel, 0, 0]) + np.abs(footage.affine[sel, 0, 1])))
-        key = (round(scale, 3), -len(sel))  # fewer crop px per source px = bigger face
-        if key_best is None or key < key_best:
-            best, key_best = sel, key
-    if best is None:
-        raise InputError("no training footage left for the background loop (all of it is held out).")
-    ci = int(footage.clip[best[0]])
-    clip = footage.clips[ci]
-    fps = float(clip["fps"])
-    # Contiguous run from the segment's first frame (held-out frames are at the clip's end).
-    take = best[: max(2, int(max_s * fps))]
-    frames = _decode_all(clip["path"], tuple(clip["size"]))[footage.frame[take]]
-    path = work / "background.mp4"
-    with Mp4Writer(path, fps=fps, width=frames.shape[2] // 2 * 2, height=frames.shape[1] // 2 * 2, crf=12,
-                   preset="medium") as w:
-        w.write_video(VideoFrames(torch.from_numpy(np.ascontiguousarray(frames[:, : frames.shape[1] // 2 * 2,
-                                                                                 : frames.shape[2] // 2 * 2])), fps, 0))
-    data = path.read_bytes()
-    path.unlink()
-    info = {"clip": Path(clip["path"]).name, "first_frame": int(footage.frame[take[0]]), "frames": len(take),
-            "fps": fps, "size": [frames.shape[2] // 2 * 2, frames.shape[1] // 2 * 2]}
-    return data, footage.affine[take], info
-
-
-def fit_mouth(clips, *, steps: int | None = None, folds: int = 3, device: str = "cpu", seed: int = 0,
-              progress=None):
-    """The twin's mouth stage: ``mouth.train_mouth`` on ``clips`` (see ``_mouth_clips``), then, with
-    ``folds`` > 0, its output gain from ``mouth.calibrate_gain``. Returns (model, stats)."""
-    from facecast.twin.mouth import calibrate_gain, train_mouth
-
-    model, stats = train_mouth(clips, steps=steps, device=device, seed=seed, progress=progress)
-    if folds > 0:
-        # A fitted mouth under-articulates on new speech (regression to the mean); scale it back
-        # by what held-out folds of this footage measure.
-        gain, stats["calibration"] = calibrate_gain(clips, model.config, folds=folds, steps=steps, device=device,
-                                                    seed=seed)
-        model.config = replace(model.config, gain=gain)
-        stats["gain"] = gain
-    return model, stats
-
-
-def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainOptions = TwinTrainOptions(), *,
-               progress: Progress | None = None, tracks: list[ClipTrack] | None = None) -> dict:
-    """Train a twin from ``videos`` and write it to ``output`` (.twin). Returns the training
-    report (per-stage seconds, data summary, losses). ``tracks``: precomputed stage-1 tracks
-    (e.g. made on another machine); else they are computed and cached in the work folder."""
-    import torch
-
-    from facecast.device import resolve_device
-    from facecast.twin.file import TwinData, save_twin
-    from facecast.twin.prepare import prepare
-    from facecast.twin.train import pick_reference, train_renderer
-
-    output = Path(output)
-    if output.suffix != ".twin":
-        raise InputError(f"{output}: the output must end in .twin")
-    device = resolve_device(options.device)
-    paths = [Path(v) for v in videos]
-    for p in paths:
-        if not p.is_file():
-            raise InputError(f"{p}: no such video file.")
-    work = Path(options.work_dir) if options.work_dir else output.with_name(output.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-
-    t = time.perf_counter()
-    if tracks is None:
-        tracks = _track_all(paths, work, progress)
-    seconds["track"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    footage = prepare(tracks, options.prep, progress=(lambda d, n: progress("prepare", d, n)) if progress else None)
-    seconds["prepare"] = time.perf_counter() - t
-    train = ~holdout_mask(footage, options.holdout)
-
-    t = time.perf_counter()
-    mouth_model, mouth_stats = fit_mouth(
-        _mouth_clips(footage, train), steps=options.mouth_steps, folds=options.mouth_folds, device=str(device),
-        seed=options.seed, progress=(lambda s, n, loss: progress("mouth", s, n)) if progress else None)
-    seconds["mouth"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    ropts = replace(options.render, checkpoint=str(work / "render.ckpt"), seed=options.seed)
-    net, render_stats = train_renderer(footage, ropts, train_index=np.flatnonzero(train), device=str(device),
-                                       progress=(lambda s, n, loss: progress("render", s, n)) if progress else None)
-    seconds["render"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    ref = pick_reference(footage, np.flatnonzero(train))
-    bg_bytes, bg_affine, bg_info = _background(footage, train, options.background_max_s, work)
-    config = {
-        "render": net.config.to_json(),
-        "mouth": mouth_model.config.to_dict(),
-        "crop": {"px": options.prep.crop_px, "iod": footage.crop_iod, "anchor": list(footage.anchor)},
-        "background": bg_info,
-        "summary": footage.summary | {"videos": [p.name for p in paths], "holdout": options.holdout},
-        "training": {"device": str(device), "render": render_stats, "mouth": mouth_stats},
-    }
-    data = TwinData(render_state=net.state_dict(), mouth_state=mouth_model.state_dict(),
-                    reference=torch.from_numpy(footage.crops[ref]), bg_video=bg_bytes,
-                    bg_affine=torch.from_numpy(bg_affine), config=config)
-    seconds["package"] = time.perf_counter() - t
-    config["training"]["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
-    digest = save_twin(output, data)
-    (work / "render.ckpt").unlink(missing_ok=True)
-    return {"output": str(output), "sha256": digest, "seconds": config["training"]["seconds"],
-            "summary": config["summary"], "render": render_stats, "mouth": mouth_stats, "background": bg_info}
+        return Twin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from facecast.errors import InputError
 from facecast.twin.file import TwinData, load_twin
-from facecast.twin.render import (RenderConfig, RenderNet, blend_mask, crop_frames, crop_theta, draw_sketch,
-                                  paste_crops, paste_theta, scale_affine)
+from facecast.twin.net import (RenderConfig, RenderNet, blend_mask, crop_frames, crop_theta, draw_sketch,
+                               paste_crops, paste_theta, scale_affine)
 from facecast.types import ANALYSIS_RATE, VideoFrames
 
 log = logging.getLogger(__name__)

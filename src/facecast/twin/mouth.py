@@ -3,7 +3,8 @@
 Input is audio only (no transcript, no phones), so it works on any voice source, TTS included.
 Per video frame at time ``t`` the features are log-mel spectra (16 kHz, 25 ms window, 10 ms hop)
 sampled at fixed *time* offsets ``t - context_s .. t + lookahead_s`` (``step_s`` apart), so the
-same weights serve 25 and 30 fps footage: the features are defined in seconds, not in frames.
+same weights serve 25 and 30 fps footage: the features are defined in seconds, not in frames
+(``facecast.twin.features``).
 
 The network (:class:`MouthModel`) has two parts:
 
@@ -36,22 +37,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facecast.twin.features import log_mel, window_features
+from facecast.twin.points import NUM_POINTS
+
 __all__ = [
-    "NUM_POINTS",
-    "SAMPLE_RATE",
     "MouthConfig",
     "MouthModel",
     "aperture",
-    "audio_features",
     "calibrate_gain",
-    "log_mel",
     "mouth_width",
     "predict_mouth",
     "train_mouth",
 ]
 
-SAMPLE_RATE = 16000
-NUM_POINTS = 53  # MOUTH_POINTS in facecast.twin.prepare
 # Inner-lip pairs used for the aperture: inner upper chain point k (index 20 + k) sits above inner
 # lower chain point k (LIPS_INNER_LOWER[1:-1] starts at index 31, so point k is 30 + k); the
 # central five (k = 3..7) are the ones facecast.face uses for its mouth-open measure.
@@ -125,76 +123,6 @@ class MouthConfig:
     @classmethod
     def from_dict(cls, data: dict) -> MouthConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-# ---------------------------------------------------------------------------------------------
-# Features
-
-
-def _mel_filterbank(config: MouthConfig) -> Tensor:
-    """Slaney-style triangular mel filters, float32 [n_fft // 2 + 1, num_mels] (HTK mel scale)."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    freqs = np.linspace(0, SAMPLE_RATE / 2, config.n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(20.0), hz_to_mel(7600.0), config.num_mels + 2))
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    tri = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-    tri *= (2.0 / (hi - lo))  # equal area, so bands of different widths are comparable
-    return torch.from_numpy(tri.T.astype(np.float32))
-
-
-def log_mel(audio16k: np.ndarray | Tensor, config: MouthConfig) -> Tensor:
-    """Log-mel spectrogram, float32 [M, num_mels]; row j is centred at ``j * hop / 16000`` s.
-
-    Accepts a batch [B, n] too (-> [B, M, num_mels]); runs on the tensor's device."""
-    x = torch.as_tensor(audio16k, dtype=torch.float32)
-    window = torch.hann_window(config.win, device=x.device)
-    spec = torch.stft(x, config.n_fft, config.hop, config.win, window, center=True,
-                      pad_mode="constant", return_complex=True)
-    power = spec.real.square() + spec.imag.square()  # [..., freq, M]
-    mel = torch.matmul(power.transpose(-1, -2), _mel_filterbank(config).to(x.device))
-    # 1e-8 floor ~ -80 dB re a full-scale sine per band: digital silence stays finite
-    return torch.log(mel + 1e-8)
-
-
-def _sample_times(times: Tensor, config: MouthConfig) -> Tensor:
-    """Times [...] (s) -> window sample times [..., num_offsets] (s)."""
-    offsets = torch.linspace(-config.context_s, config.lookahead_s, config.num_offsets,
-                             device=times.device, dtype=times.dtype)
-    return times[..., None] + offsets
-
-
-def _window_features(mel: Tensor, times: Tensor, config: MouthConfig, base: Tensor | None = None,
-                     length: Tensor | None = None) -> Tensor:
-    """Log-mel [M, num_mels] sampled (linear interpolation, edges clamped) at the windows around
-    ``times`` [...] -> [..., num_features] laid out mel-major (num_mels x num_offsets).
-
-    ``mel`` may hold several clips back to back: then ``base`` / ``length`` (broadcastable to
-    ``times``) give each time's clip's first row and row count (clamping stays inside the clip)."""
-    if base is None:
-        base = torch.zeros((), dtype=torch.long, device=mel.device)
-        length = torch.full((), mel.shape[0], dtype=torch.long, device=mel.device)
-    pos = _sample_times(times, config) * (SAMPLE_RATE / config.hop)
-    last = (length - 1)[..., None].to(pos.dtype)
-    pos = torch.minimum(pos.clamp_min(0), last)
-    i0 = torch.minimum(pos.floor(), (last - 1).clamp_min(0))
-    w = (pos - i0)[..., None]
-    i0 = i0.long() + base[..., None]
-    i1 = torch.minimum(i0 + 1, base[..., None] + length[..., None] - 1)
-    x = torch.lerp(mel[i0], mel[i1], w)  # [..., num_offsets, num_mels]
-    return x.transpose(-1, -2).reshape(*times.shape, config.num_features)
-
-
-def audio_features(audio16k: np.ndarray, fps: float, num_frames: int, config: MouthConfig) -> np.ndarray:
-    """Features of video frames ``0 .. num_frames - 1`` (frame i at time ``i / fps`` in the audio),
-    float32 [num_frames, config.num_features].  Audio outside the clip reads as its edge."""
-    mel = log_mel(np.asarray(audio16k, np.float32), config)
-    times = torch.arange(num_frames, dtype=torch.float64) / float(fps)
-    return _window_features(mel, times.float(), config).numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +281,7 @@ def train_mouth(
     explained = float(var[: config.num_pca].sum() / var.sum())
     # Feature standardisation over every labelled frame (per mel band and offset).
     feats = torch.cat([
-        _window_features(mel, torch.arange(len(m), device=dev, dtype=torch.float32) / f, config)[ok]
+        window_features(mel, torch.arange(len(m), device=dev, dtype=torch.float32) / f, config)[ok]
         for mel, m, f, ok in zip(mels, mouths, fpss, labelled)
     ])
     model.feat_mean.copy_(feats.mean(0))
@@ -404,9 +332,9 @@ def train_mouth(
         pos = s0[:, None] + jitter.to(dev)[:, None] + torch.arange(L, device=dev)  # [B, L] frame positions
         times = pos / fps_t[ci][:, None]
         base, length = mel_base[ci][:, None], mel_len[ci][:, None]
-        x = _window_features(all_mel, times, config, base, length)
+        x = window_features(all_mel, times, config, base, length)
         if config.noise_db > 0:
-            nz = _window_features(all_noise, times, config, base, length)
+            nz = window_features(all_noise, times, config, base, length)
             lvl = (rms_t[ci] - config.noise_db - noise_lvl.to(dev)) * ln10
             x = torch.where(noise_on.to(dev)[:, None, None], torch.logaddexp(x, nz + lvl[:, None, None]), x)
         x = x + (gains.to(dev) * ln10)[:, None, None]  # gain: a shift of every log band
@@ -505,7 +433,7 @@ def predict_mouth(model: MouthModel, audio16k: np.ndarray, fps: float, num_frame
     dev = model.pca_mean.device
     mel = log_mel(torch.as_tensor(np.asarray(audio16k, np.float32), device=dev), model.config)
     times = torch.arange(num_frames, device=dev, dtype=torch.float64) / float(fps)
-    feats = _window_features(mel, times.float(), model.config)
+    feats = window_features(mel, times.float(), model.config)
     was_training = model.training
     model.eval()
     out = model(feats[None])[0]

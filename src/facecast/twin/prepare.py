@@ -25,20 +25,15 @@ import cv2  # installed with mediapipe (opencv-contrib-python)
 import numpy as np
 
 from facecast.errors import InputError
-from facecast.landmarks import (
-    JAW_LOWER,
-    LIPS_INNER_LOWER,
-    LIPS_INNER_UPPER,
-    LIPS_OUTER_LOWER,
-    LIPS_OUTER_UPPER,
-)
+from facecast.landmarks import LEFT_EYE_CORNERS, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, NOSE_TIP, RIGHT_EYE_CORNERS
+from facecast.twin.options import PrepOptions
+from facecast.twin.points import MOUTH_POINTS
 
 __all__ = [
-    "MOUTH_POINTS",
     "ClipTrack",
     "Footage",
-    "PrepOptions",
     "crop_affine",
+    "decode_all",
     "load_tracks",
     "mouth_in_crop",
     "prepare",
@@ -46,37 +41,8 @@ __all__ = [
     "track_clip",
 ]
 
-MOUTH_POINTS: tuple[int, ...] = (
-    LIPS_OUTER_UPPER + LIPS_OUTER_LOWER[1:-1] + LIPS_INNER_UPPER + LIPS_INNER_LOWER[1:-1] + JAW_LOWER
-)
-"""Landmarks the twin's mouth model predicts and its renderer is conditioned on (53): outer lips
-(20), inner lips (20), lower jaw line (13), in that order."""
-MOUTH_SLICES = {"outer": slice(0, 20), "inner": slice(20, 40), "jaw": slice(40, 53)}
-
-_EYES_R = (33, 133)
-_EYES_L = (263, 362)
-_STABLE = (33, 133, 263, 362, 168, 6, 197, 195, 5, 4, 1)  # eye corners + nose bridge: no speech motion
-
-
-@dataclass(frozen=True)
-class PrepOptions:
-    """crop_px: mouth-crop side in pixels; crop_iod: its side in inter-ocular distances (1.6 IOD
-        at 336 px = 210 px per IOD, the pixel density of a 512-px face crop spanning 2.4 IOD).
-    min_iod_px: a face whose eyes are closer than this (source pixels) is too small.
-    min_speech_s: voiced material needed over all clips.
-    max_missing: fraction of a clip's frames allowed without a face.
-    cut_jump_iod: a jump of the stable landmarks between consecutive frames larger than this
-        (median, in IOD) is a cut between shots; the clip is split there.
-    min_segment_s: shorter pieces between cuts/gaps are dropped.
-    """
-
-    crop_px: int = 336
-    crop_iod: float = 1.6
-    min_iod_px: float = 40.0
-    min_speech_s: float = 30.0
-    max_missing: float = 0.2
-    cut_jump_iod: float = 0.25
-    min_segment_s: float = 1.0
+# Eye corners + nose bridge: no speech motion.
+_STABLE = RIGHT_EYE_CORNERS + LEFT_EYE_CORNERS + (168, 6, 197, 195, 5, 4, NOSE_TIP)
 
 
 @dataclass
@@ -171,8 +137,8 @@ def load_tracks(path: str | Path, *, media_dir: str | Path | None = None) -> lis
 def _eye_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(mid [N,2], across unit [N,2], down unit [N,2], iod [N]) of landmarks [N, 478, >=2]."""
     xy = points[..., :2].astype(np.float64)
-    r = xy[:, list(_EYES_R)].mean(axis=1)
-    left = xy[:, list(_EYES_L)].mean(axis=1)
+    r = xy[:, list(RIGHT_EYE_CORNERS)].mean(axis=1)
+    left = xy[:, list(LEFT_EYE_CORNERS)].mean(axis=1)
     across = left - r
     iod = np.linalg.norm(across, axis=-1)
     unit = across / np.maximum(iod, 1e-9)[:, None]
@@ -245,7 +211,9 @@ def _segments(track: ClipTrack, options: PrepOptions) -> tuple[list[tuple[int, i
 # Stage 2: checks, crops, audio
 
 
-def _decode_all(path: str, size: tuple[int, int]) -> np.ndarray:
+def decode_all(path: str, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [N, H, W, 3]: every frame of the video at ``path``, decoded at the (W, H) ``size`` its
+    tracks were made at (InputError when it decodes to another size)."""
     from facecast.video import open_video
 
     source = open_video(path, max_side=max(size))
@@ -293,7 +261,7 @@ def prepare(tracks: list[ClipTrack], options: PrepOptions = PrepOptions(), *, pr
         vad.reset()
         v = vad.voiced_frames(audio, t.fps, t.num_frames)
         clips.append({"path": t.path, "fps": t.fps, "size": list(t.size), "audio": audio})
-        frames = _decode_all(t.path, t.size) if runs else None
+        frames = decode_all(t.path, t.size) if runs else None
         used = 0
         for a, b in runs:
             pts = t.points[a:b]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,37 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facecast.twin.mouth import aperture
+from facecast.twin.net import RenderNet, blend_mask, draw_sketch
+from facecast.twin.options import RenderTrainOptions
 from facecast.twin.prepare import Footage
-from facecast.twin.render import RenderConfig, RenderNet, blend_mask, draw_sketch
 
-__all__ = ["RenderTrainOptions", "context_partners", "jitter_batch", "pick_reference", "psnr", "regenerate",
+__all__ = ["context_partners", "jitter_batch", "pick_reference", "psnr", "regenerate",
            "render_loss", "to_unit", "train_renderer"]
-
-
-@dataclass(frozen=True)
-class RenderTrainOptions:
-    """steps: optimiser steps; seconds: wall-time budget (the learning-rate schedule follows
-    whichever of the two ends first).
-    batch: crops per step. lr: AdamW peak (cosine decay to 5 %). shift/scale: jitter amplitude
-    (crop units / relative).
-    context_swap: fraction of samples whose context (everything outside the regenerated region)
-    comes from another frame of the same shot, up to ``context_frames`` away. Why: at inference
-    the context is a background loop whose own jaw and cheeks do something else; a network that
-    always saw matching context learns to read the jaw from it (measured: the loop's original
-    mouth leaks into the output) instead of from the sketch."""
-
-    config: RenderConfig = RenderConfig()
-    steps: int = 6000
-    seconds: float | None = None
-    batch: int = 16
-    lr: float = 4e-4
-    shift: float = 0.02
-    scale: float = 0.03
-    seed: int = 0
-    checkpoint: str | None = None
-    checkpoint_every: int = 500
-    context_swap: float = 0.25
-    context_frames: int = 15
 
 
 def to_unit(crops_u8: Tensor) -> Tensor:

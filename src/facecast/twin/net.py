@@ -1,4 +1,5 @@
-"""Twin renderer: regenerate the lower face of a mouth crop from a mouth sketch and a reference.
+"""Twin lower-face network: regenerate the lower face of a mouth crop from a mouth sketch and a
+reference, plus the sketch it is conditioned on and the frame <-> crop geometry it runs in.
 
 Public API
 ----------
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facecast.twin.prepare import MOUTH_SLICES
+from facecast.twin.points import MOUTH_SLICES
 
 __all__ = [
     "RenderConfig",
