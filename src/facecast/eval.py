@@ -341,7 +341,7 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
     when no face is tracked in most of its frames.
     """
     from . import audio as audio_mod
-    from . import video as video_mod
+    from .media import video as video_mod
 
     path = Path(path)
     max_side = min(options.size or MAX_SIDE, MAX_SIDE)

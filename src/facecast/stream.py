@@ -137,7 +137,7 @@ class StreamChunk:
 
 def check_options(options: StreamOptions) -> StreamOptions:
     """ValueError naming the field unless ``options`` make sense."""
-    from .encode import AAC_SAMPLE_RATES
+    from .media import AAC_SAMPLE_RATES
 
     if not isinstance(options, StreamOptions):
         raise TypeError(f"options must be a StreamOptions, got {type(options).__name__}")
@@ -961,7 +961,7 @@ class StreamSession:
             if self.options.encode:
                 with self.timings.stage("encode"):
                     if self._encoder is None:
-                        from .encode import Fmp4SegmentWriter
+                        from .media import Fmp4SegmentWriter
 
                         H, W = int(video.frames.shape[1]), int(video.frames.shape[2])
                         enc = self.options.encoding
@@ -973,7 +973,7 @@ class StreamSession:
                     fmp4 = self._encoder.write(video, audio)
             jpeg = None
             if self.options.preview_jpeg:
-                from .encode import encode_jpeg
+                from .media import encode_jpeg
 
                 with self.timings.stage("jpeg"):
                     jpeg = tuple(encode_jpeg(video, self.options.preview_jpeg))

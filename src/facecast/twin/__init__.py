@@ -107,7 +107,7 @@ def _mouth_clips(footage: Footage, train: np.ndarray) -> list[tuple[np.ndarray, 
 def _background(footage: Footage, train: np.ndarray, max_s: float, work: Path) -> tuple[bytes, np.ndarray, dict]:
     """MP4 bytes of the background loop, its per-frame affines and a description. Picks the
     training segment with the largest face in pixels (sharpest output), then the longest."""
-    from facecast.encode import Mp4Writer
+    from facecast.media import Mp4Writer
     from facecast.twin.prepare import _decode_all
     from facecast.types import VideoFrames
     import torch

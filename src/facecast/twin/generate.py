@@ -235,7 +235,7 @@ def say_twin(
     """Render an MP4 of the twin saying ``text`` (bundled voice) or ``audio``. Nothing is left at
     ``output`` unless the whole job succeeds."""
     from facecast import audio as audio_mod
-    from facecast.encode import check_output_path
+    from facecast.media import check_output_path
     from facecast.options import SayOptions
     from facecast.pipeline import SayChunk, Timings, _ThreadedWriter, audio_segments, text_segments
 

@@ -133,7 +133,7 @@ class Footage:
 def track_clip(path: str | Path, *, max_side: int = 1024) -> ClipTrack:
     """Face-mesh landmarks of every frame of a video (see ``facecast.face.track_video``)."""
     from facecast.face import track_video
-    from facecast.video import open_video
+    from facecast.media import open_video
 
     source = open_video(path, max_side=max_side)
     points, found = track_video(iter(source), fps=source.fps)
@@ -246,7 +246,7 @@ def _segments(track: ClipTrack, options: PrepOptions) -> tuple[list[tuple[int, i
 
 
 def _decode_all(path: str, size: tuple[int, int]) -> np.ndarray:
-    from facecast.video import open_video
+    from facecast.media import open_video
 
     source = open_video(path, max_side=max(size))
     frames = np.concatenate([c.frames.numpy() for c in source])
