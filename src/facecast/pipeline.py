@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from . import analysis as analysis_mod
 from . import audio as audio_mod
 from .errors import InputError
 from .motion import MotionModel
@@ -201,7 +202,7 @@ class _Stages:
             from .align import Aligner
 
             self.aligner = Aligner()
-            self.vad = audio_mod.VoiceActivity()
+            self.vad = analysis_mod.VoiceActivity()
         self.any_speech = False
         self.gain = LoudnessGain()
 
@@ -210,7 +211,7 @@ class _Stages:
         loudness and speech/silence for one segment."""
         fps = self.options.fps
         with timings.stage("analyse"):
-            energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
+            energy = analysis_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
                                                  samples_start=seg.start)
         alt: tuple[PhoneSpan, ...] = ()
         if seg.phones is not None:

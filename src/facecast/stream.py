@@ -406,7 +406,7 @@ class StreamSession:
         render: Render | None = None,
         voice=None,
     ) -> None:
-        from .audio import VoiceActivity
+        from .analysis import VoiceActivity
         from .pipeline import LoudnessGain, Timings, prepare_portrait
 
         self.options = check_options(options)
@@ -869,7 +869,7 @@ class StreamSession:
         end = self._horizon  # what this frame may see (the same whatever the push sizes)
         a1 = min(self._frame_sample(hi) + int(0.03 * ANALYSIS_RATE), end)
         seg = self._ana.get(max(a0, self._ana.base), max(a1, max(a0, self._ana.base)))[0]
-        from .audio import loudness_envelope
+        from .analysis import loudness_envelope
 
         energy = loudness_envelope(seg, ANALYSIS_RATE, fps, n, lo, samples_start=max(a0, self._ana.base) / ANALYSIS_RATE)
         times = (lo + np.arange(n)) / fps

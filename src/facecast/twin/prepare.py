@@ -264,7 +264,8 @@ def prepare(tracks: list[ClipTrack], options: PrepOptions = PrepOptions(), *, pr
     speech. Cuts between shots split a clip (reported in ``summary``), they do not reject it.
     progress: optional callable(done_clips, total_clips).
     """
-    from facecast.audio import VoiceActivity, load_audio
+    from facecast.analysis import VoiceActivity
+    from facecast.audio import load_audio
 
     if not tracks:
         raise InputError("no training videos given. Give 1-5 minutes of one person talking (MP4 files).")
