@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from facecast.encode import Mp4Writer, probe_mp4, to_i420
+from facecast.media import Mp4Writer, probe_mp4, to_i420
 from facecast.types import I420Frames, VideoFrames
 
 
@@ -42,7 +42,7 @@ def frames_like_a_talking_head(img: np.ndarray, n: int) -> np.ndarray:
 
 def jpeg_bench(frames: torch.Tensor, batch: int = 25, quality: int = 80) -> None:
     """Frames/s of encode_jpeg in batches of ``batch`` (a live tick's worth), per device."""
-    from facecast.encode import encode_jpeg
+    from facecast.media import encode_jpeg
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:

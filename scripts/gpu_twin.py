@@ -105,7 +105,7 @@ def train(args) -> None:
           "landmark_rmse_crop": round(float(np.sqrt(np.mean((pred - real_m) ** 2))), 4)}
     # 3. Fully generated: predicted mouth on its own background, written for `facecast eval`
     # (mediapipe on the CPU machine measures the rendered mouth against the real one).
-    from facecast.encode import Mp4Writer
+    from facecast.media import Mp4Writer
     from facecast.types import AudioChunk, VideoFrames
 
     video = twin.render(pred, 0, fps)

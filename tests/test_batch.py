@@ -7,7 +7,7 @@ import torch
 from conftest import media
 from facecast import face
 from facecast.batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
-from facecast.encode import to_i420
+from facecast.media import to_i420
 from facecast.motion import random_motion as random_params
 from facecast.options import RenderOptions
 from facecast.render import MeshRenderer

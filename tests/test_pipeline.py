@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import media
-from facecast.encode import probe_mp4
+from facecast.media import probe_mp4
 from facecast.errors import InputError, NoFaceError, OutputError
 from facecast.options import SayOptions
 from facecast.pipeline import say, say_chunks

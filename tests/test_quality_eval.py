@@ -97,7 +97,7 @@ def test_missing_clip_is_a_clear_error(tmp_path):
 
 
 def _write_clip(path, frames: np.ndarray, with_audio: bool):
-    from facecast.encode import Mp4Writer
+    from facecast.media import Mp4Writer
 
     h, w = frames.shape[1:3]
     with Mp4Writer(path, fps=25.0, width=w, height=h, audio_rate=16000 if with_audio else None) as wr:

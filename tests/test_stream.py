@@ -18,7 +18,7 @@ import torch
 
 from conftest import media
 from facecast.audio import load_audio
-from facecast.encode import fmp4_boxes
+from facecast.media import fmp4_boxes
 from facecast.errors import InputError
 from facecast.stream import INTERRUPT, SentenceSplitter, StreamOptions, StreamSession, stream
 from facecast.types import AudioChunk, MotionFrames, VideoFrames

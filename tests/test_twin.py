@@ -76,7 +76,7 @@ def test_cut_between_shots_splits_the_clip(may_track):
 
 
 def test_crop_frames_matches_cv2_warp(may_track):
-    from facecast.video import open_video
+    from facecast.media import open_video
 
     frame = next(iter(open_video(media("video/may_en.mp4")))).frames[0].numpy()
     pts = may_track.points[:1]
@@ -89,7 +89,7 @@ def test_crop_frames_matches_cv2_warp(may_track):
 
 
 def test_paste_restores_frame_and_leaves_outside_untouched(may_track):
-    from facecast.video import open_video
+    from facecast.media import open_video
 
     frame = next(iter(open_video(media("video/may_en.mp4")))).frames[0].numpy()
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].double() / 127.5 - 1
@@ -262,7 +262,7 @@ def tiny_twin(tmp_path_factory, may_track) -> tuple[Path, dict]:
 
 
 def test_train_and_say_tiny(tmp_path, tiny_twin):
-    from facecast.encode import probe_mp4
+    from facecast.media import probe_mp4
     from facecast.options import SayOptions
     from facecast.pipeline import say
     from facecast.sources import TwinSource
@@ -487,7 +487,7 @@ def test_cli_twin_train_then_say(tmp_path):
     from typer.testing import CliRunner
 
     from facecast.cli import app
-    from facecast.encode import probe_mp4
+    from facecast.media import probe_mp4
 
     twin = tmp_path / "may.twin"
     r = CliRunner().invoke(app, ["twin", "train", str(media("video/may_en.mp4")), "--tiny", "--crop", "64",

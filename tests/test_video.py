@@ -11,7 +11,7 @@ import torch
 from conftest import media
 
 from facecast.errors import InputError
-from facecast.video import open_video
+from facecast.media import open_video
 
 
 def test_may_constant_rate_maps_one_to_one():

@@ -1,9 +1,8 @@
-"""Voice: the bundled Piper voice, its phone timeline, text validation."""
+"""Voice: the bundled Piper voice and its phone timeline."""
 
 import pytest
 
-from facecast.errors import InputError
-from facecast.voice import MAX_TEXT_CHARS, PiperVoice, check_text, ipa_to_phones
+from facecast.voice import PiperVoice, ipa_to_phones
 
 
 def test_ipa_mapping_merges_stress_and_length_into_the_phone():
@@ -33,14 +32,3 @@ def test_bundled_voice_loads_offline_and_times_phones_exactly(voice):
     assert "F" in [p.phone for p in sentences[1].phones]
     assert sentences[0].audio.sample_rate == 22050
     assert abs(sentences[0].audio.samples).max() > 0.3
-
-
-@pytest.mark.parametrize("text", ["", "   ", "?!...", None])
-def test_empty_text_is_a_clear_error(text):
-    with pytest.raises(InputError, match="text"):
-        check_text(text)
-
-
-def test_huge_text_is_refused_with_the_limit():
-    with pytest.raises(InputError, match=f"{MAX_TEXT_CHARS:,}"):
-        check_text("a" * 100_000)

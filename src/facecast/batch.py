@@ -148,7 +148,7 @@ class BatchRenderer:
     def render_i420(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """As ``render``, converted to yuv420p on the device (``encode.to_i420``): uint8
         [N, H*3/2, W], half the bytes to copy to the host, and the encoders skip swscale."""
-        from .encode import to_i420
+        from .media import to_i420
 
         return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
 

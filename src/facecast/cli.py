@@ -65,7 +65,7 @@ def _render_with_progress(label: str, job) -> None:
     the written file and the real-time factor."""
     import time
 
-    from .encode import probe_mp4
+    from .media import probe_mp4
 
     t0 = time.perf_counter()
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.fields[done]}"),

@@ -172,7 +172,7 @@ class _StreamOut:
         self.bytes = 0
         self.writer = None
         if opts.encode:
-            from .encode import Fmp4SegmentWriter
+            from .media import Fmp4SegmentWriter
 
             # One thread per encoder: the streams are already spread over encoder processes.
             self.writer = Fmp4SegmentWriter(fps=opts.fps, width=opts.size, height=opts.size, audio_rate=16000,
@@ -219,7 +219,7 @@ def _encoder_main(shm_name: str, slots: int, i420: bool, opts: LoadTestOptions, 
     torch.set_num_threads(1)
     shm = shared_memory.SharedMemory(name=shm_name)
     ring = np.ndarray((slots, _SLOT_FRAMES) + _frame_shape(opts.size, i420), np.uint8, buffer=shm.buf)
-    from .encode import Fmp4SegmentWriter  # noqa: F401  (import before saying ready)
+    from .media import Fmp4SegmentWriter  # noqa: F401  (import before saying ready)
 
     res_q.put("ready")
     t_audio0 = in_q.get()  # {stream: wall time of its audio time 0}
@@ -351,7 +351,7 @@ def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOp
     """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
     float32 ``speech``, each client starting at a different point), and measure delivery."""
     from .batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher, image_dtype
-    from .encode import to_i420
+    from .media import to_i420
 
     n = opts.streams
     _stream_options(opts)  # invalid stream settings fail here, before any process is spawned

@@ -146,7 +146,7 @@ def say(
     """Render a talking-head MP4 (H.264 + AAC) of ``face`` (a portrait, a .twin file or a
     FaceSource) saying ``text`` or ``audio``; returns the output path. Nothing is left at
     ``output`` unless the whole job succeeds."""
-    from .encode import check_output_path
+    from .media import check_output_path
 
     output = check_output_path(output)
     timings = timings if timings is not None else Timings()
@@ -170,7 +170,7 @@ class BackgroundWriter:
 
     def __init__(self, path: Path, options: SayOptions, width: int, height: int, rate: int, channels: int,
                  timings: Timings):
-        from .encode import Mp4Writer
+        from .media import Mp4Writer
 
         enc = options.encode
         self._writer = Mp4Writer(path, fps=options.fps, width=width, height=height, audio_rate=rate,

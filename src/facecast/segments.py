@@ -50,7 +50,8 @@ def frames_between(start: float, end: float, fps: float) -> tuple[int, int]:
 
 def text_segments(text: str, fps: float, voice=None) -> Iterator[Segment]:
     """Synthesise ``text`` sentence by sentence; each sentence is a segment with exact phones."""
-    from .voice import check_text, default_voice
+    from .text import check_text
+    from .voice import default_voice
 
     text = check_text(text)
     voice = voice or default_voice()

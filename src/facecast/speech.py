@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import audio as audio_mod
+from . import analysis as analysis_mod
 from .options import SayOptions
 from .segments import Segment, audio_segments, frames_between
 from .timing import Timings
@@ -38,7 +38,7 @@ class SpeechAnalyser:
             from .align import Aligner
 
             self.aligner = Aligner()
-            self.vad = audio_mod.VoiceActivity()
+            self.vad = analysis_mod.VoiceActivity()
         self.gain = LoudnessGain()
 
     def speech(self, seg: Segment, timings: Timings, phones_future=None) -> Speech:
@@ -46,7 +46,7 @@ class SpeechAnalyser:
         loudness and speech/silence for one segment."""
         fps = self.options.fps
         with timings.stage("analyse"):
-            energy = audio_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
+            energy = analysis_mod.loudness_envelope(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
                                                  samples_start=seg.start)
         alt: tuple[PhoneSpan, ...] = ()
         if seg.phones is not None:

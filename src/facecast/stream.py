@@ -137,7 +137,7 @@ class StreamChunk:
 
 def check_options(options: StreamOptions) -> StreamOptions:
     """ValueError naming the field unless ``options`` make sense."""
-    from .encode import AAC_SAMPLE_RATES
+    from .media import AAC_SAMPLE_RATES
 
     if not isinstance(options, StreamOptions):
         raise TypeError(f"options must be a StreamOptions, got {type(options).__name__}")
@@ -406,7 +406,7 @@ class StreamSession:
         render: Render | None = None,
         voice=None,
     ) -> None:
-        from .audio import VoiceActivity
+        from .analysis import VoiceActivity
         from .sources import prepare_portrait
         from .speech import LoudnessGain
         from .timing import Timings
@@ -871,7 +871,7 @@ class StreamSession:
         end = self._horizon  # what this frame may see (the same whatever the push sizes)
         a1 = min(self._frame_sample(hi) + int(0.03 * ANALYSIS_RATE), end)
         seg = self._ana.get(max(a0, self._ana.base), max(a1, max(a0, self._ana.base)))[0]
-        from .audio import loudness_envelope
+        from .analysis import loudness_envelope
 
         energy = loudness_envelope(seg, ANALYSIS_RATE, fps, n, lo, samples_start=max(a0, self._ana.base) / ANALYSIS_RATE)
         times = (lo + np.arange(n)) / fps
@@ -963,7 +963,7 @@ class StreamSession:
             if self.options.encode:
                 with self.timings.stage("encode"):
                     if self._encoder is None:
-                        from .encode import Fmp4SegmentWriter
+                        from .media import Fmp4SegmentWriter
 
                         H, W = int(video.frames.shape[1]), int(video.frames.shape[2])
                         enc = self.options.encoding
@@ -975,7 +975,7 @@ class StreamSession:
                     fmp4 = self._encoder.write(video, audio)
             jpeg = None
             if self.options.preview_jpeg:
-                from .encode import encode_jpeg
+                from .media import encode_jpeg
 
                 with self.timings.stage("jpeg"):
                     jpeg = tuple(encode_jpeg(video, self.options.preview_jpeg))

@@ -17,12 +17,11 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .errors import ModelError
+from .text import check_text
 from .types import AudioChunk, PhoneSpan
 
 log = logging.getLogger(__name__)
-
-MAX_TEXT_CHARS = 50_000  # about an hour of speech; longer jobs should be split by the caller
 
 
 @dataclass(frozen=True)
@@ -41,21 +40,6 @@ class Voice(Protocol):
     def synthesize(self, text: str) -> Iterator[VoicedSentence]:
         """Yield sentences in order, each starting where the previous ended."""
         ...
-
-
-def check_text(text: str | None, *, source: str = "--text") -> str:
-    """Validate text for synthesis; returns it stripped. Raises InputError with a fix."""
-    if text is None or not text.strip():
-        raise InputError(f"{source}: the text is empty. Give the sentence(s) to speak, e.g. --text \"Hello there.\"")
-    text = text.strip()
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(
-            f"{source}: the text is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,} "
-            "(about an hour of speech). Split it into several jobs."
-        )
-    if not any(ch.isalnum() for ch in text):
-        raise InputError(f"{source}: the text has no letters or digits to speak. Give words, e.g. --text \"Hello there.\"")
-    return text
 
 
 # espeak-ng IPA (as Piper emits it, one symbol per item) -> ARPAbet. Only mouth shape matters

@@ -320,7 +320,7 @@ def run_case(options: BenchOptions, seconds: float, size: int, tmp: Path,
         if cuda:
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
-    from ..encode import probe_mp4
+    from ..media import probe_mp4
 
     info = probe_mp4(out_path)
     frames = int(info["num_frames"] or 0)

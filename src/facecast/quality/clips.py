@@ -80,12 +80,13 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
     Raises InputError for a missing/unreadable clip or one without a sound track, NoFaceError
     when no face is tracked in most of its frames.
     """
+    from .. import analysis as analysis_mod
     from .. import audio as audio_mod
-    from .. import video as video_mod
+    from ..media import open_video
 
     path = Path(path)
     max_side = min(options.size or MAX_SIDE, MAX_SIDE)
-    src = video_mod.open_video(path, max_side=max_side)
+    src = open_video(path, max_side=max_side)
     if not src.has_audio:
         raise InputError(f"{path}: has no audio track. facecast eval regenerates a clip from its own speech; "
                          "give a talking video with its sound.")
@@ -139,8 +140,8 @@ def prepare_photo_clip(path: str | Path, options: EvalOptions) -> Clip:
     audio16k = audio_mod.load_audio(path, sample_rate=ANALYSIS_RATE, mono=True).samples[0]
     audio16k = audio16k[int(round(start / fps * ANALYSIS_RATE)):]
     audio16k = audio16k[: int(math.ceil(N / fps * ANALYSIS_RATE)) + ANALYSIS_RATE // 10]
-    energy = audio_mod.loudness_envelope(audio16k, ANALYSIS_RATE, fps, N)
-    voiced = audio_mod.VoiceActivity().voiced_frames(audio16k, fps, N)
+    energy = analysis_mod.loudness_envelope(audio16k, ANALYSIS_RATE, fps, N)
+    voiced = analysis_mod.VoiceActivity().voiced_frames(audio16k, fps, N)
     clip = Clip(path=path, name=path.stem, fps=fps, frames=frames, points=points, found=found, audio16k=audio16k,
                 energy=energy, voiced=voiced, portrait=portrait, portrait_index=idx, source_size=src.source_size,
                 total_frames=max(total_frames, N), notes=notes, first_frame=start)

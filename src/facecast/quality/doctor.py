@@ -113,7 +113,7 @@ def check_models() -> list[Check]:
         return f"pocketsphinx en-us acoustic model and phone LM decoded 1 s of noise ({len(phones)} spans)"
 
     def vad():
-        from ..audio import VoiceActivity
+        from ..analysis import VoiceActivity
 
         VoiceActivity().speech_probability(np.zeros(16000, np.float32))
         return "silero-vad model loaded"

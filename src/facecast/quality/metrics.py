@@ -15,7 +15,7 @@ aperture_lag     The lag in -10..+10 frames that maximises that correlation; pos
                  there.
 av_offset        Audio-visual offset: the lag in -10..+10 frames maximising the correlation of
                  the row's mouth opening with the speech loudness envelope
-                 (``audio.loudness_envelope`` at the clip fps); positive = video late.
+                 (``analysis.loudness_envelope`` at the clip fps); positive = video late.
                  ``av_corr`` is that peak correlation. A real face has its own offset (the mouth
                  opens slightly before the sound); the row should match the real value.
 lmd              Normalised mouth landmark distance. Chen et al. 2018 ("Lip Movements Generation

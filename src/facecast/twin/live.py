@@ -87,7 +87,7 @@ class TwinStream:
         self._closed = False
         self._writer = None
         if encode:
-            from facecast.encode import Fmp4SegmentWriter
+            from facecast.media import Fmp4SegmentWriter
 
             self._writer = Fmp4SegmentWriter(fps=self.fps, width=twin.size[0], height=twin.size[1],
                                              audio_rate=self.audio_rate, fragment_frames=5)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from facecast.device import resolve_device
-from facecast.encode import Mp4Writer
+from facecast.media import Mp4Writer
 from facecast.errors import InputError
 from facecast.twin.file import TwinData, save_twin
 from facecast.twin.mouth import calibrate_gain, train_mouth

@@ -99,7 +99,7 @@ class Footage:
 def track_clip(path: str | Path, *, max_side: int = 1024) -> ClipTrack:
     """Face-mesh landmarks of every frame of a video (see ``facecast.face.track_video``)."""
     from facecast.face import track_video
-    from facecast.video import open_video
+    from facecast.media import open_video
 
     source = open_video(path, max_side=max_side)
     points, found = track_video(iter(source), fps=source.fps)
@@ -214,7 +214,7 @@ def _segments(track: ClipTrack, options: PrepOptions) -> tuple[list[tuple[int, i
 def decode_all(path: str, size: tuple[int, int]) -> np.ndarray:
     """uint8 [N, H, W, 3]: every frame of the video at ``path``, decoded at the (W, H) ``size`` its
     tracks were made at (InputError when it decodes to another size)."""
-    from facecast.video import open_video
+    from facecast.media import open_video
 
     source = open_video(path, max_side=max(size))
     frames = np.concatenate([c.frames.numpy() for c in source])
@@ -232,7 +232,8 @@ def prepare(tracks: list[ClipTrack], options: PrepOptions = PrepOptions(), *, pr
     speech. Cuts between shots split a clip (reported in ``summary``), they do not reject it.
     progress: optional callable(done_clips, total_clips).
     """
-    from facecast.audio import VoiceActivity, load_audio
+    from facecast.analysis import VoiceActivity
+    from facecast.audio import load_audio
 
     if not tracks:
         raise InputError("no training videos given. Give 1-5 minutes of one person talking (MP4 files).")
