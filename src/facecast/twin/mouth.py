@@ -20,7 +20,7 @@ such networks (``ensemble``) are averaged.
 With ~1.5 minutes of footage the model overfits easily (train aperture r ~0.85, held-out ~0.6 for
 one plain net); what measurably helped on held-out speech: dropout 0.4, SpecAugment-style masks
 (mel bands, window offsets), a 2-frame temporal conv and the ensemble.  See
-``scripts/twin_mouth_eval.py`` for the protocol and numbers.
+``benchmarks/twin_mouth_eval.py`` for the protocol and numbers.
 
 Everything needed to rebuild the module is in :class:`MouthConfig` (JSON-able) plus
 ``state_dict()`` (weights, PCA basis, feature standardisation).

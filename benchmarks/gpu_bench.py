@@ -1,7 +1,7 @@
 """`facecast bench` on the GPU machine (no mediapipe/typer there): the same run_bench, with the
 portrait pre-framed (.npz) and the speech written from a .npz of 16 kHz samples.
 
-Usage: python scripts/gpu_bench.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz \
+Usage: python benchmarks/gpu_bench.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz \
            --durations 5 60 --sizes 512 --device cuda --workers 8
 Prints the markdown section that `facecast bench --append` would write.
 """
@@ -20,7 +20,7 @@ from facecast.sysinfo import machine_info
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--portraits", required=True, nargs="+", help="pre-framed portrait .npz files "
-                    "(scripts/make_portraits_npz.py); each size is rendered from a portrait framed at that size")
+                    "(benchmarks/make_portraits_npz.py); each size is rendered from a portrait framed at that size")
     ap.add_argument("--speech", required=True)
     ap.add_argument("--durations", type=float, nargs="+", default=[5.0, 60.0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512])
@@ -49,4 +49,4 @@ if __name__ == "__main__":
                             repeats=5, speech=wav, portrait=portrait, workers=args.workers,
                             encoders=args.encoders, words=args.words, batch_frames=args.batch)
         results += run_bench(opts)
-    print(markdown_section(results, "python scripts/gpu_bench.py " + " ".join(sys.argv[1:]), machine_info()))
+    print(markdown_section(results, "python benchmarks/gpu_bench.py " + " ".join(sys.argv[1:]), machine_info()))

@@ -1,7 +1,7 @@
 """Throughput of `encode.Mp4Writer` alone (no rendering): frames/s at 512x512 for 1 encoder and
 for N segment encoders in parallel threads (`workers`), and where the writer's time goes.
 
-    python scripts/encode_bench.py --portraits .devrun/portraits512.npz --frames 1500 --workers 1 4 8 12 \
+    python benchmarks/encode_bench.py --portraits .devrun/portraits512.npz --frames 1500 --workers 1 4 8 12 \
         [--threads 1 2] [--input rgb i420]
 
 --input i420 hands the writer yuv420p frames (what a CUDA render now delivers, converted on the

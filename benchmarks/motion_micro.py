@@ -1,7 +1,7 @@
 """Micro-benchmark of the per-frame motion hot spots of a live stream (docs/benchmarks.md):
 `motion.coarticulate` on one live frame's window and the loudness gain's two calls per frame.
 
-    python scripts/motion_micro.py
+    python benchmarks/motion_micro.py
 """
 import time, numpy as np
 from facecast.motion import coarticulate, mouth_targets

@@ -1,6 +1,6 @@
 """Load test on the GPU machine (no mediapipe/typer there): portraits and speech from .npz.
 
-Usage: python scripts/gpu_loadtest.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz \
+Usage: python benchmarks/gpu_loadtest.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz \
            --streams 16 32 64 --seconds 20 --workers 10 --encoders 5 --out results.json
        Memory over an hour-long stream in minutes (clients' clock 8x the wall clock):
        ... --streams 4 --seconds 3600 --speed 8 --memory-every 15 --out memory.json

@@ -1,6 +1,6 @@
 """Single-stream offline `say` on the GPU machine: RTF end to end and per stage.
 
-Usage: python scripts/gpu_say.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz
+Usage: python benchmarks/gpu_say.py --portraits .devrun/portraits512.npz --speech .devrun/speech60s.npz
        [--seconds 60 600] [--workers 12] [--preset veryfast] [--device cuda]
 The portrait comes pre-framed (no mediapipe there); the speech is real (speech60s_en.wav at 16 kHz,
 looped for longer inputs) and written to a WAV first, so decoding is part of the measurement.

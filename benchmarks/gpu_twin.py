@@ -1,8 +1,8 @@
 """facecast twin on the GPU machine: train end to end, measure held-out quality and speed.
 
-    python3 scripts/gpu_twin.py train --tracks .devrun/twin/obama_tracks.npz --media .devrun/media \
+    python3 benchmarks/gpu_twin.py train --tracks .devrun/twin/obama_tracks.npz --media .devrun/media \
         --minutes 5 --out $OUT          # train_twin (+ held-out figures, + held-out video)
-    python3 scripts/gpu_twin.py speed --twin .devrun/twin/obama.twin --speech .devrun/media/x.mp4 \
+    python3 benchmarks/gpu_twin.py speed --twin .devrun/twin/obama.twin --speech .devrun/media/x.mp4 \
         --streams 16,24,32 --out $OUT   # batched fps at 512, CPU-equivalence, live load test
 
 Held out: the last 20 % of styletalk_obama_clip2 (kept out of both models and the background).

@@ -1,6 +1,6 @@
 """Benchmark the batched render engine (facecast.batch.BatchRenderer) on one device.
 
-Usage: python scripts/engine_bench.py --portraits .devrun/portraits512.npz [--device cuda] [--out FILE.json]
+Usage: python benchmarks/engine_bench.py --portraits .devrun/portraits512.npz [--device cuda] [--out FILE.json]
 
 Portraits come pre-framed as arrays (image + 478 landmarks), so the GPU machine needs neither
 mediapipe nor the media files. Measures, with CUDA events after warm-up:

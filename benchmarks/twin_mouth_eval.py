@@ -10,7 +10,7 @@ pixels of a 320-px crop).  Baselines: the mean mouth (RMSE only), loudness alone
 linear fit of aperture on the training frames), and a ridge regression on the model's own
 features (so we see what the network adds beyond a linear read-out).
 
-    .venv/bin/python scripts/twin_mouth_eval.py [--data out/twin/mouthdata.npz] [--seeds 0 1]
+    .venv/bin/python benchmarks/twin_mouth_eval.py [--data out/twin/mouthdata.npz] [--seeds 0 1]
 
 When ``--data`` does not exist it is made first from the four Obama clips in ../shared/media/video
 (face tracking + ``facecast.twin.prepare``, ~40 s on 2 cores).

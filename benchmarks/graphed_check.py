@@ -1,6 +1,6 @@
 """CUDA-graph offline renderer (batch.GraphedRenderer) against its CPU reference, on the GPU box.
 
-    python scripts/graphed_check.py --portraits .devrun/portraits512.npz
+    python benchmarks/graphed_check.py --portraits .devrun/portraits512.npz
 
 Same portrait and motion on both sides: the CUDA graphs replay BatchRenderer's math; the CPU
 runs it eagerly with the GPU's grid pitch (step 2). Prints mean / p99.99 / max |diff| (0-255)
