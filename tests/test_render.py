@@ -73,7 +73,7 @@ def test_jaw_blink_and_spread_are_visible_to_the_face_mesh(portrait):
 def test_lid_painter_closes_the_slit_and_leaves_open_eyes_alone():
     """paint_lids: at blink <= 0.6 nothing changes (bit for bit); at a full blink the band between
     the warped lids (here a slit of blue iris the warp left) takes the skin around it."""
-    from facecast.composite import paint_lids
+    from facecast.render.paint import paint_lids
 
     img = torch.empty(1, 3, 20, 40)
     img[:] = torch.tensor([200.0, 160.0, 140.0]).view(1, 3, 1, 1)  # skin

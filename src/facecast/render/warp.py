@@ -1,0 +1,111 @@
+"""The dense warp (steps 2-4, see the package docstring): barycentric weights of a coarse grid in
+the rig's triangulation, the forward displacement field's Newton inversion, and the upsampling of
+the coarse sampling map to full resolution. Pure geometry on tensors: no rig, no portrait.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.spatial import Delaunay
+
+
+def barycentric_weights(points: np.ndarray, width: int, height: int, step: int
+                        ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Barycentric weights of a coarse grid (cell centres every ``step`` px) in the Delaunay
+    triangulation of ``points`` [L, 2]: vertex indices int64 [G, 3], weights float32 [G, 3]
+    (zero outside the hull), and the grid shape (gh, gw)."""
+    gw, gh = (width + step - 1) // step, (height + step - 1) // step
+    gx, gy = np.meshgrid((np.arange(gw) * step + (step - 1) / 2), (np.arange(gh) * step + (step - 1) / 2))
+    q = np.stack([gx.ravel(), gy.ravel()], 1)
+    tri = Delaunay(points)
+    simplex = tri.find_simplex(q)
+    inside = simplex >= 0
+    T = tri.transform[simplex[inside]]  # [n, 3, 2]
+    bary2 = np.einsum("nij,nj->ni", T[:, :2], q[inside] - T[:, 2])
+    idx = np.zeros((q.shape[0], 3), np.int64)
+    w = np.zeros((q.shape[0], 3), np.float32)
+    idx[inside] = tri.simplices[simplex[inside]]
+    w[inside] = np.concatenate([bary2, 1 - bary2.sum(1, keepdims=True)], 1)
+    return idx, w, (gh, gw)
+
+
+def barycentric_matrix(points: np.ndarray, width: int, height: int, step: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The same weights as a sparse [G, L] matrix (the CPU renderer's sparse.mm)."""
+    idx, w, shape = barycentric_weights(points, width, height, step)
+    rows = np.repeat(np.arange(idx.shape[0]), 3)
+    keep = w.ravel() != 0
+    ind = torch.from_numpy(np.stack([rows[keep], idx.ravel()[keep]]))
+    mat = torch.sparse_coo_tensor(ind, torch.from_numpy(w.ravel()[keep]), (idx.shape[0], len(points)),
+                                  check_invariants=False).coalesce()
+    return mat, shape
+
+
+def pixel_grid(x0: int, y0: int, x1: int, y1: int, device) -> torch.Tensor:
+    """Image px coordinates of the pixels of a rectangle: float32 [y1-y0, x1-x0, 2] (x, y)."""
+    ys = torch.arange(y0, y1, device=device, dtype=torch.float32)
+    xs = torch.arange(x0, x1, device=device, dtype=torch.float32)
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)
+
+
+def upsample_map(s: torch.Tensor, coarse_xy: torch.Tensor, step: int, region_xy: torch.Tensor) -> torch.Tensor:
+    """Coarse sampling map s [B, gh, gw, 2] -> full resolution [B, h, w, 2] (image px).
+
+    The *offsets* s - x are upsampled (bilinear, half-pixel centres), not the coordinates: they
+    are 0 on the pinned border, so the edge clamp of the interpolation is exact there. The coarse
+    grid covers gw*step >= w pixels; the excess is cropped, never stretched."""
+    B, gh, gw, _ = s.shape
+    h, w = region_xy.shape[:2]
+    off = (s - coarse_xy[None]).permute(0, 3, 1, 2)
+    off = F.interpolate(off, size=(gh * step, gw * step), mode="bilinear", align_corners=False)
+    return off[:, :, :h, :w].permute(0, 2, 3, 1) + region_xy[None]
+
+
+def grid_step(device: torch.device, width: int, height: int) -> int:
+    """Pitch (px) of the coarse grid the warp field is computed and inverted on: 4 px on the CPU
+    (the Newton inversion dominates there: 2 px costs 4x), 2 px on CUDA where it is cheap; twice
+    that for frames over 1024 px."""
+    base = 2 if device.type == "cuda" else 4
+    return base if max(width, height) <= 1024 else 2 * base
+
+
+def coarse_grid(xy: torch.Tensor, origin: tuple[int, int], step: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Image pixel coordinates -> grid_sample's [-1, 1] on a coarse grid whose cell centres are
+    at origin + step*i + (step-1)/2, of ``shape`` (gh, gw)."""
+    gh, gw = shape
+    # Per-channel Python scalars, not small tensors: no host-to-device copies (CUDA graphs).
+    gx = (xy[..., 0] - (origin[0] + (step - 1) / 2)) * (2.0 / (step * max(gw - 1, 1))) - 1.0
+    gy = (xy[..., 1] - (origin[1] + (step - 1) / 2)) * (2.0 / (step * max(gh - 1, 1))) - 1.0
+    return torch.stack([gx, gy], -1)
+
+
+def invert_warp(dense: torch.Tensor, coarse_xy: torch.Tensor, origin: tuple[int, int], step: int,
+                iters: int = 4) -> torch.Tensor:
+    """Solve s + d(s) = x for every coarse output cell x.
+
+    dense: forward displacement [B, 2, gh, gw] (px) on the coarse grid; coarse_xy: [gh, gw, 2]
+    image px of the cells. Returns s [B, gh, gw, 2] (image px to read from).
+
+    Newton's method with the field's Jacobian J = I + grad d (finite differences on the coarse
+    grid). A plain fixed-point iteration s <- x - d(s) only converges where |grad d| < 1, and
+    opening a mouth or closing an eyelid stretches or squeezes the skin far more than that.
+    Steps are capped at 6 px and det(J) kept >= 0.05 so a collapsing eyelid cannot blow up.
+    """
+    B, _, gh, gw = dense.shape
+    st = float(step)
+    dxx, dxy = torch.gradient(dense[:, 0], spacing=st, dim=(2, 1))  # d(dx)/dx, d(dx)/dy
+    dyx, dyy = torch.gradient(dense[:, 1], spacing=st, dim=(2, 1))
+    field = torch.cat([dense, torch.stack([dxx, dxy, dyx, dyy], 1)], 1)  # [B, 6, gh, gw]
+    x = coarse_xy[None].expand(B, gh, gw, 2)
+    s = x - dense.permute(0, 2, 3, 1)
+    for _ in range(iters):
+        f = F.grid_sample(field, coarse_grid(s, origin, step, (gh, gw)), mode="bilinear",
+                          padding_mode="border", align_corners=True)
+        r = s + f[:, 0:2].permute(0, 2, 3, 1) - x  # residual f(s) - x, [B, gh, gw, 2]
+        a, b, c, d = 1 + f[:, 2], f[:, 3], f[:, 4], 1 + f[:, 5]
+        det = a * d - b * c
+        det = torch.where(det.abs() < 0.05, torch.full_like(det, 0.05), det)
+        step_ = torch.stack([(d * r[..., 0] - b * r[..., 1]) / det, (-c * r[..., 0] + a * r[..., 1]) / det], -1)
+        s = s - step_.clamp(-6.0, 6.0)
+    return s
