@@ -9,7 +9,8 @@ How a frame is drawn (all batched over frames, torch, same code on CPU and CUDA)
    around the head follow the head partly, and points on the image border never move: the
    background and the picture's edges stay put.
 2. Dense forward displacement on a half-resolution grid (`warp`): a fixed sparse matrix of
-   barycentric weights (Delaunay triangulation of the rest landmarks) times the landmark
+   barycentric weights (Delaunay triangulation of the rest landmarks, once per face: frames
+   drawn over per-frame base pictures keep its triangles, `MeshRig.rebase`) times the landmark
    displacements.
 3. Inversion: the warp needs, for each output pixel, where to read in the portrait. Newton steps
    on  s + d(s) = x  on the coarse grid invert the (small, smooth) forward field.

@@ -25,7 +25,7 @@ from ..types import MOTION_INDEX, Portrait, VideoFrames
 from .mesh import batch_frames
 from .paint import MouthConsts, MouthPainter, paint_lids, paint_mouth
 from .rig import MeshRig, RigTensors, displace
-from .warp import barycentric_weights, grid_step, invert_warp, pixel_grid, upsample_map
+from .warp import grid_step, invert_warp, pixel_grid, upsample_map
 
 _LIPS_OUTER = list(lm.LIPS_OUTER_UPPER + lm.LIPS_OUTER_LOWER)
 
@@ -88,8 +88,8 @@ class BatchRenderer:
         H, W = portrait.image.shape[:2]
         if (W, H) != self.size:
             raise ValueError(f"portrait is {W}x{H}, this BatchRenderer renders {self.size[0]}x{self.size[1]}")
-        rig = MeshRig(portrait, full_frame=True)
-        idx, w, shape = barycentric_weights(rig.points, W, H, self.step)
+        rig = MeshRig.of(portrait, full_frame=True)
+        idx, w, shape = rig.cell_weights(self.step)
         self.grid_shape = shape
         painter = MouthPainter(portrait, rig, torch.device("cpu"))
         pts = portrait.face.points

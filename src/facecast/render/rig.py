@@ -14,9 +14,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from scipy.spatial import Delaunay
 
 from .. import landmarks as lm
 from ..types import MOTION_INDEX, Portrait
+from .warp import barycentric_weights, topology_weights
 
 # mediapipe face-mesh landmark groups used by the rig, as lists: numpy fancy indices that
 # concatenate with ``+`` (facecast.landmarks holds them as tuples).
@@ -40,6 +42,8 @@ _FOREHEAD = lm.FACE_OVAL[0]  # 10, the top of the face outline
 
 @dataclass(frozen=True)
 class FaceFrame:
+    """A face-aligned frame: the rig's and the painters' axes (a across the face, b down it)."""
+
     origin: np.ndarray  # [2] mouth centre, px
     ex: np.ndarray      # [2] unit vector along the eye line (image right)
     ey: np.ndarray      # [2] unit vector towards the chin
@@ -72,20 +76,29 @@ def _ring(pts: np.ndarray, center: np.ndarray, scale: float, n: int = 24) -> np.
 
 
 class MeshRig:
-    """Rest geometry of one portrait and the linear maps from motion to landmark motion.
+    """Rest geometry of one face in one picture and the linear maps from motion to landmark motion.
 
-    points: float32 [L, 2] control points (468 mesh landmarks, 2 rings, border). The 10 iris
+    points: float64 [L, 2] control points (468 mesh landmarks, 2 rings, border). The 10 iris
         landmarks are left out: they sit inside the eye opening, and pinning them would stop the
         eyelids from closing over the eye.
+    simplices: int [T, 3] the mesh topology: triangles of control point indices. The first rig
+        of a face triangulates its control points (Delaunay, kept as ``triangulation``); `rebase`
+        gives the same face at other landmarks (a video frame's) with the same triangles, so a
+        per-frame base costs no triangulation (issue #13: the FaceSource seam).
     """
 
-    def __init__(self, portrait: Portrait, full_frame: bool = False):
-        """full_frame: pin the image border instead of a rectangle around the head, so every
+    def __init__(self, points: np.ndarray, size: tuple[int, int], full_frame: bool = False,
+                 simplices: np.ndarray | None = None):
+        """points: float [>=468, 3] the face's landmarks (px, x y z) in a picture of ``size``
+        (W, H). full_frame: pin the image border instead of a rectangle around the head, so every
         rig of one output size has the same moving region (the batched GPU renderer needs
-        equal shapes; the CPU renderer prefers the smaller rectangle)."""
-        pts = portrait.face.points[:lm.N_MESH].astype(np.float64)
-        H, W = portrait.image.shape[:2]
+        equal shapes; the CPU renderer prefers the smaller rectangle). simplices: a topology to
+        reuse (see `rebase`); None triangulates."""
+        pts = np.asarray(points)[:lm.N_MESH].astype(np.float64)
+        W, H = size
         self.size = (W, H)
+        self.full_frame = full_frame
+        self.landmarks = pts  # float64 [468, 3], what this rig was built from
         self.ff = ff = face_frame(pts)
         u = ff.iod
         rel = pts[:, :2] - ff.origin
@@ -195,6 +208,37 @@ class MeshRig:
         self.rest_gap = float(np.median(np.linalg.norm(pts[_LIP_IN_LO, :2] - pts[_LIP_IN_UP, :2], axis=1)[2:-2]) / u)
 
         self.tensors = RigTensors.of(self)
+        # The topology: triangulated once per face, in coordinates relative to the moving
+        # rectangle (the grid the warp's weights are computed on).
+        self.triangulation = None if simplices is not None else Delaunay(self.points - list(self.region[:2]))
+        self.simplices = simplices if simplices is not None else self.triangulation.simplices
+
+    @classmethod
+    def of(cls, portrait: Portrait, full_frame: bool = False) -> "MeshRig":
+        """The rig of a portrait's face (it triangulates: a few ms on a CPU)."""
+        H, W = portrait.image.shape[:2]
+        return cls(portrait.face.points, (W, H), full_frame)
+
+    def rebase(self, points: np.ndarray) -> "MeshRig":
+        """The same face at other landmarks ``points`` [>=468, 3] px in a picture of this rig's
+        size (a video frame): every motion map is recomputed from them (plain numpy, a few ms),
+        the triangles are this rig's, not a new triangulation. Landmarks equal to this rig's give
+        this rig back (its exact weights: a still portrait as a per-frame base renders bit for
+        bit what the still renderer does)."""
+        pts = np.asarray(points)[:lm.N_MESH].astype(np.float64)
+        if np.array_equal(pts, self.landmarks):
+            return self
+        return MeshRig(pts, self.size, self.full_frame, simplices=self.simplices)
+
+    def cell_weights(self, step: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Barycentric weights of the coarse grid over the moving rectangle (cell centres every
+        ``step`` px from its origin) in this rig's triangles: vertex indices int64 [G, 3],
+        weights float32 [G, 3], grid shape (gh, gw). The triangulating rig locates cells with
+        its Delaunay triangulation; a rebased one places them in the moved triangles."""
+        x0, y0, x1, y1 = self.region
+        if self.triangulation is not None:
+            return barycentric_weights(self.triangulation, x1 - x0, y1 - y0, step)
+        return topology_weights(self.points - [x0, y0], self.simplices, x1 - x0, y1 - y0, step)
 
     def displacements(self, params: np.ndarray) -> np.ndarray:
         """params float32 [B, P] -> landmark displacements float32 [B, L, 2] in pixels."""
