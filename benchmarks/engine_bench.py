@@ -1,4 +1,4 @@
-"""Benchmark the batched render engine (facecast.batch.BatchRenderer) on one device.
+"""Benchmark the batched render engine (facecast.render.BatchRenderer) on one device.
 
 Usage: python benchmarks/engine_bench.py --portraits .devrun/portraits512.npz [--device cuda] [--out FILE.json]
 
@@ -36,7 +36,7 @@ def time_cuda(fn, iters):
 
 
 def main():
-    from facecast.batch import BatchRenderer
+    from facecast.render import BatchRenderer
     from facecast.engine import portraits_from_npz
     from facecast.motion import random_motion as random_params
 
@@ -92,7 +92,7 @@ def main():
             print(row, flush=True)
 
     # 2b. CUDA graphs: same output, host cost per launch
-    from facecast.batch import GraphedBatchRenderer
+    from facecast.render import GraphedBatchRenderer
 
     g = GraphedBatchRenderer(dev32)
     for n in (16, 64, 256):

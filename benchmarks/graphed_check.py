@@ -1,4 +1,4 @@
-"""CUDA-graph offline renderer (batch.GraphedRenderer) against its CPU reference, on the GPU box.
+"""CUDA-graph offline renderer (render.GraphedRenderer) against its CPU reference, on the GPU box.
 
     python benchmarks/graphed_check.py --portraits .devrun/portraits512.npz
 
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from facecast.batch import BatchRenderer, GraphedRenderer
+from facecast.render import BatchRenderer, GraphedRenderer
 from facecast.engine import portraits_from_npz
 from facecast.motion import random_motion
 from facecast.options import RenderOptions

@@ -6,7 +6,7 @@ import torch
 
 from conftest import media
 from facecast import face
-from facecast.batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
+from facecast.render import BatchRenderer, GraphedBatchRenderer, PinnedFetcher
 from facecast.media import to_i420
 from facecast.motion import random_motion as random_params
 from facecast.options import RenderOptions
@@ -76,7 +76,7 @@ def test_i420_render_is_the_rgb_render_converted(faces):
 def test_graphed_offline_renderer_equals_the_mesh_renderer(faces):
     """GraphedRenderer (the offline CUDA renderer, here eager on the CPU: its reference) renders
     what MeshRenderer's full-frame torch path renders, across a partial last batch."""
-    from facecast.batch import GraphedRenderer
+    from facecast.render import GraphedRenderer
 
     p = faces[1]
     params = random_params(7, np.random.default_rng(11))

@@ -1,5 +1,6 @@
 """Renderer: CPU fast path equals the torch reference; motion shows up where it should, measured
-by the face mesh on the rendered frames; the background stays put."""
+by the face mesh on the rendered frames; the background stays put; per-frame base pictures
+(video frames) render with the portrait's fixed mesh topology."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ from facecast.errors import DeviceError
 from facecast.motion import random_motion
 from facecast.options import RenderOptions
 from facecast.device import resolve_device
-from facecast.render import MeshRenderer
-from facecast.types import MOTION_INDEX, MOTION_PARAMS, MotionFrames
+from facecast.render import MeshRenderer, MeshRig
+from facecast.render.warp import barycentric_weights, topology_weights
+from facecast.types import MOTION_INDEX, MOTION_PARAMS, FaceLandmarks, MotionFrames, Portrait
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,76 @@ def test_rest_pose_reproduces_the_portrait_and_background_never_moves(portrait):
         assert (moving[:, outside] == portrait.image[outside]).all()
 
 
+def test_batches_of_one_frame_are_not_views_of_the_portrait(portrait):
+    """batch_frames=1 renders what one render call per frame renders (a batch of one frame used
+    to be the renderer's own image tensor, so every frame came out as the last one)."""
+    p = random_params(5, 2)
+    one = MeshRenderer(portrait, RenderOptions(batch_frames=1)).render(MotionFrames(p, 25, 0)).frames
+    r = MeshRenderer(portrait, RenderOptions())
+    each = torch.cat([r.render(MotionFrames(p[i:i + 1], 25, i)).frames for i in range(5)])
+    assert torch.equal(one, each) and not torch.equal(one[0], one[-1])
+
+
+def _moved(portrait, dx, dy):
+    """The portrait as a video frame where the head moved by (dx, dy) px (image rolled)."""
+    return Portrait(np.roll(portrait.image, (dy, dx), (0, 1)),
+                    FaceLandmarks(portrait.face.points + np.float32([dx, dy, 0]), portrait.face.image_size))
+
+
+@pytest.mark.parametrize("backend", ["opencv", "torch"])
+def test_per_frame_bases_equal_to_the_portrait_render_the_still_frames(portrait, backend):
+    r = MeshRenderer(portrait, RenderOptions(backend=backend, batch_frames=8))
+    m = MotionFrames(random_params(20, 5), 25, 0)
+    still = r.render(m).frames
+    copies = [Portrait(portrait.image.copy(), FaceLandmarks(portrait.face.points.copy(), portrait.face.image_size))
+              for _ in range(20)]
+    assert torch.equal(r.render(m, copies).frames, still)
+    assert torch.equal(r.render(m, [portrait] * 20).frames, still)
+    with pytest.raises(ValueError, match="3 base pictures for 20 frames"):
+        r.render(m, copies[:3])
+
+
+def test_a_shifted_base_moves_the_output_without_a_new_triangulation(portrait):
+    """Bases where the head moved render the motion there: as a renderer made for the moved
+    picture would (which triangulates it), and as the still frames moved along."""
+    r = MeshRenderer(portrait, RenderOptions())
+    moved = _moved(portrait, 8, 4)
+    rig = r.rig.rebase(moved.face.points)
+    assert rig.triangulation is None and rig.simplices is r.rig.simplices
+    assert rig.region == tuple(np.add(r.rig.region, (8, 4, 8, 4)))
+    m = MotionFrames(random_params(6, 7), 25, 0)
+    got = r.render(m, [moved] * 6).frames.numpy().astype(int)
+    want = MeshRenderer(moved, RenderOptions()).render(m).frames.numpy().astype(int)
+    assert np.abs(got - want).mean() < 0.01
+    still = r.render(m).frames.numpy().astype(int)
+    x0, y0, x1, y1 = r.rig.region
+    face_box = (slice(None), slice(y0 + 4, y1 - 8), slice(x0 + 8, x1 - 16))
+    shifted = np.roll(still, (4, 8), (1, 2))
+    assert np.abs(got - shifted)[face_box].mean() < 0.05
+    assert np.abs(got - still)[face_box].mean() > 2.0
+
+
+def test_fixed_topology_weights_match_the_triangulation_and_follow_moved_points(portrait):
+    rig = MeshRig.of(portrait)
+    x0, y0, x1, y1 = rig.region
+    pts, w, h = rig.points - [x0, y0], x1 - x0, y1 - y0
+    vals = np.random.default_rng(0).normal(size=(len(pts), 2))
+    interp = lambda iw: (iw[1][..., None] * vals[iw[0]]).sum(1)  # noqa: E731
+    exact = barycentric_weights(rig.triangulation, w, h, 4)
+    fixed = topology_weights(pts, rig.simplices, w, h, 4)
+    assert fixed[2] == exact[2]
+    assert np.abs(interp(fixed) - interp(exact)).max() < 1e-5
+    # The same triangles with the mouth dropped open: each cell is the weighted mean of its
+    # triangle's moved corners (barycentric), weights in [0, 1], all cells of the hull covered.
+    moved = pts + rig.displacements(params(1, jaw_open=1.0))[0]
+    idx, wt, (gh, gw) = topology_weights(moved, rig.simplices, w, h, 4)
+    gx, gy = np.meshgrid(np.arange(gw) * 4 + 1.5, np.arange(gh) * 4 + 1.5)
+    covered = wt.sum(1) > 0
+    assert covered.mean() > 0.95 and (wt >= -1e-6).all()
+    centres = (wt[..., None] * moved[idx]).sum(1)
+    assert np.abs(centres - np.stack([gx.ravel(), gy.ravel()], 1))[covered].max() < 1e-3
+
+
 def test_jaw_blink_and_spread_are_visible_to_the_face_mesh(portrait):
     r = MeshRenderer(portrait, RenderOptions())
     p = params(4)
@@ -73,7 +145,7 @@ def test_jaw_blink_and_spread_are_visible_to_the_face_mesh(portrait):
 def test_lid_painter_closes_the_slit_and_leaves_open_eyes_alone():
     """paint_lids: at blink <= 0.6 nothing changes (bit for bit); at a full blink the band between
     the warped lids (here a slit of blue iris the warp left) takes the skin around it."""
-    from facecast.composite import paint_lids
+    from facecast.render.paint import paint_lids
 
     img = torch.empty(1, 3, 20, 40)
     img[:] = torch.tensor([200.0, 160.0, 140.0]).view(1, 3, 1, 1)  # skin

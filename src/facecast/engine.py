@@ -350,7 +350,7 @@ def _split(work: list, max_frames: int) -> list[list]:
 def run_loadtest(portraits: list[Portrait], speech: np.ndarray, opts: LoadTestOptions) -> dict:
     """Simulate ``opts.streams`` clients, each talking ``opts.seconds`` of real speech (16 kHz
     float32 ``speech``, each client starting at a different point), and measure delivery."""
-    from .batch import BatchRenderer, GraphedBatchRenderer, PinnedFetcher, image_dtype
+    from .render import BatchRenderer, GraphedBatchRenderer, PinnedFetcher, image_dtype
     from .media import to_i420
 
     n = opts.streams

@@ -69,14 +69,14 @@ def prepare_portrait(portrait: str | Path | np.ndarray | Portrait, options: SayO
 
 
 def make_renderer(portrait: Portrait, options: SayOptions):
-    """MeshRenderer; on CUDA the same warp replayed from CUDA graphs (batch.GraphedRenderer),
+    """MeshRenderer; on CUDA the same warp replayed from CUDA graphs (render.GraphedRenderer),
     which frees the host (and the GIL) for the encoders."""
     from .device import resolve_device
     from .render import MeshRenderer
 
     ro = options.render
     if resolve_device(ro.device).type == "cuda" and ro.mouth_interior and ro.backend in ("auto", "torch"):
-        from .batch import GraphedRenderer
+        from .render import GraphedRenderer
 
         return GraphedRenderer(portrait, ro)
     return MeshRenderer(portrait, ro)

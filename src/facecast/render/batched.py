@@ -4,8 +4,8 @@
 device and renders any mix of their frames in a single batched pass: frame n of the batch belongs
 to face ``ids[n]``. Every per-face constant (motion bases, barycentric weights, mouth colours,
 the portrait itself) is gathered per frame, so the GPU sees a few large kernels per tick no matter
-how many streams are live. The math is the CPU renderer's (render.displace, render.invert_warp,
-composite.paint_mouth); `tests/test_batch.py` checks the two agree on the CPU.
+how many streams are live. The math is the CPU renderer's (rig.displace, warp.invert_warp,
+paint.paint_mouth); `tests/test_batch.py` checks the two agree on the CPU.
 
 Nothing here synchronises with the host: parameters go up through a pinned buffer, frames come
 back through a pinned buffer with a CUDA event the caller waits on (see `BatchRenderer.fetch`).
@@ -19,11 +19,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .composite import EYES, MouthConsts, MouthPainter, paint_lids, paint_mouth
-from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP, MeshRig, RigTensors, barycentric_weights, \
-    batch_frames, displace, grid_step, invert_warp, pixel_grid, upsample_map
-from .device import resolve_device
-from .types import MOTION_INDEX, Portrait, VideoFrames
+from .. import landmarks as lm
+from ..device import resolve_device
+from ..types import MOTION_INDEX, Portrait, VideoFrames
+from .mesh import batch_frames
+from .paint import MouthConsts, MouthPainter, paint_lids, paint_mouth
+from .rig import MeshRig, RigTensors, displace
+from .warp import grid_step, invert_warp, pixel_grid, upsample_map
+
+_LIPS_OUTER = list(lm.LIPS_OUTER_UPPER + lm.LIPS_OUTER_LOWER)
 
 
 _IMAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -73,10 +77,10 @@ class BatchRenderer:
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
         self.full_xy = pixel_grid(0, 0, W, H, self.device)  # [H, W, 2]
-        self._up_idx = torch.tensor(LIP_IN_UP, device=self.device)  # device-side: graph capturable
-        self._lo_idx = torch.tensor(LIP_IN_LO, device=self.device)
+        self._up_idx = torch.tensor(lm.LIPS_INNER_UPPER, device=self.device)  # device-side: graph capturable
+        self._lo_idx = torch.tensor(lm.LIPS_INNER_LOWER, device=self.device)
         self._eye_idx = [(torch.tensor(up, device=self.device), torch.tensor(lo, device=self.device))
-                         for up, lo in EYES]
+                         for up, lo in lm.EYES]
         self._scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)  # px -> [-1, 1]
 
     def add(self, portrait: Portrait) -> int:
@@ -84,13 +88,13 @@ class BatchRenderer:
         H, W = portrait.image.shape[:2]
         if (W, H) != self.size:
             raise ValueError(f"portrait is {W}x{H}, this BatchRenderer renders {self.size[0]}x{self.size[1]}")
-        rig = MeshRig(portrait, full_frame=True)
-        idx, w, shape = barycentric_weights(rig.points, W, H, self.step)
+        rig = MeshRig.of(portrait, full_frame=True)
+        idx, w, shape = rig.cell_weights(self.step)
         self.grid_shape = shape
         painter = MouthPainter(portrait, rig, torch.device("cpu"))
         pts = portrait.face.points
         u = rig.ff.iod
-        lips = pts[LIP_OUT_UP + LIP_OUT_LO, :2]
+        lips = pts[_LIPS_OUTER, :2]
         if self.mouth_crop is None:  # room for the widest jaw drop and head motion
             self.mouth_crop = (int(np.ceil(np.ptp(lips[:, 0]) + 0.7 * u)) // 2 * 2 + 2,
                                int(np.ceil(np.ptp(lips[:, 1]) + 0.9 * u)) // 2 * 2 + 2)
@@ -102,7 +106,7 @@ class BatchRenderer:
             self.eye_crop = (int(np.ceil(0.8 * u)) // 2 * 2 + 2, int(np.ceil(0.5 * u)) // 2 * 2 + 2)
         ew, eh = self.eye_crop
         eye_origin = []
-        for upper, lower in EYES:
+        for upper, lower in lm.EYES:
             e = pts[list(upper + lower), :2]
             eye_origin.append([np.clip(round(e[:, 0].mean() - ew / 2), 0, max(W - ew, 0)),
                                np.clip(round(e[:, 1].mean() - eh / 2), 0, max(H - eh, 0))])
@@ -148,7 +152,7 @@ class BatchRenderer:
     def render_i420(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """As ``render``, converted to yuv420p on the device (``encode.to_i420``): uint8
         [N, H*3/2, W], half the bytes to copy to the host, and the encoders skip swscale."""
-        from .media import to_i420
+        from ..media import to_i420
 
         return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
 
@@ -259,7 +263,7 @@ class GraphedRenderer:
     """One portrait's offline renderer on CUDA: the batched engine's math (`BatchRenderer` with
     this one face) replayed from a CUDA graph, ``batch`` frames per replay.
 
-    Why: `render.MeshRenderer` launches ~100 kernels per batch from Python. On the H100 box
+    Why: `MeshRenderer` launches ~100 kernels per batch from Python. On the H100 box
     that costs 0.010-0.013 s of host time per audio second, and the Python holds the GIL the
     segment encoders need. A graph replay is one call. The frames equal MeshRenderer's
     full-frame torch path (`tests/test_batch.py`). Off CUDA it runs the same math eagerly:
@@ -270,7 +274,7 @@ class GraphedRenderer:
     """
 
     def __init__(self, portrait: Portrait, options=None, batch: int | None = None):
-        from .options import RenderOptions
+        from ..options import RenderOptions
 
         options = options or RenderOptions()
         H, W = portrait.image.shape[:2]

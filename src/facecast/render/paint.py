@@ -25,15 +25,16 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from .types import MOTION_INDEX, Portrait
+from .. import landmarks as lm
+from ..types import MOTION_INDEX, Portrait
+from .warp import pixel_grid
 
-# Eye contours for the lid painter: corner, lid points, corner, ordered along the eye line
-# (image left to right) so both lids of an eye share the horizontal axis.
-EYE_R_UPPER = (33, 246, 161, 160, 159, 158, 157, 173, 133)
-EYE_R_LOWER = (33, 7, 163, 144, 145, 153, 154, 155, 133)
-EYE_L_UPPER = (362, 398, 384, 385, 386, 387, 388, 466, 263)
-EYE_L_LOWER = (362, 382, 381, 380, 374, 373, 390, 249, 263)
-EYES = ((EYE_R_UPPER, EYE_R_LOWER), (EYE_L_UPPER, EYE_L_LOWER))
+# The lip contours as lists (numpy fancy indices; facecast.landmarks holds tuples).
+_LIP_IN_UP = list(lm.LIPS_INNER_UPPER)
+_LIP_IN_LO = list(lm.LIPS_INNER_LOWER)
+_LIP_OUT_UP = list(lm.LIPS_OUTER_UPPER)
+_LIP_OUT_LO = list(lm.LIPS_OUTER_LOWER)
+
 SLIT = 0.07
 """Half-height of the painted lash line beyond the warped lids' band, in eye widths."""
 
@@ -51,23 +52,21 @@ class MouthPainter:
     """Paints the mouth interior into warped frames of one portrait."""
 
     def __init__(self, portrait: Portrait, rig, device: torch.device):
-        from .render import LIP_IN_LO, LIP_IN_UP, LIP_OUT_LO, LIP_OUT_UP  # rig's landmark groups
-
-        self.up_idx = torch.tensor(LIP_IN_UP, device=device)
-        self.lo_idx = torch.tensor(LIP_IN_LO, device=device)
+        self.up_idx = torch.tensor(_LIP_IN_UP, device=device)
+        self.lo_idx = torch.tensor(_LIP_IN_LO, device=device)
         pts = portrait.face.points
         ff = rig.ff
         u = ff.iod
         self.rest_gap = 0.9 * rig.rest_gap * u  # px
         self.rest = torch.from_numpy(rig.points.astype(np.float32)).to(device)  # [L, 2]
 
-        self.up_np, self.lo_np = np.array(LIP_IN_UP), np.array(LIP_IN_LO)
+        self.up_np, self.lo_np = np.array(_LIP_IN_UP), np.array(_LIP_IN_LO)
         self.rest_np = rig.points.astype(np.float32)
         self.ey_np = ff.ey.astype(np.float32)
         self.size = portrait.image.shape[1], portrait.image.shape[0]
 
         img = portrait.image.astype(np.float32)
-        lip = _lip_colour(portrait.image, pts, LIP_OUT_UP, LIP_IN_UP, LIP_OUT_LO, LIP_IN_LO)
+        lip = _lip_colour(portrait.image, pts, _LIP_OUT_UP, _LIP_IN_UP, _LIP_OUT_LO, _LIP_IN_LO)
         face_px = img[int(max(ff.origin[1] - 1.2 * u, 0)):int(ff.origin[1]), int(max(ff.origin[0] - 0.8 * u, 0)):int(ff.origin[0] + 0.8 * u)]
         light = float(np.clip(face_px.mean() / 150.0, 0.45, 1.15)) if face_px.size else 1.0
         # Desaturate teeth/tongue as much as the portrait itself is desaturated (b/w photos).
@@ -249,7 +248,7 @@ class LidPainter:
         W, H = self.size
         sel = torch.from_numpy(idx).to(frames.device)
         k = torch.from_numpy(np.ascontiguousarray(blink[idx], np.float32)).to(frames.device)
-        for upper, lower in EYES:
+        for upper, lower in lm.EYES:
             ids = np.array(upper + lower)
             pts = self.rest[ids][None] + disp_np[idx][:, ids]  # [n, 18, 2]
             both = pts.reshape(-1, 2)
@@ -282,8 +281,6 @@ def paint_lids(img: torch.Tensor, origin: torch.Tensor, up: torch.Tensor, lo: to
     across the band and darkened along its middle (the lashes), fading in over the end of the
     closure (blink 0.6 -> 0.9). At blink <= 0.6 the crop is returned unchanged (weight 0).
     """
-    from .render import pixel_grid  # render imports this module
-
     B, _, h, w = img.shape
     origin = origin.reshape(-1, 1, 2)
     pix = pixel_grid(0, 0, w, h, img.device).reshape(1, -1, 2) + origin  # [B, N, 2] image px
