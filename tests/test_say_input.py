@@ -13,6 +13,7 @@ import torch
 from conftest import media
 from facecast.errors import InputError
 from facecast.media import probe_mp4
+from facecast.options import SayOptions
 from facecast.pipeline import say_chunks
 from facecast.types import VideoFrames
 
@@ -62,6 +63,28 @@ def test_cli_tiny_audio_is_refused_clearly(tmp_path, sam, seconds, level):
     clip = tone_wav(tmp_path / "tiny.wav", seconds, level)
     out = tmp_path / "o.mp4"
     assert_refused(run_cli("say", sam, "--audio", str(clip), "-o", str(out)), out, "tiny.wav", "too short")
+
+
+def test_a_last_segment_of_two_frames_animates(tmp_path):
+    """The crash of tiny clips hit ordinary ones too: 2.00 s of speech ending in 0.1 s of silence
+    is cut at 1.92 s (the quietest point of the first 2 s segment), leaving a last segment of 2
+    frames, and motion.py raised "shapes (3,) (2,)"."""
+    import wave
+
+    from facecast.audio import load_audio
+    from facecast.segments import audio_segments
+
+    x = load_audio(media("audio/jfk_en.flac")).samples[0][int(0.3 * 16000):int(2.3 * 16000)].copy()
+    x[int(1.9 * 16000):] = 0
+    clip = tmp_path / "edge.wav"
+    with wave.open(str(clip), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((x * 32767).astype("<i2").tobytes())
+    assert [s.num_frames for s in audio_segments(clip, 25.0, 12.0, 2.0)] == [48, 2]
+    chunks = list(say_chunks(media("portrait/sam_512.jpg"), audio=clip, options=SayOptions(size=64)))
+    assert [c.video.num_frames for c in chunks] == [48, 2]
 
 
 # ---- 2, 7. text the voice cannot read ----
