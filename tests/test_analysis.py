@@ -149,3 +149,25 @@ def test_vad_jit_fallback_matches_onnx(monkeypatch, vad, jfk16k):
     vad.reset()
     jit.reset()
     np.testing.assert_allclose(jit.speech_probability(x), vad.speech_probability(x), atol=1e-3)
+
+
+def test_first_speech_finds_where_speech_starts_and_leaves_the_stream_fresh(vad, jfk16k):
+    """The pre-scan `say` runs before rendering: the first window scored as speech (as
+    voiced_frames would), None for silence or hiss, in pieces as well as whole, and the
+    detector's stream state is as new afterwards."""
+    vad.reset()
+    t = vad.first_speech([jfk16k])
+    assert t is not None and 0.2 < t < 0.6  # jfk starts with ~0.3 s of silence
+    assert vad.first_speech(np.array_split(jfk16k, 37)) == t
+    vad.reset()
+    first_voiced = int(np.argmax(vad.voiced_frames(jfk16k, 25, 275)))
+    assert abs(first_voiced / 25 - t) < 0.1
+    assert vad.first_speech([np.zeros(SR * 30, np.float32)]) is None
+    hiss = np.random.default_rng(0).standard_normal(SR * 4).astype(np.float32) * 0.003
+    assert vad.first_speech([hiss]) is None
+    vad.first_speech([jfk16k[: SR]])  # stops mid-stream
+    vad.reset()
+    fresh = vad.voiced_frames(jfk16k, 25, 275)
+    vad.reset()
+    vad.first_speech([jfk16k])
+    np.testing.assert_array_equal(vad.voiced_frames(jfk16k, 25, 275), fresh)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import media
 
-from facecast.audio import Resampler, load_audio, open_audio
+from facecast.audio import Resampler, load_audio, open_audio, wav_truncation
 from facecast.errors import InputError
 from facecast.types import AudioChunk
 
@@ -88,6 +88,46 @@ def test_multichannel_is_downmixed_to_stereo(tmp_path):
     # The front-left tone lands in the left channel, not the right.
     assert np.abs(audio[0]).max() > 0.1
     assert np.abs(audio[1]).max() < 0.01
+
+
+def test_multichannel_downmix_never_clips(tmp_path):
+    """A loud 6-channel 96 kHz file (the same tone at -1 dBFS in every channel) downmixed with
+    swresample's float weights peaked at +6.7 dBFS (the issue's file +8.7) and clipped in the AAC
+    track; the downmix is normalised so that no sample exceeds full scale."""
+    path = tmp_path / "six96k.wav"
+    rate, n = 96000, 96000
+    tone = (np.sin(2 * np.pi * 220 * np.arange(n) / rate) * 0.9 * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="5.1")
+        frame = av.AudioFrame.from_ndarray(np.repeat(tone, 6)[None], format="s16", layout="5.1")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    src = open_audio(path)
+    audio = np.concatenate([c.samples for c in src], axis=1)
+    assert src.channels == 2 and audio.shape == (2, n)
+    assert 0.8 < np.abs(audio).max() <= 1.0
+    assert np.allclose(audio[0], audio[1], atol=1e-4)
+
+
+def test_truncated_wav_is_read_as_far_as_it_goes_with_a_warning(tmp_path, caplog):
+    """FFmpeg quietly reads a WAV cut mid-file (and reports the shorter duration): the video
+    came out shorter without a word. The header's length is checked: a warning (not an error;
+    what is there is valid audio) names the file and both lengths, once per file."""
+    whole = media("audio/hdtf_radio31_en.wav").read_bytes()
+    path = tmp_path / "cut.wav"
+    path.write_bytes(whole[: len(whole) * 6 // 10])
+    declared, present = wav_truncation(path)
+    assert declared == pytest.approx(8.0, abs=0.01) and present == pytest.approx(4.8, abs=0.01)
+    src = open_audio(path)
+    open_audio(path)
+    assert sum(c.num_samples for c in src) / src.sample_rate == pytest.approx(present, abs=0.01)
+    warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1 and "cut.wav" in warnings[0] and "8.0 s" in warnings[0] and "4.8 s" in warnings[0]
+    assert wav_truncation(media("audio/hdtf_radio31_en.wav")) is None
+    assert wav_truncation(media("audio/jfk_en.flac")) is None
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -118,6 +118,22 @@ def test_image_modes(tmp_path):
     assert out.shape == (60, 40, 3)
 
 
+def test_animated_image_uses_its_first_frame_and_says_so(tmp_path, caplog):
+    """An animated GIF (or WebP/APNG) silently became its first frame; now a warning names the
+    file and the frame count."""
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = F.load_image(tmp_path / "anim.gif")
+    assert out.shape == (40, 60, 3)
+    np.testing.assert_array_equal(out, np.asarray(Image.open(tmp_path / "anim.gif").convert("RGB")))
+    assert "anim.gif" in caplog.text and "animated" in caplog.text and "3 frames" in caplog.text
+    caplog.clear()
+    frames[0].save(tmp_path / "still.gif")
+    F.load_image(tmp_path / "still.gif")
+    assert "animated" not in caplog.text
+
+
 def test_exif_rotated_portrait_is_upright(tmp_path, portraits, tracker):
     image = portrait(portraits, "sam_512.jpg")
     exif = Image.Exif()

@@ -177,3 +177,15 @@ def test_open_vowels_open_the_jaw_far_more_than_close_ones():
         return col(m, "jaw_open")[int(0.65 * FPS)]
     aa, iy = jaw_at_centre("AA"), jaw_at_centre("IY")
     assert aa - iy > 0.6 and iy < 0.05, (aa, iy)
+
+
+def test_windows_of_one_and_two_frames_animate():
+    """A tiny clip (0.02-0.08 s) or the last segment of a file can hold 1 or 2 frames: motion must
+    not crash there (np.convolve's "same" mode gave 3 values for them) and gives finite
+    parameters, one row per frame."""
+    phones = tuple(seq([("AA", 0.1)], t0=0.0))
+    for n in (1, 2, 3):
+        for voiced in (True, False):
+            s = Speech(phones, np.full(n, 0.8 * voiced, np.float32), np.full(n, voiced), FPS, 0)
+            m = MotionModel(MotionOptions(seed=3)).frames(s)
+            assert m.params.shape == (n, len(m.params[0])) and np.isfinite(m.params).all()

@@ -2,6 +2,7 @@
 
 import pytest
 
+from facecast.errors import InputError
 from facecast.voice import PiperVoice, ipa_to_phones
 
 
@@ -32,3 +33,20 @@ def test_bundled_voice_loads_offline_and_times_phones_exactly(voice):
     assert "F" in [p.phone for p in sentences[1].phones]
     assert sentences[0].audio.sample_rate == 22050
     assert abs(sentences[0].audio.samples).max() > 0.3
+
+
+def test_the_voice_reads_normalised_text_not_symbols(voice):
+    """Currency, dates, times, SSML and stray foreign letters are made speakable before Piper:
+    it read "$3.5M" as "dollar three point five M", "12/05/2026" with "slash", SSML tags aloud,
+    and Chinese as "Chinese letter ..."."""
+    def phonemes(text):
+        return " ".join(s.text for s in voice.synthesize(text))
+
+    assert phonemes("It cost $3.5M on 12/05/2026.") == phonemes(
+        "It cost three point five million dollars on December fifth, twenty twenty six.")
+    assert phonemes("<speak>Hello there.</speak>") == phonemes("Hello there.")
+    assert phonemes("Hello 你好 there.") == phonemes("Hello there.")
+    with pytest.raises(InputError, match="Chinese"):
+        list(voice.synthesize("你好，世界。"))
+    with pytest.raises(InputError, match="UTF-8"):
+        list(voice.synthesize("Hello \udcff world"))

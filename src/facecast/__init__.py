@@ -7,7 +7,16 @@
 The names load their modules on first use, so `import facecast` stays cheap.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# onnxruntime (Piper's voice, silero-VAD) starts Microsoft's 1DS telemetry when it is imported,
+# which writes a `.ses` session file into $TMPDIR on every run. facecast runs offline and leaves
+# nothing behind: switch it off before anything imports onnxruntime (its own env switch; the
+# Python call disable_telemetry_events() comes too late, after the import). Worker processes
+# import facecast first, so they inherit it.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 _LAZY = {"say": "pipeline", "say_chunks": "pipeline", "stream": "stream", "StreamSession": "stream",
          "SayOptions": "options", "StreamOptions": "options"}

@@ -3,7 +3,8 @@
 Public API
 ----------
 - ``loudness_envelope(samples16k, sample_rate, fps, num_frames, start_frame=0) -> float32 [F]``.
-- ``VoiceActivity``: streaming silero-vad with per-window probabilities and a per-frame map.
+- ``VoiceActivity``: streaming silero-vad with per-window probabilities, a per-frame map, and
+  ``first_speech`` (where a stream's speech starts, if anywhere).
 
 Their options are ``facecast.options.LoudnessOptions`` and ``VadOptions``. Input is mono audio
 at the analysis rate (``facecast.types.ANALYSIS_RATE``, 16 kHz), as ``facecast.audio`` decodes
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -156,6 +158,31 @@ class VoiceActivity:
         probs = self._run(last)
         self._remember(probs)
         return probs
+
+    def first_speech(self, chunks: Iterable[np.ndarray], threshold: float = 0.5) -> float | None:
+        """Seconds from the start of a stream (16 kHz mono pieces, in order) to the first
+        512-sample window whose speech probability reaches ``threshold``, or None when there is
+        none: whether ``voiced_frames`` over the same stream would find any speech, decided
+        without keeping the probabilities (memory stays flat) and stopping at the first speech.
+        The last partial window is not scored, as in ``voiced_frames``. The stream is reset
+        (to its start time) before and after."""
+        start = self._start
+        self.reset(start)
+        try:
+            done = 0  # windows scored
+            for piece in chunks:
+                x = np.asarray(piece, dtype=np.float32).reshape(-1)
+                data = np.concatenate([self._rest, x]) if self._rest.size else x
+                n_win = data.shape[0] // self.window
+                self._rest = data[n_win * self.window :].copy()
+                probs = self._run(data[: n_win * self.window].reshape(n_win, self.window))
+                hit = np.flatnonzero(probs >= threshold)
+                if hit.size:
+                    return (done + int(hit[0])) * self.window / self.sample_rate
+                done += n_win
+            return None
+        finally:
+            self.reset(start)
 
     def _run(self, windows: np.ndarray) -> np.ndarray:
         """Probabilities of full windows [k, 512], advancing the stream state."""

@@ -9,6 +9,9 @@ Public API
 - ``Resampler(sample_rate, mono=True)``: streaming resampler, ``feed(chunk)`` / ``flush()``.
 - ``check_media_file(path, what=...)`` / ``open_media(path, what=...)``: the file checks and the
   guarded ``av.open`` shared with ``facecast.media.video``.
+- ``wav_truncation(path)``: (declared, present) seconds of a WAV file cut short; ``open_audio``
+  warns about one (a warning, not an error: what is there is valid audio and may be all there
+  is; the video then covers that part).
 
 Loudness and voice activity of the decoded audio are in ``facecast.analysis``.
 
@@ -19,6 +22,9 @@ number of samples decoded, so consecutive chunks are exactly contiguous.
 
 from __future__ import annotations
 
+import functools
+import logging
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +35,8 @@ import numpy as np
 from facecast.errors import InputError
 from facecast.types import AudioChunk
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "AudioSource",
     "Resampler",
@@ -36,6 +44,7 @@ __all__ = [
     "load_audio",
     "open_audio",
     "open_media",
+    "wav_truncation",
 ]
 
 # What a user can do about a file FFmpeg cannot read; named in several messages.
@@ -129,9 +138,9 @@ class AudioSource:
     """A validated audio file, decoded lazily in chunks.
 
     Attributes: ``path``; ``sample_rate`` (Hz, the file's own); ``channels`` (1 or 2: files with
-    more channels are downmixed to stereo); ``duration`` (seconds from the container, None if
-    unknown); ``chunk_seconds``; ``max_seconds``; ``start`` (seconds of the first sample on the
-    file's timeline, normally 0).
+    more channels are downmixed to stereo, normalised so that the mix never exceeds full scale);
+    ``duration`` (seconds from the container, None if unknown); ``chunk_seconds``;
+    ``max_seconds``; ``start`` (seconds of the first sample on the file's timeline, normally 0).
 
     Iterating yields AudioChunk with samples float32 [channels, n], n = round(chunk_seconds *
     sample_rate) except for the last chunk. Each iteration reopens the file, so the source can be
@@ -199,12 +208,7 @@ class AudioSource:
         container = open_media(self.path, what="audio")
         try:
             stream = container.streams.audio[self._stream_index]
-            # >2 channels (5.1 ...): let swresample downmix with proper centre/surround weights.
-            downmix = (
-                av.AudioResampler(format="fltp", layout="stereo", rate=self.sample_rate)
-                if self._source_channels > 2
-                else None
-            )
+            downmix = _downmixer(self.sample_rate) if self._source_channels > 2 else None
             decoded = 0
             try:
                 for frame in container.decode(stream):
@@ -230,6 +234,18 @@ class AudioSource:
                 ) from exc
         finally:
             container.close()
+
+
+def _downmixer(rate: int) -> av.AudioResampler:
+    """>2 channels (5.1 ...) -> stereo by swresample, with its centre/surround weights normalised so
+    that no output sample exceeds full scale: for float output swresample would otherwise sum
+    FL + 0.71 FC + 0.71 SL (up to +7.7 dBFS), which clips in the output AAC track. For an
+    integer output format swresample normalises by itself: a PyAV whose AudioResampler takes no
+    resampler options gets s16 output, as loud and as peak-safe, at 16-bit precision."""
+    try:
+        return av.AudioResampler(format="fltp", layout="stereo", rate=rate, options={"rematrix_maxval": "1.0"})
+    except TypeError:  # pragma: no cover - older PyAV
+        return av.AudioResampler(format="s16p", layout="stereo", rate=rate)
 
 
 def _fmt_minutes(seconds: float) -> str:
@@ -273,6 +289,11 @@ def open_audio(
         start = _first_frame_start(p, container, stream)
     finally:
         container.close()
+    if container.format.name == "wav":
+        cut = wav_truncation(p)
+        if cut is not None:
+            st = p.stat()
+            _warn_truncated(str(p), st.st_size, st.st_mtime_ns, *cut)
     return AudioSource(
         p,
         stream_index=0,  # position among the audio streams: the first one
@@ -284,6 +305,44 @@ def open_audio(
         chunk_seconds=chunk_seconds,
         max_seconds=max_seconds,
     )
+
+
+def wav_truncation(path: str | Path) -> tuple[float, float] | None:
+    """(seconds its header declares, seconds present) of a RIFF/WAVE file whose data chunk is cut
+    short by more than 50 ms (an incomplete copy or download), else None. FFmpeg quietly reads what
+    is there and even reports that as the duration, so the header is read here."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            byte_rate = 0
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, n = struct.unpack("<4sI", f.read(8))
+                if cid == b"fmt ":
+                    fmt = f.read(min(n, 16))
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else 0
+                elif cid == b"data":
+                    present = size - pos - 8
+                    if not byte_rate or n in (0, 0xFFFFFFFF) or present >= n - 0.05 * byte_rate:
+                        return None  # whole, or a size the writer never filled in (streamed WAV)
+                    return n / byte_rate, present / byte_rate
+                pos += 8 + n + (n & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_truncated(path: str, size: int, mtime_ns: int, declared: float, present: float) -> None:
+    """Warned once per file (and version of it) however often a job opens it."""
+    log.warning("%s: the file is truncated: its header promises %.1f s of audio but it holds %.1f s (an "
+                "incomplete copy or download?); the video covers the %.1f s there are. Re-export or "
+                "re-download the file for the full length.", path, declared, present, present)
 
 
 def _first_frame_start(path: Path, container: av.container.InputContainer, stream: av.AudioStream) -> float:

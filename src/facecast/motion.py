@@ -350,7 +350,7 @@ class MotionModel:
         # they give. Each is a noisy estimate; averaging keeps what they agree on.
         mouth = np.mean([self._mouth(p, fine_t, n, f0, fps, gain_energy, voiced) for p in sources], axis=0)
 
-        emphasis = np.clip(np.convolve(np.diff(energy, prepend=energy[:1]), np.ones(3) / 3, "same") * 4, 0, 1)
+        emphasis = np.clip(_box3(np.diff(energy, prepend=energy[:1])) * 4, 0, 1)
         emphasis = _soften(emphasis, fps, tau=0.15) * voiced
         params = np.zeros((n, len(MOTION_PARAMS)), np.float32)
         for i, name in enumerate(MOUTH):
@@ -373,6 +373,16 @@ def random_motion(n: int, rng: np.random.Generator) -> np.ndarray:
     p[:, MOTION_INDEX["blink"]] = rng.uniform(0, 1, n)
     p[:, MOTION_INDEX["head_yaw"]:] = rng.uniform(-0.06, 0.06, size=(n, 3))
     return p
+
+
+def _box3(x: np.ndarray) -> np.ndarray:
+    """3-tap moving average, the same length as ``x``. np.convolve's "same" mode returns
+    max(len(x), 3) values, so windows of 1 or 2 frames (a tiny clip, the last segment of a file)
+    take the equivalent slice of the full convolution."""
+    k = np.ones(3) / 3
+    if x.size >= 3:
+        return np.convolve(x, k, "same")
+    return np.convolve(x, k, "full")[1:1 + x.size]
 
 
 def _ahead(x: np.ndarray, k: int) -> np.ndarray:

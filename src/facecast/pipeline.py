@@ -31,8 +31,9 @@ from . import audio as audio_mod
 from .errors import InputError
 from .options import SayOptions
 from .segments import Segment, audio_segments, text_segments
-from .sources import FaceInput, open_face
-from .speech import TRANSCRIPT_MAX_S, SpeechAnalyser, prefetch_alignment
+from .sources import FaceInput, face_needs_speech, open_face
+from .speech import SILENCE_PEAK, TRANSCRIPT_MAX_S, SpeechAnalyser, first_speech, prefetch_alignment
+from .text import check_text, check_utf8
 from .timing import Timings
 from .types import AudioChunk, Speech, VideoFrames
 
@@ -40,9 +41,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float | None], None]  # (seconds of audio done, total seconds or None)
 
-SILENCE_PEAK = 1e-3
-"""A job whose source does not analyse speech (a twin) needs a sample above this peak level
-(full scale 1) somewhere: below it the audio is digital silence."""
+SHORT_AUDIO_S = 0.2
+"""Audio shorter than this without speech is called too short (rather than silent) when refused."""
 
 
 @dataclass(frozen=True)
@@ -76,19 +76,22 @@ def say_chunks(
         raise InputError("say: give either text or audio (exactly one). Use --text \"...\" or --audio FILE.")
     timings = timings if timings is not None else Timings()
     torch.set_num_threads(1)  # one core renders while the other encodes (see encode thread)
-    source = open_face(face, options, timings)                           # face
-    if transcript is not None and not source.needs_speech:
-        raise InputError(f"--transcript: {source.name} listens to the audio itself (a twin's mouth model); "
-                         "leave the transcript out.")
-
+    # The inputs are checked before the face is looked at or anything is rendered: the text,
+    # and the audio file down to whether it holds any speech at all.
+    needs_speech = face_needs_speech(face)
     fps = options.fps
     if text is not None:
+        check_text(text)
         segments = timings.timed_iter("voice", text_segments(text, fps))  # speak + segment
         total = None
     else:
         seg_max = options.segment_max_s
         total = audio_mod.open_audio(audio).duration
         if transcript is not None:
+            check_utf8(transcript, source="--transcript")
+            if not needs_speech:
+                raise InputError(f"--transcript: {getattr(face, 'name', face)} listens to the audio itself (a twin's mouth model); "
+                                 "leave the transcript out.")
             if transcript.strip() == "":
                 raise InputError("--transcript: the transcript is empty. Give the words spoken, or leave it out.")
             if total is not None and total > TRANSCRIPT_MAX_S:
@@ -98,14 +101,20 @@ def say_chunks(
             else:
                 seg_max = TRANSCRIPT_MAX_S + 1.0
         first = None if transcript is not None else options.first_segment_s
-        recognise = source.needs_speech and transcript is None
+        recognise = needs_speech and transcript is None
         if options.workers > 0 and recognise:
             seg_max = min(seg_max, 4.0)  # more, shorter segments keep every worker busy
         segments = timings.timed_iter("decode", audio_segments(audio, fps, seg_max, first))
     analyser = None
-    if source.needs_speech:
+    if needs_speech:
         with timings.stage("setup"):
             analyser = SpeechAnalyser(options, transcript, need_aligner=text is None)
+    if audio is not None:
+        with timings.stage("analyse"):
+            start = first_speech(audio, analyser.vad if analyser else None)  # the speech map, before rendering
+        if start is None:
+            raise _no_speech(audio, total)
+    source = open_face(face, options, timings)                           # face
     workers = options.workers if text is None and analyser is not None else 0
 
     heard = False
@@ -119,9 +128,15 @@ def say_chunks(
         yield SayChunk(video, seg.output_audio, seg, speech)
         if progress:
             progress(seg.end, total)
-    if not heard:
-        src = audio if audio is not None else "--text"
-        raise InputError(f"{src}: no speech found (the audio is silent or only noise). Give a recording with speech.")
+    if not heard:  # the pre-scan found speech the segments did not (a window at the very end)
+        raise _no_speech(audio if audio is not None else "--text", total)
+
+
+def _no_speech(src, duration: float | None) -> InputError:
+    if duration is not None and duration < SHORT_AUDIO_S:
+        return InputError(f"{src}: no speech found in {duration:.2f} s of audio, too short to hold a word. "
+                          "Give a recording with speech.")
+    return InputError(f"{src}: no speech found (the audio is silent or only noise). Give a recording with speech.")
 
 
 def _heard(seg: Segment, speech: Speech | None) -> bool:

@@ -127,6 +127,23 @@ class TwinSource:
         return self.twin.render(drive.points, drive.first_frame, drive.fps)
 
 
+def is_twin_input(face: FaceInput) -> bool:
+    """Whether ``open_face`` opens ``face`` as a twin: a .twin file by content, or a file named
+    .twin (whose loader then says what is wrong with it)."""
+    if not isinstance(face, (str, Path)):
+        return False
+    from .twin.file import is_twin_file
+
+    return is_twin_file(face) or Path(face).suffix.lower() == ".twin"
+
+
+def face_needs_speech(face: FaceInput) -> bool:
+    """``FaceSource.needs_speech`` of what ``open_face(face)`` gives, known without opening it."""
+    if isinstance(face, FaceSource):
+        return face.needs_speech
+    return not is_twin_input(face)
+
+
 def open_face(face: FaceInput, options: SayOptions, timings: Timings | None = None) -> FaceSource:
     """The FaceSource for ``face``: a ready source as is; a .twin file (by content, whatever its
     name; a file named .twin that is not one gets the twin loader's error) as a TwinSource on
@@ -135,16 +152,13 @@ def open_face(face: FaceInput, options: SayOptions, timings: Timings | None = No
     timings = timings if timings is not None else Timings()
     if isinstance(face, FaceSource):
         return face
-    if isinstance(face, (str, Path)):
-        from .twin.file import is_twin_file
+    if is_twin_input(face):  # a file named .twin that is not one: load_twin says what is wrong
+        from .device import resolve_device
+        from .twin.generate import Twin
 
-        if is_twin_file(face) or Path(face).suffix.lower() == ".twin":  # load_twin says what is wrong
-            from .device import resolve_device
-            from .twin.generate import Twin
-
-            with timings.stage("setup"):
-                twin = Twin.load(face, device=resolve_device(options.render.device), size=options.size)
-            return TwinSource(twin, options.fps, name=str(face))
+        with timings.stage("setup"):
+            twin = Twin.load(face, device=resolve_device(options.render.device), size=options.size)
+        return TwinSource(twin, options.fps, name=str(face))
     with timings.stage("face"):
         portrait = prepare_portrait(face, options)
         for note in portrait.notes:

@@ -6,6 +6,8 @@
     voicing     silero-VAD speech/silence per frame
 
 prefetch_alignment runs phone recognition of upcoming segments in worker processes.
+first_speech finds where an audio file's speech starts (a streaming pre-scan that stops there),
+so a job without any speech is refused before anything is rendered.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from .options import SayOptions
 from .segments import Segment, audio_segments, frames_between
 from .timing import Timings
 from .types import ANALYSIS_RATE, AudioChunk, PhoneSpan, Speech
+
+SILENCE_PEAK = 1e-3
+"""Without a speech detector (a twin's job), audio needs a sample above this peak level (full
+scale 1) somewhere: below it the audio is digital silence."""
 
 TRANSCRIPT_MAX_S = 60.0  # forced alignment runs over the whole clip (memory grows ~2 MB/s); longer clips use recognition
 
@@ -154,3 +160,30 @@ def analyse_audio(audio: str | Path, options: SayOptions = SayOptions()) -> Iter
     timings = Timings()
     for seg in audio_segments(audio, options.fps, options.segment_max_s, options.first_segment_s):
         yield analyser.speech(seg, timings)
+
+
+def first_speech(audio: str | Path, vad: analysis_mod.VoiceActivity | None) -> float | None:
+    """Seconds into ``audio`` of its first speech, or None when it has none: the first window
+    silero-VAD (``vad``) scores as speech as the job's own analysis would, or, without ``vad``,
+    the first sample above digital silence (``SILENCE_PEAK``). Streams the file at the analysis
+    rate and stops at the first speech: a few milliseconds for a file that starts talking at
+    once, a pass of the speech detector alone (no alignment, no rendering) for a silent one;
+    memory stays at about one chunk."""
+    from . import audio as audio_mod
+
+    resampler = audio_mod.Resampler(ANALYSIS_RATE, mono=True)
+
+    def pieces() -> Iterator[np.ndarray]:
+        for chunk in audio_mod.open_audio(audio):
+            yield resampler.feed(chunk).samples[0]
+        yield resampler.flush().samples[0]
+
+    if vad is not None:
+        return vad.first_speech(pieces())
+    done = 0
+    for x in pieces():
+        loud = np.flatnonzero(np.abs(x) > SILENCE_PEAK)
+        if loud.size:
+            return (done + int(loud[0])) / ANALYSIS_RATE
+        done += x.shape[0]
+    return None

@@ -18,7 +18,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from .errors import ModelError
-from .text import check_text
+from .text import speech_text
 from .types import AudioChunk, PhoneSpan
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,9 @@ class PiperVoice:
         self.model_path = model_path
 
     def synthesize(self, text: str) -> Iterator[VoicedSentence]:
-        text = check_text(text)
+        """Sentences of ``text`` as ``speech_text`` makes it speakable (markup and letters of other
+        scripts removed with a warning, numbers, currency, dates and times in words)."""
+        text = speech_text(text)
         t = 0.0
         for chunk in self._piper.synthesize(text, include_alignments=True):
             audio = np.asarray(chunk.audio_float_array, dtype=np.float32)

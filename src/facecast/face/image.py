@@ -93,6 +93,9 @@ def _read_image_file(path: Path) -> np.ndarray:
                 if w < 1 or h < 1:
                     raise InputError(f"{name}: the image has no pixels ({w}x{h}). Use a real photo")
                 im.load()
+                if getattr(im, "n_frames", 1) > 1:  # animated GIF, WebP or PNG
+                    log.warning("%s: an animated image (%d frames): its first frame is the portrait", name,
+                                im.n_frames)
                 im = _apply_exif_orientation(im, name)
                 return _pil_to_rgb(im, name)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
