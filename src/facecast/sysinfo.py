@@ -75,8 +75,9 @@ class MemorySampler:
     """Samples VmRSS every ``interval`` seconds on a daemon thread while in use as a context
     manager: ``samples`` = [(seconds since start, MiB)], including one at start and one at stop."""
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.5, children: bool = True) -> None:
         self.interval = interval
+        self.children = children  # add the RSS of child processes (alignment workers)
         self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,7 +85,7 @@ class MemorySampler:
 
     def __enter__(self) -> "MemorySampler":
         self._t0 = time.perf_counter()
-        self.samples = [(0.0, rss_mb())]
+        self.samples = [(0.0, rss_mb(self.children))]
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="facecast-rss", daemon=True)
         self._thread.start()
@@ -92,13 +93,13 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.samples.append((time.perf_counter() - self._t0, rss_mb()))
+            self.samples.append((time.perf_counter() - self._t0, rss_mb(self.children)))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.samples.append((time.perf_counter() - self._t0, rss_mb()))
+        self.samples.append((time.perf_counter() - self._t0, rss_mb(self.children)))
 
     def at_fraction(self, f: float) -> float:
         """RSS (MiB) of the sample nearest to fraction ``f`` of the sampled time."""
