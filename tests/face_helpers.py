@@ -79,3 +79,50 @@ def redetection_error(tracker, image: np.ndarray, face: FaceLandmarks) -> float:
     err = np.linalg.norm(again[0].points[:, :2] - face.points[:, :2], axis=1)
     return float(err.mean() / face.interocular)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic pictures made from the real portraits
+
+
+def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
+
+
+def row_of_faces(portraits, names, height: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The portraits side by side at one height (a collage), and each one's (x0, x1) span."""
+    parts, spans, x = [], [], 0
+    for name in names:
+        image = portrait(portraits, name)
+        width = round(image.shape[1] * height / image.shape[0])
+        parts.append(resized(image, width, height))
+        spans.append((x, x + width))
+        x += width
+    return np.concatenate(parts, axis=1), spans
+
+
+def tilted(image: np.ndarray, degrees: float, points: np.ndarray | None = None):
+    """``image`` rotated counter-clockwise by ``degrees`` about its centre (same size, grey
+    corners), and ``points`` [N, 2+] moved with it (None when not given)."""
+    import math
+
+    from PIL import Image
+
+    out = np.asarray(Image.fromarray(image).rotate(degrees, resample=Image.Resampling.BICUBIC,
+                                                   fillcolor=(128, 128, 128)))
+    if points is None:
+        return out, None
+    h, w = image.shape[:2]
+    a = math.radians(degrees)
+    dx, dy = points[:, 0] - w / 2, points[:, 1] - h / 2
+    moved = np.array(points, dtype=np.float64, copy=True)
+    moved[:, 0] = w / 2 + dx * math.cos(a) + dy * math.sin(a)
+    moved[:, 1] = h / 2 - dx * math.sin(a) + dy * math.cos(a)
+    return out, moved
+
+
+def mean_error(points: np.ndarray, reference: np.ndarray, iod: float) -> float:
+    """Mean 2-D distance between two landmark sets, / the inter-ocular distance."""
+    return float(np.linalg.norm(points[:, :2] - reference[:, :2], axis=1).mean() / iod)

@@ -57,7 +57,9 @@ class FaceSource(Protocol):
 
 
 def prepare_portrait(portrait: str | Path | np.ndarray | Portrait, options: SayOptions) -> Portrait:
-    """Image path / array -> framed Portrait (landmarks in output pixels)."""
+    """Image path / array -> framed Portrait (landmarks in output pixels), turned upright when
+    the face is on its side or upside down (said in its notes). Raises InputError when there is
+    no usable face, or its mouth is covered."""
     if isinstance(portrait, Portrait):
         return portrait
     from . import face
@@ -65,6 +67,7 @@ def prepare_portrait(portrait: str | Path | np.ndarray | Portrait, options: SayO
     image = face.load_image(portrait)
     source = str(portrait) if not isinstance(portrait, np.ndarray) else "<array>"
     landmarks = face.find_face(image, source=source, face_index=options.face_index)
+    face.check_mouth_visible(image, landmarks, source=source)
     return face.frame_portrait(image, landmarks, size=options.size, source=source)
 
 

@@ -1,5 +1,6 @@
-"""Finding faces: mediapipe's face mesh (478 landmarks) with a full-range detector fallback
-for small faces, and find_face, which picks the face to animate in a portrait.
+"""Finding faces: mediapipe's face mesh (478 landmarks), with mediapipe's face detectors to find
+the faces the mesh misses (small ones, several in a row) and to tell which way is up (a portrait
+on its side or upside down). ``find_face`` (face/find.py) picks the face to animate.
 
 The mediapipe graphs are not thread-safe: use one ``MediapipeFaceMesh`` per thread.
 """
@@ -15,9 +16,23 @@ from typing import Protocol
 
 import numpy as np
 
-from facecast.errors import InputError, NoFaceError
 from facecast.face.frame import FACE_FRACTION_MIN, framing_origin
-from facecast.face.image import ARRAY_SOURCE, ImageInput, array_to_rgb, as_image
+from facecast.face.geometry import (
+    bbox_area,
+    centre,
+    contains,
+    downscale,
+    face_roll,
+    iou,
+    panels,
+    square_around,
+    tiles,
+    turn_face,
+    turn_image,
+    turn_points,
+    upright_turns,
+)
+from facecast.face.image import ARRAY_SOURCE, array_to_rgb
 from facecast.landmarks import (
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
@@ -51,7 +66,21 @@ _REFINE_BELOW = 0.25
 _CROP_MAX_SIDE = 512
 # The detector works on 192x192; feeding it more is a waste of copying.
 _DETECTOR_INPUT_SIDE = 384
-_TILE_MIN_SIDE = 512
+# Which way is up: the short-range detector scores a crop around the face (the face ~45 % of
+# it, at this side) in each of its four quarter turns: the upright turn scored 0.80-0.99, the
+# opposite one 0.56-0.77. On the 7 test portraits, 6 video frames and the astronaut, each
+# tilted by -45 to 45 degrees in steps of 15 and turned by 0-270 degrees (392 cases), the
+# score-weighted circular mean of the four turns was within 43 degrees of the true roll (mean
+# 13); a correct fit is thus within ~50 degrees of it, while the mesh's fits of an upright face
+# over one upside down or on its side were 110-180 degrees off.
+_SCORE_SIDE = 256
+_TURN_TOLERANCE = 70.0
+_TURN_EVIDENCE = 0.1  # scores differing less than this say nothing about which way is up
+# A face whose best score is this far below the best face's, and under _FACE_SCORE_MIN, is
+# dropped as a false find (the mesh fitted a face to a helmet in a turned astronaut photo: best
+# score 0.58; real faces scored 0.80-0.99).
+_FACE_SCORE_GAP = 0.2
+_FACE_SCORE_MIN = 0.7
 
 
 @contextlib.contextmanager
@@ -93,11 +122,24 @@ class MediapipeFaceMesh:
     from frame to frame (video: faster, steadier, and frames must come in order).
 
     Detection runs on a copy downscaled to ``detect_max_side``, and landmarks are mapped back to
-    the full image's pixels. In static mode, a face narrower than 25 % of the image's longer
-    side is measured again on a crop framed around it (the mesh is more precise when the face
-    fills its view). When the mesh finds nothing (a small face in a large frame: the mesh's own
-    detector is a short-range model), mediapipe's full-range face detector looks for faces, on
-    the whole image and then on overlapping tiles, and the mesh runs on a crop around each.
+    the full image's pixels. When the mesh finds nothing (a small face in a large frame: the
+    mesh's own detector is a short-range model), mediapipe's full-range face detector looks for
+    faces, on the whole image and then on overlapping tiles, and the mesh runs on a crop around
+    each.
+
+    In static mode, besides:
+      - a face narrower than 25 % of the image's longer side is measured again on a crop framed
+        around it (the mesh is more precise when the face fills its view);
+      - the full-range detector also looks for the faces the mesh missed (the mesh's detector
+        sees a wide picture letterboxed, where a row of faces shrinks to a few pixels), on the
+        whole image and on square panels along a wide or tall one;
+      - every face's orientation is checked: the short-range detector scores a crop around it in
+        its four quarter turns, and a face whose landmarks say another way is up (the mesh fits
+        an upright face over an upside-down one) is measured again on the crop turned upright.
+        When nothing is found at all, the image is searched again in its three other quarter
+        turns. Landmarks are always in the given image's pixels: those of a face on its side or
+        upside down say so by their roll (``geometry.face_roll``), and ``frame_portrait`` turns
+        the picture upright.
 
     Holds native graphs: use it as a context manager or call ``close()``. Not thread-safe.
     """
@@ -126,8 +168,9 @@ class MediapipeFaceMesh:
 
         self._mp = mp
         self._mesh = self._new_mesh(static_image_mode, max_faces)
-        self._crop_mesh = None  # static single-face mesh for fallback crops, made on first use
-        self._detector = None  # full-range face detector for the fallback, made on first use
+        self._crop_mesh = None  # static single-face mesh for crops, made on first use
+        self._detector = None  # full-range face detector, made on first use
+        self._scorer = None  # short-range face detector scoring orientations, made on first use
         self._closed = False
 
     def _new_mesh(self, static: bool, max_faces: int):
@@ -152,13 +195,14 @@ class MediapipeFaceMesh:
         if self._closed:
             return
         self._closed = True
-        for graph in (self._mesh, self._crop_mesh, self._detector):
+        for graph in (self._mesh, self._crop_mesh, self._detector, self._scorer):
             if graph is not None:
                 graph.close()
-        self._mesh = self._crop_mesh = self._detector = None
+        self._mesh = self._crop_mesh = self._detector = self._scorer = None
 
     def detect(self, image: np.ndarray, *, source: str = ARRAY_SOURCE) -> list[FaceLandmarks]:
-        """All faces in ``image`` (uint8 [H, W, 3] RGB), largest (landmark bbox area) first.
+        """All faces in ``image`` (uint8 [H, W, 3] RGB), largest (landmark bbox area) first, at
+        most ``options.max_faces``.
 
         Landmarks are float32 [478, 3] in ``image``'s pixels (z scaled like x).
         """
@@ -168,16 +212,44 @@ class MediapipeFaceMesh:
         h, w = rgb.shape[:2]
         if min(h, w) < 8:
             return []  # nothing to find, and mediapipe's resamplers misbehave on tiny inputs
-        small = _downscale(rgb, self.options.detect_max_side)
+        small = downscale(rgb, self.options.detect_max_side)
+        faces = self._find(rgb, small, source)
+        if self.options.static_image_mode:
+            if not faces:
+                faces = self._find_turned(rgb, small, source)
+            upright: list[tuple[FaceLandmarks, float]] = []
+            for face in faces:
+                face, score = self._orient(rgb, small, face, source)
+                if all(iou(face.bbox, f.bbox) < 0.5 for f, _ in upright):  # two fits of one face
+                    upright.append((face, score))
+            top = max((s for _, s in upright), default=0.0)
+            faces = [f for f, s in upright if s >= min(_FACE_SCORE_MIN, top - _FACE_SCORE_GAP)]
+        faces.sort(key=bbox_area, reverse=True)
+        return faces[: self.options.max_faces]
+
+    def _find(self, rgb: np.ndarray, small: np.ndarray, source: str) -> list[FaceLandmarks]:
+        """Faces in ``rgb`` (``small``: its copy downscaled to detect_max_side)."""
+        h, w = rgb.shape[:2]
         faces = self._mesh_faces(self._mesh, small, (0.0, 0.0, float(w), float(h)), (w, h))
         if not faces:
             log.debug("%s: the face mesh found no face in %dx%d; trying the full-range detector",
                       source, w, h)
-            faces = self._faces_via_detector(rgb, small)
-        elif self.options.static_image_mode:
-            faces = [self._refine(rgb, f) for f in faces]
-        faces.sort(key=_bbox_area, reverse=True)
-        return faces
+            return self._faces_via_detector(rgb, small, [])
+        if not self.options.static_image_mode:
+            return faces
+        faces = [self._refine(rgb, f) for f in faces]
+        return faces + self._faces_via_detector(rgb, small, faces)
+
+    def _find_turned(self, rgb: np.ndarray, small: np.ndarray, source: str) -> list[FaceLandmarks]:
+        """Faces found in the image's other quarter turns (the mesh and the detectors miss
+        some faces on their side or upside down), in the image's pixels."""
+        for k in (1, 3, 2):
+            faces = self._find(turn_image(rgb, k), turn_image(small, k), source)
+            if faces:
+                log.debug("%s: no face found upright; found %d turned by %d degrees",
+                          source, len(faces), 90 * k)
+                return [turn_face(f, -k) for f in faces]
+        return []
 
     def _mesh_faces(self, mesh, rgb: np.ndarray, box: tuple[float, float, float, float],
                     image_size: tuple[int, int]) -> list[FaceLandmarks]:
@@ -199,6 +271,18 @@ class MediapipeFaceMesh:
             pts[:, 2] = rel[:, 2] * bw
             faces.append(FaceLandmarks(points=pts.astype(np.float32), image_size=image_size))
         return faces
+
+    def _crop_faces(self, rgb: np.ndarray, region: tuple[int, int, int, int]) -> list[FaceLandmarks]:
+        """The static single-face mesh on ``region`` = (x0, y0, x1, y1) of ``rgb``; landmarks
+        in ``rgb``'s pixels."""
+        if self._crop_mesh is None:
+            self._crop_mesh = self._new_mesh(static=True, max_faces=1)
+        x0, y0, x1, y1 = region
+        h, w = rgb.shape[:2]
+        view = downscale(np.ascontiguousarray(rgb[y0:y1, x0:x1]), _CROP_MAX_SIDE)
+        return self._mesh_faces(
+            self._crop_mesh, view, (float(x0), float(y0), float(x1 - x0), float(y1 - y0)), (w, h)
+        )
 
     def _refine(self, rgb: np.ndarray, face: FaceLandmarks) -> FaceLandmarks:
         """Landmarks again, from a crop framed around ``face``, when it is small in the image.
@@ -222,20 +306,16 @@ class MediapipeFaceMesh:
         cx0 = int(round(min(max(fx0, 0), max(0, w - side))))
         cy0 = int(round(min(max(fy0, 0), max(0, h - side))))
         cx1, cy1 = min(w, cx0 + int(round(side))), min(h, cy0 + int(round(side)))
-        if self._crop_mesh is None:
-            self._crop_mesh = self._new_mesh(static=True, max_faces=1)
-        crop = _downscale(np.ascontiguousarray(rgb[cy0:cy1, cx0:cx1]), _CROP_MAX_SIDE)
-        found = self._mesh_faces(
-            self._crop_mesh, crop, (float(cx0), float(cy0), float(cx1 - cx0), float(cy1 - cy0)), (w, h)
-        )
-        if found and _iou(found[0].bbox, face.bbox) > 0.5:
+        found = self._crop_faces(rgb, (cx0, cy0, cx1, cy1))
+        if found and iou(found[0].bbox, face.bbox) > 0.5:
             return found[0]
         return face  # the crop lost it (should not happen): keep the first estimate
 
-    def _faces_via_detector(self, rgb: np.ndarray, small: np.ndarray) -> list[FaceLandmarks]:
-        """Fallback for faces the mesh's short-range detector misses: find them with the
-        full-range detector (whole image, then overlapping tiles for faces under ~5 % of the
-        frame), and run the mesh on a crop around each."""
+    def _faces_via_detector(self, rgb: np.ndarray, small: np.ndarray,
+                            known: list[FaceLandmarks]) -> list[FaceLandmarks]:
+        """Faces other than ``known`` that the full-range detector finds (on the whole image
+        and on panels along a wide one; with nothing known and nothing found, on overlapping
+        tiles for faces under ~5 % of the frame), measured by the mesh on a crop around each."""
         if self._detector is None:
             # model_selection=1: the full-range model (faces up to ~5 m), which the mesh lacks.
             with quiet_native_stderr():
@@ -244,35 +324,34 @@ class MediapipeFaceMesh:
                 )
         h, w = rgb.shape[:2]
         boxes = self._detect_boxes(small, (0, 0, w, h))
-        if not boxes:
-            for tile in _tiles(w, h):
-                tx0, ty0, tx1, ty1 = tile
-                view = _downscale(np.ascontiguousarray(rgb[ty0:ty1, tx0:tx1]), _DETECTOR_INPUT_SIDE)
-                boxes += self._detect_boxes(view, tile)
-        if not boxes:
-            return []
-        if self._crop_mesh is None:
-            self._crop_mesh = self._new_mesh(static=True, max_faces=1)
+        for region in panels(w, h):
+            boxes += self._detect_boxes(self._view(rgb, region), region)
+        if not boxes and not known:
+            for region in tiles(w, h):
+                boxes += self._detect_boxes(self._view(rgb, region), region)
         kept: list[tuple[float, float, float, float, float]] = []
-        for box in sorted(boxes, key=lambda b: -b[0]):  # best score first; overlapping tiles
-            if all(_iou(box[1:], k[1:]) < 0.3 for k in kept):  # see the same face twice
+        for box in sorted(boxes, key=lambda b: -b[0]):  # best score first; overlapping views
+            if all(iou(box[1:], k[1:]) < 0.3 for k in kept):  # see the same face twice
                 kept.append(box)
+        # A box whose centre is inside a known face is that face.
+        kept = [b for b in kept if not any(contains(f.bbox, *centre(b[1:])) for f in known)]
         faces: list[FaceLandmarks] = []
         for _, bx0, by0, bx1, by1 in kept[: self.options.max_faces]:
-            cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
             side = _CROP_PER_BOX * max(bx1 - bx0, by1 - by0)
-            x0, y0 = max(0, math.floor(cx - side / 2)), max(0, math.floor(cy - side / 2))
-            x1, y1 = min(w, math.ceil(cx + side / 2)), min(h, math.ceil(cy + side / 2))
+            x0, y0, x1, y1 = square_around((bx0, by0, bx1, by1), side, w, h)
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            crop = _downscale(np.ascontiguousarray(rgb[y0:y1, x0:x1]), _CROP_MAX_SIDE)
-            found = self._mesh_faces(
-                self._crop_mesh, crop, (float(x0), float(y0), float(x1 - x0), float(y1 - y0)), (w, h)
-            )
-            for face in found:
-                if all(_iou(face.bbox, f.bbox) < 0.5 for f in faces):
+            for face in self._crop_faces(rgb, (x0, y0, x1, y1)):
+                # The crop may show a neighbour's face: keep the one the box is about.
+                if known and not contains((bx0, by0, bx1, by1), *centre(face.bbox)):
+                    continue
+                if all(iou(face.bbox, f.bbox) < 0.5 for f in known + faces):
                     faces.append(face)
         return faces
+
+    def _view(self, rgb: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+        x0, y0, x1, y1 = region
+        return downscale(np.ascontiguousarray(rgb[y0:y1, x0:x1]), _DETECTOR_INPUT_SIDE)
 
     def _detect_boxes(self, view: np.ndarray, region: tuple[int, int, int, int]
                       ) -> list[tuple[float, float, float, float, float]]:
@@ -289,19 +368,68 @@ class MediapipeFaceMesh:
             boxes.append((float(det.score[0]), x0, y0, x0 + rb.width * rw, y0 + rb.height * rh))
         return boxes
 
+    def _orient(self, rgb: np.ndarray, small: np.ndarray, face: FaceLandmarks, source: str
+                ) -> tuple[FaceLandmarks, float]:
+        """(``face`` measured the right way up, its best detector score).
 
-def _tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
-    """Overlapping square tiles (x0, y0, x1, y1) covering a w x h image, a third of its shorter
-    side (at least 512 px) each: a 64 px face becomes >= 10 % of a tile, which the full-range
-    detector finds reliably, while it misses faces under ~4 % of its input."""
-    side = min(max(_TILE_MIN_SIDE, min(w, h) // 3), w, h)
-    stride = side * 3 // 4  # 25 % overlap, so that a face cut by one tile is whole in the next
+        The short-range detector scores a crop around the face in its four quarter turns; their
+        score-weighted circular mean says which way is up (within 43 degrees on the 392 cases
+        in _TURN_TOLERANCE's comment). A fit is trusted when its roll is within _TURN_TOLERANCE
+        of that (or when the scores hardly differ: no evidence). A trusted upright fit is
+        returned as it is; otherwise the mesh measures the face again on the crop turned upright
+        (by the fit's own turn when trusted, else by the two turns nearest the detector's
+        estimate), and the first trusted fit is returned (the original one when none is).
+        """
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = face.bbox
+        crop_box = square_around(face.bbox, max(x1 - x0, y1 - y0) / FACE_FRACTION_MIN, w, h)
+        cx0, cy0, cx1, cy1 = crop_box
+        # Scored on the detection copy: a crop of a 12 MP photo is slow to copy and shrink.
+        sx, sy = small.shape[1] / w, small.shape[0] / h
+        view = small[math.floor(cy0 * sy): math.ceil(cy1 * sy), math.floor(cx0 * sx): math.ceil(cx1 * sx)]
+        view = downscale(np.ascontiguousarray(view), _SCORE_SIDE)
+        scores = np.array([self._score(turn_image(view, k)) for k in range(4)])
+        weights = scores - scores.min()
+        quarter = np.arange(4) * (math.pi / 2)
+        up = math.degrees(math.atan2((weights * np.sin(quarter)).sum(), (weights * np.cos(quarter)).sum()))
 
-    def starts(extent: int) -> list[int]:
-        n = max(1, math.ceil((extent - side) / stride) + 1)
-        return sorted({round(i * (extent - side) / max(1, n - 1)) for i in range(n)})
+        def trusted(f: FaceLandmarks) -> bool:
+            return weights.max() < _TURN_EVIDENCE or abs((face_roll(f) - up + 180) % 360 - 180) <= _TURN_TOLERANCE
 
-    return [(x, y, x + side, y + side) for y in starts(h) for x in starts(w)]
+        k0 = upright_turns(face)
+        if k0 == 0 and trusted(face):
+            return face, float(scores.max())
+        if trusted(face):
+            turns = [k0]
+        else:  # the two quarter turns nearest the detector's estimate
+            turns = [round(up / 90) % 4, (math.floor(up / 90) if up / 90 % 1 >= 0.5 else math.ceil(up / 90)) % 4]
+        log.debug("%s: face at %s, roll %.0f: detector scores %s of its quarter turns say %.0f; "
+                  "measuring again turned by %s", source, crop_box, face_roll(face),
+                  " ".join(f"{s:.2f}" for s in scores), up, turns)
+        crop = rgb[cy0:cy1, cx0:cx1]
+        for k in turns:
+            turned = turn_image(crop, k)
+            for again in self._crop_faces(turned, (0, 0, turned.shape[1], turned.shape[0])):
+                pts = turn_points(again.points, -k, again.image_size)
+                pts[:, 0] += cx0
+                pts[:, 1] += cy0
+                new = FaceLandmarks(points=pts.astype(np.float32), image_size=(w, h))
+                if trusted(new) and contains(face.bbox, *centre(new.bbox)):
+                    return new, float(scores.max())
+        return face, float(scores.max())
+
+    def _score(self, view: np.ndarray) -> float:
+        """The short-range detector's best face score in ``view`` (0 when it sees none)."""
+        if self._scorer is None:
+            with quiet_native_stderr():
+                # model_selection=0: the short-range model, for faces filling much of the view;
+                # a low threshold, so that it scores what it sees.
+                self._scorer = self._mp.solutions.face_detection.FaceDetection(
+                    model_selection=0, min_detection_confidence=0.05
+                )
+        with quiet_native_stderr():
+            detections = self._scorer.process(view).detections
+        return max((float(d.score[0]) for d in detections or ()), default=0.0)
 
 
 def _add_iris_estimates(rel: np.ndarray) -> np.ndarray:
@@ -314,90 +442,3 @@ def _add_iris_estimates(rel: np.ndarray) -> np.ndarray:
     out[list(RIGHT_IRIS)] = right
     out[list(LEFT_IRIS)] = left
     return out
-
-
-def _downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    """Area-averaged copy with the longer side <= max_side (the input itself when small)."""
-    h, w = rgb.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1.0:
-        return rgb
-    import cv2  # installed with mediapipe
-
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-
-
-def _bbox_area(face: FaceLandmarks) -> float:
-    x0, y0, x1, y1 = face.bbox
-    return (x1 - x0) * (y1 - y0)
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def find_face(
-    image: ImageInput,
-    *,
-    source: str | None = None,
-    face_index: int | None = None,
-    min_face_px: int = 64,
-    tracker: FaceTracker | None = None,
-) -> FaceLandmarks:
-    """The face to animate in a portrait, with its landmarks in the image's pixels.
-
-    image: a path or uint8 [H, W, 3] RGB array (``source`` names it in messages; defaults to
-        the path or "<array>").
-    face_index: which face when there are several, numbered left to right from 0 (the CLI's
-        ``--face N``); None = the largest, with a logged warning when there are several.
-    min_face_px: smallest usable face width (landmark bbox) in pixels.
-    tracker: a FaceTracker to reuse; None = a MediapipeFaceMesh made (and closed) for this call.
-
-    Raises NoFaceError when there is no face, or the chosen one is narrower than min_face_px;
-    InputError when face_index is out of range.
-    """
-    rgb, name = as_image(image, source)
-    if tracker is None:
-        with MediapipeFaceMesh(static_image_mode=True) as own:
-            faces = own.detect(rgb, source=name)
-    else:
-        faces = tracker.detect(rgb, source=name)
-    h, w = rgb.shape[:2]
-    if not faces:
-        size_hint = ""
-        if min(w, h) < min_face_px:
-            size_hint = f" in this {w}x{h} image, which is smaller than a usable face"
-        raise NoFaceError(
-            f"{name}: no face found{size_hint}. Use a photo where one face is clearly visible, "
-            f"frontal, at least {min_face_px} pixels wide"
-        )
-    by_position = sorted(faces, key=lambda f: (f.bbox[0] + f.bbox[2]) / 2)
-    if face_index is not None:
-        if not 0 <= face_index < len(by_position):
-            raise InputError(
-                f"{name}: face {face_index} does not exist: {len(by_position)} face(s) found, "
-                f"numbered 0 to {len(by_position) - 1} from left to right. Pass --face with a "
-                "number in that range"
-            )
-        face = by_position[face_index]
-    else:
-        face = faces[0]  # detect() returns the largest first
-        if len(faces) > 1:
-            log.warning(
-                "%s: %d faces found; using the largest, face %d (faces are numbered from 0, left "
-                "to right). Pass --face N to choose another.",
-                name, len(faces), next(i for i, f in enumerate(by_position) if f is face),
-            )
-    x0, _, x1, _ = face.bbox
-    width = x1 - x0
-    if width < min_face_px:
-        raise NoFaceError(
-            f"{name}: the face is only {width:.0f} pixels wide, too small to animate; at least "
-            f"{min_face_px} pixels are needed. Use a larger photo, or one taken closer"
-        )
-    return face

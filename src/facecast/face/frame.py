@@ -1,5 +1,6 @@
 """Framing a portrait for rendering: a square crop around the face (or the whole image),
-resized; the landmarks are transformed with it, not re-detected."""
+resized, turned upright first when the face is on its side or upside down; the landmarks are
+transformed with it, not re-detected."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from facecast.errors import InputError
+from facecast.face.geometry import face_roll, turn_face, turn_image, upright_turns
 from facecast.face.image import ImageInput, as_image
 from facecast.landmarks import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
 from facecast.types import FaceLandmarks, Portrait
@@ -41,20 +43,23 @@ def frame_portrait(
         inside the image, and where the image is too small it is padded (noted in ``notes``).
         None: keep the whole image, downscaled so its longer side is <= 1024; sides made even.
     Output sides are always even (H.264 needs them so).
+    A face on its side or upside down (roll beyond +-45 degrees) is turned upright first, by
+    the nearest multiple of 90 degrees (noted in ``notes``); a tilted head is left as it is.
     """
     rgb, name = as_image(image, source or None)
     h, w = rgb.shape[:2]
     if face.image_size != (w, h):
         raise ValueError(f"face was found in a {face.image_size} image, but this one is {(w, h)}")
+    rgb, face, notes = _upright(rgb, face)
+    h, w = rgb.shape[:2]
     if size is None:
-        return _fit_whole(rgb, face, name)
+        return _fit_whole(rgb, face, name, notes)
     if isinstance(size, bool) or not isinstance(size, int) or size < 64 or size % 2:
         raise InputError(
             f"size={size!r}: the output size must be an even number of pixels >= 64 (H.264 "
             "needs even sides). Use e.g. 512"
         )
 
-    notes: list[str] = []
     fx0, _, fx1, _ = face.bbox
     face_w = fx1 - fx0
     # As much context as the image allows, between the two face fractions.
@@ -100,9 +105,21 @@ def framing_origin(face: FaceLandmarks, side: float) -> tuple[float, float]:
     return (fx0 + fx1) / 2 - side / 2, eyes_y - _EYE_LINE * side
 
 
-def _fit_whole(rgb: np.ndarray, face: FaceLandmarks, name: str) -> Portrait:
+def _upright(rgb: np.ndarray, face: FaceLandmarks) -> tuple[np.ndarray, FaceLandmarks, list[str]]:
+    """The image and face turned upright (as they are when the face is within +-45 degrees of
+    upright), and a note saying what was done."""
+    k = upright_turns(face)
+    if k == 0:
+        return rgb, face, []
+    how = {1: "90 degrees counter-clockwise", 2: "180 degrees", 3: "90 degrees clockwise"}[k]
+    what = "upside down" if k == 2 else "on its side"
+    note = (f"the face is {what} (its eye line is at {face_roll(face):.0f} degrees): the picture "
+            f"was turned {how} to put it upright")
+    return turn_image(rgb, k), turn_face(face, k), [note]
+
+
+def _fit_whole(rgb: np.ndarray, face: FaceLandmarks, name: str, notes: list[str]) -> Portrait:
     h, w = rgb.shape[:2]
-    notes: list[str] = []
     scale = PORTRAIT_MAX_SIDE / max(w, h)
     pts = face.points.astype(np.float64)
     if scale < 1.0:
