@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from facecast.bench import BenchOptions, machine_info, markdown_section, run_bench
-from facecast.engine import portraits_from_npz
+from facecast.live.loadtest import portraits_from_npz
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -9,8 +9,8 @@ The names load their modules on first use, so `import facecast` stays cheap.
 
 __version__ = "0.1.0"
 
-_LAZY = {"say": "pipeline", "say_chunks": "pipeline", "stream": "stream", "StreamSession": "stream",
-         "SayOptions": "options", "StreamOptions": "options"}
+_LAZY = {"say": "pipeline", "say_chunks": "pipeline", "stream": "live.driver", "StreamSession": "live.session",
+         "Engine": "live.engine", "SayOptions": "options", "StreamOptions": "options"}
 
 
 def __getattr__(name: str):
