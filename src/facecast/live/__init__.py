@@ -9,13 +9,16 @@
     twin_session  TwinSession (a twin: facecast.twin's model, live)
     driver        stream(): the asyncio driver of one session; open_session(): the one factory
     engine        Engine: many sessions, batched rendering, worker and encoder processes
-      hosts         where sessions run (worker processes or this one)
+      hosts         where sessions run (motion worker processes or this one): WorkItems out
+      scheduler     the render loop: batched launches, fetch, dispatch, the streams' outboxes
+      batching      PortraitBatch (BatchRenderer, CUDA graphs), TwinBatch (Twin.render_indexed)
       encoders      EncoderPool: fMP4 encoder processes fed through shared memory
     loadtest      run_loadtest: simulated clients against an Engine
     options       check_options (StreamOptions), EngineOptions, LoadTestOptions
 
-Data flows one way: messages <- text, phones, audio_in <- listener <- session <- driver / hosts
-<- engine <- loadtest; the model package facecast.twin never imports from here.
+Imports go one way: messages, text, phones, audio_in <- listener <- session, twin_session <-
+driver, hosts <- batching, encoders <- scheduler <- engine <- loadtest; the model package
+facecast.twin never imports from here.
 
 The names below load their modules on first use.
 """
