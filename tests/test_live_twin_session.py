@@ -76,3 +76,18 @@ def test_twin_session_takes_typed_messages_and_text(twin):
     n = check_contiguous(chunks, motion=False)
     assert n == int(np.ceil(s.input_end * 25 - 1e-9)) and all(c.motion is None for c in chunks)
     assert [f for f, _ in calls] == [c.first_frame for c in chunks] and s.closed and s.done
+
+
+def test_the_clock_after_the_end_of_input(twin):
+    """advance_to after end_input paces the remaining frames and adds no silence (it raised
+    "push_audio after end_input()" before, whenever the driver's clock passed the end of the
+    input between the source's end and the stream's last frame)."""
+    s = TwinSession(twin, max_lead_s=0.2)
+    s.push_audio(AudioChunk(np.zeros((1, 16000), np.float32), 16000))
+    s.advance_to(0.5)
+    chunks = s.poll()
+    s.end_input()
+    s.advance_to(2.0)  # past the end of the input
+    chunks += s.poll()
+    assert s.done and s.input_end == 1.0
+    assert check_contiguous(chunks + s.close(), motion=False) == 25

@@ -97,9 +97,7 @@ class Scheduler:
 
     def read(self, stream: int) -> list[StreamChunk]:
         with self.cond:
-            state = self.state(stream)
-            if state.error is not None:
-                raise state.error
+            state = self._usable(stream)
             chunks = list(state.outbox)
             state.outbox.clear()
             self._unread -= len(chunks)
@@ -107,10 +105,17 @@ class Scheduler:
 
     def done(self, stream: int) -> bool:
         with self.cond:
-            state = self.state(stream)
-            if state.error is not None:
-                raise state.error
+            state = self._usable(stream)
             return state.finished and not state.outbox
+
+    def _usable(self, stream: int) -> StreamState:
+        """The stream's state; raises its session's error, or the engine's."""
+        if self.failure is not None:
+            raise self.failure
+        state = self.state(stream)
+        if state.error is not None:
+            raise state.error
+        return state
 
     def wait(self, timeout: float | None) -> bool:
         with self.cond:

@@ -166,9 +166,10 @@ class TwinSession:
         self._out.append(o.samples[:1])
 
     def advance_to(self, t: float) -> None:
-        """The clock is at ``t`` s: input that has not arrived before t is silence."""
+        """The clock is at ``t`` s: input that has not arrived before t is silence (until the
+        input has ended: then the clock only paces the remaining frames, as in StreamSession)."""
         self._clock = t
-        if t > self._t + 1e-9:
+        if t > self._t + 1e-9 and not self._ended:
             rate = self._in_rate or ANALYSIS_RATE
             n = int(round((t - self._t) * rate))
             if n > 0:
