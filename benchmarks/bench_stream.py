@@ -14,7 +14,8 @@ import torch
 from facecast import face
 from facecast.audio import load_audio
 from facecast.render import MeshRenderer
-from facecast.stream import StreamOptions, StreamSession
+from facecast.live.session import StreamSession
+from facecast.options import StreamOptions
 from facecast.types import AudioChunk, VideoFrames
 
 # ../shared/media next to the repository (as tests/conftest.py), or $FACECAST_MEDIA.
@@ -52,7 +53,7 @@ def ttff(args):
         np.zeros((1, 10), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
     x = speech(48000)
     hop = 960  # 20 ms at 48 kHz
-    opts = StreamOptions(size=args.size, realtime=False, encode=True, lookahead_s=args.lookahead)
+    opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
     burst, paced, compute = [], [], []
     for run in range(args.runs):
         start = 48000 * (2 + 2 * run)  # a different stretch of speech each run
@@ -77,7 +78,7 @@ def ttff(args):
                         compute.append(t1 - tp)
                     break
             s.close()
-    print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, encode=True, load {os.getloadavg()[0]:.2f}")
+    print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, fmp4=True, load {os.getloadavg()[0]:.2f}")
     for name, xs in (("burst (compute only)", burst), ("paced 20 ms chunks (real time)", paced),
                      ("paced: last push -> frame", compute)):
         print(f"  {name:34s} p50 {1000 * statistics.median(xs):6.1f} ms  p95 {1000 * pct(xs, 95):6.1f} ms")
@@ -90,7 +91,7 @@ def cpu(args):
     time.perf_counter = time.process_time
     p = portrait(args.size)
     x = speech(48000)[:, : int(args.seconds * 48000)]
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, encode=True))
+    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True))
     c0 = time.process_time()
     for i in range(0, x.shape[1], 960):
         s.push_audio(AudioChunk(x[:, i:i + 960], 48000))
@@ -113,12 +114,12 @@ def memory(args):
         img = torch.from_numpy(p.image.copy())
         render = lambda m: VideoFrames(img[None].expand(m.num_frames, -1, -1, -1).clone(), m.fps, m.first_frame)
     x = speech(48000)
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, encode=True), render=render)
+    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True), render=render)
     n_bytes = 0
     pos = 0
     t0 = time.perf_counter()
     minute = 0
-    print(f"size {args.size}, {'still renderer' if args.still else 'MeshRenderer'}, encode=True, "
+    print(f"size {args.size}, {'still renderer' if args.still else 'MeshRenderer'}, fmp4=True, "
           f"speech60s_en.wav looped in 20 ms pushes")
     print("| simulated min | RSS MiB | wall s | fMP4 MiB |")
     print("|---|---|---|---|")
@@ -149,9 +150,9 @@ def mixed(args):
     torch.set_num_threads(1)
     p = portrait(args.size)
     x = speech(48000)
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, encode=True))
+    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True))
     t0 = time.perf_counter()
-    print(f"size {args.size}, MeshRenderer, encode=True: per minute 25 s speech + barge-in, one TTS sentence, idle")
+    print(f"size {args.size}, MeshRenderer, fmp4=True: per minute 25 s speech + barge-in, one TTS sentence, idle")
     print("| simulated min | RSS MiB | wall s |")
     print("|---|---|---|")
     print(f"| 0 | {rss_mb():.0f} | 0 |", flush=True)

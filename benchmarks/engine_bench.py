@@ -37,7 +37,7 @@ def time_cuda(fn, iters):
 
 def main():
     from facecast.render import BatchRenderer
-    from facecast.engine import portraits_from_npz
+    from facecast.live.loadtest import portraits_from_npz
     from facecast.motion import random_motion as random_params
 
     ap = argparse.ArgumentParser()

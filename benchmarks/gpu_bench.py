@@ -12,7 +12,7 @@ import sys
 import av
 import numpy as np
 
-from facecast.engine import portraits_from_npz
+from facecast.live.loadtest import portraits_from_npz
 from facecast.quality.bench import markdown_section, run_bench
 from facecast.quality.options import BenchOptions
 from facecast.sysinfo import machine_info

@@ -11,7 +11,8 @@ import json
 
 import numpy as np
 
-from facecast.engine import LoadTestOptions, portraits_from_npz, run_loadtest
+from facecast.live.loadtest import portraits_from_npz, run_loadtest
+from facecast.live.options import EngineOptions, LoadTestOptions
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
@@ -34,12 +35,12 @@ if __name__ == "__main__":
     speech = np.load(args.speech)["samples"]
     rows = []
     for n in args.streams:
-        r = run_loadtest(faces, speech, LoadTestOptions(streams=n, seconds=args.seconds, size=faces[0].image.shape[0],
-                                                        device="cuda", dtype=args.dtype, workers=args.workers,
-                                                        encoders=args.encoders, preset=args.preset, stagger_s=1.0, chunk_s=args.chunk,
-                                                        speed=args.speed, memory_every_s=args.memory_every,
-                                                        lookahead_s=args.lookahead,
-                                                        i420=False if args.rgb else None, verbose=True))
+        engine = EngineOptions(size=faces[0].image.shape[0], device="cuda", dtype=args.dtype, workers=args.workers,
+                               encoders=args.encoders, i420=False if args.rgb else None)
+        r = run_loadtest(faces, speech, LoadTestOptions(streams=n, seconds=args.seconds, preset=args.preset, stagger_s=1.0,
+                                                        chunk_s=args.chunk, speed=args.speed,
+                                                        memory_every_s=args.memory_every, lookahead_s=args.lookahead,
+                                                        verbose=True, engine=engine))
         keys = ["frames_min", "frames_expected_per_stream", "late_fraction", "latency_p50_s", "latency_p95_s",
                 "ttff_p50_s", "ttff_p95_s", "per_stream_fps", "frames_per_launch_mean", "gpu_render_ms_mean",
                 "gpu_busy_fraction", "launch_host_ms_mean", "peak_vram_gib", "wall_s", "cpu_cores_main", "cpu_cores_workers",

@@ -31,7 +31,7 @@ def write_wav(path, samples, rate=16000):
 
 
 if __name__ == "__main__":
-    from facecast.engine import portraits_from_npz as load_portraits
+    from facecast.live.loadtest import portraits_from_npz as load_portraits
     from facecast.options import EncodeOptions, RenderOptions, SayOptions
     from facecast.pipeline import say
     from facecast.timing import Timings

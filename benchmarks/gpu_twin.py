@@ -126,7 +126,8 @@ def train(args) -> None:
 def speed(args) -> None:
     from facecast.audio import load_audio
     from facecast.twin.generate import Twin
-    from facecast.twin.live import TwinLoadTestOptions, run_twin_loadtest
+    from facecast.live.loadtest import run_loadtest
+    from facecast.live.options import EngineOptions, LoadTestOptions
 
     out = Path(args.out)
     twin = Twin.load(args.twin, device="cuda", size=512, batch=args.batch, compile=args.compile)
@@ -173,7 +174,11 @@ def speed(args) -> None:
     log(stage="throughput", **res)
     twin.batch = args.batch
     for n in [int(x) for x in args.streams.split(",")]:
-        r = run_twin_loadtest(twin, speech, TwinLoadTestOptions(streams=n, seconds=args.seconds, encoders=args.encoders))
+        # As the twin load test before the Engine: 0.25 s between client starts, 4 torch threads
+        # for the mouth models (in this process), the rest of the cores encode.
+        engine = EngineOptions(size=512, device="cuda", workers=0, encoders=args.encoders, threads=4)
+        r = run_loadtest([twin], speech, LoadTestOptions(streams=n, seconds=args.seconds, stagger_s=0.25 * n,
+                                                         engine=engine))
         res[f"load{n}"] = r
         log(stage="loadtest", **{k: v for k, v in r.items() if k != "options"})
     (out / "twin_speed.json").write_text(json.dumps(res, indent=1, default=str))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facecast.render import BatchRenderer, GraphedRenderer
-from facecast.engine import portraits_from_npz
+from facecast.live.loadtest import portraits_from_npz
 from facecast.motion import random_motion
 from facecast.options import RenderOptions
 from facecast.types import MotionFrames

@@ -1,5 +1,5 @@
 """Pre-frame real portraits for the GPU machine (which has no mediapipe): img{i} uint8 [S, S, 3]
-and pts{i} float32 [478, 3] face-mesh landmarks, read back by `facecast.engine.portraits_from_npz`.
+and pts{i} float32 [478, 3] face-mesh landmarks, read back by `facecast.live.loadtest.portraits_from_npz`.
 
     .venv/bin/python benchmarks/make_portraits_npz.py --size 1024 -o .devrun/portraits1024.npz
 """

@@ -1,4 +1,5 @@
-"""Shared fixtures: real media from ../shared/media (skipped when absent, a failure under CI=true)."""
+"""Shared fixtures: real media from ../shared/media (skipped when absent, a failure under CI=true),
+and a tiny twin trained once per test session (tests/test_twin.py, the live twin tests)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,35 @@ def media(relpath: str) -> Path:
 @pytest.fixture
 def media_path():
     return media
+
+
+def tiny_render_config():
+    """The renderer of the tiny test twins: small enough to train in seconds on a CPU."""
+    from facecast.twin.net import RenderConfig
+
+    return RenderConfig(size=64, widths=(16, 16, 32), mid_blocks=1)
+
+
+@pytest.fixture(scope="session")
+def may_track():
+    """may_en.mp4 tracked (the tiny twin's training video)."""
+    from facecast.twin.prepare import track_clip
+
+    return track_clip(media("video/may_en.mp4"))
+
+
+@pytest.fixture(scope="session")
+def tiny_twin(tmp_path_factory, may_track):
+    """(path, training report) of a tiny twin trained for a few steps on the CPU from a real 5 s
+    clip (last 20 % held out)."""
+    from facecast.twin import TwinTrainOptions, train_twin
+    from facecast.twin.options import PrepOptions
+    from facecast.twin.train import RenderTrainOptions
+
+    tmp = tmp_path_factory.mktemp("twin")
+    opts = TwinTrainOptions(
+        device="cpu", prep=PrepOptions(crop_px=64, min_speech_s=2.0),
+        render=RenderTrainOptions(config=tiny_render_config(), steps=6, batch=2), mouth_steps=5,
+        holdout=("may_en.mp4", 0.2), background_max_s=2.0, work_dir=str(tmp / "work"))
+    report = train_twin([media("video/may_en.mp4")], tmp / "may.twin", opts, tracks=[may_track])
+    return tmp / "may.twin", report

@@ -1,11 +1,11 @@
 """facecast.twin: preparation checks, renderer geometry (tensor ops vs OpenCV), the .twin file,
-and a tiny end-to-end train -> say on a real clip (CPU)."""
+and a tiny end-to-end train -> say on a real clip (CPU). The twin live (streams, load test):
+tests/test_live_twin_session.py, test_live_driver.py, test_live_loadtest.py."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,15 +16,10 @@ from facecast.errors import InputError
 from facecast.twin.net import (RenderConfig, RenderNet, blend_mask, crop_frames, draw_sketch, lower_face_mask,
                                paste_crops, scale_affine)
 from facecast.twin.options import PrepOptions
-from facecast.twin.prepare import ClipTrack, crop_affine, mouth_anchor, prepare, track_clip
-from tests.conftest import media
+from facecast.twin.prepare import crop_affine, mouth_anchor, prepare
+from tests.conftest import media, tiny_render_config
 
-TINY = RenderConfig(size=64, widths=(16, 16, 32), mid_blocks=1)
-
-
-@pytest.fixture(scope="module")
-def may_track() -> ClipTrack:
-    return track_clip(media("video/may_en.mp4"))
+TINY = tiny_render_config()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,21 +241,6 @@ def test_pingpong_never_jumps():
     assert np.abs(np.diff(idx)).max() == 1
 
 
-@pytest.fixture(scope="module")
-def tiny_twin(tmp_path_factory, may_track) -> tuple[Path, dict]:
-    """A tiny twin trained for a few steps on the CPU from a real 5 s clip (last 20 % held out)."""
-    from facecast.twin import TwinTrainOptions, train_twin
-    from facecast.twin.options import RenderTrainOptions
-
-    tmp = tmp_path_factory.mktemp("twin")
-    opts = TwinTrainOptions(
-        device="cpu", prep=PrepOptions(crop_px=64, min_speech_s=2.0),
-        render=RenderTrainOptions(config=TINY, steps=6, batch=2), mouth_steps=5,
-        holdout=("may_en.mp4", 0.2), background_max_s=2.0, work_dir=str(tmp / "work"))
-    report = train_twin([media("video/may_en.mp4")], tmp / "may.twin", opts, tracks=[may_track])
-    return tmp / "may.twin", report
-
-
 def test_train_and_say_tiny(tmp_path, tiny_twin):
     from facecast.media import probe_mp4
     from facecast.options import SayOptions
@@ -294,19 +274,6 @@ def test_train_and_say_tiny(tmp_path, tiny_twin):
     # (in units of the model's own output: the calibrated gain scales any difference with it)
     d = np.abs(np.concatenate(parts) - whole) / twin.mouth_model.config.gain
     assert d.mean() < 1e-3 and d.max() < 0.01, (d.mean(), d.max(), twin.mouth_model.config.gain)
-
-
-def test_live_loadtest_tiny(tiny_twin):
-    from facecast.audio import load_audio
-    from facecast.twin.generate import Twin
-    from facecast.twin.live import TwinLoadTestOptions, run_twin_loadtest
-
-    twin = Twin.load(tiny_twin[0], size=128)
-    a = load_audio(media("audio/hdtf_radio31_en.wav")).mono()
-    r = run_twin_loadtest(twin, a, TwinLoadTestOptions(streams=2, seconds=1.0, encoders=1, stagger_s=0.1))
-    assert r["frames"] == 2 * 25  # every frame of both streams delivered and encoded
-    assert r["encoded_mib"] > 0 and r["ttff_p50_s"] >= r["lookahead_s"]  # no frame before its audio
-    assert np.isfinite(r["latency_p95_s"])
 
 
 @pytest.mark.gpu
@@ -359,59 +326,6 @@ def test_cli_twin_errors(tmp_path):
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_twin_stream_chunks_silence_and_barge_in(tiny_twin):
-    from facecast.audio import load_audio
-    from facecast.twin.generate import Twin
-    from facecast.twin.live import TwinStream
-    from facecast.types import AudioChunk
-
-    twin = Twin.load(tiny_twin[0], size=128)
-    a = load_audio(media("audio/hdtf_radio31_en.wav"), sample_rate=22050).samples  # not 16 kHz on purpose
-    s = TwinStream(twin, encode=True)
-    chunks = []
-    step = 441  # 20 ms
-    for i in range(0, 2 * 22050, step):  # 2 s of speech in 20 ms pieces
-        s.push_audio(AudioChunk(a[:, i : i + step], 22050, 123.0))  # its own start is ignored
-        chunks += s.poll()
-        # A frame leaves only once its look-ahead has arrived.
-        if chunks:
-            assert chunks[-1].end <= s.input_end - s.lookahead_s + 1.0 / 25 + 1e-6
-    s.advance_to(3.0)  # a second of silence: the avatar keeps going
-    chunks += s.poll()
-    s.interrupt()  # barge-in: what was not rendered yet is dropped
-    cut = s.input_end
-    chunks += s.close()
-    firsts = [c.first_frame for c in chunks]
-    assert firsts[0] == 0 and all(b == a_.first_frame + a_.num_frames for a_, b in zip(chunks, firsts[1:]))
-    total = sum(c.num_frames for c in chunks)
-    assert total == int(np.ceil(cut * 25 - 1e-9)) and cut < 3.0
-    for c in chunks:  # each chunk carries exactly its frames' audio
-        assert c.audio.sample_rate == 48000
-        assert abs(c.audio.num_samples - c.num_frames * 48000 / 25) <= 1 and c.audio.start == c.start
-    data = b"".join(c.fmp4 for c in chunks)
-    assert data[4:8] == b"ftyp" and b"moof" in data
-
-
-def test_stream_twin_async_text_and_audio(tiny_twin):
-    import asyncio
-
-    from facecast.audio import load_audio
-    from facecast.twin.generate import Twin
-    from facecast.twin.live import stream_twin
-    from facecast.types import AudioChunk
-
-    twin = Twin.load(tiny_twin[0], size=128)
-    a = load_audio(media("audio/hdtf_radio31_en.wav")).samples[:, :16000]
-
-    async def run():
-        return [c async for c in stream_twin(twin, ["Hello there.", AudioChunk(a, 16000, 0.0)])]
-
-    chunks = asyncio.run(run())
-    seconds = sum(c.num_frames for c in chunks) / 25
-    assert seconds > 1.4  # the sentence (~0.8 s) and then 1 s of audio
-    assert all(c.video.frames.shape[1:] == (128, 128, 3) for c in chunks)
-
-
 def test_eval_twin_mode(tiny_twin):
     from facecast.quality.eval import evaluate_clip
     from facecast.quality.options import EvalOptions
@@ -431,56 +345,6 @@ def test_eval_twin_mode(tiny_twin):
     assert json.loads((tiny_twin[0].parent / "eval.json").read_text())
     with pytest.raises(InputError, match="needs --twin"):
         EvalOptions(mode="twin")
-
-
-def test_facecast_stream_accepts_a_twin(tiny_twin):
-    import asyncio
-
-    from facecast.audio import load_audio
-    from facecast.stream import StreamOptions, stream
-    from facecast.types import AudioChunk
-
-    a = load_audio(media("audio/hdtf_radio31_en.wav")).samples[:, :8000]  # 0.5 s
-
-    async def run():
-        opts = StreamOptions(size=128, encode=True, realtime=False)
-        return [c async for c in stream(str(tiny_twin[0]), [AudioChunk(a, 16000, 0.0)], options=opts)]
-
-    chunks = asyncio.run(run())
-    assert sum(c.num_frames for c in chunks) == 13  # ceil(0.5 s * 25 fps)
-    assert chunks[0].video.frames.shape[1:] == (128, 128, 3) and chunks[0].motion is None
-    assert b"".join(c.fmp4 for c in chunks)[4:8] == b"ftyp"
-
-
-def test_stream_twin_realtime_is_paced_and_idles(tiny_twin):
-    """realtime=True: the twin goes through stream()'s clock-driven driver like a portrait - frames
-    never run more than max_lead_s ahead of the wall clock, and the avatar keeps going (closed
-    mouth, moving background) while the source is silent."""
-    import asyncio
-
-    from facecast.stream import StreamOptions, stream
-    from facecast.twin.generate import Twin
-
-    twin = Twin.load(tiny_twin[0], size=128)
-
-    async def source():
-        yield "Hello there, this sentence takes about two seconds to say."
-        await asyncio.sleep(4.0)
-
-    async def run():
-        loop = asyncio.get_running_loop()
-        t0, got = loop.time(), []
-        async for c in stream(twin, source(), options=StreamOptions(realtime=True, max_lead_s=0.2)):
-            got.append((loop.time() - t0, c))
-        return got
-
-    got = asyncio.run(run())
-    chunks = [c for _, c in got]
-    firsts = [c.first_frame for c in chunks]
-    assert firsts[0] == 0 and all(b == a.first_frame + a.num_frames for a, b in zip(chunks, firsts[1:]))
-    assert sum(c.num_frames for c in chunks) / 25 >= 3.8  # frames through the silence after it too
-    for t, c in got:
-        assert c.first_frame / 25 <= t + 0.2 + 0.25, (t, c.first_frame)  # lead + scheduling slack
 
 
 def test_cli_twin_train_then_say(tmp_path):

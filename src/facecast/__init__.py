@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 # import facecast first, so they inherit it.
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-_LAZY = {"say": "pipeline", "say_chunks": "pipeline", "stream": "stream", "StreamSession": "stream",
-         "SayOptions": "options", "StreamOptions": "options"}
+_LAZY = {"say": "pipeline", "say_chunks": "pipeline", "stream": "live.driver", "StreamSession": "live.session",
+         "Engine": "live.engine", "SayOptions": "options", "StreamOptions": "options"}
 
 
 def __getattr__(name: str):

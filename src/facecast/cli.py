@@ -130,6 +130,12 @@ def say_cmd(
             raise InputError(f"--workers {workers} / --encoders {encoders}: need workers >= 0 and encoders >= 1.")
         options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
         options = replace(options, words=words, workers=workers, encode=replace(options.encode, workers=encoders))
+        if twin is not None:
+            from .sources import is_twin_input
+            from .twin.file import load_twin
+
+            if not is_twin_input(twin):
+                load_twin(twin)  # --twin names a twin: its loader says what is wrong with this file
         _run_say(portrait if twin is None else twin, output, text, audio, transcript, options)
     except FacecastError as exc:
         _fail(exc)
@@ -161,14 +167,15 @@ def demo_cmd(
 
 @app.command("loadtest")
 def loadtest_cmd(
+    faces: Optional[list[Path]] = typer.Argument(None, help="Portraits (images) or twins (.twin files, told by their content); stream s talks as face s % N. Default: the bundled sample (scikit-image's astronaut)."),
     streams: int = typer.Option(2, "--streams", help="Simulated clients talking at once."),
     seconds: float = typer.Option(10.0, "--seconds", help="How long each client talks."),
     size: int = typer.Option(512, "--size"),
     device: str = typer.Option("cpu", "--device"),
     workers: int = typer.Option(1, "--workers", help="Motion worker processes."),
-    encoders: int = typer.Option(1, "--encoders", help="Encoder threads."),
-    portraits: Optional[Path] = typer.Option(None, "--portraits", help="Pre-framed portraits (.npz); default: ../shared/media portraits."),
-    speech: Optional[Path] = typer.Option(None, "--speech", help="Speech: an audio file or a .npz of 16 kHz samples."),
+    encoders: int = typer.Option(1, "--encoders", help="Encoder processes."),
+    portraits: Optional[Path] = typer.Option(None, "--portraits", help="Also pre-framed portraits (.npz, for machines without mediapipe)."),
+    speech: Optional[Path] = typer.Option(None, "--speech", help="Speech: an audio file or a .npz of 16 kHz samples. Default: the demo text spoken by the bundled voice."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
 ) -> None:
     """N simulated clients feed real speech in real time; per-stream fps, late frames, latency."""
@@ -177,31 +184,30 @@ def loadtest_cmd(
 
     import numpy as np
 
-    from .engine import LoadTestOptions, portraits_from_npz, run_loadtest
     from .errors import FacecastError, InputError
+    from .live.loadtest import portraits_from_npz, run_loadtest, speech_from_text
+    from .live.options import EngineOptions, LoadTestOptions
 
     try:
-        media = Path(__file__).resolve().parents[3] / "shared" / "media"
+        chosen: list = list(faces or [])
         if portraits is not None:
-            faces = portraits_from_npz(portraits)
-        else:
-            from . import face
+            chosen += portraits_from_npz(portraits)
+        if not chosen:
+            from skimage import data
 
-            faces = []
-            for name in ("sam_512.jpg", "leijun.png", "bw_s12.jpg", "art0_painting.png"):
-                img = face.load_image(media / "portrait" / name)
-                faces.append(face.frame_portrait(img, face.find_face(img, source=name), size=size, source=name))
-        if speech is not None and speech.suffix == ".npz":
+            chosen = [data.astronaut()]
+        if speech is None:
+            samples = speech_from_text(DEMO_TEXT)
+        elif speech.suffix == ".npz":
             samples = np.load(speech)["samples"]
         else:
             from .audio import load_audio
 
-            path = speech or media / "audio" / "speech60s_en.wav"
-            if not Path(path).exists():
-                raise InputError(f"{path}: speech file not found. Pass --speech FILE.")
-            samples = load_audio(path).samples[0]
-        result = run_loadtest(faces, samples, LoadTestOptions(streams=streams, seconds=seconds, size=size, device=device,
-                                                              workers=workers, encoders=encoders))
+            if not speech.exists():
+                raise InputError(f"{speech}: speech file not found. Pass --speech FILE.")
+            samples = load_audio(speech).samples[0]
+        engine = EngineOptions(size=size, device=device, workers=workers, encoders=encoders)
+        result = run_loadtest(chosen, samples, LoadTestOptions(streams=streams, seconds=seconds, engine=engine))
     except FacecastError as exc:
         _fail(exc)
     text = json.dumps(result, indent=1)

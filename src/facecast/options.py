@@ -130,7 +130,7 @@ class StreamOptions:
         the clock (bounds memory when a source is much faster than real time).
     interrupt_fade_s: after a barge-in, the face eases from its last pose to the new one over this.
     chunk_frames: most frames per StreamChunk.
-    encode: also produce fragmented MP4 bytes (StreamChunk.fmp4); ``encoding`` sets crf/preset.
+    fmp4: also produce fragmented MP4 bytes (StreamChunk.fmp4); ``encode`` sets crf/preset/codec.
     preview_jpeg: also produce one JPEG per frame (StreamChunk.jpeg) at this quality (1-100), for
         previews without a video decoder; encoded on the GPU (nvJPEG) when frames are on CUDA.
         0 = off.
@@ -150,7 +150,7 @@ class StreamOptions:
     max_buffer_s: float = 30.0
     interrupt_fade_s: float = 0.1
     chunk_frames: int = 25
-    encode: bool = False
+    fmp4: bool = False
     preview_jpeg: int = 0
     fragment_frames: int = 12
     audio_rate: int = 48_000
@@ -158,7 +158,7 @@ class StreamOptions:
     max_utterance_s: float = 15.0
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
-    encoding: EncodeOptions = EncodeOptions()
+    encode: EncodeOptions = EncodeOptions()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ Kinds:
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Protocol, Union, runtime_checkable
 
@@ -130,14 +131,28 @@ class TwinSource:
         return self.twin.render(drive.points, drive.first_frame, drive.fps)
 
 
-def is_twin_input(face: FaceInput) -> bool:
-    """Whether ``open_face`` opens ``face`` as a twin: a .twin file by content, or a file named
-    .twin (whose loader then says what is wrong with it)."""
-    if not isinstance(face, (str, Path)):
-        return False
-    from .twin.file import is_twin_file
+def is_twin_input(face) -> bool:
+    """Whether ``face`` is a twin, by what it is, not its name: a loaded Twin, or a safetensors
+    file (a twin, or one the twin loader then says is not a facecast twin). An image named
+    .twin is an image, a twin renamed .png is a twin."""
+    if isinstance(face, (str, os.PathLike)):
+        from .twin.file import safetensors_metadata
 
-    return is_twin_file(face) or Path(face).suffix.lower() == ".twin"
+        return safetensors_metadata(face) is not None
+    if isinstance(face, (np.ndarray, Portrait)) or isinstance(face, FaceSource):
+        return False
+    from .twin.generate import Twin
+
+    return isinstance(face, Twin)
+
+
+def load_twin_input(face, device: str = "cpu", size: int | None = 512):
+    """The Twin of a twin input (``is_twin_input``): itself when loaded, else the file loaded on
+    ``device`` with its longer side ``size`` (InputError from the loader for a foreign file)."""
+    from .device import resolve_device
+    from .twin.generate import Twin
+
+    return face if isinstance(face, Twin) else Twin.load(face, device=resolve_device(device), size=size)
 
 
 def face_needs_speech(face: FaceInput) -> bool:
@@ -148,20 +163,17 @@ def face_needs_speech(face: FaceInput) -> bool:
 
 
 def open_face(face: FaceInput, options: SayOptions, timings: Timings | None = None) -> FaceSource:
-    """The FaceSource for ``face``: a ready source as is; a .twin file (by content, whatever its
-    name; a file named .twin that is not one gets the twin loader's error) as a TwinSource on
-    ``options.render.device``; anything else as a portrait image.
+    """The FaceSource for ``face``: a ready source as is; a twin (``is_twin_input``: by content,
+    whatever the file's name) as a TwinSource on ``options.render.device``; anything else as a
+    portrait image.
     Time goes to ``timings`` as "face" (finding and framing the face) and "setup" (models)."""
     timings = timings if timings is not None else Timings()
     if isinstance(face, FaceSource):
         return face
-    if is_twin_input(face):  # a file named .twin that is not one: load_twin says what is wrong
-        from .device import resolve_device
-        from .twin.generate import Twin
-
+    if is_twin_input(face):
         with timings.stage("setup"):
-            twin = Twin.load(face, device=resolve_device(options.render.device), size=options.size)
-        return TwinSource(twin, options.fps, name=str(face))
+            twin = load_twin_input(face, options.render.device, options.size)
+        return TwinSource(twin, options.fps, name=str(face) if isinstance(face, (str, os.PathLike)) else "")
     with timings.stage("face"):
         portrait = prepare_portrait(face, options)
         for note in portrait.notes:

@@ -19,6 +19,7 @@ metadata (strings)
 
 ``save_twin(path, twin)`` writes atomically (temp file + rename); ``load_twin(path)`` checks
 the format, version and hash and raises InputError naming the file and what is wrong.
+``is_twin_file(path)`` tells a twin by its content (the header), whatever the file is called.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import torch
 
 from facecast.errors import InputError
 
-__all__ = ["FORMAT", "VERSION", "TwinData", "is_twin_file", "load_twin", "save_twin", "tensor_hash"]
+__all__ = ["FORMAT", "VERSION", "TwinData", "is_twin_file", "load_twin", "safetensors_metadata", "save_twin",
+           "tensor_hash"]
 
 FORMAT = "facecast-twin"
 VERSION = 1
@@ -88,28 +90,6 @@ def save_twin(path: str | Path, twin: TwinData) -> str:
     return digest
 
 
-_HEADER_MAX = 100_000_000  # safetensors' own limit on the JSON header
-
-
-def is_twin_file(path: str | Path) -> bool:
-    """Whether ``path`` is a .twin file, by content (a safetensors header whose metadata says
-    ``format: facecast-twin``), whatever its name. Reads only the header; False for anything
-    unreadable, so the caller's own checks report what is wrong with it."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return False
-            n = int.from_bytes(head, "little")
-            if not 2 <= n <= _HEADER_MAX:
-                return False
-            header = json.loads(f.read(n))
-    except (OSError, ValueError):
-        return False
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
-
-
 def load_twin(path: str | Path) -> TwinData:
     """Read and verify a .twin file (InputError for a missing, foreign, newer or damaged file)."""
     from safetensors import SafetensorError, safe_open
@@ -152,3 +132,30 @@ def load_twin(path: str | Path) -> TwinData:
         )
     except (KeyError, json.JSONDecodeError) as exc:
         raise InputError(f"{p}: the twin file lacks {exc}; it was written by an incompatible tool. Re-train.") from exc
+
+
+def safetensors_metadata(path: str | Path) -> dict | None:
+    """The metadata of a safetensors file (``{}`` when it has none), or None when ``path`` is not
+    a readable safetensors file. Reads the header only: 8 bytes of length, then that much JSON."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            n = int.from_bytes(head, "little")
+            if n < 2 or n > 100 * 2**20 or n > os.fstat(f.fileno()).st_size - 8:
+                return None
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):  # not a file, unreadable, or not JSON (UnicodeDecodeError too)
+        return None
+    if not isinstance(header, dict):
+        return None
+    meta = header.get("__metadata__") or {}
+    return meta if isinstance(meta, dict) else None
+
+
+def is_twin_file(path: str | Path) -> bool:
+    """Whether ``path`` is a twin by its content: a safetensors file whose metadata says
+    ``format: facecast-twin`` (the name does not matter)."""
+    meta = safetensors_metadata(path)
+    return meta is not None and meta.get("format") == FORMAT
