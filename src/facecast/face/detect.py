@@ -6,11 +6,8 @@ The mediapipe graphs are not thread-safe: use one ``MediapipeFaceMesh`` per thre
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import sys
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +15,7 @@ import numpy as np
 from facecast.errors import InputError, NoFaceError
 from facecast.face.frame import FACE_FRACTION_MIN, framing_origin
 from facecast.face.image import ARRAY_SOURCE, ImageInput, array_to_rgb, as_image
+from facecast.native import quiet_native_stderr, start_graph  # noqa: F401 (re-exported by face)
 from facecast.landmarks import (
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
@@ -54,28 +52,10 @@ _DETECTOR_INPUT_SIDE = 384
 _TILE_MIN_SIDE = 512
 
 
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence file descriptor 2 while mediapipe's C++ code runs: its TFLite/absl layers print
-    INFO/WARNING lines ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager ...") that
-    Python logging cannot turn off. Set FACECAST_NATIVE_LOGS=1 to see them."""
-    if os.environ.get("FACECAST_NATIVE_LOGS") == "1":
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def _warm_up(graph) -> None:
+    """One run on a blank frame: mediapipe opens the graph's models (and logs) on its own threads
+    after the constructor returns; this waits for that inside the quiet block (facecast.native)."""
+    graph.process(np.zeros((64, 64, 3), np.uint8))
 
 
 class FaceTracker(Protocol):
@@ -132,14 +112,13 @@ class MediapipeFaceMesh:
 
     def _new_mesh(self, static: bool, max_faces: int):
         o = self.options
-        with quiet_native_stderr():
-            return self._mp.solutions.face_mesh.FaceMesh(
+        return start_graph(lambda: self._mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
             max_num_faces=max_faces,
             refine_landmarks=o.refine_landmarks,
             min_detection_confidence=o.min_detection_confidence,
             min_tracking_confidence=o.min_tracking_confidence,
-            )
+        ), _warm_up)
 
     def __enter__(self) -> MediapipeFaceMesh:
         return self
@@ -154,7 +133,8 @@ class MediapipeFaceMesh:
         self._closed = True
         for graph in (self._mesh, self._crop_mesh, self._detector):
             if graph is not None:
-                graph.close()
+                with quiet_native_stderr():
+                    graph.close()
         self._mesh = self._crop_mesh = self._detector = None
 
     def detect(self, image: np.ndarray, *, source: str = ARRAY_SOURCE) -> list[FaceLandmarks]:
@@ -238,10 +218,9 @@ class MediapipeFaceMesh:
         frame), and run the mesh on a crop around each."""
         if self._detector is None:
             # model_selection=1: the full-range model (faces up to ~5 m), which the mesh lacks.
-            with quiet_native_stderr():
-                self._detector = self._mp.solutions.face_detection.FaceDetection(
-                    model_selection=1, min_detection_confidence=self.options.min_detection_confidence
-                )
+            self._detector = start_graph(lambda: self._mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self.options.min_detection_confidence
+            ), _warm_up)
         h, w = rgb.shape[:2]
         boxes = self._detect_boxes(small, (0, 0, w, h))
         if not boxes:
