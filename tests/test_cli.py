@@ -261,7 +261,7 @@ def test_work_folder_rule(tmp_path):
     """Kept when it holds something resumable and the failure is transient; dropped for input
     failures and when empty; never dropped when it was there before the run."""
     from facecast.errors import InputError
-    from facecast.twin.pipeline import _drop_work
+    from facecast.twin.pipeline import drop_work_folder
 
     def work(name, files=()):
         w = tmp_path / name
@@ -271,19 +271,19 @@ def test_work_folder_rule(tmp_path):
         return w
 
     w = work("a", ["track-v-1-2.npz"])
-    _drop_work(w, True, InputError("too little speech"))
+    drop_work_folder(w, True, InputError("too little speech"))
     assert not w.exists()
     w = work("b", ["track-v-1-2.npz"])
-    _drop_work(w, True, KeyboardInterrupt())
+    drop_work_folder(w, True, KeyboardInterrupt())
     assert w.exists()
     w = work("c", ["render.ckpt"])
-    _drop_work(w, True, MemoryError())
+    drop_work_folder(w, True, MemoryError())
     assert w.exists()
     w = work("d")
-    _drop_work(w, True, KeyboardInterrupt())
+    drop_work_folder(w, True, KeyboardInterrupt())
     assert not w.exists()
     w = work("e", ["track-v-1-2.npz"])
-    _drop_work(w, False, InputError("bad"))
+    drop_work_folder(w, False, InputError("bad"))
     assert w.exists()
 
 

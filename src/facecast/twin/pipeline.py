@@ -8,6 +8,10 @@
 5. package  reference crop, background loop, config and hash into one .twin file (``file``)
 
 ``Twin.load(path)`` and ``say_twin(...)`` (``facecast.twin.generate``) use the result.
+
+Inputs and the output path are checked before stage 1. The work folder (OUTPUT.twin.work: track
+caches, the renderer checkpoint) makes an interrupted run resume; after a failure
+``drop_work_folder`` decides whether it stays (the rule is in its docstring and docs/errors.md).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from facecast.twin.prepare import ClipTrack, Footage, decode_all, load_tracks, p
 from facecast.twin.train import pick_reference, train_renderer
 from facecast.types import VideoFrames
 
-__all__ = ["Progress", "fit_mouth", "holdout_mask", "mouth_clips", "train_twin"]
+__all__ = ["Progress", "drop_work_folder", "fit_mouth", "holdout_mask", "mouth_clips", "train_twin"]
 
 Progress = Callable[[str, float, float | None], None]  # (stage, done, total)
 
@@ -155,7 +159,7 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
     try:
         return _train(paths, output, options, device, work, progress, tracks)
     except BaseException as exc:
-        _drop_work(work, created, exc)
+        drop_work_folder(work, created, exc)
         raise
 
 
@@ -164,7 +168,7 @@ def _check_holdout_name(name: str, paths: list[Path]) -> None:
         raise InputError(f"--holdout {name}: not one of the training videos ({', '.join(p.name for p in paths)}).")
 
 
-def _drop_work(work: Path, created: bool, exc: BaseException) -> None:
+def drop_work_folder(work: Path, created: bool, exc: BaseException) -> None:
     """After a failed run: remove the work folder this run created when nothing in it can help a
     re-run, and keep it when it can.
 
