@@ -354,3 +354,49 @@ def test_cuda_i420_equals_the_cpu_reference(tmp_path):
         dec[dev] = _decoded_video(out)[0].astype(float)
     assert dec["cuda"].shape == dec["cpu"].shape == (12, H, W, 3)
     assert np.abs(dec["cuda"] - dec["cpu"]).mean() < 1.5
+
+
+# ---- issue #18: encoder options checked up front; partial files of killed jobs; inputs ----
+
+@pytest.mark.parametrize("kw, words", [({"crf": -5}, "crf"), ({"crf": 99}, "0 ... 51"), ({"preset": "bogus"}, "veryfast"),
+                                       ({"codec": "no_such_codec"}, "encoder")])
+def test_bad_encoder_options_are_refused_before_anything_is_written(tmp_path, kw, words):
+    from facecast.errors import OptionError
+
+    out = tmp_path / "o.mp4"
+    with pytest.raises(OptionError, match=words):
+        Mp4Writer(out, fps=25, width=W, height=H, **kw)
+    with pytest.raises(OptionError, match=words):
+        Fmp4SegmentWriter(fps=25, width=W, height=H, **kw)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_partial_is_swept_and_a_running_job_is_protected(tmp_path):
+    from facecast.media import partial_path, prepare_output, sweep_partial
+
+    out = tmp_path / "o.mp4"
+    stale = partial_path(out)
+    assert stale == tmp_path / ".o.partial.mp4"
+    stale.write_bytes(b"left by a job killed with SIGKILL")
+    assert prepare_output(out) == out and not stale.exists()
+    w = Mp4Writer(out, fps=25, width=W, height=H)  # holds a lock on its partial file
+    assert stale.exists()
+    with pytest.raises(OutputError, match="another facecast job"):
+        prepare_output(out)
+    with pytest.raises(OutputError, match="another facecast job"):
+        Mp4Writer(out, fps=25, width=W, height=H)
+    w.write_video(_frames(3, 25))
+    w.close()
+    assert out.exists() and not stale.exists()
+    sweep_partial(out)  # nothing to sweep: fine
+    assert out.exists()
+
+
+def test_output_may_not_be_an_input(tmp_path):
+    from facecast.media import prepare_output
+
+    audio = tmp_path / "talk.mp4"
+    audio.write_bytes(b"audio")
+    with pytest.raises(OutputError, match="audio input"):
+        prepare_output(tmp_path / "." / "talk.mp4", inputs=[("audio", audio)])
+    assert audio.read_bytes() == b"audio"

@@ -33,3 +33,24 @@ def test_bench_options_are_validated():
         BenchOptions(source="video")
     with pytest.raises(InputError, match="--encoders 0"):
         BenchOptions(encoders=0)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: EvalOptions(max_seconds=float("nan")), "--max-seconds"),
+    (lambda: EvalOptions(max_seconds=float("inf")), "--max-seconds"),
+    (lambda: EvalOptions(size=8192), "--size"),
+    (lambda: EvalOptions(start_fraction=float("nan")), "--start-fraction"),
+    (lambda: BenchOptions(durations=(float("inf"),)), "--durations"),
+    (lambda: BenchOptions(durations=(float("nan"),)), "--durations"),
+    (lambda: BenchOptions(sizes=(10**6,)), "--sizes"),
+    (lambda: BenchOptions(repeats=10**9), "--repeats"),
+    (lambda: BenchOptions(workers=-1), "--workers"),
+    (lambda: BenchOptions(fps=float("nan")), "BenchOptions.fps"),
+    (lambda: BenchOptions(sample_interval_s=0), "BenchOptions.sample_interval_s"),
+    (lambda: BenchOptions(batch_frames=0), "BenchOptions.batch_frames"),
+])
+def test_non_finite_and_huge_values_are_refused(make, words):
+    """nan, inf and absurd sizes used to pass (nan > 0 is False, but so is nan <= 0)."""
+    with pytest.raises(InputError) as info:
+        make()
+    assert words in str(info.value) and "\n" not in str(info.value)

@@ -49,6 +49,7 @@ __all__ = [
 
 # What a user can do about a file FFmpeg cannot read; named in several messages.
 _CONVERT_HINT = "Convert it to WAV, FLAC, MP3, M4A or MP4 and try again."
+_HINTS = {"video": "Give a video file (MP4, MOV, MKV, WebM ...) or convert it to MP4 (H.264) and try again."}
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def open_media(path: Path, *, what: str = "audio") -> av.container.InputContaine
     except av.error.FFmpegError as exc:
         # InvalidDataError and friends: not media FFmpeg recognises (text, random bytes, ...).
         raise InputError(
-            f"{path}: not a readable {what} file (FFmpeg: {_ffmpeg_reason(exc)}). {_CONVERT_HINT}"
+            f"{path}: not a readable {what} file (FFmpeg: {_ffmpeg_reason(exc)}). {_HINTS.get(what, _CONVERT_HINT)}"
         ) from exc
     except OSError as exc:
         raise InputError(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,10 +14,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .interrupts import handle_termination, interrupt_code
+from .outputs import check_output_files
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="facecast: lip-synced talking heads from a portrait and speech, offline.")
 err = Console(stderr=True)
 
+DEMO_OUTPUT = Path("out/demo.mp4")
 DEMO_TEXT = ("Hello! I am speaking from a single photo. Every word you hear moves my lips, "
              "and when I pause, my mouth rests.")
 
@@ -39,25 +42,51 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(getattr(exc, "exit_code", 2))
 
 
+SAY_FLAGS = {
+    "SayOptions.size": "--size", "SayOptions.fps": "--fps", "SayOptions.face_index": "--face",
+    "SayOptions.workers": "--workers", "MotionOptions.seed": "--seed", "MotionOptions.head_motion": "--head-motion",
+    "MotionOptions.expressiveness": "--expressiveness", "EncodeOptions.crf": "--crf",
+    "EncodeOptions.preset": "--preset", "EncodeOptions.workers": "--encoders",
+}
+"""The option dataclasses' fields that `say` sets from a flag: their range errors name the flag."""
+
+
+def _flag_error(exc, flags: dict, shown: dict | None = None):
+    """An OptionError from the options dataclasses, reworded with the flag that set the field
+    (``shown``: the value as typed, where it differs from the field's)."""
+    flag = flags.get(exc.option)
+    if flag is None:
+        return exc
+    err = exc.for_flag(flag, (shown or {}).get(flag))
+    if flag == "--size":
+        err.args = (err.args[0][:-1] + ", or 'portrait'.",)
+    return err
+
+
 def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: int, crf: int, preset: str,
-                 head_motion: float, expressiveness: float):
-    from .errors import InputError
+                 head_motion: float, expressiveness: float, *, workers: int = 0, encoders: int = 1, words: bool = True):
+    """SayOptions from `say`'s flags; OptionError naming the flag and its range (before any work)."""
+    from .errors import OptionError
     from .options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
 
-    if size == "portrait":
-        size_px = None
-    else:
-        try:
-            size_px = int(size)
-        except ValueError:
-            raise InputError(f"--size {size}: not a number. Use an even pixel size like 512, or 'portrait'.") from None
-        if size_px < 64 or size_px > 4096 or size_px % 2:
-            raise InputError(f"--size {size}: must be an even number of pixels between 64 and 4096 (H.264 needs even sizes).")
-    if not 1 <= fps <= 120:
-        raise InputError(f"--fps {fps}: must be between 1 and 120.")
-    return SayOptions(size=size_px, fps=fps, face_index=face,
-                      motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness),
-                      render=RenderOptions(device=device), encode=EncodeOptions(crf=crf, preset=preset))
+    try:
+        size_px = None if size == "portrait" else _number(size)
+    except ValueError:
+        size_px = size  # not a number: SayOptions says what --size takes
+    try:
+        return SayOptions(size=size_px, fps=fps, face_index=face, workers=workers, words=words,
+                          motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness),
+                          render=RenderOptions(device=device),
+                          encode=EncodeOptions(crf=crf, preset=preset, workers=encoders))
+    except OptionError as exc:
+        raise _flag_error(exc, SAY_FLAGS, {"--size": size}) from None
+
+
+def _number(text: str) -> int | float:
+    """Whole-number flags take any number, so that the options' ranges (not the parser) refuse a
+    bad one, with the range: "--crf 23.5" -> 23.5 -> "must be a whole number ..." (or accepted)."""
+    x = float(text)
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
 
 
 def _render_with_progress(label: str, job) -> None:
@@ -101,17 +130,19 @@ def say_cmd(
     transcript: Optional[str] = typer.Option(None, "--transcript", help="What the audio says (better alignment)."),
     size: str = typer.Option("512", "--size", help="Output side in pixels, or 'portrait' to keep the photo's framing."),
     fps: float = typer.Option(25.0, "--fps"),
-    face: Optional[int] = typer.Option(None, "--face", help="Which face to animate, 0-based from the left."),
+    face: Optional[int] = typer.Option(None, "--face", parser=_number, metavar="INTEGER",
+                                       help="Which face to animate, 0-based from the left."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
-    seed: int = typer.Option(0, "--seed", help="Seed for blinks and head motion."),
-    crf: int = typer.Option(23, "--crf", help="H.264 quality (lower is better)."),
-    preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
-    head_motion: float = typer.Option(1.0, "--head-motion", help="Head motion gain (0 = still)."),
-    expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain."),
+    seed: int = typer.Option(0, "--seed", parser=_number, metavar="INTEGER", help="Seed for blinks and head motion."),
+    crf: int = typer.Option(23, "--crf", parser=_number, metavar="INTEGER", help="H.264 quality, 0-51 (lower is better)."),
+    preset: str = typer.Option("veryfast", "--preset", help="libx264 preset (ultrafast ... veryslow)."),
+    head_motion: float = typer.Option(1.0, "--head-motion", help="Head motion gain, 0-3 (0 = still)."),
+    expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain, 0-3 (1 = natural)."),
     words: bool = typer.Option(True, "--words/--no-words", help="Audio without a transcript: also recognise "
                                "English words for the mouth (better lip sync, ~4x the alignment CPU)."),
-    workers: int = typer.Option(0, "--workers", help="Phone-recognition worker processes (many-core machines)."),
-    encoders: int = typer.Option(1, "--encoders", help="H.264 encoders in parallel threads, each on its own "
+    workers: int = typer.Option(0, "--workers", parser=_number, metavar="INTEGER",
+                                help="Phone-recognition worker processes (many-core machines)."),
+    encoders: int = typer.Option(1, "--encoders", parser=_number, metavar="INTEGER", help="H.264 encoders in parallel threads, each on its own "
                                  "2 s segments (many-core machines; 1 = one encoder)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -126,10 +157,8 @@ def say_cmd(
             raise InputError("--transcript goes with --audio (with --text the words are already known).")
         if (portrait is None) == (twin is None):
             raise InputError("say: give a portrait image or --twin FILE (exactly one).")
-        if workers < 0 or encoders < 1:
-            raise InputError(f"--workers {workers} / --encoders {encoders}: need workers >= 0 and encoders >= 1.")
-        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
-        options = replace(options, words=words, workers=workers, encode=replace(options.encode, workers=encoders))
+        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness,
+                               workers=workers, encoders=encoders, words=words)
         if twin is not None:
             from .sources import is_twin_input
             from .twin.file import load_twin
@@ -139,14 +168,14 @@ def say_cmd(
         _run_say(portrait if twin is None else twin, output, text, audio, transcript, options)
     except FacecastError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("[red]interrupted[/]: nothing was written")
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt_code(exc))
 
 
 @app.command("demo")
 def demo_cmd(
-    output: Path = typer.Option(Path("out/demo.mp4"), "-o", "--output", help="Output .mp4 path."),
+    output: Path = typer.Option(DEMO_OUTPUT, "-o", "--output", help="Output .mp4 path."),
     text: str = typer.Option(DEMO_TEXT, "--text", help="What the demo says."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
@@ -158,7 +187,8 @@ def demo_cmd(
     from .errors import FacecastError
 
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        if output == DEMO_OUTPUT:  # facecast's own default folder; a folder you name must exist
+            output.parent.mkdir(parents=True, exist_ok=True)
         options = _say_options("512", 25.0, None, device, 0, 23, "veryfast", 1.0, 1.0)
         _run_say(data.astronaut(), output, text, None, None, options)
     except FacecastError as exc:
@@ -189,6 +219,8 @@ def loadtest_cmd(
     from .live.options import EngineOptions, LoadTestOptions
 
     try:
+        check_output_files(("--json", json_out, None), inputs=(("--portraits", portraits), ("--speech", speech),
+                                                              *(("face", f) for f in faces or ())))
         chosen: list = list(faces or [])
         if portraits is not None:
             chosen += portraits_from_npz(portraits)
@@ -242,6 +274,9 @@ def doctor_cmd(
     if any(not c.ok for c in checks if c.name not in ("cuda", "nvenc")):
         raise typer.Exit(1)
 
+EVAL_PLOT_DIR = Path("out/eval")
+
+
 @app.command("eval")
 def eval_cmd(
     clips: list[Path] = typer.Argument(..., help="Real talking videos with their own speech (or folders of them)."),
@@ -251,7 +286,7 @@ def eval_cmd(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers as JSON here."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables as Markdown here."),
     plot: bool = typer.Option(False, "--plot", help="Write PNGs: mouth opening over time and a contact sheet."),
-    plot_dir: Path = typer.Option(Path("out/eval"), "--plot-dir", help="Folder for --plot."),
+    plot_dir: Path = typer.Option(EVAL_PLOT_DIR, "--plot-dir", help="Folder for --plot (created; its parent must exist)."),
     baselines: str = typer.Option("real,still,loudness", "--baselines", help="Comma-separated: real, still, loudness."),
     identity: bool = typer.Option(True, "--identity/--no-identity", help="dlib identity distance (needs dlib-bin)."),
     device: str = typer.Option("cpu", "--device", help="Render device of the generated rows."),
@@ -262,7 +297,7 @@ def eval_cmd(
     """Regenerate real talking clips and score lip sync, stability, identity and image quality
     against the real clip, a still frame (floor) and a loudness-only mouth."""
     _setup_logging(verbose)
-    from .errors import FacecastError
+    from .errors import FacecastError, OutputError
 
     try:
         from .quality import report as eval_report
@@ -271,6 +306,11 @@ def eval_cmd(
         from .quality.options import EvalOptions
         from .sysinfo import machine_info
 
+        inputs = [("clip", c) for c in clips] + [("--twin", twin)]
+        check_output_files(("--json", json_path, None), ("--markdown", markdown, None), inputs=inputs)
+        if plot and plot_dir != EVAL_PLOT_DIR and not plot_dir.parent.is_dir():
+            raise OutputError(f"--plot-dir {plot_dir}: the folder {plot_dir.parent} does not exist. Create it "
+                              f"first (mkdir -p {plot_dir.parent}) or write elsewhere.")
         names = tuple(b.strip() for b in baselines.split(",") if b.strip())
         options = EvalOptions(mode=mode, size=size, max_seconds=max_seconds, plot_dir=plot_dir if plot else None,
                               baselines=names, identity=identity, device=device, twin=twin,
@@ -296,7 +336,6 @@ def eval_cmd(
             eval_report.write_json(reports, json_path, machine)
             err.print(f"wrote [bold]{json_path}[/]")
         if markdown is not None:
-            markdown.parent.mkdir(parents=True, exist_ok=True)
             markdown.write_text(eval_report.markdown_report(reports) + "\n")
             err.print(f"wrote [bold]{markdown}[/]")
     except FacecastError as exc:
@@ -310,6 +349,15 @@ def _float_list(text: str, what: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise InputError(f"{what} {text}: give comma-separated numbers, e.g. 5,60,600.") from None
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    from .errors import InputError
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"{what} {text}: give comma-separated whole numbers, e.g. 256,512,1024.") from None
 
 
 @app.command("bench")
@@ -339,8 +387,10 @@ def bench_cmd(
         from .quality.options import BenchOptions
         from .sysinfo import machine_info
 
+        check_output_files(("--json", json_path, None), ("--append", append, None),
+                       inputs=(("--speech", speech), ("--portrait", portrait)))
         durs = (5.0, 60.0, 600.0) if long else _float_list(durations, "--durations")
-        options = BenchOptions(durations=durs, sizes=tuple(int(x) for x in _float_list(sizes, "--sizes")),
+        options = BenchOptions(durations=durs, sizes=_int_list(sizes, "--sizes"),
                                device=device, repeats=repeats, speech=speech, portrait=portrait,
                                source="text" if text else "audio", workers=workers, encoders=encoders,
                                words=words)
@@ -363,15 +413,19 @@ twin_app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.add_typer(twin_app, name="twin")
 
 
+TWIN_TRAIN_FLAGS = {"PrepOptions.crop_px": "--crop", "RenderTrainOptions.steps": "--steps",
+                    "TwinTrainOptions.holdout": "--holdout"}
+
+
 @twin_app.command("train")
 def twin_train_cmd(
     videos: list[Path] = typer.Argument(..., help="1-5 minutes of one person talking (MP4 files)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .twin file."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (training wants a GPU)."),
     minutes: float = typer.Option(6.0, "--minutes", help="Time budget for the renderer's training."),
-    steps: int = typer.Option(6000, "--steps", help="Most renderer steps (the budget in --minutes may end it sooner)."),
+    steps: int = typer.Option(6000, "--steps", parser=_number, metavar="INTEGER", help="Most renderer steps (the budget in --minutes may end it sooner)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="VIDEO:FRACTION kept out of training, e.g. talk2.mp4:0.2."),
-    size: int = typer.Option(336, "--crop", help="Mouth-crop side in pixels (336 = a 512-px face's density)."),
+    size: int = typer.Option(336, "--crop", parser=_number, metavar="INTEGER", help="Mouth-crop side in pixels (336 = a 512-px face's density)."),
     tiny: bool = typer.Option(False, "--tiny", help="A tiny network and short training (smoke tests, CPU)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -381,7 +435,8 @@ def twin_train_cmd(
     _quiet_native_logs()
     import json
 
-    from .errors import FacecastError, InputError
+    from .errors import FacecastError, InputError, OptionError
+    from .options import Range
     from .twin import TwinTrainOptions, train_twin
     from .twin.options import PrepOptions
     from .twin.net import RenderConfig
@@ -397,17 +452,20 @@ def twin_train_cmd(
                 raise InputError(f"--holdout {holdout}: use VIDEO:FRACTION, e.g. talk2.mp4:0.2") from None
             if not name or not 0 < hold[1] < 1:
                 raise InputError(f"--holdout {holdout}: use VIDEO:FRACTION with 0 < FRACTION < 1")
-        if size % 16:
-            raise InputError(f"--crop {size}: must be a multiple of 16 (the network halves it 4 times).")
-        cfg = RenderConfig(size=size, widths=(16, 16, 32) if tiny else RenderConfig().widths,
-                           mid_blocks=1 if tiny else 2)
-        options = TwinTrainOptions(
-            device=device,
-            prep=PrepOptions(crop_px=size, min_speech_s=3.0 if tiny else PrepOptions().min_speech_s),
-            render=RenderTrainOptions(config=cfg, steps=steps, seconds=minutes * 60, batch=4 if tiny else 16),
-            mouth_steps=30 if tiny else None,
-            holdout=hold,
-        )
+        # The renderer's time budget is RenderTrainOptions.seconds (> 0 ... a week), in minutes here.
+        Range(0, 10080, "minutes", lo_open=True).check("--minutes", minutes)
+        try:
+            cfg = RenderConfig(size=size, widths=(16, 16, 32) if tiny else RenderConfig().widths,
+                               mid_blocks=1 if tiny else 2)
+            options = TwinTrainOptions(
+                device=device,
+                prep=PrepOptions(crop_px=size, min_speech_s=3.0 if tiny else PrepOptions().min_speech_s),
+                render=RenderTrainOptions(config=cfg, steps=steps, seconds=minutes * 60, batch=4 if tiny else 16),
+                mouth_steps=30 if tiny else None,
+                holdout=hold,
+            )
+        except OptionError as exc:
+            raise _flag_error(exc, TWIN_TRAIN_FLAGS) from None
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[done]}"),
                       TimeElapsedColumn(), console=err, transient=True) as bar:
             tasks: dict[str, int] = {}
@@ -426,17 +484,18 @@ def twin_train_cmd(
             err.print(json.dumps(report, indent=1, default=str))
     except FacecastError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("[red]interrupted[/]: run the same command again to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt_code(exc))
 
 
 def main() -> None:
     _quiet_native_logs()
+    handle_termination()
     try:
         app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(interrupt_code(exc))
 
 
 if __name__ == "__main__":

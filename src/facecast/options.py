@@ -1,32 +1,152 @@
-"""Options are frozen dataclasses built at the edge (CLI, server) and passed down unchanged."""
+"""Options are frozen dataclasses built at the edge (CLI, server) and passed down unchanged.
+
+Every numeric option has a documented range, checked when the dataclass is built (``RANGES`` on
+each class, a ``Range`` or ``Choice`` per field): a value outside it raises ``OptionError`` (an
+InputError and a ValueError) naming ``Class.field`` and the range, before any work starts. The
+CLI rewords it with its flag name (``OptionError.for_flag``); the Python API and the server get
+the same ranges.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from .errors import OptionError
+
+X264_PRESETS: tuple[str, ...] = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                                 "slower", "veryslow", "placebo")
+"""libx264/libx265 speed presets, fastest first."""
+
+MAX_SEED = 2**32 - 1
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric option: ``lo ... hi`` (ends included unless ``lo_open`` /
+    ``hi_open``), whole numbers only when ``integer``, multiples of ``step`` when > 0 (2: even),
+    None too when ``optional``. nan and inf are never allowed."""
+
+    lo: float
+    hi: float
+    unit: str = ""
+    integer: bool = False
+    lo_open: bool = False
+    hi_open: bool = False
+    step: int = 0
+    optional: bool = False
+
+    def describe(self) -> str:
+        """What is allowed, in words: "a number in 0 ... 3", "an even whole number in 64 ... 4096 pixels"."""
+        kind = ("an even whole number" if self.step == 2 else f"a multiple of {self.step}" if self.step
+                else "a whole number" if self.integer else "a number")
+        lo = f"above {_num(self.lo)}" if self.lo_open else None
+        hi = f"below {_num(self.hi)}" if self.hi_open else None
+        if lo is None and hi is None:
+            span = f"in {_num(self.lo)} ... {_num(self.hi)}"
+        else:
+            span = f"{lo or 'from ' + _num(self.lo)}, {hi or 'at most ' + _num(self.hi)}"
+        return f"{kind} {span}" + (f" {self.unit}" if self.unit else "")
+
+    def allows(self, value: object) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.integer and not isinstance(value, numbers.Integral):
+            return False
+        if not isinstance(value, numbers.Integral) and not math.isfinite(value):
+            return False
+        if (value <= self.lo) if self.lo_open else (value < self.lo):
+            return False
+        if (value >= self.hi) if self.hi_open else (value > self.hi):
+            return False
+        return not self.step or value % self.step == 0
+
+    def check(self, option: str, value: object) -> None:
+        """OptionError naming ``option`` unless ``value`` is allowed."""
+        if not self.allows(value):
+            raise OptionError(option, value, self.describe(), none_ok=self.optional)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The allowed values of a string option."""
+
+    values: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.values)
+
+    def allows(self, value: object) -> bool:
+        return isinstance(value, str) and value in self.values
+
+    def check(self, option: str, value: object) -> None:
+        if not self.allows(value):
+            raise OptionError(option, value, self.describe())
+
+
+def check_ranges(obj) -> None:
+    """Check every field of the dataclass ``obj`` that its class's ``RANGES`` names."""
+    ranges = type(obj).RANGES
+    for f in fields(obj):
+        rule = ranges.get(f.name)
+        if rule is not None:
+            rule.check(f"{type(obj).__name__}.{f.name}", getattr(obj, f.name))
+
+
+def _check_type(obj, name: str, cls: type) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, cls):
+        raise OptionError(f"{type(obj).__name__}.{name}", value, f"a {cls.__name__}")
 
 
 @dataclass(frozen=True)
 class MotionOptions:
     """How the face moves.
 
-    lookahead_s: how far ahead of a frame the mouth may start forming the next phone
-        (anticipatory coarticulation). Streaming has its own look-ahead
+    Ranges (checked on construction, ``RANGES``):
+
+    lookahead_s: seconds, 0 ... 0.5: how far ahead of a frame the mouth may start forming the
+        next phone (anticipatory coarticulation). Streaming has its own look-ahead
         (StreamOptions.lookahead_s), which bounds lead_s + this in live use.
-    expressiveness: global gain on mouth movement (1 = natural, 0.5 = mumbly, 1.5 = emphatic).
-    head_motion: gain on head motion (0 = still head).
-    blinks_per_minute: mean blink rate. People blink ~17/min at rest and ~26/min while talking
-        (Bentivoglio et al. 1997); the speakers of `facecast eval`'s real clips 25/min (median).
-    seed: seeds blinks and idle motion, so a job is reproducible.
+    expressiveness: gain, 0 ... 3: global gain on mouth movement (1 = natural, 0.5 = mumbly,
+        1.5 = emphatic; the mouth is clipped to its range above ~1.5).
+    head_motion: gain, 0 ... 3: gain on head motion (0 = still head; 3 turns the head up to
+        ~12 degrees, beyond that the portrait's warp tears).
+    blinks_per_minute: blinks per minute, 0 ... 60: mean blink rate. People blink ~17/min at
+        rest and ~26/min while talking (Bentivoglio et al. 1997); the speakers of
+        `facecast eval`'s real clips 25/min (median).
+    seed: whole number, 0 ... 2**32 - 1: seeds blinks and idle motion, so a job is reproducible.
     drive: "phones" (visemes from the phone timeline, loudness as gain) or "loudness" (the jaw
         follows loudness alone: the baseline `facecast eval` compares against).
-    lead_s: the mouth leads the sound by this much (real lips start moving ~100 ms before the
-        acoustics; `facecast eval` measured our mouth 2-3 frames late without it).
-    pause_jaw: jaw opening (before jaw_scale) held through pauses under 0.5 s between speech;
-        real speakers keep their lips apart there (`facecast eval`: 23 % of their silent frames
-        closed, ours 95 %).
-    jaw_scale: jaw opening per unit of viseme target (0.65: real speakers open 0.08-0.14 IOD on
-        open vowels, 1.0 opened 1.7-2.4x wider in `facecast eval`).
+    lead_s: seconds, 0 ... 0.5: the mouth leads the sound by this much (real lips start moving
+        ~100 ms before the acoustics; `facecast eval` measured our mouth 2-3 frames late
+        without it).
+    pause_jaw: 0 ... 1: jaw opening (before jaw_scale) held through pauses under 0.5 s between
+        speech; real speakers keep their lips apart there (`facecast eval`: 23 % of their silent
+        frames closed, ours 95 %).
+    jaw_scale: 0 ... 2: jaw opening per unit of viseme target (0.65: real speakers open
+        0.08-0.14 IOD on open vowels, 1.0 opened 1.7-2.4x wider in `facecast eval`).
     """
+
+    RANGES: ClassVar[dict] = {
+        "lookahead_s": Range(0, 0.5, "s"),
+        "expressiveness": Range(0, 3),
+        "head_motion": Range(0, 3),
+        "blinks_per_minute": Range(0, 60, "per minute"),
+        "seed": Range(0, MAX_SEED, integer=True),
+        "drive": Choice(("phones", "loudness")),
+        "lead_s": Range(0, 0.5, "s"),
+        "jaw_scale": Range(0, 2),
+        "pause_jaw": Range(0, 1),
+    }
 
     lookahead_s: float = 0.10
     expressiveness: float = 1.0
@@ -38,14 +158,17 @@ class MotionOptions:
     jaw_scale: float = 0.65
     pause_jaw: float = 0.15
 
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
 
 @dataclass(frozen=True)
 class RenderOptions:
     """How frames are drawn.
 
     device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when it works, else CPU - stated in the log).
-    batch_frames: frames rendered per batched launch; None = 25 on the CPU (memory) and 100 on
-        CUDA, where each launch costs ~1 ms of host time: on the H100 box 100 instead of 25
+    batch_frames: frames rendered per batched launch, a whole number 1 ... 1000; None = 25 on the
+        CPU (memory) and 100 on CUDA, where each launch costs ~1 ms of host time: on the H100 box 100 instead of 25
         took the offline render from 0.032 to 0.019 s per audio second (docs/benchmarks.md).
     dtype: "float32" or "float16"/"bfloat16" (GPU only; CPU always runs float32).
     mouth_interior: draw teeth/tongue/cavity where the lips part.
@@ -58,15 +181,25 @@ class RenderOptions:
     mouth_interior: bool = True
     backend: str = "auto"
 
+    RANGES: ClassVar[dict] = {"batch_frames": Range(1, 1000, "frames", integer=True, optional=True)}
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """H.264 + AAC output. crf: quality (lower = better, 18-28 sensible). preset: libx264 speed.
+    """H.264 + AAC output.
 
-    workers: H.264 encoders running in parallel threads, each on its own ``segment_s`` seconds of
-        video (every segment starts with a keyframe; the file is one ordinary stream). 1 = one
-        encoder. Worth it where one encoder is the bottleneck: the GPU box's offline jobs
-        (docs/benchmarks.md), not 2 cores that also render.
+    crf: quality, a number 0 ... 51 (lower = better, 18-28 sensible; libx264's own range).
+    preset: libx264 speed, one of X264_PRESETS (libx264/libx265 only; other codecs ignore
+        crf and preset).
+    codec: an FFmpeg video encoder ("libx264"; others are checked to exist in this FFmpeg).
+    workers: H.264 encoders running in parallel threads, a whole number 1 ... 64, each on its
+        own ``segment_s`` seconds of video (every segment starts with a keyframe; the file is
+        one ordinary stream). 1 = one encoder. Worth it where one encoder is the bottleneck: the
+        GPU box's offline jobs (docs/benchmarks.md), not 2 cores that also render.
+    segment_s: seconds, 0.1 ... 60.
     """
 
     crf: int = 23
@@ -75,20 +208,46 @@ class EncodeOptions:
     workers: int = 1
     segment_s: float = 2.0
 
+    RANGES: ClassVar[dict] = {
+        "crf": Range(0, 51),
+        "workers": Range(1, 64, integer=True),
+        "segment_s": Range(0.1, 60, "s"),
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.codec in ("libx264", "libx265"):
+            Choice(X264_PRESETS).check("EncodeOptions.preset", self.preset)
+        elif not _is_video_encoder(self.codec):
+            raise OptionError("EncodeOptions.codec", self.codec, "a video encoder of this FFmpeg build, e.g. libx264")
+
+
+def _is_video_encoder(name: object) -> bool:
+    if not isinstance(name, str) or not name:
+        return False
+    import av  # only for codecs other than the default (av takes ~0.1 s to import)
+
+    try:
+        return av.codec.Codec(name, "w").type == "video"
+    except Exception:  # UnknownCodecError, ValueError: no such encoder
+        return False
+
 
 @dataclass(frozen=True)
 class SayOptions:
     """Everything `say` needs besides the inputs.
 
-    size: output width = height in pixels (even), or None to keep the portrait's own framing.
-    fps: output frame rate.
-    face_index: which face to animate when the portrait has several (0-based, left to right);
-        None = the largest.
-    segment_max_s: longest stretch of audio processed at once; bounds memory whatever the
-        input length (segments are cut at pauses where possible).
-    first_segment_s: length of the first segment, kept short so the first frames leave early.
-    workers: processes that recognise phones of upcoming segments in parallel (0 = inline);
-        worth it on many-core machines (the GPU box), not on 2 cores.
+    size: output width = height in pixels, even, 64 ... 4096, or None to keep the portrait's own
+        framing.
+    fps: output frame rate, frames per second, 1 ... 120.
+    face_index: which face to animate when the portrait has several (0-based, left to right,
+        0 ... 99); None = the largest.
+    segment_max_s: seconds, 1 ... 60: longest stretch of audio processed at once; bounds memory
+        whatever the input length (segments are cut at pauses where possible).
+    first_segment_s: seconds, 0.5 ... 60: length of the first segment, kept short so the first
+        frames leave early.
+    workers: processes that recognise phones of upcoming segments in parallel, 0 ... 64 (0 =
+        inline); worth it on many-core machines (the GPU box), not on 2 cores.
     words: audio without a transcript also gets a second phone timeline from recognised English
         words (better lip sync, docs/quality.md; about 4x the alignment CPU: ~0.3 s instead of
         ~0.07 s per audio second on the dev box). False: phone recognition only.
@@ -105,6 +264,21 @@ class SayOptions:
     render: RenderOptions = RenderOptions()
     encode: EncodeOptions = EncodeOptions()
 
+    RANGES: ClassVar[dict] = {
+        "size": Range(64, 4096, "pixels", integer=True, step=2, optional=True),
+        "fps": Range(1, 120, "frames per second"),
+        "face_index": Range(0, 99, integer=True, optional=True),
+        "segment_max_s": Range(1, 60, "s"),
+        "first_segment_s": Range(0.5, 60, "s"),
+        "workers": Range(0, 64, integer=True),
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        _check_type(self, "motion", MotionOptions)
+        _check_type(self, "render", RenderOptions)
+        _check_type(self, "encode", EncodeOptions)
+
     @property
     def word_timeline(self) -> bool:
         """Whether audio without a transcript also gets the recognised-word phone timeline."""
@@ -115,29 +289,38 @@ class SayOptions:
 class StreamOptions:
     """Everything a stream needs besides the portrait and the source.
 
-    size, fps, face_index: as SayOptions (output width = height in pixels, frame rate, which face);
-        size and face_index only apply when the portrait is an image, not a prepared Portrait.
-    lookahead_s: video lags input audio by this much (0 ... 0.2 s); frames are computed once audio
+    Ranges are checked on construction (``RANGES``); ``live.options.check_options`` adds the checks
+    between fields (lookahead_s >= motion.lead_s) and the AAC rates.
+
+    size, fps, face_index: as SayOptions (output width = height in pixels, even, 16 ... 4096;
+        frame rate 1 ... 120; which face, 0 ... 99); size and face_index only apply when the
+        portrait is an image, not a prepared Portrait.
+    lookahead_s: video lags input audio by this much (seconds, 0 ... 0.2); frames are computed once audio
         up to their time + lookahead_s has arrived. The mouth leads the sound by motion.lead_s,
         so lookahead_s - motion.lead_s is what is left for anticipation (docs/streaming.md).
     realtime: :func:`stream` drives the session with the wall clock: idle frames when the source
         is silent, and frames are produced at most ``max_lead_s`` ahead of the clock (so a
         barge-in can still change them). False: frames as fast as the input allows, no idle
         frames without input (for files, tests, offline use).
-    max_lead_s: realtime only: how far ahead of the clock frames are produced.
-    jitter_s: realtime only: input may arrive this late before the gap is taken as silence.
+    max_lead_s: realtime only: how far ahead of the clock frames are produced (s, 0 ... 10).
+    jitter_s: realtime only: input may arrive this late before the gap is taken as silence
+        (s, 0 ... 5).
     max_buffer_s: realtime only: stop reading the source while this much input is queued ahead of
-        the clock (bounds memory when a source is much faster than real time).
-    interrupt_fade_s: after a barge-in, the face eases from its last pose to the new one over this.
-    chunk_frames: most frames per StreamChunk.
+        the clock (bounds memory when a source is much faster than real time; s, > 0 ... 3600).
+    interrupt_fade_s: after a barge-in, the face eases from its last pose to the new one over this
+        (s, 0 ... 5).
+    chunk_frames: most frames per StreamChunk (1 ... 1000).
     fmp4: also produce fragmented MP4 bytes (StreamChunk.fmp4); ``encode`` sets crf/preset/codec.
     preview_jpeg: also produce one JPEG per frame (StreamChunk.jpeg) at this quality (1-100), for
         previews without a video decoder; encoded on the GPU (nvJPEG) when frames are on CUDA.
         0 = off.
-    fragment_frames: a keyframe and a new MP4 fragment every this many frames (0.48 s at 25 fps).
-    audio_rate, audio_channels: format of the output audio (StreamChunk.audio and the AAC track);
-        input is resampled to it (48 kHz keeps any usual input rate at its own quality).
-    max_utterance_s: the phone recogniser restarts at pauses, and after this long without one.
+    fragment_frames: a keyframe and a new MP4 fragment every this many frames (1 ... 1000; 12 =
+        0.48 s at 25 fps).
+    audio_rate, audio_channels: format of the output audio (StreamChunk.audio and the AAC track;
+        an AAC rate in Hz, 1 or 2 channels); input is resampled to it (48 kHz keeps any usual
+        input rate at its own quality).
+    max_utterance_s: the phone recogniser restarts at pauses, and after this long without one
+        (s, 1 ... 600).
     """
 
     size: int | None = 512
@@ -159,6 +342,29 @@ class StreamOptions:
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
     encode: EncodeOptions = EncodeOptions()
+
+    RANGES: ClassVar[dict] = {
+        "size": Range(16, 4096, "pixels", integer=True, step=2, optional=True),
+        "fps": Range(1, 120, "frames per second"),
+        "face_index": Range(0, 99, integer=True, optional=True),
+        "lookahead_s": Range(0, 0.2, "s"),
+        "max_lead_s": Range(0, 10, "s"),
+        "jitter_s": Range(0, 5, "s"),
+        "max_buffer_s": Range(0, 3600, "s", lo_open=True),
+        "interrupt_fade_s": Range(0, 5, "s"),
+        "chunk_frames": Range(1, 1000, "frames", integer=True),
+        "preview_jpeg": Range(0, 100, integer=True),
+        "fragment_frames": Range(1, 1000, "frames", integer=True),
+        "audio_rate": Range(8000, 96000, "Hz", integer=True),
+        "audio_channels": Range(1, 2, integer=True),
+        "max_utterance_s": Range(1, 600, "s"),
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        _check_type(self, "motion", MotionOptions)
+        _check_type(self, "render", RenderOptions)
+        _check_type(self, "encode", EncodeOptions)
 
 
 @dataclass(frozen=True)

@@ -161,9 +161,9 @@ def say(
     """Render a talking-head MP4 (H.264 + AAC) of ``face`` (a portrait, a .twin file or a
     FaceSource) saying ``text`` or ``audio``; returns the output path. Nothing is left at
     ``output`` unless the whole job succeeds."""
-    from .media import check_output_path
+    from .media import prepare_output
 
-    output = check_output_path(output)
+    output = prepare_output(output, inputs=(("portrait (or twin)", face), ("audio", audio)))  # never an input
     timings = timings if timings is not None else Timings()
     chunks = say_chunks(face, text=text, audio=audio, transcript=transcript, options=options, progress=progress,
                         timings=timings)

@@ -134,13 +134,13 @@ def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, work
             yield seg, None
         return
     import collections
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
+
+    from .workers import process_pool
 
     window: collections.deque = collections.deque()
     pool = _POOLS.get(workers)
     if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
-        pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        pool = _POOLS[workers] = process_pool(workers)  # its workers die with this process
     for seg in segments:
         window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript, words)))
         if len(window) > 2 * workers:
@@ -150,6 +150,7 @@ def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, work
 
 
 _POOLS: dict = {}
+
 
 
 def analyse_audio(audio: str | Path, options: SayOptions = SayOptions()) -> Iterator[Speech]:

@@ -7,11 +7,8 @@ The mediapipe graphs are not thread-safe: use one ``MediapipeFaceMesh`` per thre
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import sys
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +30,7 @@ from facecast.face.geometry import (
     upright_turns,
 )
 from facecast.face.image import ARRAY_SOURCE, array_to_rgb
+from facecast.native import quiet_native_stderr, start_graph  # noqa: F401 (re-exported by face)
 from facecast.landmarks import (
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
@@ -83,28 +81,10 @@ _FACE_SCORE_GAP = 0.2
 _FACE_SCORE_MIN = 0.7
 
 
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence file descriptor 2 while mediapipe's C++ code runs: its TFLite/absl layers print
-    INFO/WARNING lines ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager ...") that
-    Python logging cannot turn off. Set FACECAST_NATIVE_LOGS=1 to see them."""
-    if os.environ.get("FACECAST_NATIVE_LOGS") == "1":
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def _warm_up(graph) -> None:
+    """One run on a blank frame: mediapipe opens the graph's models (and logs) on its own threads
+    after the constructor returns; this waits for that inside the quiet block (facecast.native)."""
+    graph.process(np.zeros((64, 64, 3), np.uint8))
 
 
 class FaceTracker(Protocol):
@@ -175,14 +155,13 @@ class MediapipeFaceMesh:
 
     def _new_mesh(self, static: bool, max_faces: int):
         o = self.options
-        with quiet_native_stderr():
-            return self._mp.solutions.face_mesh.FaceMesh(
+        return start_graph(lambda: self._mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
             max_num_faces=max_faces,
             refine_landmarks=o.refine_landmarks,
             min_detection_confidence=o.min_detection_confidence,
             min_tracking_confidence=o.min_tracking_confidence,
-            )
+        ), _warm_up)
 
     def __enter__(self) -> MediapipeFaceMesh:
         return self
@@ -197,7 +176,8 @@ class MediapipeFaceMesh:
         self._closed = True
         for graph in (self._mesh, self._crop_mesh, self._detector, self._scorer):
             if graph is not None:
-                graph.close()
+                with quiet_native_stderr():
+                    graph.close()
         self._mesh = self._crop_mesh = self._detector = self._scorer = None
 
     def detect(self, image: np.ndarray, *, source: str = ARRAY_SOURCE) -> list[FaceLandmarks]:
@@ -318,10 +298,9 @@ class MediapipeFaceMesh:
         tiles for faces under ~5 % of the frame), measured by the mesh on a crop around each."""
         if self._detector is None:
             # model_selection=1: the full-range model (faces up to ~5 m), which the mesh lacks.
-            with quiet_native_stderr():
-                self._detector = self._mp.solutions.face_detection.FaceDetection(
-                    model_selection=1, min_detection_confidence=self.options.min_detection_confidence
-                )
+            self._detector = start_graph(lambda: self._mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self.options.min_detection_confidence
+            ), _warm_up)
         h, w = rgb.shape[:2]
         boxes = self._detect_boxes(small, (0, 0, w, h))
         for region in panels(w, h):
@@ -421,12 +400,11 @@ class MediapipeFaceMesh:
     def _score(self, view: np.ndarray) -> float:
         """The short-range detector's best face score in ``view`` (0 when it sees none)."""
         if self._scorer is None:
-            with quiet_native_stderr():
-                # model_selection=0: the short-range model, for faces filling much of the view;
-                # a low threshold, so that it scores what it sees.
-                self._scorer = self._mp.solutions.face_detection.FaceDetection(
-                    model_selection=0, min_detection_confidence=0.05
-                )
+            # model_selection=0: the short-range model, for faces filling much of the view;
+            # a low threshold, so that it scores what it sees.
+            self._scorer = start_graph(lambda: self._mp.solutions.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=0.05
+            ), _warm_up)
         with quiet_native_stderr():
             detections = self._scorer.process(view).detections
         return max((float(d.score[0]) for d in detections or ()), default=0.0)

@@ -15,6 +15,7 @@ import numpy as np
 from facecast.media.aac import AAC_SAMPLE_RATES, AacTrack, add_aac_stream
 from facecast.media.convert import host_frames
 from facecast.media.h264 import add_video_stream, check_format
+from facecast.options import EncodeOptions
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 
 __all__ = ["Fmp4SegmentWriter", "fmp4_boxes"]
@@ -78,6 +79,7 @@ class Fmp4SegmentWriter:
         threads: int = 0,
     ) -> None:
         check_format(width, height, fps)
+        EncodeOptions(crf=crf, preset=preset, codec=codec)  # OptionError for a bad crf/preset/codec
         if fragment_frames < 1:
             raise ValueError(f"fragment_frames must be >= 1, got {fragment_frames}")
         if audio_rate is not None and audio_rate not in AAC_SAMPLE_RATES:

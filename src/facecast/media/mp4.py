@@ -2,11 +2,17 @@
 
 Public API
 ----------
-- ``check_output_path(path) -> Path``: OutputError unless ``path`` can be an MP4/MOV we write.
+- ``check_output_path(path, inputs=()) -> Path``: OutputError unless ``path`` can be an MP4/MOV
+  we write (folder exists, not one of the job's ``inputs``: ``facecast.outputs``).
+- ``prepare_output(path, inputs=()) -> Path``: the same check, then the sweep of a partial file a
+  killed job left for ``path`` (``sweep_partial``).
 - ``SUPPORTED_EXTENSIONS``: the file types ``Mp4Writer`` writes.
 - ``Encoder``: the protocol every output writer follows.
 - ``Mp4Writer(path, *, fps, width, height, audio_rate, audio_channels, ...)``: streaming writer;
-  atomically appears at ``path`` on a successful ``close()``, never half-written.
+  atomically appears at ``path`` on a successful ``close()``, never half-written. While it writes,
+  it holds a lock on its hidden ``.NAME.partial.EXT`` file (``partial_path``): a second job
+  writing the same output is refused, and a partial nobody holds is stale (a job killed with
+  SIGKILL) and swept by the next job for that output.
 
 The H.264 settings and parallel segment encoders are in ``facecast.media.h264``, the AAC track in
 ``facecast.media.aac``, the frame conversion in ``facecast.media.convert`` (speeds noted there).
@@ -16,6 +22,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks; a partial file is always taken as stale
+    fcntl = None
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -25,35 +36,65 @@ import numpy as np
 
 from facecast.audio import Resampler
 from facecast.errors import OutputError
+from facecast.options import EncodeOptions
+from facecast.outputs import check_output_file
 from facecast.media.aac import AAC_SAMPLE_RATES, AacTrack, add_aac_stream
 from facecast.media.convert import host_frames
 from facecast.media.h264 import SegmentEncoders, add_video_stream, as_fraction, check_format, quality_options
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 
-__all__ = ["SUPPORTED_EXTENSIONS", "Encoder", "Mp4Writer", "check_output_path"]
+__all__ = ["SUPPORTED_EXTENSIONS", "Encoder", "Mp4Writer", "check_output_path", "partial_path", "prepare_output",
+           "sweep_partial"]
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov")
 
 
-def check_output_path(path: str | Path) -> Path:
-    """The output path as a Path, or OutputError (naming it) saying what to change."""
+def check_output_path(path: str | Path, inputs=()) -> Path:
+    """The output path as a Path, or OutputError (naming it) saying what to change: a type we
+    write, in an existing writable folder, and none of ``inputs`` ((label, path) pairs)."""
+    return check_output_file(path, suffixes=SUPPORTED_EXTENSIONS, inputs=inputs)
+
+
+def partial_path(path: str | Path) -> Path:
+    """The hidden file an output is written to until it is finished: ``.NAME.partial.EXT``."""
     p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: is a directory. Give a file name inside it, e.g. {p / 'output.mp4'}.")
-    if p.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        shown = f"'{p.suffix}'" if p.suffix else "no extension"
-        raise OutputError(
-            f"{p}: unsupported output type ({shown}). Use one of {', '.join(SUPPORTED_EXTENSIONS)}."
-        )
-    parent = p.parent
-    if not parent.exists():
-        raise OutputError(
-            f"{p}: the folder {parent} does not exist. Create it first (mkdir -p {parent}) or write elsewhere."
-        )
-    if not parent.is_dir():
-        raise OutputError(f"{p}: {parent} is a file, not a folder. Choose an output path inside a folder.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{p}: the folder {parent} is not writable. Choose a folder you can write to.")
+    return p.with_name(f".{p.stem}.partial{p.suffix}")
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on an open file (released when it is closed, or the process dies)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks
+        return True
+
+
+def sweep_partial(path: str | Path) -> None:
+    """Remove the partial file a killed job left for ``path``. OutputError if a running job holds
+    it (two jobs writing the same output)."""
+    tmp = partial_path(path)
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError:  # none (or not ours to read): nothing to sweep
+        return
+    try:
+        if not _try_lock(fd):
+            raise OutputError(f"{path}: another facecast job is writing this file right now. Wait for it to "
+                              "finish, or choose another output path.")
+        tmp.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def prepare_output(path: str | Path, inputs=()) -> Path:
+    """``check_output_path``, then ``sweep_partial``: for a job about to write ``path``."""
+    p = check_output_path(path, inputs)
+    sweep_partial(p)
     return p
 
 
@@ -109,6 +150,7 @@ class Mp4Writer:
         segment_frames: int = 50,
     ) -> None:
         check_format(width, height, fps)
+        EncodeOptions(crf=crf, preset=preset, codec=codec)  # OptionError for a bad crf/preset/codec
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if audio_channels not in (1, 2):
@@ -118,16 +160,27 @@ class Mp4Writer:
         self.width, self.height = int(width), int(height)
         self.audio_rate = audio_rate
         self.audio_channels = audio_channels
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        sweep_partial(self.path)
+        self._tmp = partial_path(self.path)
+        self._lock: int | None = None
         self._closed = False
         self._next_pts = 0  # first video pts not yet written
         self._frames_written = 0
 
         fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
         try:
+            # Created (and locked) here, so that it is ours before FFmpeg writes into it; the lock
+            # is held until the file is finished or dropped (see sweep_partial).
+            self._lock = os.open(self._tmp, os.O_RDONLY | os.O_CREAT, 0o644)
+            if not _try_lock(self._lock):  # another job started on the same output just now
+                self._unlock()
+                raise OutputError(f"{self.path}: another facecast job is writing this file right now. Wait for "
+                                  "it to finish, or choose another output path.")
             # faststart: moov atom up front so players/browsers can start before the download ends.
             self._container = av.open(str(self._tmp), mode="w", format=fmt, options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError) as exc:
+            self._unlock()
+            self._tmp.unlink(missing_ok=True)
             raise OutputError(
                 f"{self.path}: cannot create the output file ({exc}). Choose a folder you can write to."
             ) from exc
@@ -252,6 +305,7 @@ class Mp4Writer:
             self._closed = True
             self._container.close()
             os.replace(self._tmp, self.path)
+            self._unlock()
             ok = True
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(
@@ -275,6 +329,12 @@ class Mp4Writer:
             pass  # the file is being thrown away; a failure to finalise it does not matter
         finally:
             self._tmp.unlink(missing_ok=True)
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def __enter__(self) -> Mp4Writer:
         return self

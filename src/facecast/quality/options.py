@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..options import MotionOptions
+from ..options import MotionOptions, Range, SayOptions
 
 __all__ = ["EvalOptions", "BenchOptions", "EVAL_MODES", "EVAL_BASELINES"]
 
@@ -23,9 +23,9 @@ class EvalOptions:
 
     mode: how a clip is turned into a task, one of EVAL_MODES ("photo": one frame of the clip is
         the portrait; "twin": a .twin file speaks the clip's sound).
-    size: longer side of the evaluation frames in pixels, even, >= 64 (the clip is downscaled to
-        it, never upscaled); None = the clip's own size, at most 1024.
-    max_seconds: evaluate only the first seconds of each clip, > 0 (None = all of it).
+    size: longer side of the evaluation frames in pixels, even, 64 ... 4096 (the clip is
+        downscaled to it, never upscaled); None = the clip's own size, at most 1024.
+    max_seconds: evaluate only the first seconds of each clip, > 0 ... 36000 (None = all of it).
     plot_dir: where to write PNG plots (aperture over time, contact sheet); None = no plots.
     baselines: the reference rows besides facecast, any of EVAL_BASELINES ("real", "still",
         "loudness").
@@ -64,32 +64,32 @@ class EvalOptions:
             raise InputError(f"--baselines {','.join(bad)}: unknown baseline. Use any of: real, still, loudness.")
         if self.size is not None and (self.size < 64 or self.size % 2):
             raise InputError(f"--size {self.size}: must be an even number of pixels >= 64.")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise InputError(f"--max-seconds {self.max_seconds}: must be > 0.")
+        SayOptions.RANGES["size"].check("--size", self.size)
+        Range(0, 36000, "s", lo_open=True, optional=True).check("--max-seconds", self.max_seconds)
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """What `facecast bench` measures.
 
-    durations: input lengths in seconds, each > 0 (5, 60, 600 are the documented scales).
-    sizes: output sizes in pixels, each even and >= 64.
+    durations: input lengths in seconds, each > 0 ... 7200 (5, 60, 600 are the documented scales).
+    sizes: output sizes in pixels, each even, 64 ... 4096.
     device: render device ("cpu", "cuda", "cuda:N").
-    repeats: runs for the time-to-first-chunk percentiles (after one warm-up run), >= 1.
+    repeats: runs for the time-to-first-chunk percentiles (after one warm-up run), 1 ... 1000.
     speech: speech file looped to each duration; None = BENCH_TEXT spoken by the bundled Piper
         voice (the documented numbers used the 60 s English recording speech60s_en.wav of the
         project's test media, passed as --speech).
     portrait: image path (None = scikit-image's astronaut photo, which ships with the package).
     source: "audio" (speech looped to each duration) or "text" (Piper TTS of a repeated
         paragraph, the "voice" stage timed too).
-    fps: output frame rate, frames per second.
-    sample_interval_s: RSS sampling period, seconds.
-    workers: SayOptions.workers, >= 0 (phone-recognition processes; their RSS is included in the
-        sampled RSS, not in the VmHWM peak of the main process).
-    encoders: EncodeOptions.workers, >= 1 (parallel H.264 encoder threads).
+    fps: output frame rate, frames per second (SayOptions.fps: 1 ... 120).
+    sample_interval_s: RSS sampling period, seconds (> 0 ... 60).
+    workers: SayOptions.workers, 0 ... 64 (phone-recognition processes; their RSS is included in
+        the sampled RSS, not in the VmHWM peak of the main process).
+    encoders: EncodeOptions.workers, 1 ... 64 (parallel H.264 encoder threads).
     words: SayOptions.words (word recognition for a second phone timeline).
-    batch_frames: RenderOptions.batch_frames, frames per render launch (None = the renderer's
-        default).
+    batch_frames: RenderOptions.batch_frames, frames per render launch (1 ... 1000; None = the
+        renderer's default).
     """
 
     durations: tuple[float, ...] = (5.0,)
@@ -117,3 +117,13 @@ class BenchOptions:
             raise InputError(f"--repeats {self.repeats}: at least 1.")
         if self.encoders < 1:
             raise InputError(f"--encoders {self.encoders}: at least 1.")
+        for d in self.durations:
+            Range(0, 7200, "s", lo_open=True).check("--durations", d)
+        for size in self.sizes:
+            SayOptions.RANGES["size"].check("--sizes", size)
+        Range(1, 1000, integer=True).check("--repeats", self.repeats)
+        Range(1, 64, integer=True).check("--encoders", self.encoders)
+        SayOptions.RANGES["workers"].check("--workers", self.workers)
+        SayOptions.RANGES["fps"].check("BenchOptions.fps", self.fps)
+        Range(0, 60, "s", lo_open=True).check("BenchOptions.sample_interval_s", self.sample_interval_s)
+        Range(1, 1000, "frames", integer=True, optional=True).check("BenchOptions.batch_frames", self.batch_frames)

@@ -8,10 +8,15 @@
 5. package  reference crop, background loop, config and hash into one .twin file (``file``)
 
 ``Twin.load(path)`` and ``say_twin(...)`` (``facecast.twin.generate``) use the result.
+
+Inputs and the output path are checked before stage 1. The work folder (OUTPUT.twin.work: track
+caches, the renderer checkpoint) makes an interrupted run resume; after a failure
+``drop_work_folder`` decides whether it stays (the rule is in its docstring and docs/errors.md).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +28,7 @@ import torch
 from facecast.device import resolve_device
 from facecast.media import Mp4Writer
 from facecast.errors import InputError
+from facecast.outputs import check_output_file
 from facecast.twin.file import TwinData, save_twin
 from facecast.twin.mouth import calibrate_gain, train_mouth
 from facecast.twin.options import TwinTrainOptions
@@ -30,7 +36,7 @@ from facecast.twin.prepare import ClipTrack, Footage, decode_all, load_tracks, p
 from facecast.twin.train import pick_reference, train_renderer
 from facecast.types import VideoFrames
 
-__all__ = ["Progress", "fit_mouth", "holdout_mask", "mouth_clips", "train_twin"]
+__all__ = ["Progress", "drop_work_folder", "fit_mouth", "holdout_mask", "mouth_clips", "train_twin"]
 
 Progress = Callable[[str, float, float | None], None]  # (stage, done, total)
 
@@ -144,8 +150,44 @@ def train_twin(videos: list[str | Path], output: str | Path, options: TwinTrainO
     for p in paths:
         if not p.is_file():
             raise InputError(f"{p}: no such video file.")
+    check_output_file(output, inputs=[("video", p) for p in paths], what="twin")
+    if options.holdout is not None:
+        _check_holdout_name(options.holdout[0], paths)
     work = Path(options.work_dir) if options.work_dir else output.with_name(output.name + ".work")
+    created = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(paths, output, options, device, work, progress, tracks)
+    except BaseException as exc:
+        drop_work_folder(work, created, exc)
+        raise
+
+
+def _check_holdout_name(name: str, paths: list[Path]) -> None:
+    if name not in [p.name for p in paths] + [p.stem for p in paths]:
+        raise InputError(f"--holdout {name}: not one of the training videos ({', '.join(p.name for p in paths)}).")
+
+
+def drop_work_folder(work: Path, created: bool, exc: BaseException) -> None:
+    """After a failed run: remove the work folder this run created when nothing in it can help a
+    re-run, and keep it when it can.
+
+    The rule: a failure about the input (InputError: unreadable or faceless footage, too little
+    speech, a bad --holdout ...) can never train as given, so the folder goes (whatever stage
+    was reached). Any other failure (an interrupt, SIGTERM, out of memory, a full disk, a CUDA
+    error) is transient: the folder stays when it holds something resumable (a track cache or
+    a renderer checkpoint), so that the same command picks up from there. An empty folder goes.
+    A work folder that existed before this run (an earlier run's cache) is never removed."""
+    if not created:
+        return
+    resumable = any(work.glob("track-*.npz")) or (work / "render.ckpt").exists()
+    if isinstance(exc, InputError) or not resumable:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train(paths: list[Path], output: Path, options: TwinTrainOptions, device, work: Path,
+           progress: Progress | None, tracks: list[ClipTrack] | None) -> dict:
+    """The stages of ``train_twin`` once its inputs are checked."""
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
