@@ -366,7 +366,10 @@ def test_every_native_call_is_quiet(portraits, monkeypatch):
 
         monkeypatch.setattr(cls, name, wrapper)
 
+    from facecast import native
+
     monkeypatch.setattr(detect, "quiet_native_stderr", counting)
+    monkeypatch.setattr(native, "quiet_native_stderr", counting)  # graphs start in native.start_graph
     for cls in (mp.solutions.face_mesh.FaceMesh, mp.solutions.face_detection.FaceDetection):
         spy(cls, "__init__")
         spy(cls, "process")
