@@ -138,6 +138,11 @@ def say_cmd(
         raise typer.Exit(130)
 
 
+from .dubbing.command import dub_cmd  # noqa: E402  (the `dub` command lives with its stage)
+
+app.command("dub")(dub_cmd)
+
+
 @app.command("demo")
 def demo_cmd(
     output: Path = typer.Option(Path("out/demo.mp4"), "-o", "--output", help="Output .mp4 path."),

@@ -257,3 +257,84 @@ class MeshOptions:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     detect_max_side: int = 1024  # face.DETECT_MAX_SIDE: longest side the detector sees, in pixels
+
+
+@dataclass(frozen=True)
+class DubOptions:
+    """Everything `dub` needs besides the video and the new speech. The output keeps the video's
+    frame rate and size; only the lower face changes.
+
+    face_index: which face to dub when the video shows several, 0-based from the left (as seen
+        at the first frame with faces); None = the largest, with a warning when there are several.
+    keep_length: when the speech is shorter than the video, keep the rest of the video with a
+        relaxed closed mouth (False: the output ends with the speech).
+    mouth: "auto" (the person's own mouths from this video when it shows enough of them, else
+        the mesh), "footage" (always the video's own mouths) or "mesh" (the portrait renderer's
+        warp with its painted mouth interior). docs/quality.md says which runs when.
+    calibrate: fit this speaker's opening range, lip width and mouth-to-sound timing from the
+        video's own speech (when it has a sound track with speech in the scanned part).
+    scan_s: seconds of the video scanned before dubbing starts, for the mouth library and the
+        calibration, 0 ... 600 (the library keeps growing from the rest of the video as it plays).
+    library_size: most mouth pictures kept from the video, 16 ... 4000 (memory: ~0.1 MB each at
+        720p, capped by ``library_mb``).
+    library_mb: most memory the mouth library takes, MiB, 16 ... 4096.
+    mask_grow: how far the lower-face mask reaches beyond the lips, jaw and chin, in
+        inter-ocular distances (IOD), 0.02 ... 0.5.
+    feather: width of the mask's soft edge, IOD, 0.01 ... 0.3.
+    loop_max_s: speech longer than the video: the video's last seconds, at most this many, play
+        back and forth between low-motion frames, 1 ... 120 (frames kept in a temporary file).
+    max_gap_s: tracking gaps up to this long are interpolated (and dubbed); longer stretches
+        without the face pass through untouched, 0 ... 2 seconds.
+    segment_max_s: longest stretch of speech analysed at once, 1 ... 30 seconds.
+    chunk_frames: most frames rendered and handed to the encoder at once, 1 ... 250 (fewer on
+        large frames: a chunk stays under ~100 MB).
+    workers, words: as SayOptions (phone recognition processes; the recognised-word timeline).
+    motion: the mouth's motion model (head motion and blinks come from the footage: their
+        settings are ignored). render: device and backend of the mesh path.
+    encode: H.264 settings; crf 18 by default so that outside the mouth the output stays within
+        encoding noise of the input (PSNR >= 40 dB).
+    """
+
+    face_index: int | None = None
+    keep_length: bool = False
+    mouth: str = "auto"
+    calibrate: bool = True
+    scan_s: float = 60.0
+    library_size: int = 600
+    library_mb: float = 256.0
+    mask_grow: float = 0.12
+    feather: float = 0.08
+    loop_max_s: float = 12.0
+    max_gap_s: float = 0.25
+    segment_max_s: float = 4.0
+    chunk_frames: int = 25
+    workers: int = 0
+    words: bool = True
+    motion: MotionOptions = MotionOptions()
+    render: RenderOptions = RenderOptions()
+    encode: EncodeOptions = EncodeOptions(crf=18)
+
+    def __post_init__(self) -> None:
+        from .errors import InputError
+
+        def check(name: str, lo: float, hi: float) -> None:
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise InputError(f"DubOptions.{name}={v}: must be in [{lo}, {hi}].")
+
+        if self.mouth not in ("auto", "footage", "mesh"):
+            raise InputError(f"--mouth {self.mouth}: use auto, footage or mesh.")
+        if self.face_index is not None and self.face_index < 0:
+            raise InputError(f"--face {self.face_index}: faces are numbered from 0 (left to right).")
+        for name, lo, hi in (("scan_s", 0, 600), ("library_size", 16, 4000), ("library_mb", 16, 4096),
+                             ("mask_grow", 0.02, 0.5), ("feather", 0.01, 0.3), ("loop_max_s", 1, 120),
+                             ("max_gap_s", 0, 2), ("segment_max_s", 1, 30), ("chunk_frames", 1, 250),
+                             ("workers", 0, 64)):
+            check(name, lo, hi)
+
+    def say_options(self, fps: float) -> SayOptions:
+        """The SayOptions of the stages dub shares with `say` (segments, speech analysis, motion,
+        encoder), at the video's frame rate."""
+        return SayOptions(size=None, fps=fps, face_index=self.face_index, segment_max_s=self.segment_max_s,
+                          first_segment_s=min(2.0, self.segment_max_s), workers=self.workers, words=self.words,
+                          motion=self.motion, render=self.render, encode=self.encode)

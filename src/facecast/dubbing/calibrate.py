@@ -1,0 +1,156 @@
+"""This speaker's mouth, measured from the video: the closed and open lip gap, the lip width,
+and (where the video has speech) how the motion model's mouth maps onto this person's.
+
+    MouthShape      the 2 numbers a mouth is matched by: inner-lip gap and lip width, in IOD
+    SpeakerStats    running statistics of the tracked mouth (closed gap, neutral width, range)
+    Calibration     motion parameters -> this speaker's target MouthShape; fitted by
+                    ``fit_calibration`` from the video's own speech and mouth
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..types import MOTION_INDEX
+
+log = logging.getLogger(__name__)
+
+# The rig's geometry (render.rig): a unit of jaw_open drops the lower lip 0.40 IOD, a unit of
+# lip_spread moves each mouth corner 0.09 IOD out, a unit of lip_round 0.16 IOD in.
+RIG_JAW_IOD = 0.40
+RIG_SPREAD_IOD = 0.18
+RIG_ROUND_IOD = 0.32
+
+
+def mouth_shape(points: np.ndarray) -> np.ndarray:
+    """float32 [N, 2] (inner-lip gap, outer lip width) in IOD of landmarks [N, 478, 3]."""
+    from ..face import mouth_metrics
+
+    m = mouth_metrics(points)
+    return np.stack([m["mouth_open"], m["mouth_width"]], -1).astype(np.float32)
+
+
+class SpeakerStats:
+    """Running statistics of the tracked mouth shapes (a bounded reservoir of frames)."""
+
+    def __init__(self, size: int = 4000, seed: int = 0):
+        self.size = size
+        self._shapes = np.zeros((0, 2), np.float32)
+        self._seen = 0
+        self._rng = np.random.default_rng(seed)
+        self._cache: tuple[float, float, float] | None = None
+
+    def add(self, shape: np.ndarray) -> None:
+        """shape: [2] (gap, width) of one frame."""
+        if not np.isfinite(shape).all():
+            return
+        self._seen += 1
+        self._cache = None
+        if len(self._shapes) < self.size:
+            self._shapes = np.concatenate([self._shapes, shape[None].astype(np.float32)])
+        else:  # reservoir sampling: every frame seen has the same chance to be kept
+            k = int(self._rng.integers(0, self._seen))
+            if k < self.size:
+                self._shapes[k] = shape
+
+    @property
+    def count(self) -> int:
+        return len(self._shapes)
+
+    def summary(self) -> tuple[float, float, float]:
+        """(closed gap, neutral width, open gap): the 5th percentile of the gap, the median width
+        of near-closed frames, the 95th percentile of the gap. Defaults of a typical face
+        (0.0, 0.80, 0.15 IOD) until frames are seen."""
+        if self._cache is None:
+            if len(self._shapes) < 5:
+                self._cache = (0.0, 0.80, 0.15)
+            else:
+                gap, width = self._shapes[:, 0], self._shapes[:, 1]
+                closed = float(np.percentile(gap, 5))
+                near = width[gap <= closed + 0.03]
+                self._cache = (closed, float(np.median(near if near.size >= 3 else width)),
+                               float(max(np.percentile(gap, 95), closed + 0.05)))
+        return self._cache
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Motion parameters -> this speaker's target mouth: gap = closed + gap_gain * jaw_open
+    (IOD), width = neutral + width_gain * (lip_spread - 1.8 lip_round) (IOD), and the mouth
+    shown ``lag_frames`` later than the motion model puts it (negative: earlier).
+    ``fitted``: from the video's own speech (else the rig's geometry on the measured closed gap
+    and neutral width). ``r``: the fit's correlation of model and real gap."""
+
+    closed: float
+    neutral: float
+    gap_gain: float = RIG_JAW_IOD
+    width_gain: float = RIG_SPREAD_IOD
+    lag_frames: int = 0
+    fitted: bool = False
+    r: float = float("nan")
+
+    def target(self, params: np.ndarray) -> np.ndarray:
+        """float32 [n, 2] target (gap, width) for motion params [n, P]."""
+        jaw = params[:, MOTION_INDEX["jaw_open"]]
+        close = np.maximum(params[:, MOTION_INDEX["lip_close"]], 0.85 * params[:, MOTION_INDEX["labiodental"]])
+        gap = self.closed + self.gap_gain * jaw * (1 - close)
+        side = params[:, MOTION_INDEX["lip_spread"]] - (RIG_ROUND_IOD / RIG_SPREAD_IOD) * params[:, MOTION_INDEX["lip_round"]]
+        width = self.neutral + self.width_gain * side
+        return np.stack([gap, width], -1).astype(np.float32)
+
+
+def default_calibration(stats: SpeakerStats) -> Calibration:
+    closed, neutral, opened = stats.summary()
+    # The motion model's open vowels reach jaw ~0.75: let them reach this speaker's open gap.
+    gain = float(np.clip((opened - closed) / 0.6, 0.08, RIG_JAW_IOD))
+    return Calibration(closed, neutral, gap_gain=gain)
+
+
+def fit_calibration(model_params: np.ndarray, real_shape: np.ndarray, voiced: np.ndarray, stats: SpeakerStats,
+                    max_lag: int = 4) -> Calibration:
+    """Fit gains and lag of the model's mouth (params [n, P] from the video's own speech) to the
+    tracked real mouth (real_shape [n, 2], NaN where untracked) over voiced frames. Falls back
+    to ``default_calibration`` when there is too little speech (< 2 s) or no correlation."""
+    base = default_calibration(stats)
+    ok = np.isfinite(real_shape).all(1)
+    if ok.sum() < 50 or (voiced & ok).sum() < 50:
+        return base
+    jaw = model_params[:, MOTION_INDEX["jaw_open"]] * (1 - np.maximum(model_params[:, MOTION_INDEX["lip_close"]], 0))
+    side = model_params[:, MOTION_INDEX["lip_spread"]] - (RIG_ROUND_IOD / RIG_SPREAD_IOD) * model_params[:, MOTION_INDEX["lip_round"]]
+    gap, width = real_shape[:, 0], real_shape[:, 1]
+    best = (-2.0, 0)
+    n = len(jaw)
+    for lag in range(-max_lag, max_lag + 1):  # real[t] vs model[t - lag]: + = real mouth later
+        a = np.arange(max(0, lag), min(n, n + lag))
+        b = a - lag
+        m = ok[a]
+        if m.sum() < 50:
+            continue
+        x, y = jaw[b][m], gap[a][m]
+        if x.std() < 1e-6 or y.std() < 1e-6:
+            continue
+        r = float(np.corrcoef(x, y)[0, 1])
+        if r > best[0]:
+            best = (r, lag)
+    r, lag = best
+    if r < 0.2:
+        log.info("calibration: the model's mouth does not follow this video's (r %.2f); rig defaults", r)
+        return base
+    a = np.arange(max(0, lag), min(n, n + lag))
+    b = a - lag
+    m = ok[a]
+    # Gains by matching spreads (robust percentiles), not least squares: the model's mouth is a
+    # noisy predictor and regression would shrink its range towards the mean.
+    x, y = jaw[b][m], gap[a][m]
+    gain = (np.percentile(y, 95) - np.percentile(y, 5)) / max(np.percentile(x, 95) - np.percentile(x, 5), 1e-3)
+    xs, ys = side[b][m], width[a][m]
+    wgain = (np.percentile(ys, 90) - np.percentile(ys, 10)) / max(np.percentile(xs, 90) - np.percentile(xs, 10), 1e-3)
+    closed, neutral, _ = stats.summary()
+    cal = Calibration(closed, neutral, gap_gain=float(np.clip(gain, 0.05, 0.6)),
+                      width_gain=float(np.clip(wgain, 0.03, 0.4)), lag_frames=int(lag), fitted=True, r=r)
+    log.info("calibration from the video's speech: gap %.3f + %.3f jaw, width %.3f + %.3f spread IOD, lag %+d "
+             "frames (r %.2f)", cal.closed, cal.gap_gain, cal.neutral, cal.width_gain, cal.lag_frames, r)
+    return cal
