@@ -301,7 +301,7 @@ class DubOptions:
     calibrate: bool = True
     scan_s: float = 60.0
     library_size: int = 600
-    library_mb: float = 256.0
+    library_mb: float = 192.0
     mask_grow: float = 0.12
     feather: float = 0.08
     loop_max_s: float = 12.0

@@ -78,11 +78,16 @@ class SpeakerStats:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Motion parameters -> this speaker's target mouth: gap = closed + gap_gain * jaw_open
-    (IOD), width = neutral + width_gain * (lip_spread - 1.8 lip_round) (IOD), and the mouth
-    shown ``lag_frames`` later than the motion model puts it (negative: earlier).
-    ``fitted``: from the video's own speech (else the rig's geometry on the measured closed gap
-    and neutral width). ``r``: the fit's correlation of model and real gap."""
+    """Motion parameters -> this speaker's target mouth.
+
+    Without a fit: gap = closed + gap_gain * jaw_open, width = neutral + width_gain *
+    (lip_spread - 1.8 lip_round), in IOD (the rig's geometry on the measured closed gap and
+    neutral width). Fitted from the video's own speech (``fitted``): quantile maps, the model's
+    jaw opening -> this speaker's gap (``gap_map``: (model quantiles, real quantiles)) and its
+    spread -> this speaker's width (``width_map``), so the dubbed mouth opens as often and as wide
+    as this person's does; ``lag_frames``: the model's mouth is shown this many frames later
+    (negative: earlier) to match this person's mouth-to-sound timing. ``r``: the correlation of
+    the model's and the real opening at that lag."""
 
     closed: float
     neutral: float
@@ -91,15 +96,38 @@ class Calibration:
     lag_frames: int = 0
     fitted: bool = False
     r: float = float("nan")
+    gap_map: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    width_map: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def target(self, params: np.ndarray) -> np.ndarray:
         """float32 [n, 2] target (gap, width) for motion params [n, P]."""
-        jaw = params[:, MOTION_INDEX["jaw_open"]]
-        close = np.maximum(params[:, MOTION_INDEX["lip_close"]], 0.85 * params[:, MOTION_INDEX["labiodental"]])
-        gap = self.closed + self.gap_gain * jaw * (1 - close)
-        side = params[:, MOTION_INDEX["lip_spread"]] - (RIG_ROUND_IOD / RIG_SPREAD_IOD) * params[:, MOTION_INDEX["lip_round"]]
-        width = self.neutral + self.width_gain * side
+        jaw, side = model_mouth(params)
+        gap = _apply(self.gap_map, jaw) if self.gap_map else self.closed + self.gap_gain * jaw
+        width = _apply(self.width_map, side) if self.width_map else self.neutral + self.width_gain * side
         return np.stack([gap, width], -1).astype(np.float32)
+
+
+def model_mouth(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(effective jaw opening, lip spread less rounding) [n] of motion params [n, P]: the two
+    numbers of the motion model's mouth that the target shape is made of."""
+    close = np.maximum(params[:, MOTION_INDEX["lip_close"]], 0.85 * params[:, MOTION_INDEX["labiodental"]])
+    jaw = params[:, MOTION_INDEX["jaw_open"]] * (1 - np.clip(close, 0, 1))
+    side = params[:, MOTION_INDEX["lip_spread"]] - (RIG_ROUND_IOD / RIG_SPREAD_IOD) * params[:, MOTION_INDEX["lip_round"]]
+    return jaw, side
+
+
+def _apply(m: tuple[tuple[float, ...], tuple[float, ...]], x: np.ndarray) -> np.ndarray:
+    return np.interp(x, np.asarray(m[0]), np.asarray(m[1]))
+
+
+def quantile_map(x: np.ndarray, y: np.ndarray, q: np.ndarray = np.linspace(2, 98, 25)) -> tuple[tuple, tuple]:
+    """Monotone map taking the distribution of x onto that of y: (quantiles of x made strictly
+    increasing, quantiles of y)."""
+    qx = np.percentile(x, q)
+    qy = np.percentile(y, q)
+    qx = qx + np.arange(len(qx)) * 1e-6  # ties (many closed frames) -> strictly increasing
+    qx = np.maximum.accumulate(qx)
+    return tuple(float(v) for v in qx), tuple(float(v) for v in np.maximum.accumulate(qy))
 
 
 def default_calibration(stats: SpeakerStats) -> Calibration:
@@ -110,47 +138,42 @@ def default_calibration(stats: SpeakerStats) -> Calibration:
 
 
 def fit_calibration(model_params: np.ndarray, real_shape: np.ndarray, voiced: np.ndarray, stats: SpeakerStats,
-                    max_lag: int = 4) -> Calibration:
-    """Fit gains and lag of the model's mouth (params [n, P] from the video's own speech) to the
-    tracked real mouth (real_shape [n, 2], NaN where untracked) over voiced frames. Falls back
-    to ``default_calibration`` when there is too little speech (< 2 s) or no correlation."""
+                    max_lag: int = 3) -> Calibration:
+    """Fit the model's mouth (params [n, P] from the video's own speech) to the tracked real
+    mouth (real_shape [n, 2], NaN where untracked): the lag of best correlation, then quantile
+    maps over the frames both have. Falls back to ``default_calibration`` with less than 2 s of
+    speech or no correlation (r < 0.2)."""
     base = default_calibration(stats)
     ok = np.isfinite(real_shape).all(1)
     if ok.sum() < 50 or (voiced & ok).sum() < 50:
         return base
-    jaw = model_params[:, MOTION_INDEX["jaw_open"]] * (1 - np.maximum(model_params[:, MOTION_INDEX["lip_close"]], 0))
-    side = model_params[:, MOTION_INDEX["lip_spread"]] - (RIG_ROUND_IOD / RIG_SPREAD_IOD) * model_params[:, MOTION_INDEX["lip_round"]]
+    jaw, side = model_mouth(model_params)
     gap, width = real_shape[:, 0], real_shape[:, 1]
-    best = (-2.0, 0)
+    best, r0 = (-2.0, 0), -2.0
     n = len(jaw)
     for lag in range(-max_lag, max_lag + 1):  # real[t] vs model[t - lag]: + = real mouth later
         a = np.arange(max(0, lag), min(n, n + lag))
-        b = a - lag
         m = ok[a]
-        if m.sum() < 50:
-            continue
-        x, y = jaw[b][m], gap[a][m]
-        if x.std() < 1e-6 or y.std() < 1e-6:
+        x, y = jaw[a - lag][m], gap[a][m]
+        if m.sum() < 50 or x.std() < 1e-6 or y.std() < 1e-6:
             continue
         r = float(np.corrcoef(x, y)[0, 1])
+        if lag == 0:
+            r0 = r
         if r > best[0]:
             best = (r, lag)
     r, lag = best
+    if lag and r0 > -1 and r < r0 + 0.02:  # a shift must earn its place: noise picks the edges
+        r, lag = r0, 0
     if r < 0.2:
         log.info("calibration: the model's mouth does not follow this video's (r %.2f); rig defaults", r)
         return base
     a = np.arange(max(0, lag), min(n, n + lag))
-    b = a - lag
     m = ok[a]
-    # Gains by matching spreads (robust percentiles), not least squares: the model's mouth is a
-    # noisy predictor and regression would shrink its range towards the mean.
-    x, y = jaw[b][m], gap[a][m]
-    gain = (np.percentile(y, 95) - np.percentile(y, 5)) / max(np.percentile(x, 95) - np.percentile(x, 5), 1e-3)
-    xs, ys = side[b][m], width[a][m]
-    wgain = (np.percentile(ys, 90) - np.percentile(ys, 10)) / max(np.percentile(xs, 90) - np.percentile(xs, 10), 1e-3)
     closed, neutral, _ = stats.summary()
-    cal = Calibration(closed, neutral, gap_gain=float(np.clip(gain, 0.05, 0.6)),
-                      width_gain=float(np.clip(wgain, 0.03, 0.4)), lag_frames=int(lag), fitted=True, r=r)
-    log.info("calibration from the video's speech: gap %.3f + %.3f jaw, width %.3f + %.3f spread IOD, lag %+d "
-             "frames (r %.2f)", cal.closed, cal.gap_gain, cal.neutral, cal.width_gain, cal.lag_frames, r)
+    cal = Calibration(closed, neutral, lag_frames=int(lag), fitted=True, r=r,
+                      gap_map=quantile_map(jaw[a - lag][m], gap[a][m]),
+                      width_map=quantile_map(side[a - lag][m], width[a][m]))
+    log.info("calibration from the video's speech: gap quantiles %s, width %s IOD, lag %+d frames (r %.2f)",
+             np.round(cal.gap_map[1][::6], 3), np.round(cal.width_map[1][::6], 3), cal.lag_frames, r)
     return cal

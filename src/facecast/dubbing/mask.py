@@ -61,10 +61,12 @@ def lower_face_mask(shapes: list[np.ndarray], size: tuple[int, int], unit: float
     return Mask((x0, y0, x1, y1), alpha.astype(np.float32))
 
 
-def composite(frame: np.ndarray, layer: np.ndarray, mask: Mask) -> np.ndarray:
-    """A copy of ``frame`` (uint8 [H, W, 3]) with ``layer`` (uint8 or float, the mask's box or the
-    whole frame) blended in under the mask; outside the mask the copy equals ``frame``."""
-    out = frame.copy()
+def composite(frame: np.ndarray, layer: np.ndarray, mask: Mask, out: np.ndarray | None = None) -> np.ndarray:
+    """``frame`` (uint8 [H, W, 3]) with ``layer`` (uint8 or float, the mask's box or the whole
+    frame) blended in under the mask, into ``out`` (a copy of ``frame`` unless given: then it must
+    hold ``frame``'s pixels already); outside the mask the result equals ``frame``."""
+    if out is None:
+        out = frame.copy()
     x0, y0, x1, y1 = mask.box
     if x1 <= x0 or y1 <= y0:
         return out

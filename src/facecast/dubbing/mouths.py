@@ -205,6 +205,8 @@ class FootageMouth:
         d = (((targets[:, None, 0] - shapes[None, :, 0]) / GAP_SCALE) ** 2
              + ((targets[:, None, 1] - shapes[None, :, 1]) / WIDTH_SCALE) ** 2
              + (((poses[:, None, :] - lposes[None]) / POSE_SCALE) ** 2).sum(-1))
+        sharp = np.array([e.sharpness for e in lib.entries])
+        d = d + np.maximum(np.log2(np.median(sharp) / np.maximum(sharp, 1e-6)), 0.0)[None]  # prefer sharp pictures
         n, M = d.shape
         K = min(CANDIDATES, M)
         cand = np.argpartition(d, K - 1, axis=1)[:, :K] if K < M else np.tile(np.arange(M), (n, 1))
@@ -236,13 +238,17 @@ class FootageMouth:
         ia, ib = index[a][:, None], index[b][None, :]
         return np.where(ib == ia + 1, 0.0, np.where(ib == ia, SWITCH_COST / 2, SWITCH_COST))
 
-    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray) -> list[np.ndarray]:
+    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
+             outs: list[np.ndarray]) -> None:
+        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
         poses = np.stack([pose(f.points) for f in frames])
         picks = self.choose(targets, poses)
-        return [self.paste(f, self.library.entries[k]) for f, k in zip(frames, picks)]
+        for f, k, out in zip(frames, picks, outs):
+            self.paste(f, self.library.entries[k], out)
 
-    def paste(self, f: FootageFrame, e: MouthEntry) -> np.ndarray:
-        """Frame ``f`` with entry ``e``'s lower face warped onto it under the feathered mask."""
+    def paste(self, f: FootageFrame, e: MouthEntry, out: np.ndarray) -> None:
+        """Entry ``e``'s lower face warped onto frame ``f`` under the feathered mask, into ``out``
+        (which holds the frame's pixels)."""
         import cv2
 
         o = self.options
@@ -252,23 +258,49 @@ class FootageMouth:
         mask = lower_face_mask([f.points, moved], self.size, u, o.mask_grow, o.feather)
         x0, y0, x1, y1 = mask.box
         if x1 <= x0 or y1 <= y0:
-            return f.image
+            return
         Ab = A.copy()
         Ab[:, 2] -= [x0, y0]
         w, h = x1 - x0, y1 - y0
         warped = cv2.warpAffine(e.image, Ab, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        inside = cv2.warpAffine(np.full(e.image.shape[:2], 255, np.uint8), Ab, (w, h), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = mask.alpha * (inside.astype(np.float32) / 255.0) ** 4
-        warped = self._match_colour(f.image[y0:y1, x0:x1], warped, alpha)
-        return composite(f.image, warped, Mask(mask.box, alpha))
+        # Where the picture ends (its box moved onto the frame) the mask fades out over 2 px.
+        eh, ew = e.image.shape[:2]
+        corners = np.array([[0, 0], [ew, 0], [ew, eh], [0, eh]], np.float64) @ Ab[:, :2].T + Ab[:, 2]
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(inside, np.round(corners * 16).astype(np.int32), 255, lineType=cv2.LINE_AA, shift=4)
+        inside = cv2.erode(inside, np.ones((3, 3), np.uint8))
+        alpha = mask.alpha * (inside.astype(np.float32) / 255.0)
+        warped = match_colour(f.image[y0:y1, x0:x1], warped, alpha, u)
+        composite(f.image, warped, Mask(mask.box, alpha), out=out)
 
-    def _match_colour(self, cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """Per-channel gain taking the picture's skin near the mask edge to the frame's (per frame:
-        the gain of a picture on a frame depends on those two only, so it cannot flicker by itself)."""
-        band = (alpha > 0.05) & (alpha < 0.7)
-        if band.sum() < 20:
-            return warped
-        g = cur[band].astype(np.float64).mean(0) / np.maximum(warped[band].astype(np.float64).mean(0), 1.0)
-        g = np.clip(g, 0.7, 1.4).astype(np.float32)
-        return np.clip(warped.astype(np.float32) * g + 0.5, 0, 255).astype(np.uint8)
+
+def match_colour(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray:
+    """The picture's shading taken to the frame's: a smooth per-channel gain field, the ratio of
+    the two images' skin near the mask edge (normalised convolution over that band, so the gain
+    follows the frame's light across the face and extends smoothly inwards; the lips and teeth
+    inside the band keep the picture's own contrast). Per frame: a picture on a frame always gets
+    the same gain, so this cannot flicker by itself."""
+    import cv2
+
+    band = ((alpha > 0.02) & (alpha < 0.8)).astype(np.float32)
+    if band.sum() < 20:
+        return warped
+    h, w = alpha.shape
+    k = 4 if min(h, w) >= 64 else 1  # the field is smooth: compute it at a quarter of the size
+    sw, sh = max(w // k, 1), max(h // k, 1)
+    small = lambda x: cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA)  # noqa: E731
+    b = small(band)
+    sigma = max(0.25 * unit / k, 1.0)
+    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
+    den = blur(b)[..., None] + 1e-4
+    c = blur(small(cur.astype(np.float32)) * b[..., None]) / den
+    p = blur(small(warped.astype(np.float32)) * b[..., None]) / den
+    gain = np.clip((c + 1.0) / (p + 1.0), 0.7, 1.4)
+    # Where the band is far away (den ~ 0) fall back to the band's mean gain.
+    nb = float(b.sum()) + 1e-6
+    mean = ((small(cur.astype(np.float32)) * b[..., None]).sum((0, 1)) / nb + 1) / (
+        (small(warped.astype(np.float32)) * b[..., None]).sum((0, 1)) / nb + 1)
+    wgt = np.clip(den / 0.05, 0, 1)
+    gain = wgt * gain + (1 - wgt) * np.clip(mean, 0.7, 1.4).astype(np.float32)
+    gain = cv2.resize(gain.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(warped.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)

@@ -12,6 +12,7 @@ Mouth drawers (``DubOptions.mouth``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -109,7 +110,12 @@ class FootageSource:
             self.library = MouthLibrary(options, self.size)
         self.calibration: Calibration | None = None
         self.timings = timings
-        self.reader.scan(int(round(options.scan_s * self.fps)))
+        # Scan scan_s ahead, but not far past what the job shows (a short dub of a long video):
+        # at least 20 s, for the library's variety and the calibration.
+        scan = int(round(options.scan_s * self.fps))
+        if expect_frames is not None:
+            scan = min(scan, max(expect_frames + int(round(10 * self.fps)), int(round(20 * self.fps))))
+        self.reader.scan(scan)
         if self.reader.tracker.detected == 0 and self.reader.ended:
             raise NoFaceError(f"{self.name}: no face found in any frame. dub needs a video where the speaker's face "
                               "is visible (frontal, at least ~64 pixels wide).")
@@ -161,6 +167,10 @@ class FootageSource:
         """Use ``calibration`` (None: the rig's geometry on the measured closed gap and width)."""
         self.calibration = calibration or default_calibration(self.stats)
         self.report.calibration = self.calibration
+        lag = self.calibration.lag_frames
+        if lag:  # this speaker's mouth-to-sound timing: the mouth leads the sound by lag frames more
+            lead = float(np.clip(self.options.motion.lead_s - lag / self.fps, 0.0, 0.25))
+            self.motion = MotionModel(dataclasses.replace(self.options.motion, lead_s=lead))
 
     def expect(self, frames: int | None) -> None:
         """The job needs at least ``frames`` output frames (None: unknown)."""
@@ -187,17 +197,13 @@ class FootageSource:
             self.calibrate(None)
         W, H = self.size
         step = max(1, min(self.options.chunk_frames, CHUNK_BYTES // (W * H * 3)))
-        lag = self.calibration.lag_frames
         params = drive.params
-        if lag:  # the speaker's own mouth-to-sound timing: show the model's mouth lag frames later
-            idx = np.clip(np.arange(len(params)) - lag, 0, len(params) - 1)
-            params = params[idx]
         for a in range(0, drive.num_frames, step):
             p = params[a:a + step]
             frames = [self._source_frame(drive.first_frame + a + k) for k in range(len(p))]
             with self.timings.stage("draw"):
                 out = self._draw(frames, p)
-            yield VideoFrames(torch.from_numpy(np.stack(out)), drive.fps, drive.first_frame + a)
+            yield VideoFrames(torch.from_numpy(out), drive.fps, drive.first_frame + a)
 
     def close(self) -> None:
         self.reader.close()
@@ -234,19 +240,19 @@ class FootageSource:
 
     # -- drawing -------------------------------------------------------------------------------
 
-    def _draw(self, frames: list[FootageFrame], params: np.ndarray) -> list[np.ndarray]:
+    def _draw(self, frames: list[FootageFrame], params: np.ndarray) -> np.ndarray:
+        """uint8 [n, H, W, 3]: the frames, their mouths redrawn where they have a face."""
+        W, H = self.size
+        out = np.empty((len(frames), H, W, 3), np.uint8)
+        for k, f in enumerate(frames):
+            out[k] = f.image
         idx = [k for k, f in enumerate(frames) if f.points is not None]
-        out = [f.image for f in frames]
         self.report.frames += len(frames)
         self.report.no_face += len(frames) - len(idx)
-        if not idx:
-            return out
-        targets = self.calibration.target(params[idx])
-        drawer = self._mouth_drawer()
-        drawn = drawer.draw([frames[k] for k in idx], targets, params[idx])
-        for k, img in zip(idx, drawn):
-            out[k] = img
-        self.report.dubbed += len(idx)
+        if idx:
+            targets = self.calibration.target(params[idx])
+            self._mouth_drawer().draw([frames[k] for k in idx], targets, params[idx], [out[k] for k in idx])
+            self.report.dubbed += len(idx)
         return out
 
     def _mouth_drawer(self):
@@ -293,7 +299,9 @@ class MeshMouth:
         p[:, I["upper_lip"]] = params[:, I["upper_lip"]]
         return p
 
-    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray) -> list[np.ndarray]:
+    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
+             outs: list[np.ndarray]) -> None:
+        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
         from ..render import MeshRenderer
 
         W, H = self.size
@@ -303,15 +311,13 @@ class MeshMouth:
         if self.renderer is None:
             self.renderer = MeshRenderer(bases[0], self.options.render)
         rendered = self.renderer.render(MotionFrames(p, self.fps, 0), bases=bases).frames.cpu().numpy()
-        out = []
         for k, f in enumerate(frames):
             u = iod(f.points)
             ff = _down(f.points)
             drop = max(float(p[k, MOTION_INDEX["jaw_open"]]), 0.0) * RIG_JAW_IOD * u
             mask = lower_face_mask([f.points, f.points[:, :2] + ff * drop], self.size, u, self.options.mask_grow,
                                    self.options.feather)
-            out.append(composite(f.image, rendered[k], mask))
-        return out
+            composite(f.image, rendered[k], mask, out=outs[k])
 
 
 def _down(points: np.ndarray) -> np.ndarray:
