@@ -90,7 +90,7 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> d
         c0 = os.times()
         t0 = time.perf_counter()
         with MemorySampler(0.25) as mem:
-            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth), timings=timings, report=report)
+            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=int(os.environ.get("DUB_WORKERS", "0"))), timings=timings, report=report)
         wall = time.perf_counter() - t0
         c1 = os.times()
         cpu = (c1.user - c0.user) + (c1.system - c0.system)

@@ -319,3 +319,22 @@ def test_api_dub_errors_are_typed(tmp_path):
         dub(media("video/may_en.mp4"), tmp_path / "x.gif", text="Hi.")
     with pytest.raises(InputError):
         list(dub_chunks(media("video/may_en.mp4"), text="Hi.", audio="x.wav"))
+
+
+def test_api_dub_refuses_hdr_video(tmp_path):
+    """PQ/HLG video would come out washed out as 8-bit SDR: a clear error with a way out."""
+    vid = tmp_path / "hdr.mp4"
+    with av.open(str(vid), "w") as out:
+        st = out.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 64, 64, "yuv420p"
+        st.codec_context.color_trc = 16  # SMPTE 2084 (PQ)
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 100 + i, np.uint8), format="rgb24")
+            f.pts = i
+            for p in st.encode(f):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    with pytest.raises(InputError, match="HDR"):
+        dub(vid, tmp_path / "o.mp4", text="Hi.")
+    assert not (tmp_path / "o.mp4").exists()

@@ -45,7 +45,7 @@ def open_dub_video(video: str | Path):
     from ..media import open_video
 
     try:
-        return open_video(video, chunk_frames=8)
+        src = open_video(video, chunk_frames=8)
     except InputError as exc:
         msg = str(exc)
         if "still image" in msg or "is an image" in msg:
@@ -55,6 +55,25 @@ def open_dub_video(video: str | Path):
             raise InputError(f"{video}: is audio only (no video stream). dub needs a video of the speaker; pass "
                              "the new speech with --audio.") from None
         raise
+    _check_sdr(src)
+    return src
+
+
+HDR_TRANSFERS = {16: "PQ (SMPTE 2084)", 18: "HLG (ARIB STD-B67)"}
+"""Transfer characteristics (FFmpeg's AVCOL_TRC_*) of HDR video: converting them to 8-bit SDR needs
+tone mapping, which a plain RGB conversion does not do (colours would come out washed out)."""
+
+
+def _check_sdr(src) -> None:
+    """HDR input is refused with a way out; 10-bit SDR converts to 8 bits as it decodes."""
+    import av
+
+    with av.open(str(src.path)) as c:
+        trc = int(getattr(c.streams.video[0].codec_context, "color_trc", 2) or 2)
+    if trc in HDR_TRANSFERS:
+        raise InputError(f"{src.path}: is HDR video ({HDR_TRANSFERS[trc]}); dub writes 8-bit SDR H.264 and would wash "
+                         "its colours out. Convert it to SDR first, e.g. ffmpeg -i IN -vf "
+                         "zscale=t=linear,tonemap=hable,zscale=t=bt709:m=bt709:r=tv,format=yuv420p OUT.mp4")
 
 
 def dub_chunks(
