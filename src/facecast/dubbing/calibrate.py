@@ -98,11 +98,17 @@ class Calibration:
     r: float = float("nan")
     gap_map: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     width_map: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    rest_gap: float | None = None
 
     def target(self, params: np.ndarray) -> np.ndarray:
-        """float32 [n, 2] target (gap, width) for motion params [n, P]."""
+        """float32 [n, 2] target (gap, width) for motion params [n, P]. Where the lips are not
+        pressed together (p/b/m), the gap is at least this speaker's gap in silence
+        (``rest_gap``: many people rest with their lips apart)."""
         jaw, side = model_mouth(params)
         gap = _apply(self.gap_map, jaw) if self.gap_map else self.closed + self.gap_gain * jaw
+        if self.rest_gap is not None:
+            close = np.clip(params[:, MOTION_INDEX["lip_close"]], 0, 1)
+            gap = np.maximum(gap, self.rest_gap * (1 - close))
         width = _apply(self.width_map, side) if self.width_map else self.neutral + self.width_gain * side
         return np.stack([gap, width], -1).astype(np.float32)
 
@@ -171,9 +177,12 @@ def fit_calibration(model_params: np.ndarray, real_shape: np.ndarray, voiced: np
     a = np.arange(max(0, lag), min(n, n + lag))
     m = ok[a]
     closed, neutral, _ = stats.summary()
+    silent = ok & ~voiced[:n]
+    rest = float(np.percentile(gap[silent], 25)) if silent.sum() >= 25 else None
     cal = Calibration(closed, neutral, lag_frames=int(lag), fitted=True, r=r,
                       gap_map=quantile_map(jaw[a - lag][m], gap[a][m]),
-                      width_map=quantile_map(side[a - lag][m], width[a][m]))
-    log.info("calibration from the video's speech: gap quantiles %s, width %s IOD, lag %+d frames (r %.2f)",
-             np.round(cal.gap_map[1][::6], 3), np.round(cal.width_map[1][::6], 3), cal.lag_frames, r)
+                      width_map=quantile_map(side[a - lag][m], width[a][m]), rest_gap=rest)
+    log.info("calibration from the video's speech: gap quantiles %s, width %s, rest gap %s IOD, lag %+d frames "
+             "(r %.2f)", np.round(cal.gap_map[1][::6], 3), np.round(cal.width_map[1][::6], 3),
+             "-" if rest is None else f"{rest:.3f}", cal.lag_frames, r)
     return cal

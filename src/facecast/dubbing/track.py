@@ -122,6 +122,7 @@ class StreamTracker:
         self._thumb: np.ndarray | None = None
         self._next = 0
         self._finishing = False
+        self._seen_at = -1  # last frame the face was detected in
         self.detected = 0  # frames the face was seen in
         self.cuts = 0
 
@@ -170,8 +171,9 @@ class StreamTracker:
         return face
 
     def _detect(self, index: int, frame: np.ndarray) -> np.ndarray | None:
-        if not self._chosen and index % self._search_every:
-            return None  # still searching for a first face: not every frame
+        searching = not self._chosen or index - self._seen_at > self.fps  # no face yet, or gone for 1 s
+        if searching and index % self._search_every:
+            return None  # looking for a face (a cutaway, the speaker away): not every frame
         if not self._chosen:
             from ..face import MediapipeFaceMesh
 
@@ -183,6 +185,7 @@ class StreamTracker:
             self._chosen = True
             self._max_faces = min(len(faces), 5)
             self._last, self._last_iod = _centre(face.points), _iod(face.points)
+            self._seen_at = index
             return face.points
         faces = self._tracker(frame.shape).detect(frame, source=self.source)
         if not faces:
@@ -194,6 +197,7 @@ class StreamTracker:
             if np.linalg.norm(_centre(face.points) - self._last) > 1.5 * max(self._last_iod, 1.0):
                 return None  # only other faces in view: ours is not there
         self._last, self._last_iod = _centre(face.points), _iod(face.points)
+        self._seen_at = index
         return face.points
 
     # -- streaming ----------------------------------------------------------------------------
