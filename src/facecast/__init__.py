@@ -3,6 +3,8 @@
     facecast.say(portrait, output, text=... | audio=..., options=SayOptions())   -> Path
     facecast.say_chunks(portrait, text=... | audio=...)                           -> Iterator[SayChunk]
     facecast.stream(portrait, source, options=StreamOptions())                    -> AsyncIterator[StreamChunk]
+    facecast.dub(video, output, audio=... | text=..., options=DubOptions())       -> Path
+    facecast.dub_chunks(video, audio=... | text=...)                               -> Iterator[SayChunk]
 
 The names load their modules on first use, so `import facecast` stays cheap.
 """
@@ -19,7 +21,8 @@ __version__ = "0.1.0"
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 _LAZY = {"say": "pipeline", "say_chunks": "pipeline", "stream": "live.driver", "StreamSession": "live.session",
-         "Engine": "live.engine", "SayOptions": "options", "StreamOptions": "options"}
+         "Engine": "live.engine", "SayOptions": "options", "StreamOptions": "options", "dub": "dubbing.pipeline",
+         "dub_chunks": "dubbing.pipeline", "DubOptions": "dubbing.options"}
 
 
 def __getattr__(name: str):

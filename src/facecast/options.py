@@ -101,7 +101,7 @@ def check_ranges(obj) -> None:
             rule.check(f"{type(obj).__name__}.{f.name}", getattr(obj, f.name))
 
 
-def _check_type(obj, name: str, cls: type) -> None:
+def check_type(obj, name: str, cls: type) -> None:
     value = getattr(obj, name)
     if not isinstance(value, cls):
         raise OptionError(f"{type(obj).__name__}.{name}", value, f"a {cls.__name__}")
@@ -275,9 +275,9 @@ class SayOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        _check_type(self, "motion", MotionOptions)
-        _check_type(self, "render", RenderOptions)
-        _check_type(self, "encode", EncodeOptions)
+        check_type(self, "motion", MotionOptions)
+        check_type(self, "render", RenderOptions)
+        check_type(self, "encode", EncodeOptions)
 
     @property
     def word_timeline(self) -> bool:
@@ -362,9 +362,9 @@ class StreamOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        _check_type(self, "motion", MotionOptions)
-        _check_type(self, "render", RenderOptions)
-        _check_type(self, "encode", EncodeOptions)
+        check_type(self, "motion", MotionOptions)
+        check_type(self, "render", RenderOptions)
+        check_type(self, "encode", EncodeOptions)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ EVAL_PLOT_DIR = Path("out/eval")
 @app.command("eval")
 def eval_cmd(
     clips: list[Path] = typer.Argument(..., help="Real talking videos with their own speech (or folders of them)."),
-    mode: str = typer.Option("photo", "--mode", help="photo: one frame of the clip is the portrait, its sound drives it; twin: a .twin file speaks the clip's sound."),
+    mode: str = typer.Option("photo", "--mode", help="photo: one frame of the clip is the portrait, its sound drives it; twin: a .twin file speaks the clip's sound; dub: each clip's video dubbed with each other clip's sound (same person)."),
     size: Optional[int] = typer.Option(None, "--size", help="Longer side of the evaluation frames (default: the clip's, <= 1024)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Evaluate only the first seconds of each clip."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers as JSON here."),
@@ -82,6 +82,10 @@ def eval_cmd(
                               start_fraction=start_fraction)
         out = Console() if sys.stdout.isatty() else Console(width=170)
         machine = machine_info()  # the revision the run starts from
+        if mode == "dub":  # the video of one clip dubbed with the sound of another (quality.dub_eval)
+            from ..quality.dub_eval import run_eval
+
+            return run_eval(expand_clips(clips), options, json_path, markdown, out, err, machine)
         reports = []
         for clip in expand_clips(clips):
             report = evaluate_clip(clip, options, progress=lambda msg: err.print(f"[dim]{msg}[/]"))

@@ -84,6 +84,9 @@ class VideoSource:
         self.chunk_frames = chunk_frames
         self._has_audio = has_audio
         self._stream_pos = stream_pos  # index into container.streams.video
+        self.decoded_until: int | None = None
+        """Set when an iteration's decoder runs out: the grid slot where it did. Slots from there
+        to ``num_frames`` hold the last decoded frame (a truncated file ends early; `dub` checks)."""
 
     @property
     def has_audio(self) -> bool:
@@ -154,6 +157,7 @@ class VideoSource:
                     f"{self.path}: video is damaged or truncated at frame {decoded} "
                     f"(FFmpeg: {getattr(exc, 'strerror', None) or exc}). Re-export or re-download the file."
                 ) from exc
+            self.decoded_until = slot_next + (held is not None)
             if held is None:
                 return
             end = total if total is not None else slot_next + 1

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..dubbing.options import DubOptions
 from ..options import MotionOptions, Range, SayOptions
 
 __all__ = ["EvalOptions", "BenchOptions", "EVAL_MODES", "EVAL_BASELINES"]
 
-EVAL_MODES: tuple[str, ...] = ("photo", "twin")
+EVAL_MODES: tuple[str, ...] = ("photo", "twin", "dub")
 """How a clip becomes a task; clips.MODES maps each name to its clip preparation."""
 EVAL_BASELINES: tuple[str, ...] = ("real", "still", "loudness")
 """Reference rows besides facecast; rows.GENERATORS holds a generator for each (and facecast)."""
@@ -37,6 +38,8 @@ class EvalOptions:
         baselines still animate a frame of the clip); required by that mode, refused by others.
     start_fraction: evaluate from this fraction of each clip on, in [0, 1) (e.g. 0.8: the last
         20 %, the part a twin was trained without).
+    dub: the DubOptions of mode "dub" (the video of one clip dubbed with the sound of another:
+        quality.dub_eval).
     """
 
     mode: str = "photo"
@@ -49,6 +52,7 @@ class EvalOptions:
     device: str = "cpu"
     twin: Path | None = None
     start_fraction: float = 0.0
+    dub: DubOptions = DubOptions()
 
     def __post_init__(self) -> None:
         if self.mode not in EVAL_MODES:

@@ -1,0 +1,97 @@
+"""`facecast dub`: re-lip-sync a video to new speech."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..interrupts import interrupt_code
+from .app import app, err, fail, flag_error, number, setup_logging
+
+DUB_FLAGS = {
+    "DubOptions.face_index": "--face", "DubOptions.mouth": "--mouth", "DubOptions.workers": "--workers",
+    "EncodeOptions.crf": "--crf", "EncodeOptions.preset": "--preset",
+}
+"""The option dataclasses' fields that `dub` sets from a flag: their range errors name the flag."""
+
+
+@app.command("dub")
+def dub_cmd(
+    video: Path = typer.Argument(..., help="A video of the person talking (MP4, MOV, MKV, WebM ...)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .mp4 path (not the input video)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="The new speech (any format FFmpeg decodes)."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="The new speech as text (English, bundled voice)."),
+    face: Optional[str] = typer.Option(None, "--face", help="Which face to dub, 0-based from the left (default: the largest)."),
+    keep_length: bool = typer.Option(False, "--keep-length", help="Speech shorter than the video: keep the rest of "
+                                     "the video with a closed mouth (default: the output ends with the speech)."),
+    mouth: str = typer.Option("auto", "--mouth", help="auto, footage (this video's own mouths) or mesh (warp + painted mouth)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto (the mesh renderer's device)."),
+    crf: str = typer.Option("18", "--crf", help="H.264 quality, 0 ... 51 (lower is better; 18 keeps the untouched parts within encoding noise)."),
+    preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit the mouth to the speaker's own speech in the video."),
+    words: bool = typer.Option(True, "--words/--no-words", help="Also recognise English words for the mouth (better sync, more CPU)."),
+    workers: str = typer.Option("0", "--workers", help="Phone-recognition worker processes, 0 ... 64 (many-core machines)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Re-lip-sync a video to new speech: same frames, size and rate; only the lower face changes."""
+    setup_logging(verbose)
+    from ..errors import FacecastError, InputError, OptionError
+
+    try:
+        from ..dubbing.options import DubOptions
+        from ..options import EncodeOptions, RenderOptions
+
+        if (text is None) == (audio is None):
+            raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
+        try:
+            face_n, crf_n, workers_n = (None if face is None else _num(face, "--face"), _num(crf, "--crf"),
+                                        _num(workers, "--workers"))
+            options = DubOptions(face_index=face_n, keep_length=keep_length, mouth=mouth, calibrate=calibrate,
+                                 words=words, workers=workers_n, render=RenderOptions(device=device),
+                                 encode=EncodeOptions(crf=crf_n, preset=preset))
+        except OptionError as exc:
+            raise flag_error(exc, DUB_FLAGS, {"--face": face, "--crf": crf, "--workers": workers}) from None
+        run_dub(video, output, audio, text, options)
+    except FacecastError as exc:
+        fail(exc)
+    except KeyboardInterrupt as exc:
+        err.print("[red]interrupted[/]: nothing was written")
+        raise typer.Exit(interrupt_code(exc))
+
+
+def _num(text: str, flag: str):
+    from ..errors import InputError
+
+    try:
+        return number(text)
+    except ValueError:
+        raise InputError(f"{flag} {text}: not a number.") from None
+
+
+def run_dub(video: Path, output: Path, audio: Path | None, text: str | None, options) -> None:
+    """dub under a progress bar, then one line on the written file and one on what was done."""
+    from ..dubbing.pipeline import dub
+    from ..dubbing.source import DubReport
+    from ..media import probe_mp4
+
+    report = DubReport()
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]dubbing"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("dub", total=None, done="")
+
+        def progress(done: float, total: float | None) -> None:
+            bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of speech")
+
+        path = dub(video, output, audio=audio, text=text, options=options, progress=progress, report=report)
+    info = probe_mp4(path)
+    secs = time.perf_counter() - t0
+    err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "
+              f"{info['width']}x{info['height']} in {secs:.1f} s (RTF {secs / max(info['video_duration'], 1e-9):.2f})")
+    err.print(report.text(), highlight=False)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False)

@@ -1,0 +1,80 @@
+"""The feathered lower-face mask and compositing: only pixels under the mask change, everything
+outside it is the decoded source frame, byte for byte."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..landmarks import CHIN, JAW_LOWER, LEFT_EYE_CORNERS, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, RIGHT_EYE_CORNERS
+
+LOWER_FACE: tuple[int, ...] = tuple(dict.fromkeys(LIPS_OUTER_UPPER + LIPS_OUTER_LOWER + JAW_LOWER + (CHIN, 58, 288)))
+"""The landmarks whose hull is the part of the face that changes: lips, jaw line, chin (and 58,
+288, the outline at the mouth corners)."""
+
+
+def iod(points: np.ndarray) -> float:
+    """Inter-ocular distance (eye-corner centres) of landmarks [478, >=2], px."""
+    r = points[list(RIGHT_EYE_CORNERS), :2].mean(0)
+    lft = points[list(LEFT_EYE_CORNERS), :2].mean(0)
+    return float(np.linalg.norm(lft - r))
+
+
+@dataclass(frozen=True)
+class Mask:
+    """alpha float32 [y1 - y0, x1 - x0] in 0..1 over ``box`` (x0, y0, x1, y1) of the frame; 0
+    everywhere outside the box."""
+
+    box: tuple[int, int, int, int]
+    alpha: np.ndarray
+
+
+def lower_face_mask(shapes: list[np.ndarray], size: tuple[int, int], unit: float, grow: float, feather: float) -> Mask:
+    """The mask over the lower faces ``shapes`` (landmark arrays [478, >=2] px: the frame's own
+    face and what is drawn over it, so both chins are covered): their hull, grown by ``grow``
+    and feathered over ``feather`` (both in units of ``unit`` px, the IOD). Alpha is exactly 0
+    beyond hull + grow + feather / 2 and 1 inside hull + grow - feather / 2."""
+    import cv2
+
+    W, H = size
+    pts = np.concatenate([s[list(LOWER_FACE), :2] for s in shapes]).astype(np.float64)
+    hull = cv2.convexHull(pts.astype(np.float32))[:, 0].astype(np.float64)
+    c = hull.mean(0)
+    g = grow * unit
+    r = max(int(round(feather * unit / 4)), 1)  # two box filters of radius r: the edge spans +-2r
+    d = hull - c
+    n = np.linalg.norm(d, axis=1, keepdims=True)
+    grown = c + d * (1 + g / np.maximum(n, 1e-6))
+    x0, y0 = np.floor(grown.min(0)).astype(int) - 2 * r - 1
+    x1, y1 = np.ceil(grown.max(0)).astype(int) + 2 * r + 2
+    x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), W), min(int(y1), H)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return Mask((0, 0, 0, 0), np.zeros((0, 0), np.float32))
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(m, [np.round((grown - [x0, y0]) * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    k = 2 * r + 1
+    # A box filter twice (a tent of radius 2 * (k // 2)): smooth, and exactly zero beyond it.
+    alpha = cv2.blur(cv2.blur(m.astype(np.float32), (k, k), borderType=cv2.BORDER_CONSTANT), (k, k),
+                     borderType=cv2.BORDER_CONSTANT) / 255.0
+    alpha[alpha < 1e-3] = 0.0
+    return Mask((x0, y0, x1, y1), alpha.astype(np.float32))
+
+
+def composite(frame: np.ndarray, layer: np.ndarray, mask: Mask, out: np.ndarray | None = None) -> np.ndarray:
+    """``frame`` (uint8 [H, W, 3]) with ``layer`` (uint8 or float, the mask's box or the whole
+    frame) blended in under the mask, into ``out`` (a copy of ``frame`` unless given: then it must
+    hold ``frame``'s pixels already); outside the mask the result equals ``frame``."""
+    if out is None:
+        out = frame.copy()
+    x0, y0, x1, y1 = mask.box
+    if x1 <= x0 or y1 <= y0:
+        return out
+    if layer.shape[:2] == frame.shape[:2]:
+        layer = layer[y0:y1, x0:x1]
+    a = mask.alpha[..., None]
+    base = frame[y0:y1, x0:x1].astype(np.float32)
+    blended = base + a * (layer.astype(np.float32) - base)
+    region = out[y0:y1, x0:x1]
+    np.copyto(region, np.clip(blended + 0.5, 0, 255).astype(np.uint8), where=mask.alpha[..., None] > 0)
+    return out

@@ -1,0 +1,306 @@
+"""The person's own mouths (photoreal: lips, teeth, tongue are this person's, from this video).
+
+    MouthLibrary  a bounded set of lower-face pictures from the video with their tracked mouth
+                  shape (inner-lip gap, lip width) and head pose; filled from the scanned first
+                  seconds (runs of consecutive frames) and kept diverse as the video plays
+    FootageMouth  per output frame: the library picture whose mouth matches the target shape,
+                  chosen with temporal smoothness (a Viterbi path that prefers the next frame of
+                  the same footage, i.e. real motion, over jumps), warped onto the frame by the
+                  skull-fixed landmarks around the mouth (nose, cheeks, eye corners: the jaw and
+                  lips come from the picture), colour-matched to the frame's skin, and blended in
+                  through the feathered lower-face mask
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..landmarks import LEFT_EYE_CORNERS, NOSE_TIP, RIGHT_EYE_CORNERS
+from .options import DubOptions
+from .footage import FootageFrame
+from .mask import LOWER_FACE, Mask, composite, iod, lower_face_mask
+
+log = logging.getLogger(__name__)
+
+SKULL: tuple[int, ...] = (1, 2, 4, 5, 195, 97, 326, 98, 327, 164, 205, 425, 50, 280, 187, 411, 36, 266, 234, 454,
+                          93, 323, 33, 263, 133, 362, 6, 168)
+"""Landmarks that move with the skull, not the jaw or lips (nose, cheeks, temples, eye corners):
+a library picture is placed on a frame by the affine map between these."""
+
+MAX_CROP_SIDE = 384
+"""Library pictures are kept at most this large (faces bigger than that, e.g. 4K, are stored
+downscaled: a mouth needs no more pixels)."""
+
+GAP_SCALE, WIDTH_SCALE, POSE_SCALE = 0.012, 0.03, 0.04
+"""Matching tolerances (IOD): a gap error of 0.012, a width error of 0.03 or a pose difference of
+0.04 each cost 1."""
+SWITCH_COST = 1.5
+"""Cost of a jump to unrelated footage (the next frame of the same footage costs 0, holding
+the same picture half of this)."""
+CANDIDATES = 16
+
+
+def pose(points: np.ndarray) -> np.ndarray:
+    """float32 [2]: the nose tip's offset from the eye centres' midpoint, in the face's axes and
+    IOD units, minus its frontal value: a proxy for yaw (x) and pitch (y)."""
+    r = points[list(RIGHT_EYE_CORNERS), :2].mean(0)
+    lft = points[list(LEFT_EYE_CORNERS), :2].mean(0)
+    ex = lft - r
+    u = float(np.linalg.norm(ex))
+    ex = ex / max(u, 1e-6)
+    ey = np.array([-ex[1], ex[0]])
+    d = points[NOSE_TIP, :2] - (r + lft) / 2
+    return np.array([d @ ex / u, d @ ey / u], np.float32)
+
+
+def skull_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 affine (least squares) taking SKULL points src [478, >=2] to dst."""
+    a = src[list(SKULL), :2].astype(np.float64)
+    b = dst[list(SKULL), :2].astype(np.float64)
+    X = np.concatenate([a, np.ones((len(a), 1))], 1)
+    M, *_ = np.linalg.lstsq(X, b, rcond=None)
+    return M.T  # [2, 3]
+
+
+@dataclass
+class MouthEntry:
+    """One library picture: ``image`` uint8 [h, w, 3], ``points`` float32 [478, 2] in its pixels,
+    ``shape`` (gap, width) IOD, ``pose`` [2], ``index`` its source frame, ``sharpness``."""
+
+    image: np.ndarray
+    points: np.ndarray
+    shape: np.ndarray
+    pose: np.ndarray
+    index: int
+    sharpness: float
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.nbytes + self.points.nbytes
+
+
+def crop_box(points: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The lower-face picture's box (x0, y0, x1, y1) around a face, or None when it leaves the
+    frame: the lower face and nose with 0.45 IOD around (0.6 below the chin)."""
+    u = iod(points)
+    p = points[list(LOWER_FACE) + [1, 2, 98, 327, 234, 454], :2]
+    x0, y0 = p.min(0) - 0.45 * u
+    x1, y1 = p.max(0) + [0.45 * u, 0.6 * u]
+    W, H = size
+    if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
+        return None
+    return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+
+
+class MouthLibrary:
+    """A bounded library of this video's lower faces (see the module docstring)."""
+
+    def __init__(self, options: DubOptions, size: tuple[int, int]):
+        self.size = size
+        self.max_entries = options.library_size
+        self.max_bytes = int(options.library_mb * 2**20)
+        self.entries: list[MouthEntry] = []
+        self._bytes = 0
+        self._arrays = None
+        self._by_index: dict[int, int] = {}
+        self.offered = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def offer(self, f: FootageFrame, shape: np.ndarray) -> None:
+        """Consider a tracked frame (its face detected, not interpolated) for the library."""
+        import cv2
+
+        self.offered += 1
+        if not np.isfinite(shape).all():
+            return
+        ps = pose(f.points)
+        if abs(ps[0]) > 0.3:
+            return  # turned too far: its mouth would not map onto frontal frames
+        box = crop_box(f.points, self.size)
+        if box is None:
+            return
+        x0, y0, x1, y1 = box
+        img = f.image[y0:y1, x0:x1]
+        pts = f.points[:, :2] - [x0, y0]
+        scale = MAX_CROP_SIDE / max(img.shape[:2])
+        if scale < 1:
+            img = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
+                             interpolation=cv2.INTER_AREA)
+            pts = pts * scale
+        else:
+            img = img.copy()
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        sharp = float(cv2.Laplacian(grey, cv2.CV_32F).var())
+        entry = MouthEntry(img, pts.astype(np.float32), shape.astype(np.float32), ps, f.index, sharp)
+        if len(self.entries) >= self.max_entries or self._bytes + entry.nbytes > self.max_bytes:
+            victim = self._victim(entry)
+            if victim is None:
+                return
+            self._remove(victim)
+        self.entries.append(entry)
+        self._by_index[entry.index] = len(self.entries) - 1
+        self._bytes += entry.nbytes
+        self._arrays = None
+
+    def _bin(self, shape: np.ndarray) -> tuple[int, int]:
+        return int(np.floor(shape[0] / 0.015)), int(np.floor(shape[1] / 0.04))
+
+    def _victim(self, entry: MouthEntry) -> int | None:
+        """Which entry to drop for ``entry``: one from the most crowded shape bin (its least sharp),
+        when that bin is more crowded than the new entry's; None keeps the library as is."""
+        bins: dict[tuple[int, int], list[int]] = {}
+        for k, e in enumerate(self.entries):
+            bins.setdefault(self._bin(e.shape), []).append(k)
+        mine = len(bins.get(self._bin(entry.shape), []))
+        crowded = max(bins.values(), key=len)
+        if len(crowded) <= mine + 1:
+            return None
+        return min(crowded, key=lambda k: self.entries[k].sharpness)
+
+    def _remove(self, k: int) -> None:
+        e = self.entries.pop(k)
+        self._bytes -= e.nbytes
+        self._by_index = {x.index: i for i, x in enumerate(self.entries)}
+        self._arrays = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shapes [M, 2], poses [M, 2], source indices [M]) of the entries."""
+        if self._arrays is None:
+            self._arrays = (np.stack([e.shape for e in self.entries]), np.stack([e.pose for e in self.entries]),
+                            np.array([e.index for e in self.entries]))
+        return self._arrays
+
+    def successor(self, k: int) -> int | None:
+        """The entry of the source frame after entry k's, if the library has it."""
+        return self._by_index.get(self.entries[k].index + 1)
+
+    def usable(self, stats) -> tuple[bool, str]:
+        """Whether the library can draw this speaker's mouths (enough pictures, open and closed)."""
+        if len(self.entries) < 25:
+            return False, f"the video shows too few usable frontal mouths ({len(self.entries)})"
+        gaps = self.arrays()[0][:, 0]
+        if np.percentile(gaps, 95) - np.percentile(gaps, 5) < 0.04:
+            return False, "the video never opens the mouth (no open mouths to take)"
+        return True, ""
+
+
+class FootageMouth:
+    """Draws frames' mouths from the library (see the module docstring)."""
+
+    def __init__(self, library: MouthLibrary, options: DubOptions, size: tuple[int, int]):
+        self.library, self.options, self.size = library, options, size
+        self._prev: int | None = None  # entry shown in the previous frame (source index, to survive edits)
+
+    def choose(self, targets: np.ndarray, poses: np.ndarray) -> list[int]:
+        """Entry per frame: a Viterbi path over the nearest candidates; unary = shape and pose
+        mismatch, transition = 0 to the next frame of the same footage, SWITCH_COST / 2 to hold,
+        SWITCH_COST to jump."""
+        lib = self.library
+        shapes, lposes, index = lib.arrays()
+        d = (((targets[:, None, 0] - shapes[None, :, 0]) / GAP_SCALE) ** 2
+             + ((targets[:, None, 1] - shapes[None, :, 1]) / WIDTH_SCALE) ** 2
+             + (((poses[:, None, :] - lposes[None]) / POSE_SCALE) ** 2).sum(-1))
+        sharp = np.array([e.sharpness for e in lib.entries])
+        d = d + np.maximum(np.log2(np.median(sharp) / np.maximum(sharp, 1e-6)), 0.0)[None]  # prefer sharp pictures
+        n, M = d.shape
+        K = min(CANDIDATES, M)
+        cand = np.argpartition(d, K - 1, axis=1)[:, :K] if K < M else np.tile(np.arange(M), (n, 1))
+        prev_idx = {e.index: k for k, e in enumerate(lib.entries)}
+        start = prev_idx.get(self._prev) if self._prev is not None else None
+        # Make the natural continuation of the previous frame's pick a candidate everywhere.
+        cost = d[0, cand[0]].copy()
+        if start is not None:
+            cost += self._trans(np.array([start]), cand[0], index)[0]
+        back = []
+        for t in range(1, n):
+            tr = self._trans(cand[t - 1], cand[t], index)  # [K, K]
+            tot = cost[:, None] + tr
+            b = np.argmin(tot, 0)
+            back.append(b)
+            cost = tot[b, np.arange(K)] + d[t, cand[t]]
+        k = int(np.argmin(cost))
+        path = [k]
+        for b in reversed(back):
+            k = int(b[k])
+            path.append(k)
+        path.reverse()
+        picks = [int(cand[t, path[t]]) for t in range(n)]
+        self._prev = int(index[picks[-1]])
+        return picks
+
+    @staticmethod
+    def _trans(a: np.ndarray, b: np.ndarray, index: np.ndarray) -> np.ndarray:
+        ia, ib = index[a][:, None], index[b][None, :]
+        return np.where(ib == ia + 1, 0.0, np.where(ib == ia, SWITCH_COST / 2, SWITCH_COST))
+
+    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
+             outs: list[np.ndarray]) -> None:
+        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
+        poses = np.stack([pose(f.points) for f in frames])
+        picks = self.choose(targets, poses)
+        for f, k, out in zip(frames, picks, outs):
+            self.paste(f, self.library.entries[k], out)
+
+    def paste(self, f: FootageFrame, e: MouthEntry, out: np.ndarray) -> None:
+        """Entry ``e``'s lower face warped onto frame ``f`` under the feathered mask, into ``out``
+        (which holds the frame's pixels)."""
+        import cv2
+
+        o = self.options
+        A = skull_affine(e.points, f.points)
+        moved = e.points @ A[:, :2].T + A[:, 2]
+        u = iod(f.points)
+        mask = lower_face_mask([f.points, moved], self.size, u, o.mask_grow, o.feather)
+        x0, y0, x1, y1 = mask.box
+        if x1 <= x0 or y1 <= y0:
+            return
+        Ab = A.copy()
+        Ab[:, 2] -= [x0, y0]
+        w, h = x1 - x0, y1 - y0
+        warped = cv2.warpAffine(e.image, Ab, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        # Where the picture ends (its box moved onto the frame) the mask fades out over 2 px.
+        eh, ew = e.image.shape[:2]
+        corners = np.array([[0, 0], [ew, 0], [ew, eh], [0, eh]], np.float64) @ Ab[:, :2].T + Ab[:, 2]
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(inside, np.round(corners * 16).astype(np.int32), 255, lineType=cv2.LINE_AA, shift=4)
+        inside = cv2.erode(inside, np.ones((3, 3), np.uint8))
+        alpha = mask.alpha * (inside.astype(np.float32) / 255.0)
+        warped = match_colour(f.image[y0:y1, x0:x1], warped, alpha, u)
+        composite(f.image, warped, Mask(mask.box, alpha), out=out)
+
+
+def match_colour(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray:
+    """The picture's shading taken to the frame's: a smooth per-channel gain field, the ratio of
+    the two images' skin near the mask edge (normalised convolution over that band, so the gain
+    follows the frame's light across the face and extends smoothly inwards; the lips and teeth
+    inside the band keep the picture's own contrast). Per frame: a picture on a frame always gets
+    the same gain, so this cannot flicker by itself."""
+    import cv2
+
+    band = ((alpha > 0.02) & (alpha < 0.8)).astype(np.float32)
+    if band.sum() < 20:
+        return warped
+    h, w = alpha.shape
+    k = 4 if min(h, w) >= 64 else 1  # the field is smooth: compute it at a quarter of the size
+    sw, sh = max(w // k, 1), max(h // k, 1)
+    small = lambda x: cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA)  # noqa: E731
+    b = small(band)
+    sigma = max(0.25 * unit / k, 1.0)
+    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
+    den = blur(b)[..., None] + 1e-4
+    c = blur(small(cur.astype(np.float32)) * b[..., None]) / den
+    p = blur(small(warped.astype(np.float32)) * b[..., None]) / den
+    gain = np.clip((c + 1.0) / (p + 1.0), 0.7, 1.4)
+    # Where the band is far away (den ~ 0) fall back to the band's mean gain.
+    nb = float(b.sum()) + 1e-6
+    mean = ((small(cur.astype(np.float32)) * b[..., None]).sum((0, 1)) / nb + 1) / (
+        (small(warped.astype(np.float32)) * b[..., None]).sum((0, 1)) / nb + 1)
+    wgt = np.clip(den / 0.05, 0, 1)
+    gain = wgt * gain + (1 - wgt) * np.clip(mean, 0.7, 1.4).astype(np.float32)
+    gain = cv2.resize(gain.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(warped.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,233 @@
+"""The `dub` job: `say`'s passes over tracked footage instead of a portrait.
+
+    footage     open the video, scan its first seconds (track the face, collect this person's
+                mouths, measure the speaker) -> FootageSource                      (source.py)
+    speak       text -> Voice sentences | audio file -> chunks                     (segments.py)
+    segment     audio cut into segments at quiet points, on the video's frame grid  (segments.py)
+    align       phones for each segment (pocketsphinx; TTS already knows them)     (speech.py)
+    analyse     per-frame loudness and speech/silence                              (speech.py)
+    calibrate   the motion model fitted to this speaker's own speech and mouth     (calibrate.py)
+    animate     FootageSource.animate: the motion model (motion.py)
+    render      FootageSource.render_parts: decode + track the frames, draw the mouth, composite
+    encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
+
+Only the lower face changes; frames, frame rate and size are the video's. Memory stays flat:
+every stage streams (frames are decoded, tracked, drawn and encoded a chunk at a time).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .. import audio as audio_mod
+from ..errors import InputError, NoFaceError, OutputError
+from .options import DubOptions
+from ..pipeline import BackgroundWriter, Progress, SayChunk
+from ..segments import Segment, audio_segments, text_segments
+from ..speech import SpeechAnalyser, prefetch_alignment
+from ..timing import Timings
+from ..types import AudioChunk
+from .source import DubReport, FootageSource
+
+log = logging.getLogger(__name__)
+
+__all__ = ["dub", "dub_chunks", "open_dub_video"]
+
+
+def open_dub_video(video: str | Path):
+    """open_video with dub's messages: an image points to `say`, audio only says so."""
+    from ..media import open_video
+
+    try:
+        src = open_video(video, chunk_frames=8)
+    except InputError as exc:
+        msg = str(exc)
+        if "still image" in msg or "is an image" in msg:
+            raise InputError(f"{video}: is a still image, not a video. To animate a photo use "
+                             f"`facecast say {video} ...`; dub re-lip-syncs a video.") from None
+        if "audio only" in msg:
+            raise InputError(f"{video}: is audio only (no video stream). dub needs a video of the speaker; pass "
+                             "the new speech with --audio.") from None
+        raise
+    _check_sdr(src)
+    return src
+
+
+HDR_TRANSFERS = {16: "PQ (SMPTE 2084)", 18: "HLG (ARIB STD-B67)"}
+"""Transfer characteristics (FFmpeg's AVCOL_TRC_*) of HDR video: converting them to 8-bit SDR needs
+tone mapping, which a plain RGB conversion does not do (colours would come out washed out)."""
+
+
+def _check_sdr(src) -> None:
+    """HDR input is refused with a way out; 10-bit SDR converts to 8 bits as it decodes."""
+    import av
+
+    with av.open(str(src.path)) as c:
+        trc = int(getattr(c.streams.video[0].codec_context, "color_trc", 2) or 2)
+    if trc in HDR_TRANSFERS:
+        raise InputError(f"{src.path}: is HDR video ({HDR_TRANSFERS[trc]}); dub writes 8-bit SDR H.264 and would wash "
+                         "its colours out. Convert it to SDR first, e.g. ffmpeg -i IN -vf "
+                         "zscale=t=linear,tonemap=hable,zscale=t=bt709:m=bt709:r=tv,format=yuv420p OUT.mp4")
+
+
+def dub_chunks(
+    video: str | Path,
+    *,
+    audio: str | Path | None = None,
+    text: str | None = None,
+    options: DubOptions = DubOptions(),
+    progress: Progress | None = None,
+    timings: Timings | None = None,
+    report: DubReport | None = None,
+) -> Iterator[SayChunk]:
+    """The `dub` job as a stream of SayChunks (frames of the video with the mouth redrawn for the
+    new speech, and that speech), in order. Exactly one of ``audio`` / ``text``. ``report`` (a
+    DubReport) is filled in as the job goes. Raises InputError / NoFaceError for unusable input."""
+    if (text is None) == (audio is None):
+        raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
+    timings = timings if timings is not None else Timings()
+    torch.set_num_threads(1)  # one core draws while the other encodes
+    src = open_dub_video(video)
+    fps = src.fps
+    so = options.say_options(fps)
+    total: float | None = None
+    if text is not None:
+        from ..text import check_text
+
+        check_text(text)
+        segments = timings.timed_iter("voice", text_segments(text, fps))
+    else:
+        a = audio_mod.open_audio(audio)
+        total = a.duration
+        if total is not None and total * fps < 1:
+            raise InputError(f"{audio}: the audio is empty ({total:.3f} s). Give a recording with speech.")
+        segments = timings.timed_iter("decode", audio_segments(audio, fps, so.segment_max_s, so.first_segment_s))
+    n_video = src.num_frames
+    speech_frames = math.ceil(total * fps - 1e-9) if total is not None else None
+    expect = speech_frames
+    if options.keep_length and expect is not None and n_video:
+        expect = max(expect, n_video)
+    with timings.stage("setup"):
+        analyser = SpeechAnalyser(so, None, need_aligner=text is None)
+    with timings.stage("footage"):
+        source = FootageSource(src, options, expect_frames=expect, timings=timings)
+    if report is not None:
+        source.report = report
+        report.video, report.size, report.fps = source.name, source.size, source.fps
+    try:
+        with timings.stage("calibrate"):
+            source.calibrate(_calibration(src, source, so, options))
+        workers = options.workers if text is None else 0
+        heard = False
+        end = 0
+        ref: AudioChunk | None = None
+        for seg, phones in prefetch_alignment(segments, None, workers, so.word_timeline):
+            source.expect(seg.first_frame + seg.num_frames)
+            speech = analyser.speech(seg, timings, phones)
+            heard = heard or bool(speech.voiced.any())
+            yield from _render(source, seg, speech, timings)
+            end = seg.first_frame + seg.num_frames
+            ref = ref or next(iter(seg.output_audio), None)
+            if progress:
+                progress(seg.end, total)
+        if not heard:
+            src_name = audio if audio is not None else "--text"
+            raise InputError(f"{src_name}: no speech found (the audio is silent or only noise). "
+                             "Give a recording with speech.")
+        if options.keep_length and ref is not None:
+            n_video = source.reader.num_frames if source.reader.ended else n_video
+            yield from _keep_rest(source, end, n_video or end, ref, fps, timings)
+        if source.report.dubbed == 0:
+            raise NoFaceError(f"{src.path}: no face found in any dubbed frame. dub needs a video where the "
+                              "speaker's face is visible (frontal, at least ~64 pixels wide).")
+    finally:
+        source.close()
+
+
+def _render(source: FootageSource, seg: Segment, speech, timings: Timings) -> Iterator[SayChunk]:
+    with timings.stage("motion"):
+        drive = source.animate(seg, speech)
+    first = True
+    for part in source.render_parts(drive):
+        yield SayChunk(part, seg.output_audio if first else (), seg, speech if first else None)
+        first = False
+
+
+def _keep_rest(source: FootageSource, start: int, end: int, ref: AudioChunk, fps: float, timings: Timings
+               ) -> Iterator[SayChunk]:
+    """--keep-length: the video's frames after the speech, with a relaxed closed mouth and silence."""
+    step = max(1, int(round(4.0 * fps)))
+    for f0 in range(start, end, step):
+        n = min(step, end - f0)
+        t0, t1 = f0 / fps, (f0 + n) / fps
+        samples = int(round(t1 * ref.sample_rate)) - int(round(t0 * ref.sample_rate))
+        silence = AudioChunk(np.zeros((ref.channels, max(samples, 0)), np.float32), ref.sample_rate, t0)
+        seg = Segment(t0, t1, f0, n, np.zeros(0, np.float32), (silence,))
+        before = source.report.frames
+        yield from _render(source, seg, None, timings)
+        source.report.kept += source.report.frames - before
+
+
+def _calibration(src, source: FootageSource, so, options: DubOptions):
+    """The speaker's calibration from the scanned part of the video and its own sound track, or
+    None (rig defaults) when off, without sound, or without enough speech."""
+    if not options.calibrate or not src.has_audio or not source.scanned:
+        return None
+    from .calibrate import fit_calibration
+
+    try:
+        return fit_calibration(*source.scanned_speech(so), source.stats)
+    except InputError as exc:  # the sound track does not decode: dub without calibration
+        log.warning("%s: calibration skipped (%s)", src.path, exc)
+        return None
+
+
+def dub(
+    video: str | Path,
+    output: str | Path,
+    *,
+    audio: str | Path | None = None,
+    text: str | None = None,
+    options: DubOptions = DubOptions(),
+    progress: Progress | None = None,
+    timings: Timings | None = None,
+    report: DubReport | None = None,
+) -> Path:
+    """Re-lip-sync ``video`` to ``audio`` or ``text``: an MP4 (H.264 + AAC) with the video's frames,
+    size and rate, the lower face redrawn for the new speech. Returns the output path; nothing is
+    left at ``output`` unless the whole job succeeds."""
+    from ..media import check_output_path
+
+    output = check_output_path(output)
+    for name, inp in (("video", video), ("audio", audio)):
+        if inp is not None and _same_file(output, inp):
+            raise OutputError(f"{output}: is the input {name}; writing there would destroy it. Choose another "
+                              "output path.")
+    timings = timings if timings is not None else Timings()
+    chunks = dub_chunks(video, audio=audio, text=text, options=options, progress=progress, timings=timings,
+                        report=report)
+    first = next(chunks, None)
+    if first is None:
+        raise InputError("dub: nothing to render (the input has no duration).")
+    H, W = first.video.frames.shape[1:3]
+    ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
+    so = options.say_options(first.video.fps)
+    with BackgroundWriter(output, so, W, H, ref.sample_rate, ref.channels, timings) as writer:
+        writer.put(first)
+        for chunk in chunks:
+            writer.put(chunk)
+    return output
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    a, b = Path(a), Path(b)
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False

@@ -1,0 +1,330 @@
+"""FootageSource: a FaceSource over tracked footage. The per-frame base is the video's own frame
+with its tracked face; the motion model (calibrated to this speaker) says what the mouth should
+be, and the mouth is drawn into the lower face only, through a feathered mask.
+
+Mouth drawers (``DubOptions.mouth``):
+    footage  the person's own mouths from this video (mouths.MouthLibrary): photoreal lips,
+             teeth and tongue, chosen per frame to match the target shape, with temporal
+             smoothness, aligned to the frame and colour-matched
+    mesh     the portrait renderer's landmark warp over the frame (render.MeshRenderer with
+             per-frame bases), the mouth interior painted; relative to the frame's own mouth
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import NoFaceError
+from ..motion import MotionModel
+from .options import DubOptions
+from ..segments import Segment
+from ..timing import Timings
+from ..types import MOTION_INDEX, FaceLandmarks, MotionFrames, Portrait, Speech, VideoFrames
+from .calibrate import RIG_JAW_IOD, RIG_ROUND_IOD, RIG_SPREAD_IOD, Calibration, SpeakerStats, default_calibration, mouth_shape
+from .footage import FootageFrame, FootageReader, Timeline, head_speed
+from .mask import composite, iod, lower_face_mask
+from .track import StreamTracker
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 100 * 2**20
+"""A rendered chunk stays under this many bytes of frames (fewer frames per chunk at 4K)."""
+
+
+@dataclass
+class DubReport:
+    """What a dub did: output frames, how many had their mouth redrawn, how many passed through
+    untouched (no face), how many came from the back-and-forth loop, shot cuts, the mouth drawer
+    and the calibration."""
+
+    video: str = ""
+    size: tuple[int, int] = (0, 0)
+    fps: float = 0.0
+    frames: int = 0
+    dubbed: int = 0
+    no_face: int = 0
+    looped: int = 0
+    kept: int = 0
+    cuts: int = 0
+    mouth: str = ""
+    library: int = 0
+    calibration: Calibration | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        s = (f"{self.frames} frames: {self.dubbed} dubbed, {self.no_face} without a face passed through untouched"
+             f", mouth from {self.mouth}")
+        if self.mouth == "footage":
+            s += f" ({self.library} mouths of this video)"
+        if self.looped:
+            s += f", {self.looped} from the back-and-forth loop"
+        if self.kept:
+            s += f", {self.kept} kept after the speech (--keep-length)"
+        if self.cuts:
+            s += f", {self.cuts} shot cuts"
+        return s
+
+
+class FootageSource:
+    """Tracked footage as a FaceSource (see the module docstring). ``expect(frames)`` tells it
+    how many output frames the job needs (None: unknown, e.g. text not yet spoken), so it knows
+    whether the video must be extended by the back-and-forth loop."""
+
+    needs_speech = True
+
+    def __init__(self, video, options: DubOptions, *, expect_frames: int | None, timings: Timings | None = None):
+        timings = timings if timings is not None else Timings()
+        self.video = video
+        self.options = options
+        self.fps = video.fps
+        W, H = video.size
+        self.size = (W - W % 2, H - H % 2)
+        self.name = str(video.path)
+        self.report = DubReport(video=self.name, size=self.size, fps=self.fps)
+        if self.size != (W, H):
+            self.report.notes.append(f"{W}x{H} has an odd side; H.264 needs even sides: the last row/column is cut")
+        self.stats = SpeakerStats()
+        self.motion = MotionModel(options.motion)
+        self._total = expect_frames
+        n = video.num_frames
+        loop = int(round(options.loop_max_s * self.fps))
+        need_ring = expect_frames is None or n is None or expect_frames > n - self.fps
+        tracker = StreamTracker(self.fps, face_index=options.face_index, max_gap_s=options.max_gap_s, source=self.name)
+        self.reader = FootageReader(video, tracker, observe=self._observe, ring_slots=loop if need_ring else 0,
+                                    crop=self.size, timings=timings)
+        self.timeline = Timeline(self.fps, loop)
+        self._out = 0  # next output frame
+        self._last: FootageFrame | None = None
+        self._drawer = None
+        self.library = None
+        if options.mouth != "mesh":
+            from .mouths import MouthLibrary
+
+            self.library = MouthLibrary(options, self.size)
+        self.calibration: Calibration | None = None
+        self.timings = timings
+        # Scan scan_s ahead, but not far past what the job shows (a short dub of a long video):
+        # at least 20 s, for the library's variety and the calibration.
+        scan = int(round(options.scan_s * self.fps))
+        if expect_frames is not None:
+            scan = min(scan, max(expect_frames + int(round(10 * self.fps)), int(round(20 * self.fps))))
+        self.reader.scan(scan)
+        if self.reader.tracker.detected == 0 and self.reader.ended:
+            raise NoFaceError(f"{self.name}: no face found in any frame. dub needs a video where the speaker's face "
+                              "is visible (frontal, at least ~64 pixels wide).")
+
+    # -- what the footage shows -----------------------------------------------------------------
+
+    def _observe(self, f: FootageFrame) -> None:
+        """Every source frame once, as it is tracked: the speaker statistics and the library."""
+        if f.points is None or not f.detected:
+            return
+        shape = mouth_shape(f.points[None])[0]
+        self.stats.add(shape)
+        if self.library is not None:
+            self.library.offer(f, shape)
+
+    @property
+    def scanned(self) -> int:
+        """Frames tracked ahead by the scan."""
+        return self.reader.scanned
+
+    def scanned_speech(self, so, max_s: float = 20.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The calibration's data over the first scanned frames (at most ``max_s`` seconds): the
+        motion model's params [n, P] for the video's own sound track, the tracked real mouth shape
+        [n, 2] (NaN where untracked) and the voiced frames [n]."""
+        from ..segments import audio_segments
+        from ..speech import SpeechAnalyser
+
+        n = min(self.scanned, int(round(max_s * self.fps)))
+        pts = self.reader.scanned_points(n)
+        real = mouth_shape(pts)
+        analyser = SpeechAnalyser(so, None, need_aligner=True)
+        model = MotionModel(self.options.motion)
+        params, voiced = [], []
+        got = 0
+        for seg in audio_segments(self.video.path, self.fps, so.segment_max_s, None):
+            if got >= n:
+                break
+            speech = analyser.speech(seg, Timings())
+            params.append(model.frames(speech).params)
+            voiced.append(speech.voiced)
+            got += seg.num_frames
+        if not params:
+            return np.zeros((0, real.shape[1] if real.ndim == 2 else 2)), real[:0], np.zeros(0, bool)
+        P = np.concatenate(params)[:n]
+        V = np.concatenate(voiced)[:n]
+        return P, real[:len(P)], V
+
+    def calibrate(self, calibration: Calibration | None) -> None:
+        """Use ``calibration`` (None: the rig's geometry on the measured closed gap and width)."""
+        self.calibration = calibration or default_calibration(self.stats)
+        self.report.calibration = self.calibration
+        lag = self.calibration.lag_frames
+        if lag:  # this speaker's mouth-to-sound timing: the mouth leads the sound by lag frames more
+            lead = float(np.clip(self.options.motion.lead_s - lag / self.fps, 0.0, 0.25))
+            self.motion = MotionModel(dataclasses.replace(self.options.motion, lead_s=lead))
+
+    def expect(self, frames: int | None) -> None:
+        """The job needs at least ``frames`` output frames (None: unknown)."""
+        if frames is not None:
+            self._total = max(self._total or 0, frames)
+
+    # -- FaceSource ----------------------------------------------------------------------------
+
+    def animate(self, segment: Segment, speech: Speech | None) -> MotionFrames:
+        if speech is None:  # a stretch without speech (--keep-length): a relaxed closed mouth
+            n = segment.num_frames
+            speech = Speech((), np.zeros(n, np.float32), np.zeros(n, bool), self.fps, segment.first_frame)
+        return self.motion.frames(speech)
+
+    def render(self, drive: MotionFrames) -> VideoFrames:
+        parts = list(self.render_parts(drive))
+        frames = torch.cat([p.frames for p in parts]) if parts else torch.zeros((0, self.size[1], self.size[0], 3),
+                                                                                   dtype=torch.uint8)
+        return VideoFrames(frames, drive.fps, drive.first_frame)
+
+    def render_parts(self, drive: MotionFrames) -> Iterator[VideoFrames]:
+        """The frames of ``drive`` in chunks of at most ``chunk_frames`` (and CHUNK_BYTES)."""
+        if self.calibration is None:
+            self.calibrate(None)
+        W, H = self.size
+        step = max(1, min(self.options.chunk_frames, CHUNK_BYTES // (W * H * 3)))
+        params = drive.params
+        for a in range(0, drive.num_frames, step):
+            p = params[a:a + step]
+            frames = [self._source_frame(drive.first_frame + a + k) for k in range(len(p))]
+            with self.timings.stage("draw"):
+                out = self._draw(frames, p)
+            yield VideoFrames(torch.from_numpy(out), drive.fps, drive.first_frame + a)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    # -- the timeline --------------------------------------------------------------------------
+
+    def _source_frame(self, i: int) -> FootageFrame:
+        assert i == self._out, (i, self._out)
+        self._out += 1
+        n = self.reader.num_frames
+        if not self.timeline.bouncing:
+            outlast = self._total is not None and n is not None and self._total > n
+            if not (outlast and i >= n - self.fps):
+                f = self.reader.next()
+                if f is not None:
+                    self._last = f
+                    return f
+            if self.reader.ring is None:  # told the speech was shorter: hold the last frame
+                self.report.looped += 1
+                return self._last
+            self._start_loop(i)
+        j = self.timeline.source(i)
+        if j != i:
+            self.report.looped += 1
+        return self.reader.ring.get(j)
+
+    def _start_loop(self, i: int) -> None:
+        self.reader.read_to_end()
+        ring = self.reader.ring
+        end = self.reader.num_frames
+        lo = max(self.reader.ring_from, end - ring.slots, 0)
+        speed = head_speed([ring.points(j) for j in range(lo, end)])
+        self.timeline.plan(i, end, speed, lo)
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def _draw(self, frames: list[FootageFrame], params: np.ndarray) -> np.ndarray:
+        """uint8 [n, H, W, 3]: the frames, their mouths redrawn where they have a face."""
+        W, H = self.size
+        out = np.empty((len(frames), H, W, 3), np.uint8)
+        for k, f in enumerate(frames):
+            out[k] = f.image
+        idx = [k for k, f in enumerate(frames) if f.points is not None]
+        self.report.frames += len(frames)
+        self.report.no_face += len(frames) - len(idx)
+        if idx:
+            targets = self.calibration.target(params[idx])
+            self._mouth_drawer().draw([frames[k] for k in idx], targets, params[idx], [out[k] for k in idx])
+            self.report.dubbed += len(idx)
+        return out
+
+    def _mouth_drawer(self):
+        if self._drawer is None:
+            kind = self.options.mouth
+            if kind == "auto":
+                ok, why = self.library.usable(self.stats)
+                kind = "footage" if ok else "mesh"
+                if not ok:
+                    log.warning("%s: %s; drawing the mouth with the mesh renderer instead", self.name, why)
+                    self.report.notes.append(why)
+            if kind == "footage":
+                from .mouths import FootageMouth
+
+                self._drawer = FootageMouth(self.library, self.options, self.size)
+            else:
+                self._drawer = MeshMouth(self.options, self.size, self.fps, self.stats)
+            self.report.mouth = kind
+        if self.library is not None:
+            self.report.library = len(self.library)
+        return self._drawer
+
+
+class MeshMouth:
+    """The mesh path: the portrait renderer's warp over each frame, driven by the difference
+    between the target mouth and the frame's own (so a frame with an open mouth can close)."""
+
+    def __init__(self, options: DubOptions, size: tuple[int, int], fps: float, stats: SpeakerStats):
+        self.options, self.size, self.fps, self.stats = options, size, fps, stats
+        self.renderer = None
+
+    def deltas(self, points: np.ndarray, targets: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """Motion params [n, P] that take each frame's mouth (points [n, 478, 3]) to its target
+        (gap, width) [n, 2] in the rig's geometry; no blink, no head motion (the footage's own)."""
+        closed = self.stats.summary()[0]
+        now = mouth_shape(points)
+        I = MOTION_INDEX
+        p = np.zeros_like(params)
+        rnd = params[:, I["lip_round"]]
+        p[:, I["jaw_open"]] = np.clip((targets[:, 0] - closed - (now[:, 0] - closed)) / RIG_JAW_IOD, -1.0, 1.2)
+        p[:, I["lip_spread"]] = np.clip((targets[:, 1] - now[:, 1] + RIG_ROUND_IOD * rnd) / RIG_SPREAD_IOD, -1.5, 1.5)
+        p[:, I["lip_round"]] = rnd
+        p[:, I["labiodental"]] = params[:, I["labiodental"]]
+        p[:, I["upper_lip"]] = params[:, I["upper_lip"]]
+        return p
+
+    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
+             outs: list[np.ndarray]) -> None:
+        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
+        from ..render import MeshRenderer
+
+        W, H = self.size
+        pts = np.stack([f.points for f in frames])
+        p = self.deltas(pts, targets, params)
+        bases = [Portrait(f.image, FaceLandmarks(f.points, (W, H))) for f in frames]
+        if self.renderer is None:
+            self.renderer = MeshRenderer(bases[0], self.options.render)
+        rendered = self.renderer.render(MotionFrames(p, self.fps, 0), bases=bases).frames.cpu().numpy()
+        for k, f in enumerate(frames):
+            u = iod(f.points)
+            ff = _down(f.points)
+            drop = max(float(p[k, MOTION_INDEX["jaw_open"]]), 0.0) * RIG_JAW_IOD * u
+            mask = lower_face_mask([f.points, f.points[:, :2] + ff * drop], self.size, u, self.options.mask_grow,
+                                   self.options.feather)
+            composite(f.image, rendered[k], mask, out=outs[k])
+
+
+def _down(points: np.ndarray) -> np.ndarray:
+    """Unit vector [2] down the face (perpendicular to the eye line, towards the chin)."""
+    from ..landmarks import CHIN, LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
+
+    ex = points[list(LEFT_EYE_CORNERS), :2].mean(0) - points[list(RIGHT_EYE_CORNERS), :2].mean(0)
+    ex = ex / max(math.hypot(*ex), 1e-6)
+    ey = np.array([-ex[1], ex[0]])
+    return ey if np.dot(ey, points[CHIN, :2] - points[10, :2]) >= 0 else -ey
