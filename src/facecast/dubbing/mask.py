@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..landmarks import CHIN, JAW_LOWER, LEFT_EYE_CORNERS, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, RIGHT_EYE_CORNERS
+from ..landmarks import (CHIN, JAW_LOWER, LEFT_EYE_CORNERS, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, NOSE_TIP,
+                         RIGHT_EYE_CORNERS)
 
 LOWER_FACE: tuple[int, ...] = tuple(dict.fromkeys(LIPS_OUTER_UPPER + LIPS_OUTER_LOWER + JAW_LOWER + (CHIN, 58, 288)))
 """The landmarks whose hull is the part of the face that changes: lips, jaw line, chin (and 58,
@@ -30,21 +31,37 @@ class Mask:
     alpha: np.ndarray
 
 
+GROW_BELOW = 0.03
+"""How far (IOD) the mask reaches beyond the jaw line and chin: little, since beyond them lie the
+neck, collar and background, which do not move with the head as the face does."""
+
+
 def lower_face_mask(shapes: list[np.ndarray], size: tuple[int, int], unit: float, grow: float, feather: float) -> Mask:
     """The mask over the lower faces ``shapes`` (landmark arrays [478, >=2] px: the frame's own
-    face and what is drawn over it, so both chins are covered): their hull, grown by ``grow``
-    and feathered over ``feather`` (both in units of ``unit`` px, the IOD). Alpha is exactly 0
-    beyond hull + grow + feather / 2 and 1 inside hull + grow - feather / 2."""
+    face first, then what is drawn over it, so both chins are covered): their hull, grown by
+    ``grow`` towards the nose and by GROW_BELOW (at most ``grow``) at the jaw line and chin, and
+    feathered over ``feather`` (all in units of ``unit`` px, the IOD). Alpha is exactly 0
+    beyond the grown hull + feather / 2 and 1 inside it - feather / 2."""
     import cv2
 
     W, H = size
     pts = np.concatenate([s[list(LOWER_FACE), :2] for s in shapes]).astype(np.float64)
     hull = cv2.convexHull(pts.astype(np.float32))[:, 0].astype(np.float64)
     c = hull.mean(0)
-    g = grow * unit
     r = max(int(round(feather * unit / 4)), 1)  # two box filters of radius r: the edge spans +-2r
     d = hull - c
     n = np.linalg.norm(d, axis=1, keepdims=True)
+    # Growth per hull point: full above the mouth (towards the nose), GROW_BELOW at the sides and
+    # below, where the hull is the jaw line.
+    own = shapes[0]
+    ex = own[list(LEFT_EYE_CORNERS), :2].mean(0) - own[list(RIGHT_EYE_CORNERS), :2].mean(0)
+    ex = ex / max(float(np.linalg.norm(ex)), 1e-6)
+    down = np.array([-ex[1], ex[0]])
+    if np.dot(down, own[CHIN, :2] - own[NOSE_TIP, :2]) < 0:
+        down = -down
+    mouth = own[[13, 14], :2].mean(0)
+    up = np.clip(-((hull - mouth) @ down) / (0.25 * unit), 0.0, 1.0)[:, None]
+    g = (min(GROW_BELOW, grow) + (grow - min(GROW_BELOW, grow)) * up) * unit
     grown = c + d * (1 + g / np.maximum(n, 1e-6))
     x0, y0 = np.floor(grown.min(0)).astype(int) - 2 * r - 1
     x1, y1 = np.ceil(grown.max(0)).astype(int) + 2 * r + 2

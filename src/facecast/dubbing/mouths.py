@@ -30,6 +30,14 @@ SKULL: tuple[int, ...] = (1, 2, 4, 5, 195, 97, 326, 98, 327, 164, 205, 425, 50, 
 """Landmarks that move with the skull, not the jaw or lips (nose, cheeks, temples, eye corners):
 a library picture is placed on a frame by the affine map between these."""
 
+OUTLINE: tuple[int, ...] = (58, 288, 172, 397, 132, 361)
+"""The face outline beside the mouth and at the jaw's angles: it moves little with the mouth, so
+after a picture is placed on a frame by the SKULL map, these should land on the frame's own;
+where they do not (another head turn, another expression of the cheeks) the picture would show
+a jaw line in the wrong place."""
+OUTLINE_SCALE = 0.03
+"""A mean outline miss of 0.03 IOD costs 1 (as GAP_SCALE of mouth opening)."""
+
 MAX_CROP_SIDE = 384
 """Library pictures are kept at most this large (faces bigger than that, e.g. 4K, are stored
 downscaled: a mouth needs no more pixels)."""
@@ -80,6 +88,14 @@ class MouthEntry:
     @property
     def nbytes(self) -> int:
         return self.image.nbytes + self.points.nbytes
+
+    def fit(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pinv [3, len(SKULL)], outline [len(OUTLINE), 3]): the least-squares affine from this
+        picture's SKULL points to any frame's is pinv @ frame SKULL points; the outline in
+        homogeneous coordinates, to place with it."""
+        X = np.concatenate([self.points[list(SKULL)].astype(np.float64), np.ones((len(SKULL), 1))], 1)
+        O = np.concatenate([self.points[list(OUTLINE)].astype(np.float64), np.ones((len(OUTLINE), 1))], 1)
+        return np.linalg.pinv(X), O
 
 
 def crop_box(points: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -168,11 +184,14 @@ class MouthLibrary:
         self._by_index = {x.index: i for i, x in enumerate(self.entries)}
         self._arrays = None
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(shapes [M, 2], poses [M, 2], source indices [M]) of the entries."""
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(shapes [M, 2], poses [M, 2], source indices [M], SKULL pseudo-inverses [M, 3, S],
+        outlines [M, O, 3], sharpness [M]) of the entries."""
         if self._arrays is None:
+            fits = [e.fit() for e in self.entries]
             self._arrays = (np.stack([e.shape for e in self.entries]), np.stack([e.pose for e in self.entries]),
-                            np.array([e.index for e in self.entries]))
+                            np.array([e.index for e in self.entries]), np.stack([f[0] for f in fits]),
+                            np.stack([f[1] for f in fits]), np.array([e.sharpness for e in self.entries]))
         return self._arrays
 
     def successor(self, k: int) -> int | None:
@@ -196,16 +215,23 @@ class FootageMouth:
         self.library, self.options, self.size = library, options, size
         self._prev: int | None = None  # entry shown in the previous frame (source index, to survive edits)
 
-    def choose(self, targets: np.ndarray, poses: np.ndarray) -> list[int]:
-        """Entry per frame: a Viterbi path over the nearest candidates; unary = shape and pose
-        mismatch, transition = 0 to the next frame of the same footage, SWITCH_COST / 2 to hold,
-        SWITCH_COST to jump."""
+    def choose(self, targets: np.ndarray, frames: list[FootageFrame]) -> list[int]:
+        """Entry per frame: a Viterbi path over the nearest candidates; unary = shape, pose and
+        outline mismatch (and blur), transition = 0 to the next frame of the same footage,
+        SWITCH_COST / 2 to hold, SWITCH_COST to jump."""
         lib = self.library
-        shapes, lposes, index = lib.arrays()
+        shapes, lposes, index, pinv, outline, sharp = lib.arrays()
+        poses = np.stack([pose(f.points) for f in frames])
+        pts = np.stack([f.points[:, :2] for f in frames]).astype(np.float64)
         d = (((targets[:, None, 0] - shapes[None, :, 0]) / GAP_SCALE) ** 2
              + ((targets[:, None, 1] - shapes[None, :, 1]) / WIDTH_SCALE) ** 2
              + (((poses[:, None, :] - lposes[None]) / POSE_SCALE) ** 2).sum(-1))
-        sharp = np.array([e.sharpness for e in lib.entries])
+        # Each picture placed on each frame by the SKULL map: where does its face outline land?
+        A = np.einsum("mjs,tsd->tmjd", pinv, pts[:, list(SKULL)])  # [n, M, 3, 2]
+        placed = np.einsum("mcj,tmjd->tmcd", outline, A)  # [n, M, O, 2]
+        units = np.array([iod(f.points) for f in frames])
+        miss = np.linalg.norm(placed - pts[:, None, list(OUTLINE)], axis=-1).mean(-1) / units[:, None]
+        d = d + (miss / OUTLINE_SCALE) ** 2
         d = d + np.maximum(np.log2(np.median(sharp) / np.maximum(sharp, 1e-6)), 0.0)[None]  # prefer sharp pictures
         n, M = d.shape
         K = min(CANDIDATES, M)
@@ -241,8 +267,7 @@ class FootageMouth:
     def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
              outs: list[np.ndarray]) -> None:
         """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
-        poses = np.stack([pose(f.points) for f in frames])
-        picks = self.choose(targets, poses)
+        picks = self.choose(targets, frames)
         for f, k, out in zip(frames, picks, outs):
             self.paste(f, self.library.entries[k], out)
 
