@@ -273,8 +273,10 @@ class DubOptions:
         warp with its painted mouth interior). docs/quality.md says which runs when.
     calibrate: fit this speaker's opening range, lip width and mouth-to-sound timing from the
         video's own speech (when it has a sound track with speech in the scanned part).
-    scan_s: seconds of the video scanned before dubbing starts, for the mouth library and the
-        calibration, 0 ... 600 (the library keeps growing from the rest of the video as it plays).
+    scan_s: seconds of the video scanned before dubbing starts (at most 10 s past the job's
+        length), for the mouth library and the calibration (which reads up to 20 s of it), 0 ...
+        600; the library keeps growing from the rest of the video as it plays. Scanned frames are
+        decoded twice (~4 ms per 720p frame).
     library_size: most mouth pictures kept from the video, 16 ... 4000 (memory: ~0.1 MB each at
         720p, capped by ``library_mb``).
     library_mb: most memory the mouth library takes, MiB, 16 ... 4096.
@@ -299,7 +301,7 @@ class DubOptions:
     keep_length: bool = False
     mouth: str = "auto"
     calibrate: bool = True
-    scan_s: float = 60.0
+    scan_s: float = 20.0
     library_size: int = 600
     library_mb: float = 192.0
     mask_grow: float = 0.12

@@ -110,11 +110,11 @@ class FootageSource:
             self.library = MouthLibrary(options, self.size)
         self.calibration: Calibration | None = None
         self.timings = timings
-        # Scan scan_s ahead, but not far past what the job shows (a short dub of a long video):
-        # at least 20 s, for the library's variety and the calibration.
+        # Scan scan_s ahead, but not more than 10 s past what the job shows (a short dub of a long
+        # video): the scanned frames are decoded twice.
         scan = int(round(options.scan_s * self.fps))
         if expect_frames is not None:
-            scan = min(scan, max(expect_frames + int(round(10 * self.fps)), int(round(20 * self.fps))))
+            scan = min(scan, expect_frames + int(round(10 * self.fps)))
         self.reader.scan(scan)
         if self.reader.tracker.detected == 0 and self.reader.ended:
             raise NoFaceError(f"{self.name}: no face found in any frame. dub needs a video where the speaker's face "
@@ -203,6 +203,8 @@ class FootageSource:
             frames = [self._source_frame(drive.first_frame + a + k) for k in range(len(p))]
             with self.timings.stage("draw"):
                 out = self._draw(frames, p)
+            del frames
+            release_freed_memory()
             yield VideoFrames(torch.from_numpy(out), drive.fps, drive.first_frame + a)
 
     def close(self) -> None:
@@ -274,6 +276,25 @@ class FootageSource:
         if self.library is not None:
             self.report.library = len(self.library)
         return self._drawer
+
+
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc's malloc_trim). Frames are megabytes each and
+    are allocated on one thread and freed on another (the encoder's); glibc keeps such memory in
+    its arenas, and RSS crept up by ~0.5 GB over a 720p job without this. No-op elsewhere."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 class MeshMouth:
