@@ -75,7 +75,7 @@ def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
-def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> dict:
+def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1) -> dict:
     from facecast.dubbing import DubReport, dub
     from facecast.options import DubOptions
     from facecast.sysinfo import MemorySampler
@@ -90,7 +90,7 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> d
         c0 = os.times()
         t0 = time.perf_counter()
         with MemorySampler(0.25) as mem:
-            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=int(os.environ.get("DUB_WORKERS", "0"))), timings=timings, report=report)
+            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers), timings=timings, report=report)
         wall = time.perf_counter() - t0
         c1 = os.times()
         cpu = (c1.user - c0.user) + (c1.system - c0.system)
@@ -102,7 +102,8 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> d
             "cpu_rtf": round(cpu / audio_s, 3),
             "stage_rtf": {k: round(v / audio_s, 3) for k, v in timings.seconds.items()}, "stage_s": stages,
             "rss_mib": {f"{p}%": round(mem.at_fraction(p / 100), 0) for p in (10, 50, 90)}, "rss_peak_mib": round(mem.peak),
-            "mouth": report.mouth, "report": report.text(), "load_before": load0, "load_after": load1,
+            "mouth": report.mouth, "workers": workers, "report": report.text(), "load_before": load0,
+            "load_after": load1,
             "cpu_count": os.cpu_count()}
 
 
@@ -129,6 +130,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--mouth", default="auto")
+    ap.add_argument("--workers", type=int, default=1, help="DubOptions.workers (the CLI's default: 1).")
     ap.add_argument("--video", type=Path, default=None, help="Use this video instead of making one.")
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -136,7 +138,7 @@ def main() -> None:
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.seconds, a.height, a.mouth, a.video)
+    res = run(a.seconds, a.height, a.mouth, a.video, a.workers)
     command = "python benchmarks/dub_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:

@@ -290,7 +290,12 @@ class DubOptions:
     segment_max_s: longest stretch of speech analysed at once, 1 ... 30 seconds.
     chunk_frames: most frames rendered and handed to the encoder at once, 1 ... 250 (fewer on
         large frames: a chunk stays under ~100 MB).
-    workers, words: as SayOptions (phone recognition processes; the recognised-word timeline).
+    workers: phone-recognition worker processes, 0 ... 64 (as SayOptions.workers). 1 (the CLI's
+        default) recognises the new speech and the video's own in parallel with decoding,
+        tracking and drawing, which on 2 cores takes the recognition off the main thread's
+        critical path; 0 here, because worker processes are spawned, which needs the calling
+        script to guard its entry point (``if __name__ == "__main__":``).
+    words: as SayOptions (the recognised-word timeline: better lip sync, ~4x the recognition CPU).
     motion: the mouth's motion model (head motion and blinks come from the footage: their
         settings are ignored). render: device and backend of the mesh path.
     encode: H.264 settings; crf 18 by default so that outside the mouth the output stays within

@@ -136,29 +136,26 @@ class FootageSource:
         """Frames tracked ahead by the scan."""
         return self.reader.scanned
 
-    def scanned_speech(self, so, max_s: float = 20.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The calibration's data over the first scanned frames (at most ``max_s`` seconds): the
-        motion model's params [n, P] for the video's own sound track, the tracked real mouth shape
-        [n, 2] (NaN where untracked) and the voiced frames [n]."""
-        from ..segments import audio_segments
+    def scanned_speech(self, so, own_speech) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The calibration's data over the first scanned frames: the motion model's params
+        [n, P] for the video's own sound track (``own_speech``: its segments with their phones'
+        futures, from speech.prefetch_alignment), the tracked real mouth shape [n, 2] (NaN where
+        untracked) and the voiced frames [n]."""
         from ..speech import SpeechAnalyser
 
-        n = min(self.scanned, int(round(max_s * self.fps)))
+        pairs = list(own_speech)
+        n = min(self.scanned, sum(seg.num_frames for seg, _ in pairs))
         pts = self.reader.scanned_points(n)
         real = mouth_shape(pts)
-        analyser = SpeechAnalyser(so, None, need_aligner=True)
+        analyser = SpeechAnalyser(so, None, need_aligner=True)  # (its VAD comes with the aligner)
         model = MotionModel(self.options.motion)
         params, voiced = [], []
-        got = 0
-        for seg in audio_segments(self.video.path, self.fps, so.segment_max_s, None):
-            if got >= n:
-                break
-            speech = analyser.speech(seg, Timings())
+        for seg, phones in pairs:
+            speech = analyser.speech(seg, self.timings, phones)
             params.append(model.frames(speech).params)
             voiced.append(speech.voiced)
-            got += seg.num_frames
         if not params:
-            return np.zeros((0, real.shape[1] if real.ndim == 2 else 2)), real[:0], np.zeros(0, bool)
+            return np.zeros((0, 10), np.float32), real[:0], np.zeros(0, bool)
         P = np.concatenate(params)[:n]
         V = np.concatenate(voiced)[:n]
         return P, real[:len(P)], V
