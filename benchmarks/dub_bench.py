@@ -75,6 +75,24 @@ def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's live children (the phone workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        pids = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += f.read().split()
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        pass
+    return total
+
+
 def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1) -> dict:
     from facecast.dubbing import DubReport, dub
     from facecast.options import DubOptions
@@ -88,12 +106,13 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
         timings, report = Timings(), DubReport()
         load0 = load_average()
         c0 = os.times()
+        k0 = children_cpu_s()
         t0 = time.perf_counter()
         with MemorySampler(0.25) as mem:
             dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers), timings=timings, report=report)
         wall = time.perf_counter() - t0
         c1 = os.times()
-        cpu = (c1.user - c0.user) + (c1.system - c0.system)
+        cpu = (c1.user - c0.user) + (c1.system - c0.system) + children_cpu_s() - k0
         load1 = load_average()
     audio_s = seconds
     stages = {k: round(v, 2) for k, v in timings.seconds.items()}
@@ -111,7 +130,8 @@ def markdown(res: dict, command: str, machine: dict) -> str:
     lines = [f"## {machine['date']} - `facecast dub` on this CPU ({machine['cpu']}, {machine['cores']} cores)", "",
              f"`{command}` at revision {machine['git']}.", "",
              f"Input {res['size'][0]}x{res['size'][1]} @ {res['fps']:g} fps, {res['seconds']:g} s of speech, mouth from "
-             f"{res['mouth']}: **RTF {res['rtf']:.2f}** end to end ({res['wall_s']:.1f} s wall); the process used "
+             f"{res['mouth']}, {res['workers']} phone worker(s): **RTF {res['rtf']:.2f}** end to end ({res['wall_s']:.1f} s "
+             f"wall); the job (with its phone workers) used "
              f"{res['cpu_s']:.1f} CPU-seconds, {res['cpu_rtf']:.2f} per second of speech (on 2 free cores the wall RTF "
              f"cannot be below {res['cpu_rtf'] / 2:.2f}). "
              f"Load average before / after: {res['load_before'][0]:.1f} / {res['load_after'][0]:.1f} "
