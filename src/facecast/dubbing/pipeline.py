@@ -119,10 +119,7 @@ def dub_chunks(
     # recognised while the scan decodes and tracks.
     own = _own_speech(src, so, options)
     with timings.stage("footage"):
-        source = FootageSource(src, options, expect_frames=expect, timings=timings)
-    if report is not None:
-        source.report = report
-        report.video, report.size, report.fps = source.name, source.size, source.fps
+        source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report)
     try:
         with timings.stage("calibrate"):
             source.calibrate(_calibration(src, source, so, options, own))

@@ -79,7 +79,8 @@ class FootageSource:
 
     needs_speech = True
 
-    def __init__(self, video, options: DubOptions, *, expect_frames: int | None, timings: Timings | None = None):
+    def __init__(self, video, options: DubOptions, *, expect_frames: int | None, timings: Timings | None = None,
+                 report: DubReport | None = None):
         timings = timings if timings is not None else Timings()
         self.video = video
         self.options = options
@@ -87,7 +88,8 @@ class FootageSource:
         W, H = video.size
         self.size = (W - W % 2, H - H % 2)
         self.name = str(video.path)
-        self.report = DubReport(video=self.name, size=self.size, fps=self.fps)
+        self.report = report if report is not None else DubReport()
+        self.report.video, self.report.size, self.report.fps = self.name, self.size, self.fps
         if self.size != (W, H):
             self.report.notes.append(f"{W}x{H} has an odd side; H.264 needs even sides: the last row/column is cut")
         self.stats = SpeakerStats()
