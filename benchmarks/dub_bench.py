@@ -75,7 +75,25 @@ def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
-def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> dict:
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's live children (the phone workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        pids = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += f.read().split()
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        pass
+    return total
+
+
+def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1) -> dict:
     from facecast.dubbing import DubReport, dub
     from facecast.dubbing.options import DubOptions
     from facecast.sysinfo import MemorySampler
@@ -88,12 +106,13 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> d
         timings, report = Timings(), DubReport()
         load0 = load_average()
         c0 = os.times()
+        k0 = children_cpu_s()
         t0 = time.perf_counter()
         with MemorySampler(0.25) as mem:
-            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=int(os.environ.get("DUB_WORKERS", "0"))), timings=timings, report=report)
+            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers), timings=timings, report=report)
         wall = time.perf_counter() - t0
         c1 = os.times()
-        cpu = (c1.user - c0.user) + (c1.system - c0.system)
+        cpu = (c1.user - c0.user) + (c1.system - c0.system) + children_cpu_s() - k0
         load1 = load_average()
     audio_s = seconds
     stages = {k: round(v, 2) for k, v in timings.seconds.items()}
@@ -102,7 +121,8 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None) -> d
             "cpu_rtf": round(cpu / audio_s, 3),
             "stage_rtf": {k: round(v / audio_s, 3) for k, v in timings.seconds.items()}, "stage_s": stages,
             "rss_mib": {f"{p}%": round(mem.at_fraction(p / 100), 0) for p in (10, 50, 90)}, "rss_peak_mib": round(mem.peak),
-            "mouth": report.mouth, "report": report.text(), "load_before": load0, "load_after": load1,
+            "mouth": report.mouth, "workers": workers, "report": report.text(), "load_before": load0,
+            "load_after": load1,
             "cpu_count": os.cpu_count()}
 
 
@@ -110,7 +130,8 @@ def markdown(res: dict, command: str, machine: dict) -> str:
     lines = [f"## {machine['date']} - `facecast dub` on this CPU ({machine['cpu']}, {machine['cores']} cores)", "",
              f"`{command}` at revision {machine['git']}.", "",
              f"Input {res['size'][0]}x{res['size'][1]} @ {res['fps']:g} fps, {res['seconds']:g} s of speech, mouth from "
-             f"{res['mouth']}: **RTF {res['rtf']:.2f}** end to end ({res['wall_s']:.1f} s wall); the process used "
+             f"{res['mouth']}, {res['workers']} phone worker(s): **RTF {res['rtf']:.2f}** end to end ({res['wall_s']:.1f} s "
+             f"wall); the job (with its phone workers) used "
              f"{res['cpu_s']:.1f} CPU-seconds, {res['cpu_rtf']:.2f} per second of speech (on 2 free cores the wall RTF "
              f"cannot be below {res['cpu_rtf'] / 2:.2f}). "
              f"Load average before / after: {res['load_before'][0]:.1f} / {res['load_after'][0]:.1f} "
@@ -129,6 +150,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--mouth", default="auto")
+    ap.add_argument("--workers", type=int, default=1, help="DubOptions.workers (the CLI's default: 1).")
     ap.add_argument("--video", type=Path, default=None, help="Use this video instead of making one.")
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -136,7 +158,7 @@ def main() -> None:
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.seconds, a.height, a.mouth, a.video)
+    res = run(a.seconds, a.height, a.mouth, a.video, a.workers)
     command = "python benchmarks/dub_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:

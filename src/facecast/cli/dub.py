@@ -34,7 +34,7 @@ def dub_cmd(
     preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit the mouth to the speaker's own speech in the video."),
     words: bool = typer.Option(True, "--words/--no-words", help="Also recognise English words for the mouth (better sync, more CPU)."),
-    workers: str = typer.Option("0", "--workers", help="Phone-recognition worker processes, 0 ... 64 (many-core machines)."),
+    workers: str = typer.Option("1", "--workers", help="Phone-recognition worker processes, 0 ... 64 (0 = in the main process)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Re-lip-sync a video to new speech: same frames, size and rate; only the lower face changes."""

@@ -23,8 +23,10 @@ class DubOptions:
         warp with its painted mouth interior). docs/quality.md says which runs when.
     calibrate: fit this speaker's opening range, lip width and mouth-to-sound timing from the
         video's own speech (when it has a sound track with speech in the scanned part).
-    scan_s: seconds of the video scanned before dubbing starts, for the mouth library and the
-        calibration, 0 ... 600 (the library keeps growing from the rest of the video as it plays).
+    scan_s: seconds of the video scanned before dubbing starts (at most 10 s past the job's
+        length), for the mouth library and the calibration (which reads up to 20 s of it), 0 ...
+        600; the library keeps growing from the rest of the video as it plays. Scanned frames are
+        decoded twice (~4 ms per 720p frame).
     library_size: most mouth pictures kept from the video, 16 ... 4000 (memory: ~0.1 MB each at
         720p, capped by ``library_mb``).
     library_mb: most memory the mouth library takes, MiB, 16 ... 4096.
@@ -38,7 +40,12 @@ class DubOptions:
     segment_max_s: longest stretch of speech analysed at once, 1 ... 30 seconds.
     chunk_frames: most frames rendered and handed to the encoder at once, 1 ... 250 (fewer on
         large frames: a chunk stays under ~100 MB).
-    workers, words: as SayOptions (phone recognition processes; the recognised-word timeline).
+    workers: phone-recognition worker processes, 0 ... 64 (as SayOptions.workers). 1 (the CLI's
+        default) recognises the new speech and the video's own in parallel with decoding,
+        tracking and drawing, which on 2 cores takes the recognition off the main thread's
+        critical path; 0 here, because worker processes are spawned, which needs the calling
+        script to guard its entry point (``if __name__ == "__main__":``).
+    words: as SayOptions (the recognised-word timeline: better lip sync, ~4x the recognition CPU).
     motion: the mouth's motion model (head motion and blinks come from the footage: their
         settings are ignored). render: device and backend of the mesh path.
     encode: H.264 settings; crf 18 by default so that outside the mouth the output stays within
@@ -49,7 +56,7 @@ class DubOptions:
     keep_length: bool = False
     mouth: str = "auto"
     calibrate: bool = True
-    scan_s: float = 60.0
+    scan_s: float = 20.0
     library_size: int = 600
     library_mb: float = 192.0
     mask_grow: float = 0.12

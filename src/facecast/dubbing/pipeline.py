@@ -115,14 +115,14 @@ def dub_chunks(
         expect = max(expect, n_video)
     with timings.stage("setup"):
         analyser = SpeechAnalyser(so, None, need_aligner=text is None)
+    # The video's own speech (for the calibration) goes to the phone workers first, so that it is
+    # recognised while the scan decodes and tracks.
+    own = _own_speech(src, so, options)
     with timings.stage("footage"):
-        source = FootageSource(src, options, expect_frames=expect, timings=timings)
-    if report is not None:
-        source.report = report
-        report.video, report.size, report.fps = source.name, source.size, source.fps
+        source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report)
     try:
         with timings.stage("calibrate"):
-            source.calibrate(_calibration(src, source, so, options))
+            source.calibrate(_calibration(src, source, so, options, own))
         workers = options.workers if text is None else 0
         heard = False
         end = 0
@@ -174,18 +174,36 @@ def _keep_rest(source: FootageSource, start: int, end: int, ref: AudioChunk, fps
         source.report.kept += source.report.frames - before
 
 
-def _calibration(src, source: FootageSource, so, options: DubOptions):
-    """The speaker's calibration from the scanned part of the video and its own sound track, or
-    None (rig defaults) when off, without sound, or without enough speech."""
-    if not options.calibrate or not src.has_audio or not source.scanned:
-        return None
-    from .calibrate import fit_calibration
+CALIBRATION_S = 20.0
+"""Seconds of the video's own sound the calibration reads (from its start)."""
 
+
+def _own_speech(src, so, options: DubOptions) -> list | None:
+    """The first CALIBRATION_S of the video's own sound as (segment, phones future | None)
+    pairs, the futures already running in the phone workers; None when there is nothing to
+    calibrate from."""
+    if not options.calibrate or not src.has_audio:
+        return None
     try:
-        return fit_calibration(*source.scanned_speech(so), source.stats)
+        segs = []
+        for seg in audio_segments(src.path, src.fps, so.segment_max_s, None):
+            segs.append(seg)
+            if seg.end >= CALIBRATION_S:
+                break
     except InputError as exc:  # the sound track does not decode: dub without calibration
         log.warning("%s: calibration skipped (%s)", src.path, exc)
         return None
+    return list(prefetch_alignment(iter(segs), None, options.workers, so.word_timeline))
+
+
+def _calibration(src, source: FootageSource, so, options: DubOptions, own: list | None):
+    """The speaker's calibration from the scanned part of the video and its own sound track, or
+    None (rig defaults) when off, without sound, or without enough speech."""
+    if own is None or not source.scanned:
+        return None
+    from .calibrate import fit_calibration
+
+    return fit_calibration(*source.scanned_speech(so, own), source.stats)
 
 
 def dub(
