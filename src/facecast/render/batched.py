@@ -23,7 +23,8 @@ from .. import landmarks as lm
 from ..device import resolve_device
 from ..types import MOTION_INDEX, Portrait, VideoFrames
 from .mesh import batch_frames
-from .paint import MouthConsts, MouthPainter, paint_lids, paint_mouth
+from .lids import LidConsts, paint_lids
+from .paint import MouthConsts, MouthPainter, paint_mouth
 from .rig import MeshRig, RigTensors, displace
 from .warp import grid_step, invert_warp, pixel_grid, upsample_map
 
@@ -46,6 +47,7 @@ class _Face:
     idx: torch.Tensor     # [G, 3] vertex indices of each coarse cell
     w: torch.Tensor       # [G, 3] barycentric weights
     mouth: MouthConsts
+    lids: LidConsts
     mouth_origin: torch.Tensor  # [2] px, top-left of this face's fixed mouth crop
     eye_origin: torch.Tensor    # [2 eyes, 2] px, top-left of its fixed eye crops (blinks)
 
@@ -113,6 +115,7 @@ class BatchRenderer:
         dev = self.device
         self._faces.append(_Face(rig.tensors.to(dev), torch.from_numpy(idx).to(dev), torch.from_numpy(w).to(dev),
                                  MouthConsts(*(getattr(painter.consts, k).to(dev) for k in MouthConsts.__dataclass_fields__)),
+                                 LidConsts.of(portrait.image, rig, dev),
                                  torch.tensor([ox, oy], dtype=torch.float32, device=dev),
                                  torch.tensor(eye_origin, dtype=torch.float32, device=dev)))
         self._images.append(torch.from_numpy(portrait.image.copy()).to(dev))
@@ -124,6 +127,7 @@ class BatchRenderer:
             f = self._faces
             self._stacked = (RigTensors.stack([x.rig for x in f]), torch.stack([x.idx for x in f]),
                              torch.stack([x.w for x in f]), MouthConsts.stack([x.mouth for x in f]),
+                             LidConsts.stack([x.lids for x in f]),
                              torch.stack([x.mouth_origin for x in f]), torch.stack([x.eye_origin for x in f]),
                              torch.stack(self._images).permute(0, 3, 1, 2).to(self.dtype))  # [S, 3, H, W]
         return self._stacked
@@ -131,7 +135,7 @@ class BatchRenderer:
     @torch.inference_mode()
     def render(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """ids long [N] (face of each frame), params float32 [N, P] -> uint8 [N, H, W, 3]."""
-        rigs, idx, w, mouth, mouth_origin, eye_origin, images = self._stack()
+        rigs, idx, w, mouth, lids, mouth_origin, eye_origin, images = self._stack()
         ids = ids.to(self.device, non_blocking=True)
         params = params.to(self.device, non_blocking=True)
         N = ids.shape[0]
@@ -146,7 +150,7 @@ class BatchRenderer:
         grid = upsample_map(s, self.coarse_xy, self.step, self.full_xy) * self._scale - 1.0
         img = F.grid_sample(images[ids], grid.to(self.dtype), mode="bilinear", padding_mode="border",
                             align_corners=True)  # [N, 3, H, W]
-        img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin, eye_origin)
+        img = self._paint(img, ids, params, disp, rigs, mouth, lids, mouth_origin, eye_origin)
         return img.add(0.5).clamp_(0, 255).to(torch.uint8)
 
     def render_i420(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -156,7 +160,7 @@ class BatchRenderer:
 
         return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
 
-    def _paint(self, img, ids, params, disp, rigs, mouth, mouth_origin, eye_origin):
+    def _paint(self, img, ids, params, disp, rigs, mouth, lids, mouth_origin, eye_origin):
         """Mouth interior and blinks, each in a fixed window per face (per-face offsets, one
         gather and one scatter per window). img [N, 3, H, W] -> [N, H, W, 3] (channels last)."""
         N = img.shape[0]
@@ -180,10 +184,11 @@ class BatchRenderer:
                               params[:, MOTION_INDEX["jaw_open"]], params[:, MOTION_INDEX["upper_lip"]], consts)
         out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
         blink = params[:, MOTION_INDEX["blink"]]
+        lc = lids.take(ids)
         for e, (up_idx, lo_idx) in enumerate(self._eye_idx):
             origin = eye_origin[ids, e]
             crop, rows, cols = window(origin, self.eye_crop)
-            painted = paint_lids(crop, origin, pts[:, up_idx], pts[:, lo_idx], blink, consts.ex, consts.ey)
+            painted = paint_lids(crop, origin, pts[:, up_idx], pts[:, lo_idx], blink, *lc.eye(e))
             out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
         return out
 

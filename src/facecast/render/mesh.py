@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from ..device import resolve_device
 from ..options import RenderOptions
 from ..types import MotionFrames, Portrait, VideoFrames
-from .paint import LidPainter, MouthPainter
+from .lids import LidPainter
+from .paint import MouthPainter
 from .rig import MeshRig
 from .warp import barycentric_matrix, grid_step, invert_warp, pixel_grid, upsample_map
 
@@ -71,7 +72,7 @@ class MeshRenderer:
                      None if torch_src else np.ascontiguousarray(picture.image),
                      barycentric_matrix(idx, w, len(rig.points)).to(self.device), (gh, gw),
                      torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1), self._full_xy[y0:y1, x0:x1],
-                     MouthPainter(picture, rig, self.device), LidPainter(rig, self.device))
+                     MouthPainter(picture, rig, self.device), LidPainter(picture.image, rig, self.device))
 
     @torch.inference_mode()
     def render(self, motion: MotionFrames, bases: Sequence[Portrait] | None = None) -> VideoFrames:

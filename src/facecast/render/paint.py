@@ -27,17 +27,13 @@ import torch
 
 from .. import landmarks as lm
 from ..types import MOTION_INDEX, Portrait
-from .warp import pixel_grid
+from .warp import interp_columns
 
 # The lip contours as lists (numpy fancy indices; facecast.landmarks holds tuples).
 _LIP_IN_UP = list(lm.LIPS_INNER_UPPER)
 _LIP_IN_LO = list(lm.LIPS_INNER_LOWER)
 _LIP_OUT_UP = list(lm.LIPS_OUTER_UPPER)
 _LIP_OUT_LO = list(lm.LIPS_OUTER_LOWER)
-
-SLIT = 0.07
-"""Half-height of the painted lash line beyond the warped lids' band, in eye widths."""
-
 
 def _lip_colour(image: np.ndarray, pts: np.ndarray, out_up, in_up, out_lo, in_lo) -> np.ndarray:
     """Median RGB of pixels half-way between outer and inner lip contours: [3] float."""
@@ -172,8 +168,8 @@ def paint_mouth(img: torch.Tensor, pix: torch.Tensor, up: torch.Tensor, lo: torc
     pa, pb = ab(pix)
     pa = pa.expand(B, -1).contiguous()
     pb = pb.expand(B, -1)
-    bu = _interp(pa, ua, ub)  # upper inner lip height above each pixel column [B, N]
-    bl = _interp(pa, la, lb)
+    bu = interp_columns(pa, ua, ub)  # upper inner lip height above each pixel column [B, N]
+    bl = interp_columns(pa, la, lb)
     left = torch.minimum(ua[:, :1], la[:, :1])
     right = torch.maximum(ua[:, -1:], la[:, -1:])
     gap = (bl - bu).clamp(min=0)
@@ -213,98 +209,3 @@ def paint_mouth(img: torch.Tensor, pix: torch.Tensor, up: torch.Tensor, lo: torc
     a = inside.reshape(B, 1, crop_h, crop_w)
     col = colour.reshape(B, 3, crop_h, crop_w).to(img.dtype)
     return torch.lerp(img, col, a.to(img.dtype))
-
-
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Batched linear interpolation: x [B, N], xp/fp [B, K] (xp made non-decreasing) -> [B, N]."""
-    xp = torch.cummax(xp, dim=1).values
-    K = xp.shape[1]
-    i = torch.searchsorted(xp.contiguous(), x.contiguous()).clamp(1, K - 1)
-    x0, x1 = xp.gather(1, i - 1), xp.gather(1, i)
-    f0, f1 = fp.gather(1, i - 1), fp.gather(1, i)
-    t = ((x - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0, 1)
-    return f0 + t * (f1 - f0)
-
-
-class LidPainter:
-    """Blinks for the per-portrait renderer: paints the frames whose blink is above 0, inside
-    the box each eye's warped lids span, decided on the host from the displacements the renderer
-    already has (no device synchronisation)."""
-
-    def __init__(self, rig, device: torch.device):
-        self.rest = rig.points.astype(np.float32)  # [L, 2] px
-        self.ex = torch.as_tensor(rig.ff.ex.astype(np.float32), device=device).view(1, 2)
-        self.ey = torch.as_tensor(rig.ff.ey.astype(np.float32), device=device).view(1, 2)
-        self.ey_np = rig.ff.ey.astype(np.float32)
-        self.size = rig.size  # (W, H)
-
-    def paint_frames(self, frames: torch.Tensor, params: np.ndarray, disp_np: np.ndarray) -> torch.Tensor:
-        """Paint blinks into uint8 frames [B, H, W, 3] (in place); params [B, P], disp_np
-        [B, L, 2] px (the rig's displacements of these frames)."""
-        blink = params[:, MOTION_INDEX["blink"]]
-        idx = np.nonzero(blink > 1e-4)[0]
-        if idx.size == 0:
-            return frames
-        W, H = self.size
-        sel = torch.from_numpy(idx).to(frames.device)
-        k = torch.from_numpy(np.ascontiguousarray(blink[idx], np.float32)).to(frames.device)
-        for upper, lower in lm.EYES:
-            ids = np.array(upper + lower)
-            pts = self.rest[ids][None] + disp_np[idx][:, ids]  # [n, 18, 2]
-            both = pts.reshape(-1, 2)
-            x0, y0 = np.floor(both.min(0) - 2).astype(int)
-            x1, y1 = np.ceil(both.max(0) + 3).astype(int)
-            x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), W), min(int(y1), H)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            crop = frames[sel, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
-            t = torch.from_numpy(pts).to(frames.device)
-            origin = torch.tensor([[x0, y0]], dtype=torch.float32, device=frames.device)
-            crop = paint_lids(crop, origin, t[:, :len(upper)], t[:, len(upper):], k, self.ex, self.ey)
-            frames[sel, y0:y1, x0:x1] = crop.permute(0, 2, 3, 1).add_(0.5).clamp_(0, 255).to(torch.uint8)
-        return frames
-
-
-def paint_lids(img: torch.Tensor, origin: torch.Tensor, up: torch.Tensor, lo: torch.Tensor, blink: torch.Tensor,
-               ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-    """One eye's blink: close the slit the warp leaves between the lids.
-
-    img float [B, 3, h, w] (0..255), a crop whose pixel (0, 0) sits at image px ``origin``
-    [B or 1, 2]; up/lo [B, K, 2] the upper and lower lid contours as warped (corner to corner
-    along ex), image px; blink [B] 0..1; ex/ey [B or 1, 2] the face's unit axes (eye line,
-    towards the chin). -> [B, 3, h, w].
-
-    The warp brings the upper lid down to the lower one, but resampling cannot make the eye
-    vanish: a slit of iris and white stays, which the eye reads as open. Real lids meet in skin
-    and a dark line of lashes. So the band between the warped lids (widened by ``SLIT`` eye
-    widths each side) takes, column by column, the skin just above and just below it, blended
-    across the band and darkened along its middle (the lashes), fading in over the end of the
-    closure (blink 0.6 -> 0.9). At blink <= 0.6 the crop is returned unchanged (weight 0).
-    """
-    B, _, h, w = img.shape
-    origin = origin.reshape(-1, 1, 2)
-    pix = pixel_grid(0, 0, w, h, img.device).reshape(1, -1, 2) + origin  # [B, N, 2] image px
-    ex, ey = ex.reshape(-1, 1, 2), ey.reshape(-1, 1, 2)
-    pa, pb = (pix * ex).sum(-1).expand(B, -1).contiguous(), (pix * ey).sum(-1).expand(B, -1)
-    ua, ub = (up * ex).sum(-1), (up * ey).sum(-1)
-    bu = _interp(pa, ua, ub)  # upper lid height per pixel column
-    bl = _interp(pa, (lo * ex).sum(-1), (lo * ey).sum(-1))
-    left, right = ua[:, :1], ua[:, -1:]
-    e = SLIT * (right - left).clamp(min=1.0) + 0.75
-    top, bottom = torch.minimum(bu, bl) - e, torch.maximum(bu, bl) + e  # the band, px along ey
-    inside = ((pb - top + 0.5).clamp(0, 1) * (bottom - pb + 0.5).clamp(0, 1)
-              * ((pa - left) / 1.5).clamp(0, 1) * ((right - pa) / 1.5).clamp(0, 1))
-    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)  # Python scalars: no host-to-device copy (CUDA graphs)
-
-    def column(b_at: torch.Tensor) -> torch.Tensor:  # the image in each pixel's column at height b_at
-        src = pix + (b_at - pb)[..., None] * ey - origin
-        grid = torch.stack([src[..., 0] * sx - 1.0, src[..., 1] * sy - 1.0], -1).reshape(B, h, w, 2).to(img.dtype)
-        return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-    above, below = column(top - 1.5), column(bottom + 1.5)
-    t = ((pb - top) / (bottom - top).clamp(min=1.0)).clamp(0, 1)  # 0 at the top of the band, 1 at its bottom
-    lash = 1 - 0.5 * (1 - (2 * t - 1).abs()).clamp(0, 1)  # darkest along the middle
-    skin = torch.lerp(above, below, t.reshape(B, 1, h, w).to(img.dtype)) * lash.reshape(B, 1, h, w).to(img.dtype)
-    k = ((blink.reshape(B, 1) - 0.6) / 0.3).clamp(0, 1)
-    weight = (inside * k * k * (3 - 2 * k)).reshape(B, 1, h, w).to(img.dtype)
-    return torch.lerp(img, skin, weight)

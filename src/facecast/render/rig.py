@@ -188,16 +188,15 @@ class MeshRig:
         self.w_lower_lip = np.zeros(L)
         self.w_lower_lip[:lm.N_MESH] = lower
         self.w_lower_lip[_LIP_IN_LO] = 1.0
-        # Eyelids: upper lid -> its lower lid, skin above follows a little. The warp can only
-        # squeeze the eye, which leaves a slit of iris: paint.LidPainter closes that slit.
+        # Eyelids: upper lid -> its lower lid, the lids meeting 85 % of the way down (the lower
+        # lid rises a little too, as it does); the crease above follows part of the way, so the
+        # lid's skin slides down with it. A warp can only squeeze the eye, which leaves a slit of
+        # iris and stretches the portrait's lashes: lids.paint_lids draws the lid over them.
         self.B_blink = np.zeros((L, 2))
         for up, lo, crease in ((_EYE_R_UP, _EYE_R_LO, _EYE_R_CREASE), (_EYE_L_UP, _EYE_L_LO, _EYE_L_CREASE)):
             delta = pts[lo, :2] - pts[up, :2]
-            # Lids meet 85 % of the way down (the lower lid rises a little too, as it does).
             self.B_blink[up] = 0.85 * delta
             self.B_blink[lo] = -0.15 * delta
-            # The lid crease above follows part of the way, so the lid reads as skin sliding
-            # down, not as a stretched iris.
             self.B_blink[crease] = 0.45 * delta
         # Head pose weights: face 1, ring1 0.75, ring2 0.25, border 0.
         self.w_head = np.concatenate([np.ones(lm.N_MESH), np.full(self.n_ring, 0.75), np.full(self.n_ring, 0.25), np.zeros(len(border))])
