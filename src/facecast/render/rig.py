@@ -141,8 +141,11 @@ class MeshRig:
         ramp = 0.05 + 0.35 * _smoothstep((np.abs(a) - 0.3) / 0.5)
         chin = 1.0 - 0.2 * np.clip((b - 0.2) / max(chin_b - 0.2, 0.1), 0, 1)
         lower = lateral * _smoothstep((b + 0.06) / ramp) * chin
-        lower[_LIP_IN_LO] = 1.0
-        lower[_LIP_OUT_LO[1:-1]] = 1.0
+        # The lower lip drops fully in the middle and less towards the corners, so an open
+        # mouth is a rounded opening, not a box with straight sides.
+        corner_a = max(np.abs(a[_CORNERS]).max(), 0.2)
+        lip_lo = _LIP_IN_LO[1:-1] + _LIP_OUT_LO[1:-1]
+        lower[lip_lo] = 0.45 + 0.55 * np.sqrt(np.clip(1 - (a[lip_lo] / corner_a) ** 2, 0, 1))
         lower[_LIP_IN_UP[1:-1] + _LIP_OUT_UP[1:-1]] = 0.0
         # Upper-lip region (above the inner lip, below the nose): tiny lift when the jaw drops.
         upper = np.where((b <= 0.05) & (b > -0.45) & (np.abs(a) < 0.6), 1.0 - np.abs(b) / 0.45, 0.0)
@@ -151,10 +154,12 @@ class MeshRig:
         upper[_LIP_OUT_UP] = np.maximum(upper[_LIP_OUT_UP], 0.85)
         upper[_CORNERS] = 0.4
         lower[_CORNERS] = np.clip(lower[_CORNERS], 0.3, 0.5)
+        # Near the corners the upper lip follows their drop a little (a rounded opening).
+        lip_up = _LIP_IN_UP[1:-1] + _LIP_OUT_UP[1:-1]
+        lower[lip_up] = lower[_CORNERS[:2]].mean() * np.clip(np.abs(a[lip_up]) / corner_a, 0, 1) ** 4
         # Horizontal mouth-shape weight: lips fully, cheeks around the mouth a little.
         mouthw = np.exp(-((a / 0.75) ** 2 + (b / 0.45) ** 2) * 2.0)
         mouthw[_LIP_IN_UP + _LIP_IN_LO + _LIP_OUT_UP + _LIP_OUT_LO] = 1.0
-        corner_a = max(np.abs(a[_CORNERS]).max(), 0.2)
 
         ex, ey = ff.ex, ff.ey
         # Basis displacements in pixels per unit parameter, [L, 2] each.
@@ -184,10 +189,10 @@ class MeshRig:
         pucker[_LIP_IN_UP[1:-1]] = pucker[_LIP_OUT_UP[1:-1]] = -0.6
         pucker *= np.clip(1 - np.abs(a) / corner_a, 0, 1) ** 0.5
         self.B_round = field(w_side=-0.16 * sign_a * mouthw, w_down=0.07 * pucker)
+        self.B_pucker = field(w_down=0.07 * pucker)  # the part of rounding that parts the lips
         self.B_upper = field(w_down=-0.05 * upper)
-        self.w_lower_lip = np.zeros(L)
+        self.w_lower_lip = np.zeros(L)  # what closing the lips pulls back up: the jaw's own weights
         self.w_lower_lip[:lm.N_MESH] = lower
-        self.w_lower_lip[_LIP_IN_LO] = 1.0
         # Eyelids: upper lid -> its lower lid, the lids meeting 85 % of the way down (the lower
         # lid rises a little too, as it does); the crease above follows part of the way, so the
         # lid's skin slides down with it. A warp can only squeeze the eye, which leaves a slit of
@@ -205,6 +210,17 @@ class MeshRig:
         self.z = z
         self.pivot = np.array([*(pts[lm.CHIN, :2] + ff.ey * 0.5 * u), float(np.median(pts[:, 2])) + 0.9 * u])
         self.rest_gap = float(np.median(np.linalg.norm(pts[_LIP_IN_LO, :2] - pts[_LIP_IN_UP, :2], axis=1)[2:-2]) / u)
+        # Closing a mouth open at rest: each point of the lower lip rises by the gap above it
+        # (0 at the corners), the lower face with it, by the gap of its own column (a) and its
+        # jaw weight. (One gap for the whole lip, the median, lifted the corners by it too:
+        # the lower lip crossed the upper one there.)
+        gaps = np.maximum((pts[_LIP_IN_LO, :2] - pts[_LIP_IN_UP, :2]) @ ff.ey, 0.0)
+        ga = (a[_LIP_IN_UP] + a[_LIP_IN_LO]) / 2
+        order = np.argsort(ga)
+        col_gap = np.interp(a, ga[order], gaps[order], left=0.0, right=0.0)
+        self.close_field = np.zeros(L)  # px
+        self.close_field[:lm.N_MESH] = lower * col_gap
+        self.close_field[_LIP_IN_LO] = gaps
 
         self.tensors = RigTensors.of(self)
         # The topology: triangulated once per face, in coordinates relative to the moving
@@ -214,9 +230,10 @@ class MeshRig:
 
     @classmethod
     def of(cls, portrait: Portrait, full_frame: bool = False) -> "MeshRig":
-        """The rig of a portrait's face (it triangulates: a few ms on a CPU)."""
+        """The rig of a portrait's face (it triangulates: a few ms on a CPU), with its inner lip
+        contours moved onto the picture's own lip edges (`refine_inner_lips`)."""
         H, W = portrait.image.shape[:2]
-        return cls(portrait.face.points, (W, H), full_frame)
+        return cls(refine_inner_lips(portrait.image, portrait.face.points), (W, H), full_frame)
 
     def rebase(self, points: np.ndarray) -> "MeshRig":
         """The same face at other landmarks ``points`` [>=468, 3] px in a picture of this rig's
@@ -244,6 +261,70 @@ class MeshRig:
         return displace(self.tensors, torch.from_numpy(np.ascontiguousarray(params, np.float32))).numpy()
 
 
+def refine_inner_lips(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Landmarks [N, 3] with the inner contour of the lower lip of a mouth open at rest moved up
+    onto the edge the picture shows (a copy; other landmarks, and a closed mouth's, unchanged).
+
+    The face mesh places the inner lip contours of an open mouth only roughly: on the demo's
+    astronaut (a small face, upscaled 2.5x) the lower one runs across the lower lip, 4-5 px below
+    the teeth, so a closing mouth met on a band of teeth. Each inner lower point (not the
+    corners) looks up along the face's vertical axis, up to 0.06 inter-ocular distances, for the
+    steepest rise away from the lower lip's colour (measured between its contours) and moves
+    there when the step is clear (> 40 RGB levels); the moves are median-filtered along the
+    contour. The upper contour only rises out of dark shadow (below); teeth in the upper lip's
+    shadow have the lip's colour, and the mesh finds that edge well."""
+    pts = np.asarray(points, np.float32).copy()
+    ff = face_frame(pts.astype(np.float64))
+    u, ey = ff.iod, ff.ey
+    up, lo = pts[_LIP_IN_UP, :2], pts[_LIP_IN_LO, :2]
+    if np.median(((lo - up) @ ey)[2:-2]) < 0.015 * u:
+        return pts
+    H, W = image.shape[:2]
+    img = image.astype(np.float32)
+
+    def at(p: np.ndarray) -> np.ndarray:
+        return img[np.clip(p[..., 1].round().astype(int), 0, H - 1), np.clip(p[..., 0].round().astype(int), 0, W - 1)]
+
+    lip = np.median(at(0.65 * pts[_LIP_OUT_LO[2:-2], :2] + 0.35 * pts[_LIP_IN_LO[2:-2], :2]), axis=0)
+    s = np.arange(0.03 * u, -0.06 * u - 0.25, -0.5)  # from inside the lower lip upwards
+    gap = (lo - up) @ ey
+    n = 4
+    moves = np.zeros(len(_LIP_IN_LO))
+    for k in range(1, len(_LIP_IN_LO) - 1):
+        d = np.linalg.norm(at(lo[k][None] + s[:, None] * ey[None]) - lip, axis=1)
+        c = np.concatenate([[0.0], np.cumsum(d)])
+        j = np.arange(n, len(d) - n + 1)
+        step = (c[j + n] - c[j]) / n - (c[j] - c[j - n]) / n
+        if step.size and step.max() > 40.0:
+            moves[k] = min(s[j[np.argmax(step)]], 0.0)
+    moves[1:-1] = np.median(np.stack([moves[:-2], moves[1:-1], moves[2:]]), axis=0)
+    moves = np.maximum(moves, -np.maximum(gap, 0.0))  # never above the upper contour
+    pts[_LIP_IN_LO, :2] += moves[:, None].astype(np.float32) * ey[None].astype(np.float32)
+    # The upper one only rises out of dark shadow (a smile's dark mouth corners, which the mesh
+    # leaves inside the upper lip): up to the first pixel not darker than 55 % of the lip.
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    lip_up = float(np.median(at(0.65 * pts[_LIP_OUT_UP[2:-2], :2] + 0.35 * pts[_LIP_IN_UP[2:-2], :2]) @ luma))
+    for k in range(1, len(_LIP_IN_UP) - 1):
+        p0, p1 = pts[_LIP_IN_UP[k], :2], pts[_LIP_OUT_UP[k], :2]
+        reach = 0.7 * max(float((p0 - p1) @ ey), 0.0)
+        steps = np.arange(0.0, reach, 0.5)
+        if steps.size == 0:
+            continue
+        dark = at(p0[None] - steps[:, None] * ey[None]) @ luma < 0.55 * lip_up
+        if dark[0]:
+            up_by = steps[np.argmin(dark)] if not dark.all() else reach
+            pts[_LIP_IN_UP[k], :2] -= np.float32(up_by) * ey.astype(np.float32)
+    # The mouth corners move out to the end of that shadow too (up to 0.1 IOD), so the lips'
+    # outline holds the whole opening.
+    for corner, side in ((_CORNERS[0], -1.0), (_CORNERS[1], 1.0)):
+        steps = np.arange(0.0, 0.1 * u, 0.5)
+        dark = at(pts[corner, :2][None] + side * steps[:, None] * ff.ex[None]) @ luma < 0.55 * lip_up
+        if dark[0]:
+            out_by = steps[np.argmin(dark)] if not dark.all() else steps[-1]
+            pts[corner, :2] += np.float32(side * out_by) * ff.ex.astype(np.float32)
+    return pts
+
+
 @dataclass(frozen=True)
 class RigTensors:
     """A rig's motion maps as tensors, leading dim 1 (one face) or N (gathered per frame from
@@ -251,7 +332,9 @@ class RigTensors:
 
     bases [.., P, L, 2]: px per unit of each motion parameter (jaw_open, lip_spread, lip_round,
         upper_lip, blink; zero rows for the others).
-    w_lower [.., L], ey [.., 2], iod/rest_gap [..] (px / IOD units), points [.., L, 2],
+    w_lower [.., L], ey [.., 2], iod [..] px, close [.., L] px (how far each point rises to close
+    a mouth open at rest), pucker [.., L, 2] px per unit of rounding (the part that parts the
+    lips: closed lips stay closed when rounded), points [.., L, 2],
     z [.., L], pivot [.., 3], w_head [.., L].
     """
 
@@ -259,7 +342,8 @@ class RigTensors:
     w_lower: torch.Tensor
     ey: torch.Tensor
     iod: torch.Tensor
-    rest_gap: torch.Tensor
+    close: torch.Tensor
+    pucker: torch.Tensor
     points: torch.Tensor
     z: torch.Tensor
     pivot: torch.Tensor
@@ -275,7 +359,7 @@ class RigTensors:
                         ("upper_lip", rig.B_upper), ("blink", rig.B_blink)):
             bases[MOTION_INDEX[name]] = b
         return RigTensors(f(bases),
-                          f(rig.w_lower_lip), f(rig.ff.ey), f([rig.ff.iod]).reshape(1), f([rig.rest_gap]).reshape(1),
+                          f(rig.w_lower_lip), f(rig.ff.ey), f([rig.ff.iod]).reshape(1), f(rig.close_field), f(rig.B_pucker),
                           f(rig.points), f(rig.z), f(rig.pivot), f(rig.w_head))
 
     def to(self, device) -> "RigTensors":
@@ -295,11 +379,16 @@ def displace(rt: RigTensors, params: torch.Tensor) -> torch.Tensor:
     I = MOTION_INDEX
     jaw, close, labio = params[:, I["jaw_open"]], params[:, I["lip_close"]], params[:, I["labiodental"]]
     d = (params[:, :, None, None] * rt.bases).sum(1)
-    # Lip closure / labiodental tuck: pull the lower lip back up by the share of the jaw drop
-    # that would open the lips, plus the rest gap of a portrait with parted lips.
+    # Lip closure / labiodental tuck: undo the jaw's drop (pressed lips hold the jaw up), close
+    # the rest gap of a portrait with parted lips, tuck the lower lip a little for f/v.
     u = rt.iod
-    pull = torch.maximum(close, 0.85 * labio) * (0.40 * jaw * u + rt.rest_gap * u) + 0.02 * u * labio
-    d = d - pull[:, None, None] * rt.w_lower[:, :, None] * rt.ey[:, None, :]
+    shut = torch.maximum(close, 0.85 * labio)
+    d = d - (shut * jaw)[:, None, None] * rt.bases[:, I["jaw_open"]]
+    pull = (0.02 * u * labio)[:, None] * rt.w_lower + shut[:, None] * rt.close
+    d = d - pull[..., None] * rt.ey[:, None, :]
+    # Pressed lips stay pressed: rounding and a raised upper lip do not part them.
+    d = d - (close * params[:, I["lip_round"]])[:, None, None] * rt.pucker \
+        - (close * params[:, I["upper_lip"]])[:, None, None] * rt.bases[:, I["upper_lip"]]
     # Head pose: rotate (rest + mouth motion) in 3D about the neck pivot, weighted per point.
     rot = rotations(params[:, I["head_yaw"]], params[:, I["head_pitch"]], params[:, I["head_roll"]])  # [B, 3, 3]
     xy = rt.points + d
