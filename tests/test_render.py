@@ -154,7 +154,7 @@ def test_a_full_blink_reads_as_closed_to_the_face_mesh(name):
     img = face.load_image(media(f"portrait/{name}"))
     p = face.frame_portrait(img, face.find_face(img, source=name), size=512, source=name)
     prm = params(4, blink=[0.0, 1.0, 0.0, 1.0])
-    prm[2:, MOTION_INDEX["head_yaw"]:] = (0.03, 0.02, 0.01)
+    prm[2:, [MOTION_INDEX["head_yaw"], MOTION_INDEX["head_pitch"], MOTION_INDEX["head_roll"]]] = (0.03, 0.02, 0.01)
     frames = MeshRenderer(p, RenderOptions()).render(MotionFrames(prm, 25, 0)).frames.numpy()
     with face.MediapipeFaceMesh(max_faces=1) as mesh:
         m = [face.mouth_metrics(mesh.detect(f, source=f"{name} frame {i}")[0].points) for i, f in enumerate(frames)]

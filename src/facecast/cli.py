@@ -40,7 +40,7 @@ def _fail(exc: Exception) -> None:
 
 
 def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: int, crf: int, preset: str,
-                 head_motion: float, expressiveness: float):
+                 head_motion: float, expressiveness: float, expression: str = "neutral"):
     from .errors import InputError
     from .options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
 
@@ -55,8 +55,12 @@ def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: 
             raise InputError(f"--size {size}: must be an even number of pixels between 64 and 4096 (H.264 needs even sizes).")
     if not 1 <= fps <= 120:
         raise InputError(f"--fps {fps}: must be between 1 and 120.")
+    from .expression import check_expression
+
+    check_expression(expression)
     return SayOptions(size=size_px, fps=fps, face_index=face,
-                      motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness),
+                      motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness,
+                                           expression=expression),
                       render=RenderOptions(device=device), encode=EncodeOptions(crf=crf, preset=preset))
 
 
@@ -108,6 +112,7 @@ def say_cmd(
     preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
     head_motion: float = typer.Option(1.0, "--head-motion", help="Head motion gain (0 = still)."),
     expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain."),
+    expression: str = typer.Option("neutral", "--expression", help="neutral, smile, serious, surprised or sad."),
     words: bool = typer.Option(True, "--words/--no-words", help="Audio without a transcript: also recognise "
                                "English words for the mouth (better lip sync, ~4x the alignment CPU)."),
     workers: int = typer.Option(0, "--workers", help="Phone-recognition worker processes (many-core machines)."),
@@ -128,7 +133,7 @@ def say_cmd(
             raise InputError("say: give a portrait image or --twin FILE (exactly one).")
         if workers < 0 or encoders < 1:
             raise InputError(f"--workers {workers} / --encoders {encoders}: need workers >= 0 and encoders >= 1.")
-        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness)
+        options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness, expression)
         options = replace(options, words=words, workers=workers, encode=replace(options.encode, workers=encoders))
         _run_say(portrait if twin is None else twin, output, text, audio, transcript, options)
     except FacecastError as exc:

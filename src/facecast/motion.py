@@ -12,7 +12,9 @@
     pauses          outside speech (VAD) the mouth relaxes to closed
     blinks          a renewal process (gamma intervals; 145-220 ms blinks: fast close, a frame or
                     two fully closed, slower open; a minority of half-blinks)
-    head            slow drifting head pose plus small nods that follow speech emphasis
+    expression      the chosen expression's smile and brows, brows rising on stressed syllables
+                    (`expression.py`)
+    head            slow drifting head pose plus small nods on stressed syllables and loudness rises
 
 Passes 1-5 run once per phone timeline: file jobs without a transcript have two (recognised
 phones, ``Speech.phones``, and recognised words aligned, ``Speech.alt_phones``), and the mouth is
@@ -30,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .expression import Emphasis, check_expression, expression_columns
 from .options import MotionOptions
 from .types import MOTION_INDEX, MOTION_PARAMS, MotionFrames, PhoneSpan, Speech
 
@@ -347,8 +350,10 @@ class MotionModel:
     """Phone timelines -> MotionFrames, window by window (see the module docstring)."""
 
     def __init__(self, options: MotionOptions = MotionOptions()):
+        check_expression(options.expression)
         self.options = options
         self._blinks = BlinkSchedule(options.blinks_per_minute, options.seed)
+        self._emphasis = Emphasis()
 
     def _mouth(self, phones, fine_t: np.ndarray, n: int, f0: int, fps: float, gain_energy: np.ndarray,
                voiced: np.ndarray) -> np.ndarray:
@@ -399,7 +404,12 @@ class MotionModel:
         for i, name in enumerate(MOUTH):
             params[:, MOTION_INDEX[name]] = mouth[:, i]
         params[:, MOTION_INDEX["blink"]] = self._blinks.value(frame_t)
-        hp = head(frame_t, emphasis, opt.seed, opt.head_motion)
+        # Expression and emphasis: stressed syllables raise the brows (the strongest) and nod.
+        self._emphasis.update(speech)
+        stressed = self._emphasis.pulses(frame_t + opt.lead_s * 0.5)
+        params[:, [MOTION_INDEX[k] for k in ("smile", "brow_raise", "brow_inner")]] = expression_columns(
+            opt.expression, frame_t, voiced, self._emphasis.pulses(frame_t, min_strength=0.55))
+        hp = head(frame_t, np.maximum(emphasis, 0.7 * stressed), opt.seed, opt.head_motion)
         params[:, MOTION_INDEX["head_yaw"]] = hp[:, 0]
         params[:, MOTION_INDEX["head_pitch"]] = hp[:, 1]
         params[:, MOTION_INDEX["head_roll"]] = hp[:, 2]
@@ -410,11 +420,15 @@ class MotionModel:
 def random_motion(n: int, rng: np.random.Generator) -> np.ndarray:
     """float32 [n, len(MOTION_PARAMS)] of random parameters spanning each one's full range (head
     angles within +-0.06 rad): inputs for renderer equivalence tests and benchmarks, which must
-    hold on any valid motion, not only on what speech happens to produce."""
+    hold on any valid motion, not only on what speech happens to produce (expression columns
+    over -1..1)."""
     p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
     p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
     p[:, MOTION_INDEX["blink"]] = rng.uniform(0, 1, n)
-    p[:, MOTION_INDEX["head_yaw"]:] = rng.uniform(-0.06, 0.06, size=(n, 3))
+    for name in ("head_yaw", "head_pitch", "head_roll"):
+        p[:, MOTION_INDEX[name]] = rng.uniform(-0.06, 0.06, n)
+    for name in ("smile", "brow_raise", "brow_inner"):
+        p[:, MOTION_INDEX[name]] = rng.uniform(-1, 1, n)
     return p
 
 

@@ -26,6 +26,10 @@ class MotionOptions:
         closed, ours 95 %).
     jaw_scale: jaw opening per unit of viseme target (0.65: real speakers open 0.08-0.14 IOD on
         open vowels, 1.0 opened 1.7-2.4x wider in `facecast eval`).
+    expression: the face's mood, one of "neutral", "smile" (friendly: corners up, a little more
+        in pauses), "serious" (brows down and together, corners slightly down), "surprised"
+        (brows up), "sad" (inner brows up, corners down); `expression.EXPRESSIONS` has the poses.
+        Whatever the mood, the brows rise and the head nods on stressed syllables.
     """
 
     lookahead_s: float = 0.10
@@ -37,6 +41,7 @@ class MotionOptions:
     lead_s: float = 0.08
     jaw_scale: float = 0.65
     pause_jaw: float = 0.15
+    expression: str = "neutral"
 
 
 @dataclass(frozen=True)

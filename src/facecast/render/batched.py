@@ -41,6 +41,13 @@ def image_dtype(name: str) -> torch.dtype:
     return _IMAGE_DTYPES[name]
 
 
+def full_params(params: torch.Tensor) -> torch.Tensor:
+    """Motion parameters [N, P'] with the later columns of MOTION_PARAMS left out (callers made
+    before the expression columns: smile, brows) -> [N, P], the missing ones 0 (neutral)."""
+    missing = len(MOTION_INDEX) - params.shape[1]
+    return torch.nn.functional.pad(params, (0, missing)) if missing > 0 else params
+
+
 @dataclass(frozen=True)
 class _Face:
     rig: RigTensors
@@ -139,7 +146,7 @@ class BatchRenderer:
         """ids long [N] (face of each frame), params float32 [N, P] -> uint8 [N, H, W, 3]."""
         rigs, idx, w, mouth, lids, mouth_origin, eye_origin, images = self._stack()
         ids = ids.to(self.device, non_blocking=True)
-        params = params.to(self.device, non_blocking=True)
+        params = full_params(params).to(self.device, non_blocking=True)
         N = ids.shape[0]
         W, H = self.size
         gh, gw = self.grid_shape
@@ -249,7 +256,7 @@ class GraphedBatchRenderer:
         s_ids.zero_()
         s_params.zero_()
         s_ids[:n].copy_(ids, non_blocking=True)
-        s_params[:n].copy_(params, non_blocking=True)
+        s_params[:n, :params.shape[1]].copy_(params, non_blocking=True)
         graph.replay()
         return s_out[:n]
 

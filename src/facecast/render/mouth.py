@@ -66,7 +66,8 @@ def _spline_matrix(k: int, sub: int) -> np.ndarray:
 
 
 _SPLINE = _spline_matrix(_K, _SUB)
-_MOUTH = [MOTION_INDEX[k] for k in ("jaw_open", "lip_spread", "lip_round", "lip_close", "labiodental", "upper_lip")]
+_MOUTH = [MOTION_INDEX[k] for k in ("jaw_open", "lip_spread", "lip_round", "lip_close", "labiodental", "upper_lip",
+                                    "smile")]
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,9 @@ class MeshRig:
             self.B_blink[up] = 0.85 * delta
             self.B_blink[lo] = -0.15 * delta
             self.B_blink[crease] = 0.45 * delta
+        # Expression: smile, brow raise, inner-brow raise (`expression_fields`).
+        self.B_smile, self.B_brow, self.B_brow_inner = (
+            self._rings(f) for f in expression_fields(pts[:, :2], a, b, u, ex, ey, corner_a))
         # Head pose weights: face 1, ring1 0.75, ring2 0.25, border 0.
         self.w_head = np.concatenate([np.ones(lm.N_MESH), np.full(self.n_ring, 0.75), np.full(self.n_ring, 0.25), np.zeros(len(border))])
         z = np.zeros(L)
@@ -227,6 +230,16 @@ class MeshRig:
         # rectangle (the grid the warp's weights are computed on).
         self.triangulation = None if simplices is not None else Delaunay(self.points - list(self.region[:2]))
         self.simplices = simplices if simplices is not None else self.triangulation.simplices
+
+    def _rings(self, d_face: np.ndarray) -> np.ndarray:
+        """Face-point displacements [468, 2] px -> all control points [L, 2]: the rings follow
+        the face oval partly (60 %, 20 %), the border stays."""
+        d = np.zeros((len(self.points), 2))
+        d[:lm.N_MESH] = d_face
+        r0 = lm.N_MESH
+        d[r0:r0 + self.n_ring] = 0.6 * d_face[self._ring_src]
+        d[r0 + self.n_ring:r0 + 2 * self.n_ring] = 0.2 * d_face[self._ring_src]
+        return d
 
     @classmethod
     def of(cls, portrait: Portrait, full_frame: bool = False) -> "MeshRig":
@@ -259,6 +272,55 @@ class MeshRig:
     def displacements(self, params: np.ndarray) -> np.ndarray:
         """params float32 [B, P] -> landmark displacements float32 [B, L, 2] in pixels."""
         return displace(self.tensors, torch.from_numpy(np.ascontiguousarray(params, np.float32))).numpy()
+
+
+def expression_fields(xy: np.ndarray, a: np.ndarray, b: np.ndarray, u: float, ex: np.ndarray, ey: np.ndarray,
+                      corner_a: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Displacements [468, 2] px per unit of smile, brow_raise and brow_inner, from the rest
+    landmarks xy [468, 2] px, their face coordinates a/b [468] (IOD units, 0 at the mouth centre)
+    and the mouth corners' |a| ``corner_a``.
+
+    smile: the mouth corners up (0.055 IOD) and out (0.04), the skin around them with them
+        (falling off over 0.2 IOD), the lips by how near the corners they are, the cheeks up
+        (0.025) and the lower lids a little (0.012, the eyes' part of a real smile).
+        Negative: the corners down and in (sad).
+    brow_raise: both brows up 0.055 IOD and a little apart; the forehead above follows less
+        the higher it is, the skin between brow and eye by how near the brow, the upper lids
+        0.1 of it (eyes a little wider). Negative: down and together (a frown).
+    brow_inner: the same field, weighted towards the inner ends of the brows (1 there, 0 at the
+        outer ends): + raises them (sad, worried), - lowers them.
+    """
+    n = len(xy)
+    side = np.sign(a)
+    # Smile.
+    corners = np.array([[a[c], b[c]] for c in _CORNERS[:2]])
+    dc = np.min(np.hypot(a[:, None] - corners[None, :, 0], b[:, None] - corners[None, :, 1]), axis=1)
+    w = np.exp(-(dc / 0.2) ** 2) * (b > -0.35)
+    lips = _LIP_IN_UP + _LIP_IN_LO + _LIP_OUT_UP + _LIP_OUT_LO
+    w[lips] = np.maximum(w[lips], np.clip(np.abs(a[lips]) / corner_a, 0, 1) ** 2)
+    smile = (w * 0.04 * side)[:, None] * ex[None] * u - (w * 0.055)[:, None] * ey[None] * u
+    cheek = np.exp(-(((np.abs(a) - 0.45) / 0.15) ** 2 + ((b + 0.3) / 0.15) ** 2))
+    smile -= (0.025 * cheek)[:, None] * ey[None] * u
+    smile[_EYE_R_LO + _EYE_L_LO] -= 0.012 * ey * u
+    # Brows.
+    raise_w, inner_w = np.zeros(n), np.zeros(n)
+    for brow, up_lid in ((list(lm.RIGHT_BROW), _EYE_R_UP), (list(lm.LEFT_BROW), _EYE_L_UP)):
+        s0 = np.sign(a[brow].mean())
+        mine = np.sign(a) == s0
+        bb, lb = b[brow].mean(), b[up_lid].mean()  # brow and upper-lid heights (IOD, negative = up)
+        a_in, a_out = np.abs(a[brow]).min(), np.abs(a[brow]).max()
+        reach = np.clip(1 - (np.abs(a) - a_out) / 0.25, 0, 1) * np.clip(1 - (a_in - np.abs(a)) / 0.25, 0, 1)
+        above = 1 - 0.8 * np.clip((bb - b) / 0.4, 0, 1)
+        between = 1 - 0.9 * np.clip((b - bb) / max(lb - bb, 0.05), 0, 1)
+        wv = np.where(b < bb, above, np.where(b < lb, between, 0.0)) * reach * mine
+        wv[up_lid] = 0.1
+        wv[brow] = 1.0
+        raise_w = np.maximum(raise_w, wv)
+        inner = np.clip(1 - (np.abs(a) - a_in) / max(a_out - a_in, 0.05), 0, 1)
+        inner_w = np.maximum(inner_w, wv * inner)
+    brow = -(raise_w * 0.055)[:, None] * ey[None] * u + (raise_w * 0.012 * side)[:, None] * ex[None] * u
+    brow_inner = -(inner_w * 0.05)[:, None] * ey[None] * u
+    return smile, brow, brow_inner
 
 
 def refine_inner_lips(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -356,7 +418,8 @@ class RigTensors:
         # a plain broadcast-multiply-sum: no index tensors (CUDA-graph friendly).
         bases = np.zeros((len(MOTION_INDEX),) + rig.B_jaw.shape, np.float32)
         for name, b in (("jaw_open", rig.B_jaw), ("lip_spread", rig.B_spread), ("lip_round", rig.B_round),
-                        ("upper_lip", rig.B_upper), ("blink", rig.B_blink)):
+                        ("upper_lip", rig.B_upper), ("blink", rig.B_blink), ("smile", rig.B_smile),
+                        ("brow_raise", rig.B_brow), ("brow_inner", rig.B_brow_inner)):
             bases[MOTION_INDEX[name]] = b
         return RigTensors(f(bases),
                           f(rig.w_lower_lip), f(rig.ff.ey), f([rig.ff.iod]).reshape(1), f(rig.close_field), f(rig.B_pucker),
