@@ -136,9 +136,9 @@ def portrait_light(image: np.ndarray, pts: np.ndarray, ff) -> dict:
     teeth, tongue and cavity in its light, how soft it is and where its light comes from.
 
     lip: the median between the lip contours. teeth: the portrait's own teeth where it shows
-    them (the brightest quarter of the pixels between its lips), else off-white at 85 % of the
-    face's white level (its 97th luminance percentile: eye whites, highlights), tinted a little
-    by the skin; desaturated as much as the lips are (black-and-white pictures). tongue and
+    them (the brightest tenth of the pixels between its lips), else off-white at 95 % of the
+    face's white level (its 97th luminance percentile: eye whites, highlights; at least 1.2x the
+    skin), tinted a little by the skin; desaturated as much as the lips are (black-and-white pictures). tongue and
     cavity: the lip colour, darker. soft: the blur (px) of the picture around the mouth, from how
     much of its gradient a 1-px Gaussian keeps (r -> r / sqrt(1 - r^2): an upscaled face keeps
     most of it). tilt: the luminance difference of the cheeks beside the mouth."""
@@ -166,10 +166,11 @@ def portrait_light(image: np.ndarray, pts: np.ndarray, ff) -> dict:
     if np.median(gaps[2:-2]) > 0.04 * u:
         px = at(inner)
         pl = px @ _LUMA
-        teeth = px[pl >= np.quantile(pl, 0.75)].mean(0)
+        teeth = px[pl >= np.quantile(pl, 0.9)].mean(0)
     else:
-        base = np.array([226.0, 218.0, 204.0]) / 226.0 * float(np.clip(0.85 * white, 110.0, 232.0))
-        teeth = 0.85 * base + 0.15 * base.mean() * skin / max(float(skin.mean()), 1.0)
+        level = float(np.clip(max(0.95 * white, 1.2 * float(skin @ _LUMA)), 120.0, 235.0))
+        base = np.array([226.0, 220.0, 208.0]) / 222.0 * level
+        teeth = 0.9 * base + 0.1 * base.mean() * skin / max(float(skin.mean()), 1.0)
     teeth = teeth * sat + teeth.mean() * (1 - sat)
     tongue = lip * np.array([0.85, 0.60, 0.60])
     tongue = tongue * sat + tongue.mean() * (1 - sat)
@@ -313,9 +314,12 @@ def paint_mouth(img: torch.Tensor, pix: torch.Tensor, cur: torch.Tensor, jaw: to
     eys = ey.reshape(-1, 2, 1)
     rgap = ((s_il - s_iu) * eys).sum(1)           # the portrait's gap at rest, px
     gap = (il_b - iu_b).clamp(min=0)              # the gap now
-    # Where the portrait's lips were apart and close now, their inner edges are read a little
-    # inside the lip (a bilinear read on the contour would mix in the teeth behind it).
-    ins = ((rgap - 0.5).clamp(0, 0.7) * ((rgap - gap) / 2.0).clamp(0, 1))[:, None]
+    # Where the lips part or close beyond their rest gap, their inner edges are read a little
+    # inside the lip: a bilinear read on the contour mixes in what lay between the lips at rest
+    # (the teeth of a mouth open at rest; the dark seam of a closed one, which would narrow the
+    # opening by a pixel).
+    ins = ((rgap - 0.5).clamp(0, 0.7) * ((rgap - gap) / 2.0).clamp(0, 1)
+           + 2.4 * ((gap - rgap) / 3.0).clamp(0, 1))[:, None]
     mid = (iu_b + il_b) / 2
     above = pb < mid
     t = torch.where(above, (pb - ou_b) / (iu_b - ou_b).clamp(min=0.5),
@@ -429,7 +433,7 @@ def interior_columns(ag: torch.Tensor, bu: torch.Tensor, bl: torch.Tensor, ca: t
     tooth_px = (hi_e - lo_e) * half / _ARCH_HALF * torch.sqrt(1 - wmm * wmm)  # its width on screen
     drawn = _smooth((tooth_px - 3.0) / 4.0)  # teeth under ~3 px wide are drawn as one band
     to_gap = torch.minimum(f, 1 - f) * tooth_px  # px to the nearest gap between teeth
-    gaps = 0.08 * drawn * torch.exp(-(to_gap / (0.6 + 0.6 * soft)) ** 2)
+    gaps = 0.15 * drawn * torch.exp(-(to_gap / (0.6 + 0.6 * soft)) ** 2)
     tone = tones[k - 1]  # incisors lightest
     rounded = (1 - 0.08 * drawn * (2 * f - 1) ** 2) * (1 - gaps) * (tone + (1 - tone) * (1 - drawn))
     # Lower teeth behind the lower lip, as the jaw drops; upper teeth from the upper lip (longer
@@ -469,8 +473,8 @@ def interior_pixels(pb: torch.Tensor, f: torch.Tensor, bu: torch.Tensor, gap: to
     colour = torch.lerp(colour, c.tongue * t_shade[:, None], (edge(pb - t_top) * tongue)[:, None])
     colour = torch.lerp(colour, c.teeth * lo_shade[:, None], (edge(pb - lo_top) * lower)[:, None])
     v = (down / up_len.clamp(min=1.0)).clamp(0, 1)  # down the upper teeth
-    teeth = c.teeth * (up_shade * (0.62 + 0.38 * _smooth(v / 0.4)))[:, None]
+    teeth = c.teeth * (up_shade * (0.85 + 0.15 * _smooth(v / 0.3)))[:, None]
     teeth = torch.lerp(teeth, colour, (0.15 * _smooth((v - 0.8) / 0.2))[:, None])  # translucent edge
     colour = torch.lerp(colour, teeth, (edge(up_len - down) * upper)[:, None])
     # The upper lip's shadow just below it.
-    return colour * (1 - 0.4 * (1 - down / (0.03 * u)).clamp(0, 1))[:, None]
+    return colour * (1 - 0.3 * (1 - down / (0.02 * u)).clamp(0, 1))[:, None]

@@ -141,11 +141,8 @@ class MeshRig:
         ramp = 0.05 + 0.35 * _smoothstep((np.abs(a) - 0.3) / 0.5)
         chin = 1.0 - 0.2 * np.clip((b - 0.2) / max(chin_b - 0.2, 0.1), 0, 1)
         lower = lateral * _smoothstep((b + 0.06) / ramp) * chin
-        # The lower lip drops fully in the middle and less towards the corners, so an open
-        # mouth is a rounded opening, not a box with straight sides.
         corner_a = max(np.abs(a[_CORNERS]).max(), 0.2)
-        lip_lo = _LIP_IN_LO[1:-1] + _LIP_OUT_LO[1:-1]
-        lower[lip_lo] = 0.45 + 0.55 * np.sqrt(np.clip(1 - (a[lip_lo] / corner_a) ** 2, 0, 1))
+        lower[_LIP_IN_LO[1:-1] + _LIP_OUT_LO[1:-1]] = 1.0
         lower[_LIP_IN_UP[1:-1] + _LIP_OUT_UP[1:-1]] = 0.0
         # Upper-lip region (above the inner lip, below the nose): tiny lift when the jaw drops.
         upper = np.where((b <= 0.05) & (b > -0.45) & (np.abs(a) < 0.6), 1.0 - np.abs(b) / 0.45, 0.0)
@@ -154,7 +151,9 @@ class MeshRig:
         upper[_LIP_OUT_UP] = np.maximum(upper[_LIP_OUT_UP], 0.85)
         upper[_CORNERS] = 0.4
         lower[_CORNERS] = np.clip(lower[_CORNERS], 0.3, 0.5)
-        # Near the corners the upper lip follows their drop a little (a rounded opening).
+        # Near the corners the upper lip follows their drop a little: a rounded opening, not a
+        # box with straight sides. (A lower lip dropping less towards the corners rounded it
+        # more, but the face mesh's lip shapes moved away from real speakers': LMD +0.003.)
         lip_up = _LIP_IN_UP[1:-1] + _LIP_OUT_UP[1:-1]
         lower[lip_up] = lower[_CORNERS[:2]].mean() * np.clip(np.abs(a[lip_up]) / corner_a, 0, 1) ** 4
         # Horizontal mouth-shape weight: lips fully, cheeks around the mouth a little.
