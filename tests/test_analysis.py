@@ -171,3 +171,20 @@ def test_first_speech_finds_where_speech_starts_and_leaves_the_stream_fresh(vad,
     vad.reset()
     vad.first_speech([jfk16k])
     np.testing.assert_array_equal(vad.voiced_frames(jfk16k, 25, 275), fresh)
+
+
+def test_pitch_track_reads_a_voice_and_nothing_in_noise():
+    """analysis.pitch_track (issue #17, for brows and nods): a 150 Hz voice-like tone reads about
+    7 semitones above 100 Hz on every frame; white noise and silence read no pitch (NaN)."""
+    import numpy as np
+
+    from facecast.analysis import pitch_track
+
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    x = (0.3 * np.sin(2 * np.pi * 150 * t) + 0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    x[sr:2 * sr] = np.random.default_rng(0).normal(0, 0.05, sr)
+    x[2 * sr:] = 0
+    p = pitch_track(x, sr, 25.0, 75)
+    assert np.all(np.abs(p[1:24] - 12 * np.log2(1.5)) < 0.3)
+    assert np.isnan(p[27:49]).mean() > 0.9 and np.isnan(p[52:]).all()

@@ -1,6 +1,7 @@
 """Motion passes: visemes, coarticulation, closures, pauses, blinks, head."""
 
 import numpy as np
+import pytest
 
 from facecast.motion import BlinkSchedule, MotionModel
 from facecast.options import MotionOptions
@@ -99,6 +100,25 @@ def test_blinks_are_natural_and_not_periodic():
     assert gaps.std() > 0.25 * gaps.mean()             # not a metronome
     closed_runs = np.diff(np.nonzero(np.diff((b > 0.1).astype(int)))[0])[::2] / FPS
     assert np.median(closed_runs) <= 0.24
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0, 22.13])
+def test_every_full_blink_is_closed_on_a_frame_and_takes_100_to_250_ms(fps):
+    """A blink a viewer sees: the lid stays fully closed long enough that every frame grid shows
+    it closed at least once (before: a single instant of full closure, which frames at 25 fps
+    sampled at 0.7-0.95). Half-blinks are a deliberate minority; the mean rate is the one asked."""
+    sched = BlinkSchedule(per_minute=20, seed=5)
+    t = np.arange(0, 600, 1 / fps) + 0.37 / fps  # an arbitrary phase of the frame grid
+    b = sched.value(t)
+    events = sched.blinks(0.0, 600.0)
+    full = [e for e in events if e.depth == 1.0]
+    for e in full:
+        on = (t >= e.onset) & (t <= e.end)
+        assert b[on].max() >= 0.99, (e, b[on])
+        assert 0.10 <= e.end - e.onset <= 0.25
+    half = [e for e in events if e.depth < 1.0]
+    assert 0.04 <= len(half) / len(events) <= 0.2 and max(e.depth for e in half) <= 0.5
+    assert 17 <= len(events) / 10 <= 23  # events per minute, over 10 minutes
 
 
 def test_chunked_motion_equals_whole_motion():

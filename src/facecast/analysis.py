@@ -71,6 +71,54 @@ def loudness_envelope(
     return np.clip(level, 0.0, 1.0).astype(np.float32)
 
 
+def pitch_track(
+    samples16k: np.ndarray,
+    sample_rate: int,
+    fps: float,
+    num_frames: int,
+    start_frame: int = 0,
+    *,
+    samples_start: float = 0.0,
+    window_seconds: float = 0.04,
+    fmin: float = 70.0,
+    fmax: float = 400.0,
+) -> np.ndarray:
+    """Per-frame voice pitch: float32 [num_frames], semitones above 100 Hz, NaN where no clear
+    pitch (unvoiced, silence). Frames as in `loudness_envelope`.
+
+    The normalised autocorrelation of a ``window_seconds`` window centred on each frame (one
+    batched FFT for all frames), its highest peak between 1/fmax and 1/fmin seconds of lag
+    (refined by a parabola); a peak under 0.45 of the window's energy is no pitch. Cheap (about
+    2 ms per audio second): it drives the brows and nods, not the mouth."""
+    x = np.asarray(samples16k, dtype=np.float32).reshape(-1)
+    out = np.full(num_frames, np.nan, np.float32)
+    if num_frames <= 0 or x.size == 0:
+        return out
+    win = int(round(window_seconds * sample_rate))
+    centres = np.round((start_frame + np.arange(num_frames)) / fps * sample_rate).astype(np.int64)
+    lo = centres - win // 2 - round(samples_start * sample_rate)
+    idx = lo[:, None] + np.arange(win)[None]
+    inside = (idx >= 0) & (idx < x.size)
+    frames = np.where(inside, x[np.clip(idx, 0, x.size - 1)], 0.0)
+    frames = frames - frames.mean(1, keepdims=True)
+    n_fft = 1 << int(np.ceil(np.log2(2 * win)))
+    spec = np.fft.rfft(frames * np.hanning(win)[None], n_fft)
+    ac = np.fft.irfft(np.abs(spec) ** 2, n_fft)[:, :win]
+    lag0 = ac[:, :1]
+    a, b = int(sample_rate / fmax), min(int(sample_rate / fmin), win - 2)
+    seg = ac[:, a:b + 1]
+    k = np.argmax(seg, axis=1)
+    peak = seg[np.arange(num_frames), k]
+    ok = (lag0[:, 0] > 1e-7) & (peak > 0.45 * lag0[:, 0]) & (k > 0) & (k < seg.shape[1] - 1)
+    left = seg[np.arange(num_frames), np.clip(k - 1, 0, None)]
+    right = seg[np.arange(num_frames), np.clip(k + 1, None, seg.shape[1] - 1)]
+    shift = 0.5 * (left - right) / np.where(np.abs(left - 2 * peak + right) > 1e-12, left - 2 * peak + right, 1.0)
+    lag = a + k + np.clip(shift, -0.5, 0.5)
+    f0 = sample_rate / np.maximum(lag, 1.0)
+    out[ok] = (12.0 * np.log2(f0[ok] / 100.0)).astype(np.float32)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Voice activity
 # --------------------------------------------------------------------------------------------

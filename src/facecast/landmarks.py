@@ -47,6 +47,12 @@ RIGHT_EYE_CORNERS: tuple[int, int] = (33, 133)
 LEFT_EYE_CORNERS: tuple[int, int] = (263, 362)
 """Outer and inner corners: their means are the eye centres FaceLandmarks.interocular uses."""
 
+RIGHT_BROW: tuple[int, ...] = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55)
+"""Subject's right eyebrow: its upper edge from the outer end (70) to the inner end (107), then its
+lower edge from the outer end (46) to the inner end (55)."""
+LEFT_BROW: tuple[int, ...] = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)
+"""Subject's left eyebrow: upper edge outer (300) to inner (336), lower edge outer (276) to inner (285)."""
+
 FACE_OVAL: tuple[int, ...] = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,

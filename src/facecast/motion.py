@@ -10,8 +10,11 @@
     loudness        speech energy scales the jaw (quiet speech, smaller mouth); voiced stretches
                     with no recognised phones open with the energy alone (non-English, noise)
     pauses          outside speech (VAD) the mouth relaxes to closed
-    blinks          a renewal process (gamma intervals, 100-200 ms blinks, fast close, slower open)
-    head            slow drifting head pose plus small nods that follow speech emphasis
+    blinks          a renewal process (gamma intervals; 145-220 ms blinks: fast close, a frame or
+                    two fully closed, slower open; a minority of half-blinks)
+    expression      the chosen expression's smile and brows, brows rising on stressed syllables
+                    (`expression.py`)
+    head            slow drifting head pose plus small nods on stressed syllables and loudness rises
 
 Passes 1-5 run once per phone timeline: file jobs without a transcript have two (recognised
 phones, ``Speech.phones``, and recognised words aligned, ``Speech.alt_phones``), and the mouth is
@@ -29,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .expression import Emphasis, check_expression, expression_columns
 from .options import MotionOptions
 from .types import MOTION_INDEX, MOTION_PARAMS, MotionFrames, PhoneSpan, Speech
 
@@ -234,42 +238,84 @@ def spoken_frames(phones, n: int, f0: int, fps: float, options: MotionOptions) -
     return spoken
 
 
+@dataclass(frozen=True)
+class Blink:
+    """One scheduled blink: onset (s), the closing, fully-closed and opening phases (s), and how
+    far the lid comes down (1 = a full blink, below 1 a half-blink)."""
+
+    onset: float
+    close: float
+    hold: float
+    open: float
+    depth: float
+
+    @property
+    def end(self) -> float:
+        return self.onset + self.close + self.hold + self.open
+
+
 class BlinkSchedule:
-    """Blink onsets from a renewal process with gamma-distributed intervals (not periodic).
+    """Blinks from a renewal process with gamma-distributed intervals (not periodic), at a mean
+    of ``per_minute`` blinks.
+
+    Each blink closes fast (40-60 ms), stays fully closed 45-60 ms (so every frame grid up to
+    22 fps samples the closed lid at least once) and opens more slowly (60-100 ms): 145-220 ms
+    in all, as measured blinks take (VanderWerf et al. 2003: ~100-200 ms, the opening about twice
+    as long as the closing). A deliberate minority are half-blinks (``HALF`` of them: the lid
+    stops at 0.3-0.5) and a few come as double blinks (``DOUBLE``).
 
     Extends itself in time order, so asking for successive windows gives the same blinks as
     asking for the whole span at once.
     """
 
+    HALF = 0.10
+    DOUBLE = 0.06
+    MIN_GAP = 0.6  # seconds from one blink's onset to the next, at least
+
     def __init__(self, per_minute: float, seed: int):
         self._rng = np.random.default_rng([seed, 0xB1])
         self._mean = 60.0 / max(per_minute, 0.1)
-        self._blinks: list[tuple[float, float]] = []  # (onset s, duration s)
-        self._next = float(self._rng.uniform(0.4, self._mean))
+        self._blinks: list[Blink] = []
+        self._next = float(self._rng.uniform(0.4, min(self._mean, 4.0)))
+
+    def _blink(self, onset: float, full: bool) -> Blink:
+        r = self._rng
+        depth = 1.0 if full else float(r.uniform(0.3, 0.5))
+        return Blink(onset, float(r.uniform(0.04, 0.06)), float(r.uniform(0.045, 0.06)) if full else 0.0,
+                     float(r.uniform(0.06, 0.10)), depth)
 
     def _extend(self, until: float) -> None:
+        r = self._rng
         while self._next < until:
-            dur = float(self._rng.uniform(0.10, 0.20))
-            self._blinks.append((self._next, dur))
-            if self._rng.random() < 0.08:  # occasional double blink
-                self._blinks.append((self._next + dur + 0.12, dur * 0.9))
-            gap = float(self._rng.gamma(3.0, self._mean / 3.0))
-            self._next += max(gap, 1.0) + dur
+            first = self._blink(self._next, r.random() >= self.HALF)
+            self._blinks.append(first)
+            n = 1
+            if r.random() < self.DOUBLE:  # a second blink right after the first
+                self._blinks.append(self._blink(first.end + float(r.uniform(0.08, 0.14)), True))
+                n = 2
+            # Onset to onset: gamma around the mean (shape 3), never closer than MIN_GAP.
+            gap = self.MIN_GAP + float(r.gamma(3.0, max(n * self._mean - self.MIN_GAP, 0.1) / 3.0))
+            self._next = max(self._next + gap, self._blinks[-1].end + 0.3)
+
+    def blinks(self, start: float, end: float) -> list[Blink]:
+        """The blinks overlapping [start, end) seconds (extends the schedule as needed)."""
+        self._extend(end + 1.0)
+        return [b for b in self._blinks if b.end > start and b.onset < end]
 
     def value(self, times: np.ndarray) -> np.ndarray:
-        """Eyelid closure 0..1 at ``times`` (seconds): fast close (35% of the blink), slower open."""
-        self._extend(float(times[-1]) + 1.0)
+        """Eyelid closure 0..1 at ``times`` (seconds)."""
         out = np.zeros_like(times, dtype=np.float32)
-        for onset, dur in self._blinks:
-            if onset > times[-1] or onset + dur < times[0]:
-                continue
-            x = (times - onset) / dur
-            close = np.clip(x / 0.35, 0, 1)
-            reopen = np.clip((1 - x) / 0.65, 0, 1)
-            out = np.maximum(out, np.where((x >= 0) & (x <= 1), np.minimum(close, reopen), 0.0))
+        if times.size == 0:
+            return out
+        for b in self.blinks(float(times[0]), float(times[-1]) + 1e-9):
+            x = times - b.onset
+            closing = _smoothstep(x / b.close)
+            opening = _smoothstep((b.close + b.hold + b.open - x) / b.open)
+            inside = (x >= 0) & (x <= b.close + b.hold + b.open)
+            out = np.maximum(out, np.where(inside, b.depth * np.minimum(closing, opening), 0.0).astype(np.float32))
         # Drop history that can no longer matter (keeps memory flat for hour-long streams).
-        self._blinks = [b for b in self._blinks if b[0] + b[1] >= times[0] - 5.0]
-        return _smoothstep(out)
+        self._blinks = [b for b in self._blinks if b.end >= times[0] - 5.0]
+        return out
 
 
 @lru_cache(maxsize=64)
@@ -304,8 +350,10 @@ class MotionModel:
     """Phone timelines -> MotionFrames, window by window (see the module docstring)."""
 
     def __init__(self, options: MotionOptions = MotionOptions()):
+        check_expression(options.expression)
         self.options = options
         self._blinks = BlinkSchedule(options.blinks_per_minute, options.seed)
+        self._emphasis = Emphasis()
 
     def _mouth(self, phones, fine_t: np.ndarray, n: int, f0: int, fps: float, gain_energy: np.ndarray,
                voiced: np.ndarray) -> np.ndarray:
@@ -356,7 +404,12 @@ class MotionModel:
         for i, name in enumerate(MOUTH):
             params[:, MOTION_INDEX[name]] = mouth[:, i]
         params[:, MOTION_INDEX["blink"]] = self._blinks.value(frame_t)
-        hp = head(frame_t, emphasis, opt.seed, opt.head_motion)
+        # Expression and emphasis: stressed syllables raise the brows (the strongest) and nod.
+        self._emphasis.update(speech)
+        stressed = self._emphasis.pulses(frame_t + opt.lead_s * 0.5)
+        params[:, [MOTION_INDEX[k] for k in ("smile", "brow_raise", "brow_inner")]] = expression_columns(
+            opt.expression, frame_t, voiced, self._emphasis.pulses(frame_t, min_strength=0.55))
+        hp = head(frame_t, np.maximum(emphasis, 0.7 * stressed), opt.seed, opt.head_motion)
         params[:, MOTION_INDEX["head_yaw"]] = hp[:, 0]
         params[:, MOTION_INDEX["head_pitch"]] = hp[:, 1]
         params[:, MOTION_INDEX["head_roll"]] = hp[:, 2]
@@ -367,11 +420,15 @@ class MotionModel:
 def random_motion(n: int, rng: np.random.Generator) -> np.ndarray:
     """float32 [n, len(MOTION_PARAMS)] of random parameters spanning each one's full range (head
     angles within +-0.06 rad): inputs for renderer equivalence tests and benchmarks, which must
-    hold on any valid motion, not only on what speech happens to produce."""
+    hold on any valid motion, not only on what speech happens to produce (expression columns
+    over -1..1)."""
     p = np.zeros((n, len(MOTION_PARAMS)), np.float32)
     p[:, :6] = rng.uniform([0, -1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], size=(n, 6))
     p[:, MOTION_INDEX["blink"]] = rng.uniform(0, 1, n)
-    p[:, MOTION_INDEX["head_yaw"]:] = rng.uniform(-0.06, 0.06, size=(n, 3))
+    for name in ("head_yaw", "head_pitch", "head_roll"):
+        p[:, MOTION_INDEX[name]] = rng.uniform(-0.06, 0.06, n)
+    for name in ("smile", "brow_raise", "brow_inner"):
+        p[:, MOTION_INDEX[name]] = rng.uniform(-1, 1, n)
     return p
 
 

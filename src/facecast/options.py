@@ -134,6 +134,10 @@ class MotionOptions:
         frames closed, ours 95 %).
     jaw_scale: 0 ... 2: jaw opening per unit of viseme target (0.65: real speakers open
         0.08-0.14 IOD on open vowels, 1.0 opened 1.7-2.4x wider in `facecast eval`).
+    expression: the face's mood, one of "neutral", "smile" (friendly: corners up, a little more
+        in pauses), "serious" (brows down and together, corners slightly down), "surprised"
+        (brows up), "sad" (inner brows up, corners down); `expression.EXPRESSIONS` has the poses.
+        Whatever the mood, the brows rise and the head nods on stressed syllables.
     """
 
     RANGES: ClassVar[dict] = {
@@ -143,6 +147,7 @@ class MotionOptions:
         "blinks_per_minute": Range(0, 60, "per minute"),
         "seed": Range(0, MAX_SEED, integer=True),
         "drive": Choice(("phones", "loudness")),
+        "expression": Choice(("neutral", "smile", "serious", "surprised", "sad")),  # expression.EXPRESSIONS
         "lead_s": Range(0, 0.5, "s"),
         "jaw_scale": Range(0, 2),
         "pause_jaw": Range(0, 1),
@@ -157,6 +162,7 @@ class MotionOptions:
     lead_s: float = 0.08
     jaw_scale: float = 0.65
     pause_jaw: float = 0.15
+    expression: str = "neutral"
 
     def __post_init__(self) -> None:
         check_ranges(self)

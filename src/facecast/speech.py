@@ -72,7 +72,10 @@ class SpeechAnalyser:
             with timings.stage("analyse"):
                 voiced = self.vad.voiced_frames(seg.analysis, fps, seg.num_frames, seg.first_frame)
         energy = self.gain(energy, voiced)
-        return Speech(tuple(phones), energy, voiced, fps, seg.first_frame, alt)
+        with timings.stage("analyse"):
+            pitch = analysis_mod.pitch_track(seg.analysis, ANALYSIS_RATE, fps, seg.num_frames, seg.first_frame,
+                                             samples_start=seg.start)
+        return Speech(tuple(phones), energy, voiced, fps, seg.first_frame, alt, pitch)
 
 
 class LoudnessGain:

@@ -82,6 +82,9 @@ class Speech:
         mean of the mouths the two timelines give: where they agree it moves fully, where they
         disagree it moves less (``facecast eval`` on the 10 real clips, with the jaw contrast of
         ``motion._JAW_SPREAD``: mean aperture r 0.230 -> 0.256; docs/quality.md, issue #3).
+    pitch: float32 [num_frames] voice pitch in semitones above 100 Hz, NaN where there is none
+        (`analysis.pitch_track`), or None when not measured (the brows and nods then follow
+        loudness and phone lengths alone).
     """
 
     phones: tuple[PhoneSpan, ...]
@@ -90,6 +93,7 @@ class Speech:
     fps: float
     first_frame: int
     alt_phones: tuple[PhoneSpan, ...] = ()
+    pitch: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -125,6 +129,9 @@ MOTION_PARAMS: tuple[str, ...] = (
     "head_yaw",      # radians, + = turn to the subject's left
     "head_pitch",    # radians, + = nod down
     "head_roll",     # radians, + = tilt clockwise in the image
+    "smile",         # -1..1, + = mouth corners up and out, cheeks up (smile), - = corners down (sad)
+    "brow_raise",    # -1..1, + = brows up (surprise, emphasis), - = brows down and together (frown)
+    "brow_inner",    # -1..1, + = inner ends of the brows up (sad, worried), - = down
 )
 MOTION_INDEX: dict[str, int] = {name: i for i, name in enumerate(MOTION_PARAMS)}
 

@@ -175,3 +175,26 @@ def bench_cmd(
             err.print(f"appended to [bold]{append}[/]")
     except FacecastError as exc:
         fail(exc)
+
+
+@app.command("sheet")
+def sheet_cmd(
+    portrait: str = typer.Argument(..., help="Portrait image."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .png path."),
+    size: int = typer.Option(512, "--size", help="Portrait size in pixels."),
+    zoom: int = typer.Option(3, "--zoom", help="Magnification of the crops."),
+) -> None:
+    """A contact sheet: the portrait's mouth closed, near-closed, half-open, open and rounded,
+    a blink and a smile, zoomed in (to look at the renderer up close)."""
+    setup_logging(False)
+    from ..errors import FacecastError
+
+    try:
+        from .. import face as face_mod
+        from ..quality.sheet import render_states, write_sheet
+
+        img = face_mod.load_image(portrait)
+        p = face_mod.frame_portrait(img, face_mod.find_face(img, source=portrait), size=size, source=portrait)
+        err.print(f"wrote [bold]{write_sheet(output, p, {'facecast': render_states(p)}, zoom)}[/]")
+    except FacecastError as exc:
+        fail(exc)

@@ -14,14 +14,16 @@ from .app import DEMO_OUTPUT, DEMO_TEXT, app, err, fail, flag_error, number, ren
 SAY_FLAGS = {
     "SayOptions.size": "--size", "SayOptions.fps": "--fps", "SayOptions.face_index": "--face",
     "SayOptions.workers": "--workers", "MotionOptions.seed": "--seed", "MotionOptions.head_motion": "--head-motion",
-    "MotionOptions.expressiveness": "--expressiveness", "EncodeOptions.crf": "--crf",
+    "MotionOptions.expressiveness": "--expressiveness", "MotionOptions.expression": "--expression",
+    "EncodeOptions.crf": "--crf",
     "EncodeOptions.preset": "--preset", "EncodeOptions.workers": "--encoders",
 }
 """The option dataclasses' fields that `say` sets from a flag: their range errors name the flag."""
 
 
 def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: int, crf: int, preset: str,
-                 head_motion: float, expressiveness: float, *, workers: int = 0, encoders: int = 1, words: bool = True):
+                 head_motion: float, expressiveness: float, *, workers: int = 0, encoders: int = 1, words: bool = True,
+                 expression: str = "neutral"):
     """SayOptions from `say`'s flags; OptionError naming the flag and its range (before any work)."""
     from ..errors import OptionError
     from ..options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
@@ -32,7 +34,8 @@ def _say_options(size: str, fps: float, face: Optional[int], device: str, seed: 
         size_px = size  # not a number: SayOptions says what --size takes
     try:
         return SayOptions(size=size_px, fps=fps, face_index=face, workers=workers, words=words,
-                          motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness),
+                          motion=MotionOptions(seed=seed, head_motion=head_motion, expressiveness=expressiveness,
+                                               expression=expression),
                           render=RenderOptions(device=device),
                           encode=EncodeOptions(crf=crf, preset=preset, workers=encoders))
     except OptionError as exc:
@@ -66,6 +69,7 @@ def say_cmd(
     preset: str = typer.Option("veryfast", "--preset", help="libx264 preset (ultrafast ... veryslow)."),
     head_motion: float = typer.Option(1.0, "--head-motion", help="Head motion gain, 0-3 (0 = still)."),
     expressiveness: float = typer.Option(1.0, "--expressiveness", help="Mouth motion gain, 0-3 (1 = natural)."),
+    expression: str = typer.Option("neutral", "--expression", help="The face's mood: neutral, smile, serious, surprised or sad."),
     words: bool = typer.Option(True, "--words/--no-words", help="Audio without a transcript: also recognise "
                                "English words for the mouth (better lip sync, ~4x the alignment CPU)."),
     workers: int = typer.Option(0, "--workers", parser=number, metavar="INTEGER",
@@ -86,7 +90,7 @@ def say_cmd(
         if (portrait is None) == (twin is None):
             raise InputError("say: give a portrait image or --twin FILE (exactly one).")
         options = _say_options(size, fps, face, device, seed, crf, preset, head_motion, expressiveness,
-                               workers=workers, encoders=encoders, words=words)
+                               workers=workers, encoders=encoders, words=words, expression=expression)
         if twin is not None:
             from ..sources import is_twin_input
             from ..twin.file import load_twin

@@ -16,14 +16,15 @@ How a frame is drawn (all batched over frames, torch, same code on CPU and CUDA)
    on  s + d(s) = x  on the coarse grid invert the (small, smooth) forward field.
 4. One bilinear `grid_sample` of the portrait at full resolution (`mesh.MeshRenderer`; OpenCV's
    remap on the CPU).
-5. Painting (`paint`): the mouth interior where the lips part, and the slit of eye a squeezed
-   warp leaves in a blink closed with the lash line.
+5. Painting: the lips redrawn per pixel from the portrait's own lips between the moved lip
+   contours, and the mouth interior where they part (`mouth`); in a blink the upper lid drawn
+   over the squeezed eye with the lash line along its margin (`lids`).
 
 The work per frame is two small sparse/coarse ops and one full-resolution sample, so a 2-core
 CPU renders 512x512 frames faster than real time and a GPU renders thousands per second.
 
-Modules, lower to higher: `warp` (geometry on tensors) <- `rig` (one face's motion maps) and
-`paint` (mouth and lids) <- `mesh` (one portrait, `MeshRenderer`) <- `batched` (many faces per
+Modules, lower to higher: `warp` (geometry on tensors) <- `rig` (one face's motion maps),
+`mouth` and `lids` (blinks) <- `mesh` (one portrait, `MeshRenderer`) <- `batched` (many faces per
 launch, CUDA graphs: `BatchRenderer`, `GraphedRenderer`).
 """
 

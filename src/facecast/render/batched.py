@@ -5,7 +5,7 @@ device and renders any mix of their frames in a single batched pass: frame n of 
 to face ``ids[n]``. Every per-face constant (motion bases, barycentric weights, mouth colours,
 the portrait itself) is gathered per frame, so the GPU sees a few large kernels per tick no matter
 how many streams are live. The math is the CPU renderer's (rig.displace, warp.invert_warp,
-paint.paint_mouth); `tests/test_batch.py` checks the two agree on the CPU.
+mouth.paint_mouth, lids.paint_lids); `tests/test_batch.py` checks the two agree on the CPU.
 
 Nothing here synchronises with the host: parameters go up through a pinned buffer, frames come
 back through a pinned buffer with a CUDA event the caller waits on (see `BatchRenderer.fetch`).
@@ -23,7 +23,8 @@ from .. import landmarks as lm
 from ..device import resolve_device
 from ..types import MOTION_INDEX, Portrait, VideoFrames
 from .mesh import batch_frames
-from .paint import MouthConsts, MouthPainter, paint_lids, paint_mouth
+from .lids import LidConsts, paint_lids
+from .mouth import CONTOURS, MouthConsts, MouthPainter, paint_mouth
 from .rig import MeshRig, RigTensors, displace
 from .warp import grid_step, invert_warp, pixel_grid, upsample_map
 
@@ -40,12 +41,20 @@ def image_dtype(name: str) -> torch.dtype:
     return _IMAGE_DTYPES[name]
 
 
+def full_params(params: torch.Tensor) -> torch.Tensor:
+    """Motion parameters [N, P'] with the later columns of MOTION_PARAMS left out (callers made
+    before the expression columns: smile, brows) -> [N, P], the missing ones 0 (neutral)."""
+    missing = len(MOTION_INDEX) - params.shape[1]
+    return torch.nn.functional.pad(params, (0, missing)) if missing > 0 else params
+
+
 @dataclass(frozen=True)
 class _Face:
     rig: RigTensors
     idx: torch.Tensor     # [G, 3] vertex indices of each coarse cell
     w: torch.Tensor       # [G, 3] barycentric weights
     mouth: MouthConsts
+    lids: LidConsts
     mouth_origin: torch.Tensor  # [2] px, top-left of this face's fixed mouth crop
     eye_origin: torch.Tensor    # [2 eyes, 2] px, top-left of its fixed eye crops (blinks)
 
@@ -77,8 +86,9 @@ class BatchRenderer:
         xs = torch.arange(0, W, self.step, device=self.device, dtype=torch.float32) + (self.step - 1) / 2
         self.coarse_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [gh, gw, 2]
         self.full_xy = pixel_grid(0, 0, W, H, self.device)  # [H, W, 2]
-        self._up_idx = torch.tensor(lm.LIPS_INNER_UPPER, device=self.device)  # device-side: graph capturable
-        self._lo_idx = torch.tensor(lm.LIPS_INNER_LOWER, device=self.device)
+        self._lip_idx = torch.tensor(CONTOURS, device=self.device)  # device-side: graph capturable
+        self._real_interior = False  # any face shows teeth (or a gap) between its lips at rest
+        self._zero2 = torch.zeros(1, 2, device=self.device)
         self._eye_idx = [(torch.tensor(up, device=self.device), torch.tensor(lo, device=self.device))
                          for up, lo in lm.EYES]
         self._scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=self.device)  # px -> [-1, 1]
@@ -92,6 +102,7 @@ class BatchRenderer:
         idx, w, shape = rig.cell_weights(self.step)
         self.grid_shape = shape
         painter = MouthPainter(portrait, rig, torch.device("cpu"))
+        self._real_interior = self._real_interior or painter.real_interior
         pts = portrait.face.points
         u = rig.ff.iod
         lips = pts[_LIPS_OUTER, :2]
@@ -103,7 +114,7 @@ class BatchRenderer:
         ox = int(np.clip(round(cx - cw / 2), 0, max(W - cw, 0)))
         oy = int(np.clip(round(cy), 0, max(H - ch, 0)))
         if self.eye_crop is None:  # an eye (~0.5 IOD wide) with room for head motion and blinks
-            self.eye_crop = (int(np.ceil(0.8 * u)) // 2 * 2 + 2, int(np.ceil(0.5 * u)) // 2 * 2 + 2)
+            self.eye_crop = (int(np.ceil(0.8 * u)) // 2 * 2 + 2, int(np.ceil(0.7 * u)) // 2 * 2 + 2)
         ew, eh = self.eye_crop
         eye_origin = []
         for upper, lower in lm.EYES:
@@ -112,7 +123,8 @@ class BatchRenderer:
                                np.clip(round(e[:, 1].mean() - eh / 2), 0, max(H - eh, 0))])
         dev = self.device
         self._faces.append(_Face(rig.tensors.to(dev), torch.from_numpy(idx).to(dev), torch.from_numpy(w).to(dev),
-                                 MouthConsts(*(getattr(painter.consts, k).to(dev) for k in MouthConsts.__dataclass_fields__)),
+                                 painter.consts.to(dev),
+                                 LidConsts.of(portrait.image, rig, dev),
                                  torch.tensor([ox, oy], dtype=torch.float32, device=dev),
                                  torch.tensor(eye_origin, dtype=torch.float32, device=dev)))
         self._images.append(torch.from_numpy(portrait.image.copy()).to(dev))
@@ -124,6 +136,7 @@ class BatchRenderer:
             f = self._faces
             self._stacked = (RigTensors.stack([x.rig for x in f]), torch.stack([x.idx for x in f]),
                              torch.stack([x.w for x in f]), MouthConsts.stack([x.mouth for x in f]),
+                             LidConsts.stack([x.lids for x in f]),
                              torch.stack([x.mouth_origin for x in f]), torch.stack([x.eye_origin for x in f]),
                              torch.stack(self._images).permute(0, 3, 1, 2).to(self.dtype))  # [S, 3, H, W]
         return self._stacked
@@ -131,9 +144,9 @@ class BatchRenderer:
     @torch.inference_mode()
     def render(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """ids long [N] (face of each frame), params float32 [N, P] -> uint8 [N, H, W, 3]."""
-        rigs, idx, w, mouth, mouth_origin, eye_origin, images = self._stack()
+        rigs, idx, w, mouth, lids, mouth_origin, eye_origin, images = self._stack()
         ids = ids.to(self.device, non_blocking=True)
-        params = params.to(self.device, non_blocking=True)
+        params = full_params(params).to(self.device, non_blocking=True)
         N = ids.shape[0]
         W, H = self.size
         gh, gw = self.grid_shape
@@ -144,9 +157,10 @@ class BatchRenderer:
         dense = (gathered * cell_w[..., None]).sum(2).reshape(N, gh, gw, 2).permute(0, 3, 1, 2)
         s = invert_warp(dense, self.coarse_xy, (0, 0), self.step)  # [N, gh, gw, 2] px
         grid = upsample_map(s, self.coarse_xy, self.step, self.full_xy) * self._scale - 1.0
-        img = F.grid_sample(images[ids], grid.to(self.dtype), mode="bilinear", padding_mode="border",
+        src = images[ids]
+        img = F.grid_sample(src, grid.to(self.dtype), mode="bilinear", padding_mode="border",
                             align_corners=True)  # [N, 3, H, W]
-        img = self._paint(img, ids, params, disp, rigs, mouth, mouth_origin, eye_origin)
+        img = self._paint(img, src, ids, params, disp, rigs, mouth, lids, mouth_origin, eye_origin)
         return img.add(0.5).clamp_(0, 255).to(torch.uint8)
 
     def render_i420(self, ids: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -156,9 +170,10 @@ class BatchRenderer:
 
         return to_i420(VideoFrames(self.render(ids, params), 1.0, 0)).data
 
-    def _paint(self, img, ids, params, disp, rigs, mouth, mouth_origin, eye_origin):
-        """Mouth interior and blinks, each in a fixed window per face (per-face offsets, one
-        gather and one scatter per window). img [N, 3, H, W] -> [N, H, W, 3] (channels last)."""
+    def _paint(self, img, src, ids, params, disp, rigs, mouth, lids, mouth_origin, eye_origin):
+        """Mouth and blinks, each in a fixed window per face (per-face offsets, one gather and
+        one scatter per window). img [N, 3, H, W] -> [N, H, W, 3] (channels last); src: each
+        frame's portrait [N, 3, H, W] (the lips are read from it)."""
         N = img.shape[0]
         n = torch.arange(N, device=self.device)[:, None, None]
         out = img.permute(0, 2, 3, 1).clone()  # [N, H, W, 3]
@@ -176,14 +191,16 @@ class BatchRenderer:
         crop, rows, cols = window(origin, self.mouth_crop)
         cw, ch = self.mouth_crop
         pix = pixel_grid(0, 0, cw, ch, self.device).reshape(1, -1, 2) + origin[:, None, :]
-        painted = paint_mouth(crop, pix, pts[:, self._up_idx], pts[:, self._lo_idx],
-                              params[:, MOTION_INDEX["jaw_open"]], params[:, MOTION_INDEX["upper_lip"]], consts)
+        painted = paint_mouth(crop.reshape(N, 3, -1), pix, pts[:, self._lip_idx], params[:, MOTION_INDEX["jaw_open"]],
+                              params[:, MOTION_INDEX["upper_lip"]], src, self._zero2, consts, cw + ch + 3,
+                              self._real_interior).reshape(N, 3, ch, cw)
         out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
         blink = params[:, MOTION_INDEX["blink"]]
+        lc = lids.take(ids)
         for e, (up_idx, lo_idx) in enumerate(self._eye_idx):
             origin = eye_origin[ids, e]
             crop, rows, cols = window(origin, self.eye_crop)
-            painted = paint_lids(crop, origin, pts[:, up_idx], pts[:, lo_idx], blink, consts.ex, consts.ey)
+            painted = paint_lids(crop, origin, pts[:, up_idx], pts[:, lo_idx], blink, *lc.eye(e))
             out[n, rows[:, :, None], cols[:, None, :]] = painted.permute(0, 2, 3, 1)
         return out
 
@@ -239,7 +256,7 @@ class GraphedBatchRenderer:
         s_ids.zero_()
         s_params.zero_()
         s_ids[:n].copy_(ids, non_blocking=True)
-        s_params[:n].copy_(params, non_blocking=True)
+        s_params[:n, :params.shape[1]].copy_(params, non_blocking=True)
         graph.replay()
         return s_out[:n]
 

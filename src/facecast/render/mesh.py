@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from ..device import resolve_device
 from ..options import RenderOptions
 from ..types import MotionFrames, Portrait, VideoFrames
-from .paint import LidPainter, MouthPainter
-from .rig import MeshRig
+from .lids import LidPainter
+from .mouth import MouthPainter
+from .rig import MeshRig, refine_inner_lips
 from .warp import barycentric_matrix, grid_step, invert_warp, pixel_grid, upsample_map
 
 
@@ -71,7 +72,7 @@ class MeshRenderer:
                      None if torch_src else np.ascontiguousarray(picture.image),
                      barycentric_matrix(idx, w, len(rig.points)).to(self.device), (gh, gw),
                      torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1), self._full_xy[y0:y1, x0:x1],
-                     MouthPainter(picture, rig, self.device), LidPainter(rig, self.device))
+                     MouthPainter(picture, rig, self.device), LidPainter(picture.image, rig, self.device))
 
     @torch.inference_mode()
     def render(self, motion: MotionFrames, bases: Sequence[Portrait] | None = None) -> VideoFrames:
@@ -87,7 +88,8 @@ class MeshRenderer:
         from the same frame batched with others at a few pixels by the lids.)"""
         if bases is not None and len(bases) != motion.num_frames:
             raise ValueError(f"{len(bases)} base pictures for {motion.num_frames} frames")
-        outs = []
+        # One output tensor, each batch drawn into its rows (no concatenation copy at the end).
+        frames = torch.empty((motion.num_frames, self.size[1], self.size[0], 3), dtype=torch.uint8, device=self.device)
         bs = batch_frames(self.options, self.device)
         i = 0
         while i < motion.num_frames:
@@ -95,18 +97,18 @@ class MeshRenderer:
             if bases is not None:
                 j = next((k for k in range(i + 1, j) if not _same(bases[k], bases[i])), j)
                 base = self._still if _same(bases[i], self.portrait) else self._rebase(bases[i])
-            outs.append(self._render_batch(motion.params[i:j], base))
+            self._render_batch(motion.params[i:j], base, frames[i:j])
             i = j
-        frames = torch.cat(outs) if outs else torch.zeros((0, self.size[1], self.size[0], 3), dtype=torch.uint8)
         return VideoFrames(frames, motion.fps, motion.first_frame)
 
     def _rebase(self, picture: Portrait) -> _Base:
         H, W = picture.image.shape[:2]
         if (W, H) != self.size:
             raise ValueError(f"base picture is {W}x{H}, this renderer renders {self.size[0]}x{self.size[1]}")
-        return self._base(picture, self.rig.rebase(picture.face.points))
+        return self._base(picture, self.rig.rebase(refine_inner_lips(picture.image, picture.face.points)))
 
-    def _render_batch(self, params: np.ndarray, base: _Base) -> torch.Tensor:
+    def _render_batch(self, params: np.ndarray, base: _Base, out: torch.Tensor) -> torch.Tensor:
+        """Draw the frames of ``params`` [B, P] over ``base`` into ``out`` uint8 [B, H, W, 3]."""
         B = params.shape[0]
         gh, gw = base.grid_shape
         disp_np = base.rig.displacements(params)
@@ -115,24 +117,26 @@ class MeshRenderer:
         dense = torch.sparse.mm(base.bary, disp.permute(1, 0, 2).reshape(disp.shape[1], 2 * B))
         dense = dense.reshape(gh, gw, B, 2).permute(2, 3, 0, 1)  # [B, 2, gh, gw]
         s = invert_warp(dense, base.coarse_xy, base.rig.region[:2], self.step)
-        out = self._sample_opencv(s, base) if self.backend == "opencv" else self._sample_torch(s, base)
+        if self.backend == "opencv":
+            self._sample_opencv(s, base, out)
+        else:
+            self._sample_torch(s, base, out)
         if self.options.mouth_interior:
             out = base.mouth.paint_frames(out, params, disp_np, disp)
         return base.lids.paint_frames(out, params, disp_np)
 
-    def _sample_torch(self, s: torch.Tensor, base: _Base) -> torch.Tensor:
-        """Reference (and GPU) path. s: [B, gh, gw, 2] source pixel coords -> uint8 [B, H, W, 3]."""
+    def _sample_torch(self, s: torch.Tensor, base: _Base, out: torch.Tensor) -> None:
+        """Reference (and GPU) path. s: [B, gh, gw, 2] source pixel coords -> out uint8 [B, H, W, 3]."""
         B = s.shape[0]
         x0, y0, x1, y1 = base.rig.region
         # Upsample the sampling map to full resolution and sample the portrait once.
         src = upsample_map(s, base.coarse_xy, self.step, base.region_xy)
         warped = F.grid_sample(base.image_f.expand(B, -1, -1, -1), self._norm(src), mode="bilinear",
                                padding_mode="border", align_corners=True)  # [B, 3, h, w]
-        out = base.image[None].repeat(B, 1, 1, 1)
+        _still_outside(out, base.image, base.rig.region)
         out[:, y0:y1, x0:x1] = warped.permute(0, 2, 3, 1).add_(0.5).clamp_(0, 255).to(torch.uint8)
-        return out
 
-    def _sample_opencv(self, s: torch.Tensor, base: _Base) -> torch.Tensor:
+    def _sample_opencv(self, s: torch.Tensor, base: _Base, out: torch.Tensor) -> None:
         """CPU fast path, equivalent to _sample_torch up to OpenCV's 1/32-pixel fixed-point
         interpolation: cv2.resize of the coarse offsets (half-pixel centres, like
         align_corners=False) and cv2.remap on uint8 (SIMD, ~5x faster than float grid_sample)."""
@@ -143,19 +147,28 @@ class MeshRenderer:
         gh, gw = base.grid_shape
         offsets = (s - base.coarse_xy[None]).numpy()
         grid = base.region_xy.numpy()
-        out = base.image[None].repeat(B, 1, 1, 1)  # a copy even for B = 1 (painted in place)
+        _still_outside(out, base.image, base.rig.region)
         out_np = out.numpy()
         for b in range(B):
             m = cv2.resize(offsets[b], (gw * self.step, gh * self.step), interpolation=cv2.INTER_LINEAR)
             m = m[: y1 - y0, : x1 - x0] + grid
             out_np[b, y0:y1, x0:x1] = cv2.remap(base.image_np, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return out
 
     def _norm(self, xy: torch.Tensor) -> torch.Tensor:
         """Pixel coordinates -> grid_sample's [-1, 1] (align_corners=True)."""
         W, H = self.size
         scale = torch.tensor([2.0 / (W - 1), 2.0 / (H - 1)], device=xy.device)
         return xy * scale - 1.0
+
+
+def _still_outside(out: torch.Tensor, image: torch.Tensor, region: tuple[int, int, int, int]) -> None:
+    """Copy the picture ``image`` [H, W, 3] into every frame of ``out`` [B, H, W, 3] outside the
+    moving rectangle ``region`` (which the warp fills)."""
+    x0, y0, x1, y1 = region
+    out[:, :y0] = image[None, :y0]
+    out[:, y1:] = image[None, y1:]
+    out[:, y0:y1, :x0] = image[None, y0:y1, :x0]
+    out[:, y0:y1, x1:] = image[None, y0:y1, x1:]
 
 
 def _same(a: Portrait, b: Portrait) -> bool:

@@ -153,3 +153,15 @@ def invert_warp(dense: torch.Tensor, coarse_xy: torch.Tensor, origin: tuple[int,
         step_ = torch.stack([(d * r[..., 0] - b * r[..., 1]) / det, (-c * r[..., 0] + a * r[..., 1]) / det], -1)
         s = s - step_.clamp(-6.0, 6.0)
     return s
+
+
+def interp_columns(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Batched linear interpolation (a contour's height over each pixel's column): x [B, N],
+    xp/fp [B, K] (xp made non-decreasing; outside its range the end values) -> [B, N]."""
+    xp = torch.cummax(xp, dim=1).values
+    K = xp.shape[1]
+    i = torch.searchsorted(xp.contiguous(), x.contiguous()).clamp(1, K - 1)
+    x0, x1 = xp.gather(1, i - 1), xp.gather(1, i)
+    f0, f1 = fp.gather(1, i - 1), fp.gather(1, i)
+    t = ((x - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0, 1)
+    return f0 + t * (f1 - f0)
