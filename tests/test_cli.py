@@ -200,6 +200,39 @@ def test_twin_train_any_float_for_any_numeric_flag(tmp_path, monkeypatch, flag, 
             assert got == pytest.approx(v) and math_finite(got)
 
 
+DUB_FLAGS = {"--crf": st.integers(0, 51), "--face": st.integers(0, 99), "--workers": st.integers(0, 64)}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(flag=st.sampled_from(sorted(DUB_FLAGS)), value=NASTY, ok=st.data())
+def test_dub_any_float_for_any_numeric_flag(tmp_path, monkeypatch, flag, value, ok):
+    """`dub`'s numeric flags: refused at once with the flag and its range (nothing written), or
+    handed to the dub job in range (the real dubbing of accepted values is tests/test_dub.py)."""
+    import facecast.dubbing.pipeline
+
+    seen = []
+
+    def fake_dub(video, output, *, audio=None, text=None, options=None, progress=None, report=None):
+        seen.append(options)
+        raise KeyboardInterrupt  # stop before any work: the options are what is checked here
+
+    monkeypatch.setattr(facecast.dubbing.pipeline, "dub", fake_dub)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read")
+    for v in (value, ok.draw(DUB_FLAGS[flag])):
+        seen.clear()
+        r = invoke("dub", video, "--text", "Hi.", "-o", tmp_path / "o.mp4", flag, _value_text(v))
+        if not seen:
+            assert r.exit_code == 2, r.output
+            line = one_error_line(r.output)
+            assert line.startswith(f"error: {flag} ") and "must be" in line, line
+            no_leftovers(tmp_path, "o.mp4")
+        else:
+            opts = seen[0]
+            got = {"--crf": opts.encode.crf, "--face": opts.face_index, "--workers": opts.workers}[flag]
+            assert got == pytest.approx(v) and math_finite(got)
+
+
 def math_finite(x) -> bool:
     return bool(np.isfinite(x))
 

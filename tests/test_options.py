@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from facecast.dubbing.options import DubOptions
 from facecast.errors import InputError, OptionError
 from facecast.options import (
     X264_PRESETS,
@@ -36,7 +37,7 @@ ANY_NUMBER = st.one_of(
 )
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-CLASSES = [MotionOptions, RenderOptions, EncodeOptions, SayOptions, StreamOptions]
+CLASSES = [MotionOptions, RenderOptions, EncodeOptions, SayOptions, StreamOptions, DubOptions]
 
 
 def numeric_fields(cls):
