@@ -92,3 +92,16 @@ def test_the_expression_option_is_checked_and_neutral_is_the_default():
     speech, _ = speech_with_a_stressed_vowel()
     smile = MotionModel(MotionOptions(expression="smile")).frames(speech).column("smile")
     assert smile[0] == 0.0 and smile[-1] > 0.4  # eased in, then held
+
+
+def test_cli_refuses_an_unknown_expression(tmp_path):
+    """`say --expression grumpy`: one error line naming the flag and the choices, exit 2, nothing written."""
+    from typer.testing import CliRunner
+
+    from facecast.cli import app
+
+    out = tmp_path / "o.mp4"
+    r = CliRunner().invoke(app, ["say", "face.png", "--text", "Hi.", "--expression", "grumpy", "-o", str(out)])
+    assert r.exit_code == 2
+    assert "--expression grumpy: must be one of neutral, smile, serious, surprised, sad" in " ".join(r.output.split())
+    assert not out.exists()
