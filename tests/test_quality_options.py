@@ -20,7 +20,12 @@ def test_options_reject_unknown_modes_and_baselines():
 
 
 def test_modes_and_baselines_named_in_options_have_their_implementations():
-    assert set(EVAL_MODES) == set(MODES)
+    from facecast.quality import dub_eval
+
+    # photo and twin prepare one clip at a time (clips.MODES); dub scores pairs of clips of one
+    # person (the video of one with the sound of another): quality.dub_eval.run_eval.
+    assert set(EVAL_MODES) == set(MODES) | {"dub"}
+    assert callable(dub_eval.run_eval)
     assert set(EVAL_BASELINES) | {"facecast"} == set(GENERATORS)
 
 

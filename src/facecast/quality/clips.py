@@ -164,8 +164,8 @@ def pick_portrait_frame(mouth_open: np.ndarray, eye_open: np.ndarray, found: np.
 
 
 MODES: dict[str, Callable[[str | Path, EvalOptions], Clip]] = {"photo": prepare_photo_clip, "twin": prepare_photo_clip}
-"""Mode name (options.EVAL_MODES) -> clip preparation. A "dub" mode adds an entry (and its name
-there) and its generators."""
+"""Mode name (options.EVAL_MODES) -> clip preparation, for the modes scored one clip at a time.
+"dub" scores pairs of clips (the video of one, the sound of another): quality.dub_eval."""
 
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
