@@ -49,8 +49,8 @@ def ttff(args):
     torch.set_num_threads(1)  # as stream() does
     p = portrait(args.size)
     renderer = MeshRenderer(p)
-    renderer.render(__import__("facecast.types", fromlist=["MotionFrames"]).MotionFrames(
-        np.zeros((1, 10), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
+    types = __import__("facecast.types", fromlist=["MotionFrames", "MOTION_PARAMS"])
+    renderer.render(types.MotionFrames(np.zeros((1, len(types.MOTION_PARAMS)), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
     x = speech(48000)
     hop = 960  # 20 ms at 48 kHz
     opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)

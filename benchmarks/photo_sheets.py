@@ -78,7 +78,7 @@ def main() -> None:
                 pickle.dump((p, np.ascontiguousarray(state_params(10))), f)  # 10: the parameters before #17
             subprocess.run([sys.executable, "-c", _RENDER_OLD, str(job), str(frames_path)], env=env, check=True,
                            cwd=tmp)
-            rows = {f"before ({args.before})": np.load(frames_path), "after": render_states(p)}
+            rows = {"before": np.load(frames_path), "after": render_states(p)}
             print(write_sheet(args.out / f"sheet_{name}.png", p, rows, args.zoom), flush=True)
 
 

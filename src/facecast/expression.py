@@ -60,6 +60,7 @@ class Emphasis:
     def __init__(self) -> None:
         self._stresses: list[Stress] = []
         self._judged_until = -math.inf  # vowels peaking before this were judged already
+        self._seen: list[tuple[float, float, float, float]] = []  # recent vowels: context for the next windows
 
     @property
     def stresses(self) -> tuple[Stress, ...]:
@@ -90,6 +91,11 @@ class Emphasis:
         if not cands:
             self._judged_until = max(self._judged_until, t_end)
             return
+        # Context: this window's vowels and the ones judged before it (live streams hand over
+        # short windows: a vowel is judged against the speech around it, not its window alone).
+        t0 = min(c[0] for c in cands)
+        fresh = {round(c[0], 4) for c in cands}
+        cands = [c for c in self._seen if c[0] >= t0 - _CONTEXT_S and round(c[0], 4) not in fresh] + cands
         times = np.array([c[0] for c in cands])
         loud = np.array([c[1] for c in cands])
         length = np.array([c[2] for c in cands])
@@ -108,6 +114,7 @@ class Emphasis:
             if score > 0.8 and (not self._stresses or t - self._stresses[-1].time >= _MIN_GAP_S):
                 self._stresses.append(Stress(float(t), float(np.clip(0.4 + (score - 0.8) / 1.5, 0.0, 1.0))))
         self._judged_until = max(self._judged_until, t_end)
+        self._seen = [c for c in cands if c[0] >= t_end - _CONTEXT_S]
 
     @staticmethod
     def _loudness_peaks(energy: np.ndarray, voiced: np.ndarray, fps: float, f0: int) -> list:

@@ -442,8 +442,10 @@ def interior_columns(ag: torch.Tensor, bu: torch.Tensor, bl: torch.Tensor, ca: t
     lower = (lo_h > 0.5) * (1 - _smooth((h.abs() - 0.2) / 0.3))
     up_len = 0.085 * u * (1 + 0.6 * lift) * (1 - 0.35 * h2)
     upper = _smooth((gap - 2.0) / 2.0) * (1 - _smooth((h.abs() - 0.75) / 0.3))
-    return torch.stack([cavity, t_top, tongue, t_lit, bl - lo_h, lower, 0.72 * rounded * lit,
-                        up_len, upper, rounded * (0.55 + 0.45 * front) * lit], 1)
+    # Teeth in a barely open mouth are in the lips' shade; light reaches them as it opens.
+    shade = (0.5 + 0.5 * opened) * rounded * lit
+    return torch.stack([cavity, t_top, tongue, t_lit, bl - lo_h, lower, 0.72 * shade,
+                        up_len, upper, shade * (0.55 + 0.45 * front)], 1)
 
 
 def interior_pixels(pb: torch.Tensor, f: torch.Tensor, bu: torch.Tensor, gap: torch.Tensor,
