@@ -57,6 +57,7 @@ except ModuleNotFoundError as e:  # pragma: no cover - depends on the environmen
         f"facecast.integrations.pipecat needs pipecat ({e}): pip install 'pipecat-ai>=1.0,<2' "
         "(facecast's `pipecat` extra; scripts/setup.sh installs it)") from e
 
+from ..types import Portrait
 from .avatar import AvatarFrame, AvatarOptions, AvatarStream, Mark, pcm_to_chunk, prepare_face
 
 __all__ = ["AvatarOptions", "FacecastVideoService"]
@@ -120,6 +121,13 @@ class FacecastVideoService(AIService):
         return False
 
     @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames: the transport's ``video_out_width/height``."""
+        if isinstance(self._face, Portrait):
+            return int(self._face.image.shape[1]), int(self._face.image.shape[0])
+        return tuple(self._face.size)
+
+    @property
     def stats(self) -> dict:
         return {"frames": self._next_index, "late_frames": self._late, "max_late_s": self._max_late}
 
@@ -132,9 +140,7 @@ class FacecastVideoService(AIService):
         self._stream = await self._call(self._open)
 
     def _open(self) -> AvatarStream:
-        from ..live.twin_session import Twin
-
-        if not isinstance(self._face, Twin):
+        if isinstance(self._face, Portrait):
             import torch
 
             # One render thread per stream, as facecast.live.stream does: a frame at a time draws
