@@ -268,13 +268,13 @@ class AvatarStream:
         frames before it were made from the old input (a driver that has not shown them yet
         should mute them)."""
         self._epoch = self._epoch + 1 if epoch is None else max(self._epoch, int(epoch))
-        self._apply_queue()  # drops what was queued before the interruption
         self.session.interrupt()
         cut = self.session.input_end
         while self._speech and self._speech[-1][0] >= cut:
             self._speech.pop()
         if self._speech:
             self._speech[-1][1] = min(self._speech[-1][1], cut)
+        self._apply_queue()  # drops what was queued before the interruption, applies what came after
         return int(round(cut * self.fps))
 
     # -- output --------------------------------------------------------------------------------
