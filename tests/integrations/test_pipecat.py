@@ -69,7 +69,7 @@ def test_speech_in_frames_out_in_step(portrait):
         assert f.size == (128, 128) and f.format == "RGB" and len(f.image) == 128 * 128 * 3
     assert [f.pts for _, f in images] == [round(i / FPS * 1e9) for i in range(n)]
     span = images[-1][0] - images[0][0]
-    assert abs(span - (n - 1) / FPS) < 0.3, f"{n} frames over {span:.2f} s: not paced at {FPS} fps"
+    assert abs(span - (n - 1) / FPS) < 0.5, f"{n} frames over {span:.2f} s: not paced at {FPS} fps"
     # Audio: exactly one frame's worth with every image (idle_audio), same pts, at the pipeline's rate.
     assert len(audio) == n
     assert [f.pts for _, f in audio] == [f.pts for _, f in images]
@@ -142,7 +142,7 @@ def test_interruption_stops_speech_at_once(portrait):
     assert not [f for t, f in down if isinstance(f, TTSStoppedFrame)]
     # Frames keep coming at the frame rate through the interruption.
     gaps = np.diff([t for t, _ in images if marks["feed"] < t < marks["again"]])
-    assert gaps.max() < 0.3
+    assert gaps.max() < 0.5  # no freeze (a loaded machine may hold one frame back a little)
     # The mouth is at rest soon after the interruption.
     change = mouth_changes([f for _, f in images], mouth_box(portrait))
     quiet = np.array([t_int + 0.45 < images[i + 1][0] < marks["again"] for i in range(len(images) - 1)])
