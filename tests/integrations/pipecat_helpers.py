@@ -75,8 +75,10 @@ def run_pipeline(service, script, *, out_rate: int = 24000, timeout: float = 120
 
     async def main():
         source, sink = Source(), Sink()
+        # Opening the avatar (models, renderer) takes seconds; pipecat's 20 s default is short on a
+        # loaded CI machine.
         worker = PipelineWorker(Pipeline([source, service, sink]), params=PipelineParams(audio_out_sample_rate=out_rate),
-                                cancel_on_idle_timeout=False)
+                                cancel_on_idle_timeout=False, setup_timeout_secs=90)
         started = asyncio.Event()
 
         @worker.event_handler("on_pipeline_started")

@@ -234,3 +234,41 @@ def test_bad_options_name_the_field(field, value, rule):
     with pytest.raises(OptionError, match=f"AvatarOptions.{field} = ") as e:
         AvatarOptions(**{field: value})
     assert rule in str(e.value)
+
+
+def test_engine_shared_avatar(portrait):
+    """With a live.Engine (what a GPU server shares between bots: batched rendering), the same
+    frames come out: RGB at the engine's size, one audio frame each, the speech for its length,
+    the mouth moving; an engine that cannot hand out RGB frames of the right size is refused."""
+    need_pipecat()
+    from facecast.integrations.avatar import AvatarOptions
+    from facecast.integrations.pipecat import FacecastVideoService
+    from facecast.live import Engine, EngineOptions
+
+    options = AvatarOptions(size=128, fps=FPS, margin_s=0.08)
+    with Engine(EngineOptions(size=128, workers=0, encoders=0)) as engine:
+        service = FacecastVideoService(face=portrait, options=options, engine=engine)
+
+        async def script(queue, marks):
+            await asyncio.sleep(0.5)
+            for f in tts_frames(speech_pcm(2.0, RATE), RATE):
+                await queue(f)
+            await asyncio.sleep(2.0 + 0.8)
+
+        down, up, _ = run_pipeline(service, script, out_rate=RATE)
+        with pytest.raises(ValueError, match="EngineOptions.size 128"):
+            FacecastVideoService(face=portrait, options=AvatarOptions(size=256), engine=engine)
+    images, audio, speech = split(down)
+    assert len(images) > 60 and all(f.size == (128, 128) for _, f in images)
+    assert [f.pts for _, f in images] == [round(i / FPS * 1e9) for i in range(len(images))]
+    assert len(audio) == len(images)
+    assert abs(len(speech) - 2.0 * FPS) <= 2
+    change = mouth_changes([f for _, f in images], mouth_box(portrait))
+    speech_pts = {f.pts for _, f in speech}
+    talking = np.array([images[i + 1][1].pts in speech_pts for i in range(len(images) - 1)])
+    assert change[talking].max() > 5
+    with Engine(EngineOptions(size=128, workers=0, encoders=0, frames=False)) as blind:
+        with pytest.raises(ValueError, match="frames=True"):
+            FacecastVideoService(face=portrait, options=AvatarOptions(size=128), engine=blind)
+    with pytest.raises(TypeError, match="live.Engine"):
+        FacecastVideoService(face=portrait, options=AvatarOptions(size=128), engine=object())

@@ -39,9 +39,10 @@ import numpy as np
 
 from ..errors import OptionError
 from ..options import Range, RenderOptions, SayOptions, StreamOptions, check_ranges
-from ..types import AudioChunk, Portrait
+from ..types import AudioChunk, Portrait, VideoFrames
 
-__all__ = ["AvatarFrame", "AvatarOptions", "AvatarStream", "Mark", "pcm_to_chunk", "prepare_face"]
+__all__ = ["AvatarFrame", "AvatarOptions", "AvatarStream", "EngineStream", "Mark", "check_engine", "pcm_to_chunk",
+           "prepare_face"]
 
 # Idle frame i needs its look-ahead of filled silence; tick a hair later than the exact instant
 # so that float rounding never leaves it one tick behind (s).
@@ -180,20 +181,90 @@ class Mark:
         self.dropped = False
 
 
+def check_engine(engine, size: int) -> None:
+    """TypeError / ValueError unless ``engine`` is a live.Engine that hands out RGB frames of
+    ``size`` pixels (what an avatar needs)."""
+    from ..live.options import EngineOptions
+
+    eo = getattr(engine, "options", None)
+    if not isinstance(eo, EngineOptions):
+        raise TypeError(f"engine must be a facecast.live.Engine, got {type(engine).__name__}")
+    if not eo.frames:
+        raise ValueError("EngineOptions.frames is False: the avatar needs the pixels; build the Engine with frames=True")
+    if eo.i420 or (eo.i420 is None and eo.device != "cpu"):
+        raise ValueError("the avatar needs RGB frames from the Engine: build it with EngineOptions(i420=False)")
+    if size != eo.size:
+        raise ValueError(f"AvatarOptions.size {size} differs from the Engine's EngineOptions.size {eo.size}: "
+                         "use the same size")
+
+
+class EngineStream:
+    """One stream of a shared ``live.Engine`` as the session an AvatarStream drives: many avatars
+    then share the engine's batched renderer (one GPU) and motion worker processes. The session
+    itself runs in the engine, so its timeline is kept here: input appended back to back, silence
+    up to the clock, and a barge-in cut at the first frame not yet due (nothing is drawn ahead of
+    the clock: ``max_lead_s`` is 0)."""
+
+    def __init__(self, engine, face, options: StreamOptions) -> None:
+        check_engine(engine, options.size)
+        self.engine = engine
+        self.fps = float(options.fps)
+        self.sid = engine.add(face, options)
+        self.lookahead_s = engine.lookahead_s(self.sid)
+        self._end = 0.0     # input on the timeline (s)
+        self._clock = 0.0
+        self.closed = False
+
+    @property
+    def input_end(self) -> float:
+        return self._end
+
+    def push_audio(self, chunk: AudioChunk) -> None:
+        from ..live.messages import AudioIn
+
+        self.engine.feed(self.sid, AudioIn(chunk))
+        self._end += chunk.duration
+
+    def advance_to(self, t: float) -> None:
+        self.engine.advance_to(self.sid, t)
+        self._clock = max(self._clock, t)
+        self._end = max(self._end, self._clock)
+
+    def interrupt(self) -> None:
+        from ..live.messages import Interrupt
+
+        self.engine.feed(self.sid, Interrupt())
+        self._end = math.ceil(self._clock * self.fps - 1e-9) / self.fps
+
+    def poll(self) -> list:
+        return self.engine.read(self.sid)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.engine.remove(self.sid)
+
+
 class AvatarStream:
     """A live session as frames for a voice framework (see the module docstring).
 
     face: what ``prepare_face`` returns (or anything ``live.open_session`` takes).
     audio_rate: Hz of the audio handed out with the frames (an AAC rate).
+    engine: a ``live.Engine`` to run in (shared by many avatars: batched rendering, e.g. on one
+        GPU; ``EngineOptions(size=options.size, i420=False)``); None: a session of its own,
+        drawn on the calling thread.
     """
 
-    def __init__(self, face, options: AvatarOptions, audio_rate: int) -> None:
+    def __init__(self, face, options: AvatarOptions, audio_rate: int, *, engine=None) -> None:
         from ..live import open_session
 
         if not isinstance(options, AvatarOptions):
             raise TypeError(f"options must be an AvatarOptions, got {type(options).__name__}")
         self.options = options
-        self.session = open_session(face, options.stream_options(audio_rate))
+        if engine is None:
+            self.session = open_session(face, options.stream_options(audio_rate))
+        else:
+            self.session = EngineStream(engine, face, options.stream_options(audio_rate))
         self.fps = float(options.fps)
         self.audio_rate = int(audio_rate)
         self.lookahead_s = float(self.session.lookahead_s)
@@ -304,6 +375,8 @@ class AvatarStream:
         return False
 
     def _frames(self, chunk) -> list[AvatarFrame]:
+        if not isinstance(chunk.video, VideoFrames):
+            raise ValueError("the avatar needs RGB frames, got yuv420p: build the Engine with EngineOptions(i420=False)")
         video = chunk.video.frames
         if video.is_cuda:
             video = video.cpu()

@@ -58,7 +58,7 @@ except ModuleNotFoundError as e:  # pragma: no cover - depends on the environmen
         "(facecast's `pipecat` extra; scripts/setup.sh installs it)") from e
 
 from ..types import Portrait
-from .avatar import AvatarFrame, AvatarOptions, AvatarStream, Mark, pcm_to_chunk, prepare_face
+from .avatar import AvatarFrame, AvatarOptions, AvatarStream, Mark, check_engine, pcm_to_chunk, prepare_face
 
 __all__ = ["AvatarOptions", "FacecastVideoService"]
 
@@ -86,19 +86,25 @@ class FacecastVideoService(AIService):
         facecast's InputError / NoFaceError naming the file, not in the middle of a call (this
         takes ~0.2-1 s: face detection or loading the twin).
     options: AvatarOptions (size, fps, device, look-ahead, jitter, margin, audio rate, idle audio).
+    engine: a ``facecast.live.Engine`` shared by many bots (batched rendering on one GPU, motion in
+        worker processes; ``EngineOptions(size=options.size, i420=False)``); None: this service
+        draws on its own worker thread.
     **kwargs: passed to pipecat's AIService (``name`` ...).
 
     ``stats``: frames pushed, frames that left later than one frame after their time, the
     largest lateness (s).
     """
 
-    def __init__(self, *, face, options: AvatarOptions = AvatarOptions(), **kwargs) -> None:
+    def __init__(self, *, face, options: AvatarOptions = AvatarOptions(), engine=None, **kwargs) -> None:
         if not isinstance(options, AvatarOptions):
             raise TypeError(f"options must be a facecast AvatarOptions, got {type(options).__name__}")
         face = prepare_face(face, options)
+        if engine is not None:
+            check_engine(engine, options.size)
         super().__init__(settings=ServiceSettings(model=None), **kwargs)
         self._options = options
         self._face = face
+        self._engine = engine
         self._stream: AvatarStream | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._clock_task: asyncio.Task | None = None
@@ -140,13 +146,13 @@ class FacecastVideoService(AIService):
         self._stream = await self._call(self._open)
 
     def _open(self) -> AvatarStream:
-        if isinstance(self._face, Portrait):
+        if isinstance(self._face, Portrait) and self._engine is None:
             import torch
 
             # One render thread per stream, as facecast.live.stream does: a frame at a time draws
             # faster on one thread than on a pool that has to wake up for it.
             torch.set_num_threads(1)
-        return AvatarStream(self._face, self._options, self._audio_rate)
+        return AvatarStream(self._face, self._options, self._audio_rate, engine=self._engine)
 
     async def cancel(self, frame: CancelFrame) -> None:
         await super().cancel(frame)
@@ -246,8 +252,8 @@ class FacecastVideoService(AIService):
             wake = stream.ready_at(made)
             if self._outbox:
                 wake = min(wake, stream.due_at(self._outbox[0].index))
-            try:  # until then, or until speech comes in
-                await asyncio.wait_for(self._wake.wait(), max(wake - (loop.time() - t0), 0.002))
+            try:  # until then, or until speech comes in (an Engine's frames may take a few ms more)
+                await asyncio.wait_for(self._wake.wait(), max(wake - (loop.time() - t0), 0.005))
             except asyncio.TimeoutError:
                 pass
 
