@@ -16,8 +16,9 @@ fi
 .venv/bin/python -m pip install -q -e ".[test,eval,serve,ray]"
 # The pipecat extra in a second step: pipecat needs protobuf>=5.29 while mediapipe 0.10.21 declares
 # <5 (it runs on 6: the tests prove it), which pip's resolver cannot reconcile in one step. pip warns
-# about the declared conflict; that warning is expected. Keep this spec equal to pyproject's extra.
-.venv/bin/python -m pip install -q "pipecat-ai>=1.0,<2" 2>&1 | grep -v "dependency resolver\|protobuf" || true
+# about the declared conflict; that warning is expected. Keep this spec equal to pyproject's extra
+# (aiortc: pipecat's local WebRTC transport, for examples/pipecat_avatar_bot.py).
+.venv/bin/python -m pip install -q "pipecat-ai>=1.14,<2" "aiortc>=1.14,<2" 2>&1 | grep -v "dependency resolver\|protobuf" || true
 # Browser tests (facecast serve's page) drive Debian's Chromium through Playwright; install it where
 # we can (root with apt); elsewhere those tests skip, and say why.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
