@@ -48,9 +48,16 @@ def fail(status: int, message: str) -> HTTPException:
 
 
 def spec_422(exc: SpecProblem) -> JSONResponse:
-    d = exc.detail[0]
-    where = ".".join(str(p) for p in d["loc"][1:])
-    return JSONResponse({"detail": exc.detail, "error": f"{where}: {d['msg']}"}, status_code=422)
+    return JSONResponse({"detail": exc.detail, "error": error_line(exc.detail[0])}, status_code=422)
+
+
+def error_line(item: dict) -> str:
+    """One line for a 422 item: "spec.size = 513: must be ...", "face: no face found ..."."""
+    loc = [str(p) for p in item["loc"][1:]]
+    msg = item["msg"]
+    if loc and msg.startswith(loc[-1]):  # the message names its field already
+        return ".".join(loc[:-1] + [""]) + msg if len(loc) > 1 else msg
+    return f"{'.'.join(loc)}: {msg}" if loc else msg
 
 
 def owned_job(state: ServerState, principal: Principal, job_id: str) -> Job:
