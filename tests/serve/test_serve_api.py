@@ -6,9 +6,11 @@ import json
 import os
 import time
 
-from serve_helpers import HI, client, portrait, serve, stored_files, submit, video, wait_for  # noqa: F401
+from serve_helpers import HI, client, portrait, serve, stored_files, submit, video, wait_for
 
 from facecast.media import probe_mp4
+
+FIXTURES = (client, portrait, video)  # imported fixtures: pytest finds them by name
 
 
 def read_events(client, job_id: str) -> list[tuple[str, dict]]:

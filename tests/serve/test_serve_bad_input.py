@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from serve_helpers import HI, assert_clean_refusal, client, png, portrait, serve, submit, video, wav  # noqa: F401
+from serve_helpers import HI, assert_clean_refusal, client, png, portrait, serve, submit, video, wav
 
 from facecast.serve.store import new_id
+
+FIXTURES = (client, portrait, video)  # imported fixtures: pytest finds them by name
 
 
 @pytest.mark.parametrize("spec,field", [

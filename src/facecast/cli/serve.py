@@ -89,4 +89,8 @@ def run_server(options, verbose: bool) -> None:
               highlight=False)
     config = uvicorn.Config(app_, log_level="info" if verbose else "warning", access_log=verbose,
                             timeout_graceful_shutdown=5, proxy_headers=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C / SIGTERM it stopped on, once it has stopped
+        pass
+    err.print("facecast serve: stopped (queued and running jobs continue at the next start)", highlight=False)
