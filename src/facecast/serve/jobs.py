@@ -190,9 +190,11 @@ class JobRunner:
     async def _schedule(self) -> None:
         while True:
             free = self.options.max_concurrent_jobs - len(self._running)
-            if free > 0:
-                for job in self.store.queued(free):
+            try:
+                for job in self.store.queued(free) if free > 0 else ():
                     self._begin(job)
+            except Exception:  # a store error must not end the scheduler: log it, try again
+                log.exception("the job scheduler failed to start a job")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
             except asyncio.TimeoutError:

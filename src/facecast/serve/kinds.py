@@ -15,6 +15,7 @@ Public API: ``KINDS``, ``FACE_KINDS``, ``RESULT_FILES``, ``SpecError``, ``build_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -59,7 +60,17 @@ def _spec_error(exc: OptionError) -> SpecError:
     rule = exc.rule
     if name == "minutes":
         rule = "a number above 0, at most 10080 minutes"
-    return SpecError(name, f"{name} = {value!r}: must be {rule}.")
+    rule += " (or null)" if exc.none_ok else ""
+    shown = json.dumps(value) if _jsonable(value) else repr(value)
+    return SpecError(name, f"{name} = {shown}: must be {rule}.")
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def build_options(kind: str, spec: dict, device: str, job_dir: Path | None = None):
