@@ -59,6 +59,8 @@ class ServeOptions:
         default: browsers refuse cross-origin calls).
     progress_interval_s: seconds, 0.05 ... 60: most often a running job's progress is written to
         the store (events reach SSE listeners at once either way).
+    worker_idle_s: seconds, 1 ... 604800: a job worker with no job for this long exits (a warm
+        worker holds ~1 GB of models); the next job starts a fresh one (a few seconds).
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +77,7 @@ class ServeOptions:
     max_job_attempts: int = 3
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     progress_interval_s: float = 1.0
+    worker_idle_s: float = 600.0
 
     RANGES: ClassVar[dict] = {
         "port": Range(0, 65535, integer=True),
@@ -86,6 +89,7 @@ class ServeOptions:
         "max_live_per_token": Range(0, 1024, "sessions", integer=True),
         "max_job_attempts": Range(1, 100, "starts", integer=True),
         "progress_interval_s": Range(0.05, 60, "s"),
+        "worker_idle_s": Range(1, 604800, "s"),
     }
 
     def __post_init__(self) -> None:
