@@ -45,6 +45,11 @@ def test_health_openapi_and_metrics(client):
         assert schemas[name]["additionalProperties"] is False
         assert all("description" in f for k, f in schemas[name]["properties"].items() if k != "kind")
     assert "size" in schemas["SaySpec"]["properties"] and "JobOut" in schemas
+    assert set(paths["/v1/jobs/{job_id}"]["get"]["responses"]) == {"200", "401", "404", "422"}
+    assert {"206", "416"} <= set(paths["/v1/jobs/{job_id}/result"]["get"]["responses"])
+    assert "HTTPValidationError" not in str(doc)  # every 422 is InvalidOut: detail + error
+    bad = client.get("/v1/jobs", params={"limit": 0})
+    assert bad.status_code == 422 and bad.json()["error"].startswith("query.limit")
     text = client.get("/metrics").text
     for name in ("facecast_jobs{state=\"queued\"}", "facecast_queue_depth", "facecast_job_seconds",
                  "facecast_live_sessions", "facecast_live_frames_late_total", "facecast_process_resident_bytes"):
