@@ -1,0 +1,200 @@
+"""The server's side of live avatars: one Engine, the session limits, faces, voices, counters.
+
+A ``LiveHub`` lives as long as the app (created in its lifespan, closed at shutdown). The
+multi-stream ``facecast.live.Engine`` inside it starts with the first live session (it spawns
+its motion worker and encoder processes: seconds), so a server that never serves live pays
+nothing; ``start()`` starts it at once. Everything that blocks (the engine's calls, face
+preparation, Piper synthesis) runs on the hub's threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .live_protocol import CLOSE_BUSY, CLOSE_TOKEN_LIMIT, ProtocolError
+
+__all__ = ["LiveHub", "LiveLimits", "engine_options"]
+
+_FACE_CACHE = 16  # prepared faces kept (a 512 portrait ~1 MB; a twin its weights)
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """max_sessions: live sessions at once (0 = live off); per_token: sessions one token holds."""
+
+    max_sessions: int
+    per_token: int
+
+
+def engine_options(size: int, device: str, workers: int | None = None, encoders: int | None = None):
+    """EngineOptions for a server: ``workers``/``encoders`` None = sized by the machine (one of
+    each on a CPU machine, where the cores are few; on CUDA about a core per three streams'
+    motion and one encoder process per four cores, at most 8 and 4)."""
+    from ..device import resolve_device
+    from ..live.options import EngineOptions
+
+    dev = resolve_device(device)
+    cores = os.cpu_count() or 2
+    if workers is None:
+        workers = 1 if dev.type == "cpu" else max(1, min(8, cores // 3))
+    if encoders is None:
+        encoders = 1 if dev.type == "cpu" else max(1, min(4, cores // 4))
+    return EngineOptions(size=size, device=str(dev), workers=workers, encoders=encoders, frames=False)
+
+
+class LiveHub:
+    """Live sessions of one server (see the module docstring).
+
+    resolve(face_id) -> a path (an uploaded portrait or twin), raising KeyError when there is no
+    such face; ``register_face(face_id, prepared)`` adds a prepared Portrait/Twin under an id
+    (benchmarks on machines without mediapipe).
+    """
+
+    def __init__(self, engine_opts, limits: LiveLimits, resolve: Callable[[str], Any]) -> None:
+        self.engine_opts = engine_opts
+        self.limits = limits
+        self._resolve = resolve
+        self._engine = None
+        self._engine_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._faces: OrderedDict[str, Any] = OrderedDict()
+        self._registered: dict[str, Any] = {}
+        self._by_token: dict[str, int] = {}
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="facecast-live")
+        voices = 1 if engine_opts.device == "cpu" else max(1, min(4, (os.cpu_count() or 2) // 4))
+        self.voice_pool = ThreadPoolExecutor(max_workers=voices, thread_name_prefix="facecast-voice")
+        self._voices = threading.local()
+        self.counters = {"sessions_active": 0, "sessions_total": 0, "sessions_refused": 0, "frames_sent": 0,
+                         "frames_late": 0, "first_frame_ms_sum": 0.0, "first_frame_count": 0, "errors": 0}
+        self._closed = False
+
+    # -- engine -----------------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        """The Engine, started on first use (blocking: call from a hub thread)."""
+        with self._engine_lock:
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            if self._engine is None:
+                from ..live.engine import Engine
+
+                self._engine = Engine(self.engine_opts)
+            return self._engine
+
+    async def call(self, fn, *args):
+        """Run a blocking call on the hub's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def start(self) -> None:
+        """Start the engine now (otherwise the first session does)."""
+        _ = self.engine
+
+    def close(self) -> None:
+        with self._engine_lock:
+            self._closed = True
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.voice_pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def acquire(self, token: str | None) -> None:
+        """Count a new session of ``token`` or raise ProtocolError (busy / token limit / off)."""
+        key = token or ""
+        with self._lock:
+            if self.limits.max_sessions <= 0:
+                self.counters["sessions_refused"] += 1
+                raise ProtocolError("live_off", "live sessions are off on this server (ServeOptions.live_streams = 0)",
+                                    CLOSE_BUSY)
+            if self.counters["sessions_active"] >= self.limits.max_sessions:
+                self.counters["sessions_refused"] += 1
+                raise ProtocolError("busy", f"the server runs its {self.limits.max_sessions} live sessions "
+                                            "(ServeOptions.live_streams); try again later", CLOSE_BUSY)
+            if self._by_token.get(key, 0) >= self.limits.per_token:
+                self.counters["sessions_refused"] += 1
+                raise ProtocolError("token_limit", f"this token already holds {self.limits.per_token} live "
+                                                   "session(s) (ServeOptions.max_live_per_token); end one first",
+                                    CLOSE_TOKEN_LIMIT)
+            self._by_token[key] = self._by_token.get(key, 0) + 1
+            self.counters["sessions_active"] += 1
+            self.counters["sessions_total"] += 1
+
+    def release(self, token: str | None) -> None:
+        key = token or ""
+        with self._lock:
+            self.counters["sessions_active"] -= 1
+            left = self._by_token.get(key, 1) - 1
+            if left > 0:
+                self._by_token[key] = left
+            else:
+                self._by_token.pop(key, None)
+
+    def count(self, name: str, value: float = 1) -> None:
+        with self._lock:
+            self.counters[name] += value
+
+    def metrics(self) -> dict:
+        """The live counters (for /metrics)."""
+        with self._lock:
+            out = dict(self.counters)
+        out["sessions_limit"] = self.limits.max_sessions
+        out["engine_running"] = int(self._engine is not None)
+        return out
+
+    # -- faces and voices ---------------------------------------------------------------------
+
+    def register_face(self, face_id: str, prepared) -> None:
+        """A prepared Portrait (or loaded Twin) usable as ``face_id``."""
+        self._registered[face_id] = prepared
+
+    def prepare(self, face_id: str):
+        """The face ``face_id`` as the engine renders it (cached). ProtocolError: unknown face,
+        or one live sessions cannot use (blocking: call from a hub thread)."""
+        from ..errors import FacecastError
+
+        if face_id in self._registered:
+            return self._registered[face_id]
+        with self._lock:
+            if face_id in self._faces:
+                self._faces.move_to_end(face_id)
+                return self._faces[face_id]
+        try:
+            path = self._resolve(face_id)
+        except KeyError:
+            raise ProtocolError("unknown_face", f"no face {face_id!r} on this server: upload one with POST /v1/faces "
+                                                "and use its id (GET /v1/faces lists them)") from None
+        except FacecastError as exc:  # the store's own words (e.g. a video face)
+            raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
+        t0 = time.perf_counter()
+        try:
+            prepared = self.engine.prepare(path)
+        except FacecastError as exc:
+            raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
+        except ValueError as exc:  # e.g. a twin larger than the live size
+            raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
+        self.prepare_s = time.perf_counter() - t0
+        with self._lock:
+            self._faces[face_id] = prepared
+            while len(self._faces) > _FACE_CACHE:
+                self._faces.popitem(last=False)
+        return prepared
+
+    def synthesize(self, sentence: str) -> list:
+        """VoicedSentences of one sentence by the bundled Piper voice (blocking: call on
+        ``voice_pool``; each of its threads has its own voice)."""
+        voice = getattr(self._voices, "voice", None)
+        if voice is None:
+            from ..voice import PiperVoice
+
+            voice = self._voices.voice = PiperVoice()
+        return list(voice.synthesize(sentence))
