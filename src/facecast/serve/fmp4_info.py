@@ -98,9 +98,8 @@ class Fmp4Info:
         codecs = []
         for ta, tb in _find(data, a, b, (b"trak",)):
             handler = next((data[x + 8:x + 12] for x, _ in _find(data, ta, tb, (b"mdia", b"hdlr"))), b"")
-            (version,) = struct.unpack_from(">B", data, next(_find(data, ta, tb, (b"tkhd",)))[0])
             tkhd = next(_find(data, ta, tb, (b"tkhd",)))[0]
-            track = struct.unpack_from(">I", data, tkhd + (20 if version == 1 else 12))[0]
+            track = struct.unpack_from(">I", data, tkhd + (20 if data[tkhd] == 1 else 12))[0]
             for sa, sb in _find(data, ta, tb, (b"mdia", b"minf", b"stbl", b"stsd")):
                 for kind, ea, eb in boxes(data, sa + 8, sb):  # after version/flags and entry count
                     if handler == b"vide" and kind in (b"avc1", b"avc3"):

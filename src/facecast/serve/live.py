@@ -17,14 +17,16 @@ import math
 import time
 from dataclasses import dataclass
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 
 from .fmp4_info import Fmp4Info
-from .live_hub import LiveHub
+from .live_hub import LiveHub, engine_options
 from .live_protocol import CLOSE_ERROR, CLOSE_NORMAL, CLOSE_POLICY, End, Interrupt, ProtocolError, Start, Text, event, \
     parse_control, pcm_audio
+from .security import Principal, require_auth
+from .state import ServerState, get_state
 
-__all__ = ["LATE_BUDGET_S", "LiveSession", "router"]
+__all__ = ["LATE_BUDGET_S", "LiveSession", "hub_of", "router", "shutdown", "startup"]
 
 router = APIRouter()
 
@@ -48,8 +50,8 @@ class _Utterance:
 class LiveSession:
     """One socket's session (see the module docstring)."""
 
-    def __init__(self, ws: WebSocket, hub: LiveHub, token: str | None) -> None:
-        self.ws, self.hub, self.token = ws, hub, token
+    def __init__(self, ws: WebSocket, hub: LiveHub, owner: str) -> None:
+        self.ws, self.hub, self.owner = ws, hub, owner
         self.sid: int | None = None
         self.start: Start | None = None
         self.t_open = time.monotonic()
@@ -93,7 +95,7 @@ class LiveSession:
         acquired = False
         try:
             self.start = await self._wait_start()
-            self.hub.acquire(self.token)
+            self.hub.acquire(self.owner)
             acquired = True
             await self._open()
             await self._serve()
@@ -114,7 +116,7 @@ class LiveSession:
                 except (KeyError, RuntimeError):
                     pass  # already gone (finished, or the engine failed / shut down)
             if acquired:
-                self.hub.release(self.token)
+                self.hub.release(self.owner)
 
     async def _wait_start(self) -> Start:
         try:
@@ -140,7 +142,7 @@ class LiveSession:
         from ..options import EncodeOptions, StreamOptions
 
         s = self.start
-        prepared = await self.hub.call(self.hub.prepare, s.face_id)
+        prepared = await self.hub.call(self.hub.prepare, s.face_id, self.owner)
         options = StreamOptions(size=self.hub.engine_opts.size, fps=float(s.fps), realtime=True, fmp4=True,
                                 jitter_s=JITTER_S, chunk_frames=s.fragment_frames, fragment_frames=s.fragment_frames,
                                 encode=EncodeOptions(preset="veryfast"))
@@ -291,13 +293,52 @@ class LiveSession:
             await self.send_event("speaking", source=u.source, frame=u.frame, ms=round((t - u.received) * 1000, 1))
 
 
+# -- the app's side: one hub per server state -------------------------------------------------
+
+_HUBS: dict[int, LiveHub] = {}  # id(ServerState) -> its hub, from startup to shutdown
+
+
+def hub_of(state: ServerState) -> LiveHub | None:
+    """The live hub of a running server (None before start-up / after shut-down)."""
+    return _HUBS.get(id(state))
+
+
+def _resolver(state: ServerState):
+    def resolve(face_id: str, owner: str):
+        from ..errors import InputError
+
+        face = state.store.get_face(face_id)
+        if face is None or face.owner != owner:
+            raise KeyError(face_id)
+        if face.kind == "video":
+            raise InputError("a video: live sessions take a portrait or a twin (train a twin from the video "
+                             "with a twin_train job, then use the twin)")
+        return state.store.face_path(face)
+
+    return resolve
+
+
+async def startup(state: ServerState) -> None:
+    """The app's start: the hub (the Engine itself starts with the first session)."""
+    o = state.options
+    opts = engine_options(o.live_size, o.device, o.live_workers, o.live_encoders)
+    _HUBS[id(state)] = LiveHub(opts, state.live, _resolver(state), state.metrics)
+
+
+async def shutdown(state: ServerState) -> None:
+    hub = _HUBS.pop(id(state), None)
+    if hub is not None:
+        await asyncio.get_running_loop().run_in_executor(None, hub.close)
+
+
 @router.websocket("/v1/live")
-async def live_socket(ws: WebSocket) -> None:
+async def live_socket(ws: WebSocket, principal: Principal = Depends(require_auth),
+                      state: ServerState = Depends(get_state)) -> None:
     """A live avatar session (protocol: docs/serving-live.md)."""
-    hub: LiveHub | None = getattr(ws.app.state, "live", None)
     await ws.accept()
+    hub = hub_of(state)
     if hub is None:
-        await ws.send_text(event("error", code="live_off", message="live sessions are off on this server"))
+        await ws.send_text(event("error", code="live_off", message="live sessions are not running on this server"))
         await ws.close(CLOSE_POLICY)
         return
-    await LiveSession(ws, hub, None).run()
+    await LiveSession(ws, hub, principal.id).run()

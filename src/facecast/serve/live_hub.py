@@ -12,25 +12,15 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from .live_protocol import CLOSE_BUSY, CLOSE_TOKEN_LIMIT, ProtocolError
 
-__all__ = ["LiveHub", "LiveLimits", "engine_options"]
+__all__ = ["LiveHub", "engine_options"]
 
 _FACE_CACHE = 16  # prepared faces kept (a 512 portrait ~1 MB; a twin its weights)
-
-
-@dataclass(frozen=True)
-class LiveLimits:
-    """max_sessions: live sessions at once (0 = live off); per_token: sessions one token holds."""
-
-    max_sessions: int
-    per_token: int
 
 
 def engine_options(size: int, device: str, workers: int | None = None, encoders: int | None = None):
@@ -52,27 +42,31 @@ def engine_options(size: int, device: str, workers: int | None = None, encoders:
 class LiveHub:
     """Live sessions of one server (see the module docstring).
 
-    resolve(face_id) -> a path (an uploaded portrait or twin), raising KeyError when there is no
-    such face; ``register_face(face_id, prepared)`` adds a prepared Portrait/Twin under an id
-    (benchmarks on machines without mediapipe).
+    engine_opts: the Engine's (``engine_options``). slots: admission (``state.LiveSlots``:
+    ``try_open(owner)``, ``close(owner)``, ``total``, ``per_token``, ``open_sessions``).
+    resolve(face_id, owner) -> a path (an uploaded portrait or twin of that owner), raising
+    KeyError when there is none and a FacecastError when live cannot use it.
+    ``register_face(face_id, prepared)`` adds a prepared Portrait/Twin under an id, for every
+    owner (benchmarks on machines without mediapipe). metrics: the server's counters
+    (``state.Metrics``: ``frames_sent(n)``, ``frames_late(n)``), fed as frames go out.
     """
 
-    def __init__(self, engine_opts, limits: LiveLimits, resolve: Callable[[str], Any]) -> None:
+    def __init__(self, engine_opts, slots, resolve: Callable[[str, str], Any], metrics=None) -> None:
         self.engine_opts = engine_opts
-        self.limits = limits
+        self.server_metrics = metrics  # state.Metrics: frames_sent(n), frames_late(n) for /metrics
+        self.slots = slots
         self._resolve = resolve
         self._engine = None
         self._engine_lock = threading.Lock()
         self._lock = threading.Lock()
         self._faces: OrderedDict[str, Any] = OrderedDict()
         self._registered: dict[str, Any] = {}
-        self._by_token: dict[str, int] = {}
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="facecast-live")
         voices = 1 if engine_opts.device == "cpu" else max(1, min(4, (os.cpu_count() or 2) // 4))
         self.voice_pool = ThreadPoolExecutor(max_workers=voices, thread_name_prefix="facecast-voice")
         self._voices = threading.local()
-        self.counters = {"sessions_active": 0, "sessions_total": 0, "sessions_refused": 0, "frames_sent": 0,
-                         "frames_late": 0, "first_frame_ms_sum": 0.0, "first_frame_count": 0, "errors": 0}
+        self.counters = {"sessions_total": 0, "sessions_refused": 0, "frames_sent": 0, "frames_late": 0,
+                         "first_frame_ms_sum": 0.0, "first_frame_count": 0, "errors": 0}
         self._closed = False
 
     # -- engine -----------------------------------------------------------------------------
@@ -108,46 +102,36 @@ class LiveHub:
 
     # -- limits -----------------------------------------------------------------------------
 
-    def acquire(self, token: str | None) -> None:
-        """Count a new session of ``token`` or raise ProtocolError (busy / token limit / off)."""
-        key = token or ""
-        with self._lock:
-            if self.limits.max_sessions <= 0:
-                self.counters["sessions_refused"] += 1
-                raise ProtocolError("live_off", "live sessions are off on this server (ServeOptions.live_streams = 0)",
-                                    CLOSE_BUSY)
-            if self.counters["sessions_active"] >= self.limits.max_sessions:
-                self.counters["sessions_refused"] += 1
-                raise ProtocolError("busy", f"the server runs its {self.limits.max_sessions} live sessions "
-                                            "(ServeOptions.live_streams); try again later", CLOSE_BUSY)
-            if self._by_token.get(key, 0) >= self.limits.per_token:
-                self.counters["sessions_refused"] += 1
-                raise ProtocolError("token_limit", f"this token already holds {self.limits.per_token} live "
-                                                   "session(s) (ServeOptions.max_live_per_token); end one first",
-                                    CLOSE_TOKEN_LIMIT)
-            self._by_token[key] = self._by_token.get(key, 0) + 1
-            self.counters["sessions_active"] += 1
-            self.counters["sessions_total"] += 1
+    def acquire(self, owner: str) -> None:
+        """Admit a new session of ``owner`` or raise ProtocolError (live off / busy / token limit)."""
+        slots = self.slots
+        if slots.total <= 0:
+            self.count("sessions_refused")
+            raise ProtocolError("live_off", "live sessions are off on this server (--live-streams 0)", CLOSE_BUSY)
+        if not slots.try_open(owner):
+            self.count("sessions_refused")
+            if slots.open_sessions >= slots.total:
+                raise ProtocolError("busy", f"the server runs its {slots.total} live sessions (--live-streams); "
+                                            "try again later", CLOSE_BUSY)
+            raise ProtocolError("token_limit", f"this token already holds {slots.per_token} live session(s) "
+                                               "(--max-live-per-token); end one first", CLOSE_TOKEN_LIMIT)
+        self.count("sessions_total")
 
-    def release(self, token: str | None) -> None:
-        key = token or ""
-        with self._lock:
-            self.counters["sessions_active"] -= 1
-            left = self._by_token.get(key, 1) - 1
-            if left > 0:
-                self._by_token[key] = left
-            else:
-                self._by_token.pop(key, None)
+    def release(self, owner: str) -> None:
+        self.slots.close(owner)
 
     def count(self, name: str, value: float = 1) -> None:
         with self._lock:
             self.counters[name] += value
+        if self.server_metrics is not None and name in ("frames_sent", "frames_late"):
+            getattr(self.server_metrics, name)(int(value))
 
     def metrics(self) -> dict:
         """The live counters (for /metrics)."""
         with self._lock:
             out = dict(self.counters)
-        out["sessions_limit"] = self.limits.max_sessions
+        out["sessions_active"] = self.slots.open_sessions
+        out["sessions_limit"] = self.slots.total
         out["engine_running"] = int(self._engine is not None)
         return out
 
@@ -157,32 +141,31 @@ class LiveHub:
         """A prepared Portrait (or loaded Twin) usable as ``face_id``."""
         self._registered[face_id] = prepared
 
-    def prepare(self, face_id: str):
-        """The face ``face_id`` as the engine renders it (cached). ProtocolError: unknown face,
-        or one live sessions cannot use (blocking: call from a hub thread)."""
+    def prepare(self, face_id: str, owner: str):
+        """The face ``face_id`` of ``owner`` as the engine renders it (cached; the owner is checked
+        every time). ProtocolError: unknown face, or one live sessions cannot use (blocking:
+        call from a hub thread)."""
         from ..errors import FacecastError
 
         if face_id in self._registered:
             return self._registered[face_id]
-        with self._lock:
-            if face_id in self._faces:
-                self._faces.move_to_end(face_id)
-                return self._faces[face_id]
         try:
-            path = self._resolve(face_id)
+            path = self._resolve(face_id, owner)
         except KeyError:
             raise ProtocolError("unknown_face", f"no face {face_id!r} on this server: upload one with POST /v1/faces "
                                                 "and use its id (GET /v1/faces lists them)") from None
         except FacecastError as exc:  # the store's own words (e.g. a video face)
             raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
-        t0 = time.perf_counter()
+        with self._lock:
+            if face_id in self._faces:
+                self._faces.move_to_end(face_id)
+                return self._faces[face_id]
         try:
             prepared = self.engine.prepare(path)
         except FacecastError as exc:
             raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
         except ValueError as exc:  # e.g. a twin larger than the live size
             raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
-        self.prepare_s = time.perf_counter() - t0
         with self._lock:
             self._faces[face_id] = prepared
             while len(self._faces) > _FACE_CACHE:

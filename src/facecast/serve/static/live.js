@@ -6,6 +6,7 @@
 const L = (window.facecast.live = {
   ws: null, ms: null, sb: null, queue: [], started: false, errored: false, ended: false,
   fps: 25, t_start: 0, ttff_page: null, speech: null, mic: null, frames_seen: 0,
+  events: [],  // every event of the session, in order (for the curious and for the tests)
 });
 const video = $("live-video");
 const LIVE_EDGE_S = 0.6;   // more buffered ahead than this: jump to the live edge
@@ -49,7 +50,7 @@ function start() {
   const face = $("live-face").value;
   liveError("");
   if (!face) { liveError("no face to animate: upload a portrait or train a twin first (Create tab)"); return; }
-  Object.assign(L, { queue: [], sb: null, started: false, errored: false, ended: false, ttff_page: null,
+  Object.assign(L, { events: [], queue: [], sb: null, started: false, errored: false, ended: false, ttff_page: null,
                      speech: null, frames_seen: 0, fps: Number($("live-fps").value) });
   for (const id of ["live-ttff", "live-speak"]) $(id).textContent = "-";
   $("live-late").textContent = "0";
@@ -81,6 +82,8 @@ function start() {
 }
 
 function onEvent(e) {
+  e.at = performance.now();
+  L.events.push(e);
   switch (e.type) {
     case "started":
       L.started = true;
