@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-__all__ = ["process_pool"]
+__all__ = ["process_pool", "tie_to_parent"]
 
 WATCHDOG_PERIOD_S = 0.25
 
@@ -32,15 +32,17 @@ def process_pool(workers: int):
     from concurrent.futures import ProcessPoolExecutor
 
     main = threading.current_thread() is threading.main_thread()
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_tie_to_parent,
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=tie_to_parent,
                                initargs=(os.getpid(), main))
     for f in [pool.submit(int) for _ in range(workers)]:  # each submit starts one more worker
         f.result()
     return pool
 
 
-def _tie_to_parent(parent: int, death_signal: bool) -> None:
-    """Runs first in every worker: end it when ``parent`` ends."""
+def tie_to_parent(parent: int, death_signal: bool) -> None:
+    """End this process when ``parent`` ends: runs first in every pool worker, and in the
+    server's job workers (facecast.serve.worker). ``death_signal``: also arm PR_SET_PDEATHSIG (only
+    when the parent started this process from its main thread, see the module docstring)."""
     if death_signal and sys.platform.startswith("linux"):
         try:
             import ctypes
