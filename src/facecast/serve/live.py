@@ -322,7 +322,9 @@ async def startup(state: ServerState) -> None:
     """The app's start: the hub (the Engine itself starts with the first session)."""
     o = state.options
     opts = engine_options(o.live_size, o.device, o.live_workers, o.live_encoders)
-    _HUBS[id(state)] = LiveHub(opts, state.live, _resolver(state), state.metrics)
+    hub = _HUBS[id(state)] = LiveHub(opts, state.live, _resolver(state), state.metrics)
+    if o.live_preload and o.live_streams > 0:
+        asyncio.get_running_loop().run_in_executor(hub.pool, hub.start)  # errors surface at the first session
 
 
 async def shutdown(state: ServerState) -> None:

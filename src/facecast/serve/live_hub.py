@@ -81,6 +81,8 @@ class LiveHub:
                 from ..live.engine import Engine
 
                 self._engine = Engine(self.engine_opts)
+                # Load the voice now, not on the first sentence (loading it stalls the streams).
+                self.voice_pool.submit(self.synthesize, "Hello.")
             return self._engine
 
     async def call(self, fn, *args):
@@ -88,7 +90,7 @@ class LiveHub:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def start(self) -> None:
-        """Start the engine now (otherwise the first session does)."""
+        """Start the engine and load the voice now (otherwise the first session does)."""
         _ = self.engine
 
     def close(self) -> None:
@@ -110,6 +112,8 @@ class LiveHub:
             raise ProtocolError("live_off", "live sessions are off on this server (--live-streams 0)", CLOSE_BUSY)
         if not slots.try_open(owner):
             self.count("sessions_refused")
+            if self.server_metrics is not None:
+                self.server_metrics.refusal("live_sessions")
             if slots.open_sessions >= slots.total:
                 raise ProtocolError("busy", f"the server runs its {slots.total} live sessions (--live-streams); "
                                             "try again later", CLOSE_BUSY)

@@ -59,6 +59,14 @@ class ServeOptions:
         default: browsers refuse cross-origin calls).
     progress_interval_s: seconds, 0.05 ... 60: most often a running job's progress is written to
         the store (events reach SSE listeners at once either way).
+    live_size: frame width = height of every live session, pixels, even, 64 ... 2048 (one Engine
+        per server renders at one size; a twin's longer side is scaled to it). (serve/live.py)
+    live_workers, live_encoders: the live Engine's motion worker processes (0 ... 64; 0 = in the
+        server process) and fMP4 encoder processes (1 ... 64); None = sized by the machine (1 and 1
+        on a CPU; on CUDA ~1 per 3 cores, at most 8, and 1 per 4 cores, at most 4). (serve/live.py)
+    live_preload: start the live Engine (its processes, the voice) in the background as the
+        server starts; False: the first live session starts it (seconds: its "started" event
+        says how many). (serve/live.py)
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +83,11 @@ class ServeOptions:
     max_job_attempts: int = 3
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     progress_interval_s: float = 1.0
+    # live sessions (serve/live.py, serve/live_hub.py)
+    live_size: int = 512
+    live_workers: int | None = None
+    live_encoders: int | None = None
+    live_preload: bool = False
 
     RANGES: ClassVar[dict] = {
         "port": Range(0, 65535, integer=True),
@@ -86,6 +99,9 @@ class ServeOptions:
         "max_live_per_token": Range(0, 1024, "sessions", integer=True),
         "max_job_attempts": Range(1, 100, "starts", integer=True),
         "progress_interval_s": Range(0.05, 60, "s"),
+        "live_size": Range(64, 2048, "pixels", integer=True, step=2),
+        "live_workers": Range(0, 64, "processes", integer=True, optional=True),
+        "live_encoders": Range(1, 64, "processes", integer=True, optional=True),
     }
 
     def __post_init__(self) -> None:

@@ -121,13 +121,26 @@ function specFromForm() {
   return spec;
 }
 
-async function submitJob(spec, faceId, face, audio) {
+// A dropped face is uploaded first (POST /v1/faces), so the job names it by id: it can be
+// retried, and the Live tab can use it.
+async function uploadFace(file) {
+  const form = new FormData();
+  form.append("face", file, file.name || "face");
+  const face = await api("/v1/faces", { method: "POST", body: form });
+  await refreshFaces();
+  return face.id;
+}
+
+const jobAudio = {};  // job id -> the audio it was given (a retry sends it again)
+
+async function submitJob(spec, faceId, audio) {
   const form = new FormData();
   form.append("spec", JSON.stringify(spec));
-  if (face) form.append("face", face, face.name || "face");
-  else if (faceId) form.append("face_id", faceId);
+  form.append("face_id", faceId);
   if (audio) form.append("audio", audio, audio.name || "recording.webm");
-  return api("/v1/jobs", { method: "POST", body: form });
+  const job = await api("/v1/jobs", { method: "POST", body: form });
+  if (audio) jobAudio[job.id] = audio;
+  return job;
 }
 
 $("job-form").addEventListener("submit", async (ev) => {
@@ -139,7 +152,11 @@ $("job-form").addEventListener("submit", async (ev) => {
   if (spec.kind !== "twin_train" && !spec.text && !audio) { showJobError("type some text or give audio"); return; }
   $("submit").disabled = true;
   try {
-    const job = await submitJob(spec, faceId, faceFile, audio);
+    setStatus(faceFile ? "uploading " + faceFile.name + " ..." : "");
+    const id = faceFile ? await uploadFace(faceFile) : faceId;
+    if (faceFile) { chooseFace(null); $("face-select").value = id; }
+    setStatus("");
+    const job = await submitJob(spec, id, audio);
     follow(job.id);
     refreshJobs();
   } catch (e) { showJobError(e.message); } finally { $("submit").disabled = false; }
@@ -228,9 +245,9 @@ function jobRow(job) {
       $("result").play().catch(() => {});
     });
   }
-  if (job.status === "failed" || job.status === "cancelled") {
+  if ((job.status === "failed" || job.status === "cancelled") && job.face_id && (job.kind === "twin_train" || job.spec.text || jobAudio[job.id])) {
     button("Retry", async () => {
-      try { const j = await submitJob(job.spec, job.face_id, null, null); follow(j.id); refreshJobs(); }
+      try { const j = await submitJob(job.spec, job.face_id, jobAudio[job.id]); follow(j.id); refreshJobs(); }
       catch (e) { showJobError("retry: " + e.message); }
     });
   }

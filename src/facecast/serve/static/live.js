@@ -195,7 +195,15 @@ async function startMic() {
     const ctx = new AudioContext();
     await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
     const node = new AudioWorkletNode(ctx, "pcm16k", { processorOptions: { rate: 16000, frame: 640 } });
-    node.port.onmessage = (ev) => { if (L.ws && L.ws.readyState === WebSocket.OPEN) L.ws.send(ev.data); };
+    node.port.onmessage = (ev) => {
+      const pcm = new Int16Array(ev.data);
+      let sum = 0;
+      for (let i = 0; i < pcm.length; i++) sum += pcm[i] * pcm[i];
+      L.mic_level = Math.sqrt(sum / pcm.length) / 32768;  // RMS of the last 40 ms, 0 ... 1
+      L.mic_frames = (L.mic_frames || 0) + 1;
+      $("live-mic").textContent = "Microphone on " + "|".repeat(Math.min(10, Math.round(L.mic_level * 60)));
+      if (L.ws && L.ws.readyState === WebSocket.OPEN) L.ws.send(ev.data);
+    };
     const mute = ctx.createGain();
     mute.gain.value = 0;
     ctx.createMediaStreamSource(stream).connect(node).connect(mute).connect(ctx.destination);

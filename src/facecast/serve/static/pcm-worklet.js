@@ -15,7 +15,8 @@ class Pcm16k extends AudioWorkletProcessor {
     this.sum = 0;
     this.t = 0;            // input position of the next output sample, relative to this block
     this.last = 0;         // the filtered sample before this block
-    this.out = new Int16Array(o.frame || 640);
+    this.frame = o.frame || 640;
+    this.out = new Int16Array(this.frame);
     this.n = 0;
   }
 
@@ -35,9 +36,9 @@ class Pcm16k extends AudioWorkletProcessor {
       const a = i0 < 0 ? this.last : f[i0];
       const y = a + (f[i0 + 1] - a) * frac;
       this.out[this.n++] = Math.max(-32768, Math.min(32767, Math.round(y * 32767)));
-      if (this.n === this.out.length) {
-        this.port.postMessage(this.out.buffer, [this.out.buffer]);
-        this.out = new Int16Array(this.out.length);
+      if (this.n === this.frame) {
+        this.port.postMessage(this.out.buffer, [this.out.buffer]);  // transferred: this.out is detached
+        this.out = new Int16Array(this.frame);
         this.n = 0;
       }
       this.t += this.ratio;
