@@ -168,3 +168,37 @@ def test_live_microphone_is_lip_synced(page, face_id, server):
     sent = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("facecast_live_frames_sent_total")]
     assert sent and sent[0] > 100
     assert not page.errors
+
+
+SOCKET_JS = """(face) => new Promise((resolve) => {
+  const ws = new WebSocket(location.origin.replace('http', 'ws') + '/v1/live'), got = [];
+  ws.onopen = () => ws.send(JSON.stringify({type: 'start', face_id: face}));
+  ws.onmessage = (m) => got.push(JSON.parse(m.data));
+  ws.onclose = (c) => resolve({code: c.code, events: got});
+})"""
+
+
+def test_the_page_asks_for_the_token_and_the_socket_gets_it(browser, tmp_path):
+    """With a token file the page asks for the token; the cookie it sets then carries the token to
+    the API and to the live socket (which answers instead of refusing the handshake)."""
+    from facecast.serve.options import ServeOptions
+
+    token = "page-token-0123456789abcdef"
+    (tmp_path / "tokens").write_text(token + "\n")
+    s = Server(ServeOptions(port=0, data_dir=str(tmp_path / "data"), token_file=str(tmp_path / "tokens")))
+    try:
+        context = browser.new_context(bypass_csp=True)
+        pg = context.new_page()
+        pg.goto(s.url + "/")
+        pg.wait_for_selector("#token-box:not([hidden])")
+        refused = pg.evaluate(SOCKET_JS, "f_0000000000000000000a")
+        assert refused["events"] == [] and refused["code"] != 1000  # the handshake itself is refused
+        pg.fill("#token", token)
+        pg.click("#token-form button")
+        pg.wait_for_function("document.getElementById('token-box').hidden")
+        answered = pg.evaluate(SOCKET_JS, "f_0000000000000000000a")
+        assert [e["code"] for e in answered["events"]] == ["unknown_face"]
+        screenshot(pg, "browser-token")
+        context.close()
+    finally:
+        s.stop()
