@@ -149,10 +149,14 @@ async def client(url: str, face_id: str, fps: float, seconds: float, mode: str, 
                     started.set()
                 elif e["type"] == "speaking":
                     out["speaking_ms"].append(e["ms"])
+                    out.setdefault("synth_ms", []).append(e["input_ms"])
                 elif e["type"] == "error":
                     out["errors"].append(e["message"])
+                    print("session error:", e["message"], flush=True)
                 elif e["type"] == "ended":
                     out["server_late"] = e["late_frames"]
+        except websockets.ConnectionClosed as exc:
+            out["errors"].append(f"closed {exc.rcvd.code if exc.rcvd else '?'}")
         finally:
             feeder.cancel()
     t_end = time.monotonic()
@@ -179,12 +183,14 @@ async def level(url: str, faces: list[str], n: int, args, pcm: np.ndarray) -> di
     late = sum(r["late"] for r in rows)
     ttff = [r["ttff_ms"] for r in rows if "ttff_ms" in r]
     speak = [x for r in rows for x in r["speaking_ms"]]
+    synth = [x for r in rows for x in r.get("synth_ms", [])]
     got = min((r["frames"] / max(r["expected"], 1) for r in rows), default=0.0)
     res = {"streams": n, "sessions_ok": len(rows), "failures": bad + [e for r in rows for e in r["errors"]],
            "frames": frames, "late_frames": late, "late_fraction": round(late / max(frames, 1), 4),
            "frames_received_min_fraction": round(got, 3),
            "ttff_ms_p50": pct(ttff, 50), "ttff_ms_p95": pct(ttff, 95),
            "speaking_ms_p50": pct(speak, 50), "speaking_ms_p95": pct(speak, 95),
+           "input_ms_p50": pct(synth, 50), "input_ms_p95": pct(synth, 95),
            "load_avg_before": load0, "load_avg_after": os.getloadavg()}
     res["real_time"] = bool(not res["failures"] and len(rows) == n and res["late_fraction"] < 0.01 and got >= 0.97)
     return res
@@ -216,7 +222,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="facecast-live-load-") as data:
             ctx = mp.get_context("spawn")
             proc = ctx.Process(target=serve, args=(port, data, size, args.device, max(args.streams), args.workers,
-                                                   args.encoders, args.portraits), daemon=True)
+                                                   args.encoders, args.portraits))  # not daemonic: it has children
             proc.start()
             try:
                 base = f"http://127.0.0.1:{port}"

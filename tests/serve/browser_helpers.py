@@ -28,9 +28,9 @@ def need_chromium() -> str:
     if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
         missing = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
     else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("playwright") is None:
             missing = "Playwright for Python is not installed (pip install playwright)"
     if missing:
         if os.environ.get("CI") == "true":

@@ -45,6 +45,7 @@ class _Utterance:
     frame: int
     received: float
     source: str  # "text" | "audio"
+    fed: float   # when its speech reached the engine (after synthesis, for text)
 
 
 class LiveSession:
@@ -239,7 +240,8 @@ class LiveSession:
         """Input of ``seconds`` joins the timeline (back to back, after the silence the clock filled)."""
         start = max(self.tape_end, self.clock)
         if new:
-            self.utterances.append(_Utterance(int(math.floor(start * self.start.fps + 1e-9)), received, source))
+            self.utterances.append(_Utterance(int(math.floor(start * self.start.fps + 1e-9)), received, source,
+                                              time.monotonic()))
         self.tape_end = start + seconds
 
     # -- output --------------------------------------------------------------------------------
@@ -290,7 +292,8 @@ class LiveSession:
             self.late_reported, self.last_late_event = self.late, t
         while self.utterances and self.utterances[0].frame < f0 + n:
             u = self.utterances.pop(0)
-            await self.send_event("speaking", source=u.source, frame=u.frame, ms=round((t - u.received) * 1000, 1))
+            await self.send_event("speaking", source=u.source, frame=u.frame, ms=round((t - u.received) * 1000, 1),
+                                  input_ms=round((u.fed - u.received) * 1000, 1))
 
 
 # -- the app's side: one hub per server state -------------------------------------------------
