@@ -78,7 +78,9 @@ def create_app(options: ServeOptions = ServeOptions()) -> FastAPI:
                     await m.shutdown(state)
             await state.runner.stop()
 
-    app = FastAPI(title="facecast", version=__version__, lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and facecast serves
+    # nothing that needs the internet. /openapi.json is the schema.
+    app = FastAPI(title="facecast", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Lip-synced talking heads: jobs (say, dub, twin training), faces, live sessions. "
                               "docs/serving.md has the guide.")
     app.state.facecast = state

@@ -53,7 +53,7 @@ def clear_outputs(job_dir: Path) -> None:
     shutil.rmtree(job_dir / TWIN_WORK, ignore_errors=True)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     proc: asyncio.subprocess.Process
     job_id: str | None = None
@@ -64,6 +64,12 @@ class _Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+    async def reap(self) -> None:
+        """Wait for the killed worker and close its pipes."""
+        await self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
 
 
 @dataclass
@@ -84,6 +90,7 @@ class JobRunner:
     def __init__(self, store: Store, options: ServeOptions) -> None:
         self.store, self.options = store, options
         self._idle: list[_Worker] = []
+        self._starting: set[_Worker] = set()
         self._running: dict[str, _Live] = {}
         self._cancelling: set[str] = set()
         self._subscribers: dict[str, set[asyncio.Queue]] = {}
@@ -110,10 +117,12 @@ class JobRunner:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-        for w in self._idle + [live.worker for live in self._running.values()]:
+        workers = self._idle + list(self._starting) + [live.worker for live in self._running.values()
+                                                        if live.worker is not None]
+        for w in workers:
             w.kill()
-        for w in self._idle + [live.worker for live in self._running.values()]:
-            await w.proc.wait()
+        for w in workers:
+            await w.reap()
         self._idle.clear()
         for t in list(self._tasks):
             t.cancel()
@@ -130,7 +139,8 @@ class JobRunner:
         return len(self._running)
 
     def worker_pids(self) -> list[int]:
-        return [w.proc.pid for w in self._idle] + [live.worker.proc.pid for live in self._running.values()]
+        return [w.proc.pid for w in self._idle] + [live.worker.proc.pid for live in self._running.values()
+                                                   if live.worker is not None]
 
     def live_view(self, job: Job) -> Job:
         """``job`` with the running job's latest progress (the store gets it at most every
@@ -210,15 +220,18 @@ class JobRunner:
         finally:
             logf.close()
         worker = _Worker(proc)
+        self._starting.add(worker)  # stop() kills it too
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), WORKER_START_S)
             if json.loads(line or b"{}").get("type") != "ready":
                 raise RuntimeError("no ready message")
         except (asyncio.TimeoutError, ValueError, RuntimeError) as exc:
             worker.kill()
-            await proc.wait()
+            await worker.reap()
             raise RuntimeError(f"the job worker did not start ({exc}); {self.store.root / 'worker.log'} "
                                "has its output") from None
+        finally:
+            self._starting.discard(worker)
         return worker
 
     async def _run(self, live: _Live) -> None:
@@ -260,7 +273,7 @@ class JobRunner:
             self._idle.append(worker)
         else:
             worker.kill()
-            await worker.proc.wait()
+            await worker.reap()
         if job.id in self._cancelling:
             self._cancelling.discard(job.id)
             self._finish(job, "cancelled", error="cancelled")

@@ -38,6 +38,7 @@ SPEC_FIELDS = {
     "DubOptions.face_index": "face_index", "DubOptions.mouth": "mouth",
     "PrepOptions.crop_px": "crop", "RenderConfig.size": "crop", "RenderTrainOptions.steps": "steps",
     "RenderTrainOptions.seconds": "minutes", "TwinTrainOptions.seed": "seed", "RenderTrainOptions.seed": "seed",
+    "TwinTrainOptions.mouth_folds": "mouth_folds",
 }
 """Option dataclass fields a spec sets -> the spec field, for error messages."""
 
@@ -109,7 +110,7 @@ def _twin_options(spec: dict, device: str, job_dir: Path | None):
         device=device,
         prep=PrepOptions(crop_px=crop, min_speech_s=3.0 if tiny else PrepOptions().min_speech_s),
         render=RenderTrainOptions(config=cfg, steps=spec["steps"], seconds=spec["minutes"] * 60, batch=4 if tiny else 16),
-        mouth_steps=30 if tiny else None, seed=spec["seed"],
+        mouth_steps=30 if tiny else None, seed=spec["seed"], mouth_folds=spec["mouth_folds"],
         work_dir=str(job_dir / TWIN_WORK) if job_dir is not None else None)
 
 

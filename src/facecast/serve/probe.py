@@ -81,14 +81,8 @@ def _media(path: Path, role: str) -> Probed:
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, ValueError):
-        from ..face.image import load_image
-
-        try:  # its sniffing names what a non-media file is (text, HTML, PDF ...)
-            load_image(path)
-        except InputError as exc:
-            msg = str(exc).replace(str(path), role)
-            raise InputError(f"{msg.split('. ')[0]}: not an image, video, audio or .twin file either.") from None
-        raise InputError(f"{role}: not an image, video, audio or .twin file.") from None
+        raise InputError(f"{role}: {_what_it_is(path)}. Upload a portrait image (JPEG, PNG, WebP), a video, "
+                         "speech audio or a .twin file.") from None
     try:
         fmt = container.format.name
         videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
@@ -110,6 +104,20 @@ def _media(path: Path, role: str) -> Probed:
             ext = ".m4a"
         return Probed("audio", ext)
     raise InputError(f"{role}: a media file without video or audio streams.")
+
+
+def _what_it_is(path: Path) -> str:
+    """What a file no decoder reads is, in a few words (face.image's sniffing: text, a web page,
+    PDF, SVG, HEIC ...)."""
+    from ..face.image import load_image
+
+    try:
+        load_image(path)
+    except InputError as exc:
+        what = str(exc).replace(str(path), "", 1).lstrip(": ").split(". ")[0]
+        if "format this program cannot read" not in what:
+            return what
+    return "not an image, video, audio or .twin file in any format facecast reads"
 
 
 def check_portrait(path: Path, role: str, face_index: int | None = None) -> None:

@@ -48,9 +48,16 @@ def fail(status: int, message: str) -> HTTPException:
 
 
 def spec_422(exc: SpecProblem) -> JSONResponse:
-    d = exc.detail[0]
-    where = ".".join(str(p) for p in d["loc"][1:])
-    return JSONResponse({"detail": exc.detail, "error": f"{where}: {d['msg']}"}, status_code=422)
+    return JSONResponse({"detail": exc.detail, "error": error_line(exc.detail[0])}, status_code=422)
+
+
+def error_line(item: dict) -> str:
+    """One line for a 422 item: "spec.size = 513: must be ...", "face: no face found ..."."""
+    loc = [str(p) for p in item["loc"][1:]]
+    msg = item["msg"]
+    if loc and msg.startswith(loc[-1]):  # the message names its field already
+        return ".".join(loc[:-1] + [""]) + msg if len(loc) > 1 else msg
+    return f"{'.'.join(loc)}: {msg}" if loc else msg
 
 
 def owned_job(state: ServerState, principal: Principal, job_id: str) -> Job:
@@ -305,7 +312,7 @@ def _sse(event: str, data: dict) -> str:
                                        "description": "The MP4 (say, dub) or .twin (twin_train)"},
                        206: {"description": "Part of it (Range)"}, 416: {"description": "Range not satisfiable"}},
             summary="The finished MP4 or .twin; HTTP Range lets a player seek")
-async def job_result(job_id: str, state: ServerState = Depends(get_state),
+async def job_result(job_id: str, request: Request, state: ServerState = Depends(get_state),
                      principal: Principal = Depends(require_auth)):
     job = owned_job(state, principal, job_id)
     if job.status != "done" or not job.result:
@@ -315,5 +322,34 @@ async def job_result(job_id: str, state: ServerState = Depends(get_state),
     if not path.is_file():
         raise fail(404, f"job {job.id}: its result file is gone from the data folder")
     ext = path.suffix
+    refused = _range_refusal(request.headers.get("range"), path.stat().st_size)
+    if refused is not None:
+        return refused
     return FileResponse(path, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
                         filename=f"{job.id}{ext}")
+
+
+def _range_refusal(header: str | None, size: int) -> JSONResponse | None:
+    """A JSON 400 for a malformed Range header, 416 (with Content-Range: bytes */size) for one no
+    byte of the file satisfies; None when FileResponse can serve it (206, or 200 without Range)."""
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return JSONResponse({"error": f"Range {header!r}: use bytes=START-END, bytes=START- or bytes=-SUFFIX"},
+                            status_code=400)
+    satisfiable = False
+    for part in spec.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) or \
+                (last and not last.isdigit()):
+            return JSONResponse({"error": f"Range {header!r}: use bytes=START-END, bytes=START- or bytes=-SUFFIX"},
+                                status_code=400)
+        if first and last and int(first) > int(last):
+            return JSONResponse({"error": f"Range {header!r}: the range ends before it starts"}, status_code=400)
+        if (first and int(first) < size) or (not first and int(last) > 0 and size > 0):
+            satisfiable = True
+    if not satisfiable:
+        return JSONResponse({"error": f"Range {header!r}: the file has {size} bytes"}, status_code=416,
+                            headers={"Content-Range": f"bytes */{size}"})
+    return None

@@ -63,6 +63,7 @@ class TwinTrainSpec(BaseModel):
     steps: int = Field(6000, description="Most renderer steps, 1 ... 10,000,000.")
     crop: int = Field(336, description="Mouth-crop side in pixels, a multiple of 16 in 16 ... 1024.")
     tiny: bool = Field(False, description="A tiny network and short training (smoke tests, CPU).")
+    mouth_folds: int = Field(3, description="Folds of the mouth model's gain calibration, 0 ... 20 (0: none, faster).")
     seed: int = Field(0, description="Seeds the training, 0 ... 2**32-1.")
 
 

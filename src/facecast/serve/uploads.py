@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 __all__ = ["Form", "Upload", "UploadError", "read_form"]
+
+
 
 MAX_PARTS = 8
 MAX_HEADER_BYTES = 8192
@@ -173,6 +176,8 @@ async def read_form(request: Request, staging: Path, *, files: tuple[str, ...], 
     removes ``staging`` whatever happens."""
     ctype = request.headers.get("content-type", "")
     kind, params = parse_options_header(ctype)
+    if kind == b"application/x-www-form-urlencoded":  # fields only (a job on an uploaded face)
+        return await _read_urlencoded(request, fields, files, max_field_bytes)
     if kind != b"multipart/form-data":
         raise UploadError(415, "the body must be multipart/form-data (a 'spec' JSON field and file parts)")
     boundary = params.get(b"boundary")
@@ -201,3 +206,31 @@ async def read_form(request: Request, staging: Path, *, files: tuple[str, ...], 
     if not rx.ended:
         raise UploadError(400, "malformed multipart body: it ends before its closing boundary")
     return rx.form
+
+
+async def _read_urlencoded(request: Request, fields: tuple[str, ...], files: tuple[str, ...], max_field: int) -> Form:
+    """An application/x-www-form-urlencoded body: text fields only, read up to a cap."""
+    cap = max_field * max(1, len(fields)) * 3 + 1024  # percent-encoding triples a byte at most
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cap:
+                raise UploadError(413, f"the form is larger than the server's limit of {cap // 1024} KiB")
+    except ClientDisconnect:
+        raise UploadError(400, "the client disconnected before the form was complete") from None
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body), errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UploadError(400, f"malformed form body ({exc})") from None
+    form = Form()
+    for name, value in pairs:
+        if name in form.fields:
+            raise UploadError(422, f"{name}: given twice; send each field once", name)
+        if name not in fields:
+            what = "must be a file part: send multipart/form-data" if name in files else "unknown form field"
+            raise UploadError(422, f"{name}: {what}", name)
+        if len(value.encode()) > max_field:
+            raise UploadError(413, f"{name}: the field is larger than the server's limit of {max_field // 1024} KiB", name)
+        form.fields[name] = value
+    return form
