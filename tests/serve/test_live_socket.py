@@ -190,3 +190,24 @@ def test_limits_per_token_and_per_server_and_a_client_that_vanishes(server, face
     metrics = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {TOKENS[0]}"}).text
     assert "facecast_live_sessions 0" in metrics
     assert 'facecast_requests_refused_total{reason="live_sessions"} 2' in metrics
+
+
+@pytest.mark.slow
+def test_a_twin_face_streams_through_the_server(server, tiny_twin):
+    """An uploaded .twin (told by its content) runs as a live twin session: its frames are the
+    twin's size (scaled to live_size at most) and the mouth model follows the text."""
+    import av
+
+    path = tiny_twin[0]
+    with open(path, "rb") as f:
+        r = httpx.post(server.url + "/v1/faces", files={"face": ("may.bin", f)},
+                       headers={"Authorization": f"Bearer {TOKENS[0]}"}, timeout=120)
+    assert r.status_code == 201 and r.json()["kind"] == "twin", r.text
+    events, data, code = run(session(ws_url(server), [
+        {"type": "start", "face_id": r.json()["id"]}, "wait:first_frame",
+        {"type": "text", "text": "Hello."}, "wait:speaking", {"type": "end"}]))
+    assert events[-1]["type"] == "ended" and code == CLOSE_NORMAL, events
+    with av.open(io.BytesIO(data)) as c:
+        v = c.streams.video[0]
+        assert max(v.width, v.height) <= 128
+        assert sum(1 for _ in c.decode(video=0)) == events[-1]["frames"]
