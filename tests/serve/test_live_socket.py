@@ -211,3 +211,37 @@ def test_a_twin_face_streams_through_the_server(server, tiny_twin):
         v = c.streams.video[0]
         assert max(v.width, v.height) <= 128
         assert sum(1 for _ in c.decode(video=0)) == events[-1]["frames"]
+
+
+def test_a_dead_engine_process_fails_its_sessions_not_the_server(server, face):
+    """kill -9 of the engine's motion worker mid-session: that session gets an error event and
+    close 1011; the server stays up, and the next session runs on a new engine."""
+    import os
+    import signal
+
+    from facecast.serve.live import hub_of
+    from facecast.serve.live_protocol import CLOSE_ERROR
+
+    hub = hub_of(server.app.state.facecast)
+
+    async def scenario():
+        async with websockets.connect(ws_url(server), max_size=None) as ws:
+            await ws.send(json.dumps({"type": "start", "face_id": face}))
+            got = []
+            try:
+                async for m in ws:
+                    if isinstance(m, str):
+                        got.append(json.loads(m))
+                        if got[-1]["type"] == "first_frame":
+                            os.kill(hub.engine.pids[0], signal.SIGKILL)  # the motion worker this test's server started
+            except websockets.ConnectionClosed:
+                pass
+            return got, ws.close_code
+
+    events, code = run(scenario())
+    e = error_of(events)
+    assert e["code"] == "session_failed" and "worker" in e["message"] and code == CLOSE_ERROR
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    again = run(session(ws_url(server), [{"type": "start", "face_id": face}, "wait:first_frame", {"type": "end"}]))
+    assert again[0][-1]["type"] == "ended" and again[2] == CLOSE_NORMAL
+    assert hub.metrics()["engine_restarts"] == 1

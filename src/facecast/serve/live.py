@@ -54,6 +54,7 @@ class LiveSession:
     def __init__(self, ws: WebSocket, hub: LiveHub, owner: str) -> None:
         self.ws, self.hub, self.owner = ws, hub, owner
         self.sid: int | None = None
+        self.engine = None          # the hub's Engine when this session opened
         self.start: Start | None = None
         self.t_open = time.monotonic()
         self.t0 = 0.0               # wall time of the stream's time 0
@@ -113,7 +114,7 @@ class LiveSession:
             if self.sid is not None:
                 sid, self.sid = self.sid, None
                 try:
-                    await self.hub.call(self.hub.engine.remove, sid)
+                    await self.hub.call(self.engine.remove, sid)
                 except (KeyError, RuntimeError):
                     pass  # already gone (finished, or the engine failed / shut down)
             if acquired:
@@ -147,7 +148,7 @@ class LiveSession:
         options = StreamOptions(size=self.hub.engine_opts.size, fps=float(s.fps), realtime=True, fmp4=True,
                                 jitter_s=JITTER_S, chunk_frames=s.fragment_frames, fragment_frames=s.fragment_frames,
                                 encode=EncodeOptions(preset="veryfast"))
-        engine = await self.hub.call(lambda: self.hub.engine)
+        engine = self.engine = await self.hub.call(lambda: self.hub.engine)
         self.sid = await self.hub.call(engine.add, prepared, options)
         self.lookahead_s = engine.lookahead_s(self.sid)
         self.t0 = time.monotonic()
@@ -172,7 +173,7 @@ class LiveSession:
 
     async def _receive(self) -> None:
         """Control messages and PCM -> the engine, until the client ends or goes away."""
-        engine = self.hub.engine
+        engine = self.engine
         max_bytes = 2 * self.start.sample_rate
         while True:
             msg = await self.ws.receive()
@@ -218,7 +219,7 @@ class LiveSession:
         from ..live.messages import EndInput, SpeechIn
         from ..live.text import SentenceSplitter
 
-        engine, loop = self.hub.engine, asyncio.get_running_loop()
+        engine, loop = self.engine, asyncio.get_running_loop()
         while True:
             item = await self.texts.get()
             if item is None:
@@ -248,7 +249,7 @@ class LiveSession:
 
     async def _pump(self) -> None:
         """The clock, the chunks, the bytes and events, until the stream is done."""
-        engine = self.hub.engine
+        engine = self.engine
         fps = float(self.start.fps)
         tick = min(0.04, 1.0 / fps)
         sent_media = False

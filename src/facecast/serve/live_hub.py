@@ -10,6 +10,7 @@ preparation, Piper synthesis) runs on the hub's threads, never on the event loop
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from typing import Any, Callable
 from .live_protocol import CLOSE_BUSY, CLOSE_TOKEN_LIMIT, ProtocolError
 
 __all__ = ["LiveHub", "engine_options"]
+
+log = logging.getLogger(__name__)
 
 _FACE_CACHE = 16  # prepared faces kept (a 512 portrait ~1 MB; a twin its weights)
 
@@ -66,7 +69,7 @@ class LiveHub:
         self.voice_pool = ThreadPoolExecutor(max_workers=voices, thread_name_prefix="facecast-voice")
         self._voices = threading.local()
         self.counters = {"sessions_total": 0, "sessions_refused": 0, "frames_sent": 0, "frames_late": 0,
-                         "first_frame_ms_sum": 0.0, "first_frame_count": 0, "errors": 0}
+                         "first_frame_ms_sum": 0.0, "first_frame_count": 0, "errors": 0, "engine_restarts": 0}
         self._closed = False
 
     # -- engine -----------------------------------------------------------------------------
@@ -77,6 +80,12 @@ class LiveHub:
         with self._engine_lock:
             if self._closed:
                 raise RuntimeError("the server is shutting down")
+            if self._engine is not None and self._engine.failure is not None:
+                # A process of the engine died: its sessions got the error; new ones get a new engine.
+                log.error("live engine failed (%s); starting a new one", self._engine.failure)
+                broken, self._engine = self._engine, None
+                broken.close()
+                self.count("engine_restarts")
             if self._engine is None:
                 from ..live.engine import Engine
 
