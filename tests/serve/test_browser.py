@@ -93,6 +93,22 @@ def test_create_job_through_the_page_and_play(page, server):
     assert "done" in page.inner_text("#jobs tbody")
     screenshot(page, "browser-create")
     assert not page.errors
+    # Cancel, retry and delete from the list: a second job cancelled at once, retried (same spec
+    # and face, by id), then deleted.
+    first_id = page.get_attribute("#jobs tbody tr", "data-job")
+    page.fill("#text", "A second job.")
+    page.click("#submit")
+    page.wait_for_function(f"document.querySelector('#jobs tbody tr').dataset.job !== '{first_id}'")
+    second = page.get_attribute("#jobs tbody tr", "data-job")
+    page.click(f"#jobs tr[data-job='{second}'] .job-cancel")
+    page.wait_for_selector(f"#jobs tr[data-job='{second}'] .job-retry", timeout=30_000)
+    page.click(f"#jobs tr[data-job='{second}'] .job-retry")
+    page.wait_for_function(f"!['{first_id}', '{second}'].includes(document.querySelector('#jobs tbody tr').dataset.job)")
+    third = page.get_attribute("#jobs tbody tr", "data-job")
+    page.wait_for_selector(f"#jobs tr[data-job='{third}'] .job-play", timeout=240_000)  # the retry ran to done
+    assert "cancelled" in page.inner_text(f"#jobs tr[data-job='{second}']")
+    page.click(f"#jobs tr[data-job='{first_id}'] .job-delete")
+    page.wait_for_selector(f"#jobs tr[data-job='{first_id}']", state="detached", timeout=10_000)
     # No CDN: every request the page made went to facecast itself.
     foreign = [u for u in page.requests if not u.startswith((server.url, "blob:", "data:"))]
     assert not foreign, foreign
