@@ -218,3 +218,25 @@ def test_the_page_asks_for_the_token_and_the_socket_gets_it(browser, tmp_path):
         context.close()
     finally:
         s.stop()
+
+
+def test_a_job_from_audio_recorded_in_the_page(page, face_id):
+    """Record (MediaRecorder, the fake microphone's real speech), submit with an uploaded face:
+    the recorded WebM/Opus goes to the job as its audio and the job completes."""
+    page.wait_for_function(f"[...document.querySelectorAll('#face-select option')].some(o => o.value === '{face_id}')")
+    page.select_option("#face-select", face_id)
+    page.fill("#text", "")
+    page.select_option("#size", "256")
+    page.click("#record")
+    page.wait_for_function("document.getElementById('record-state').textContent.startsWith('recording')")
+    time.sleep(2.5)
+    page.click("#record")
+    page.wait_for_function("document.getElementById('record-state').textContent.startsWith('recorded')")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=240_000)
+    assert page.inner_text("#job-error") == ""
+    page.evaluate("() => { const v = document.getElementById('result'); v.muted = true; return v.play(); }")
+    page.wait_for_function("document.getElementById('result').currentTime > 0.5", timeout=20_000)
+    assert 1.5 < page.eval_on_selector("#result", "v => v.duration") < 5.0  # ~2.5 s recorded
+    screenshot(page, "browser-recorded")
+    assert not page.errors
