@@ -139,6 +139,21 @@ def test_bad_input_during_the_session(server, face, bad, code, close):
     assert events[0]["type"] == "started"
 
 
+def test_audio_faster_than_real_time_is_refused(server, face):
+    second = (np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220) * 8000).astype("<i2").tobytes()
+    events, _, code = run(session(ws_url(server), [{"type": "start", "face_id": face}, "wait:started"]
+                                  + [second] * 40))
+    assert error_of(events)["code"] == "too_fast" and code == CLOSE_POLICY
+
+
+def test_a_socket_without_start_is_closed(server, monkeypatch):
+    from facecast.serve import live
+
+    monkeypatch.setattr(live, "START_TIMEOUT_S", 0.5)
+    events, _, code = run(session(ws_url(server), []))
+    assert error_of(events)["code"] == "no_start" and code == CLOSE_POLICY
+
+
 def test_a_video_face_is_refused_with_what_to_do(server):
     vid = upload(server, "video/may_en.mp4")
     events, _, code = run(session(ws_url(server), [{"type": "start", "face_id": vid}]))
