@@ -55,6 +55,7 @@ class LiveSession:
         self.ws, self.hub, self.owner = ws, hub, owner
         self.sid: int | None = None
         self.engine = None          # the hub's Engine when this session opened
+        self.max_lead_s = 0.25      # StreamOptions.max_lead_s of the stream
         self.start: Start | None = None
         self.t_open = time.monotonic()
         self.t0 = 0.0               # wall time of the stream's time 0
@@ -148,6 +149,7 @@ class LiveSession:
         options = StreamOptions(size=self.hub.engine_opts.size, fps=float(s.fps), realtime=True, fmp4=True,
                                 jitter_s=JITTER_S, chunk_frames=s.fragment_frames, fragment_frames=s.fragment_frames,
                                 encode=EncodeOptions(preset="veryfast"))
+        self.max_lead_s = options.max_lead_s
         engine = self.engine = await self.hub.call(lambda: self.hub.engine)
         self.sid = await self.hub.call(engine.add, prepared, options)
         self.lookahead_s = engine.lookahead_s(self.sid)
@@ -208,7 +210,7 @@ class LiveSession:
                 await self.hub.call(engine.feed, self.sid, INTERRUPT)
                 self.utterances.clear()
                 # the session cuts its input at its next frame, at most max_lead_s past the clock
-                self.tape_end = self.clock + 0.25
+                self.tape_end = self.clock + self.max_lead_s
                 await self.send_event("interrupted", frame=self.info.frames)
             elif isinstance(message, End):
                 self.ended = True
@@ -233,6 +235,8 @@ class LiveSession:
                 if gen != self.generation:
                     break  # interrupted meanwhile
                 for v in voiced:
+                    if gen != self.generation:
+                        break
                     self._placed(v.audio.num_samples / v.audio.sample_rate, "text", received, new=first)
                     first = False
                     await self.hub.call(engine.feed, self.sid, SpeechIn(v.audio, v.phones))
@@ -256,8 +260,8 @@ class LiveSession:
         while True:
             now = time.monotonic()
             self.clock = max(self.clock, now - self.t0 - JITTER_S)
-            await self.hub.call(engine.advance_to, self.sid, self.clock)
-            chunks = await self.hub.call(engine.read, self.sid)
+            await self.hub.call(engine.advance_to, self.sid, self.clock)  # a twin's session works here
+            chunks = engine.read(self.sid)  # read and done only take the outbox's lock: no thread hop
             data = b"".join(c.fmp4 or b"" for c in chunks)
             if data:
                 frames0 = self.info.frames
@@ -268,7 +272,7 @@ class LiveSession:
                 await self.send_bytes(data)
                 if n:
                     await self._frames_sent(frames0, n, fps)
-            if await self.hub.call(engine.done, self.sid):
+            if engine.done(self.sid):
                 await self.send_event("ended", frames=self.info.frames, late_frames=self.late,
                                       seconds=round(self.info.frames / fps, 3))
                 await self.ws.close(CLOSE_NORMAL)
