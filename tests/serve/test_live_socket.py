@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 
 import httpx
 import numpy as np
@@ -27,7 +28,8 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     (tmp / "tokens").write_text("\n".join(TOKENS) + "\n")
     s = Server(ServeOptions(port=0, data_dir=str(tmp / "data"), token_file=str(tmp / "tokens"), live_size=128,
-                            live_streams=2, max_live_per_token=1, live_preload=True))
+                            live_streams=2, max_live_per_token=1, live_preload=True,
+                            live_max_late=1.0))  # admission by lateness: its own test (a loaded CPU runs late)
     yield s
     s.stop()
 
@@ -226,6 +228,32 @@ def test_a_twin_face_streams_through_the_server(server, tiny_twin):
         v = c.streams.video[0]
         assert max(v.width, v.height) <= 128
         assert sum(1 for _ in c.decode(video=0)) == events[-1]["frames"]
+
+
+def test_no_new_session_while_the_running_ones_are_late(server, face, monkeypatch):
+    """Admission by lateness: while the running sessions' recent frames are late beyond
+    live_max_late, a new session is refused (overloaded, 1013) instead of slowing them further."""
+    from facecast.serve.live import hub_of
+
+    hub = hub_of(server.app.state.facecast)
+    monkeypatch.setattr(hub, "max_late", 0.1)
+    face_b = upload(server, "portrait/sam_512.jpg", TOKENS[1])
+
+    async def scenario():
+        async with websockets.connect(ws_url(server, TOKENS[0]), max_size=None) as a:
+            await a.send(json.dumps({"type": "start", "face_id": face}))
+            while not (isinstance(m := await a.recv(), str) and json.loads(m)["type"] == "first_frame"):
+                pass
+            hub.frames(1000, 500)  # as if the running session had just sent half its frames late
+            return await session(ws_url(server, TOKENS[1]), [{"type": "start", "face_id": face_b}])
+
+    events, _, code = run(scenario())
+    e = error_of(events)
+    assert e["code"] == "overloaded" and "behind real time" in e["message"] and code == CLOSE_BUSY
+    deadline = time.monotonic() + 10
+    while hub.slots.open_sessions and time.monotonic() < deadline:  # A's slot, freed as its socket closes
+        time.sleep(0.05)
+    assert hub.slots.open_sessions == 0  # and the refused one never kept its slot
 
 
 def test_a_dead_engine_process_fails_its_sessions_not_the_server(server, face):

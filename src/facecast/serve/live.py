@@ -281,7 +281,6 @@ class LiveSession:
 
     async def _frames_sent(self, f0: int, n: int, fps: float) -> None:
         t = time.monotonic()
-        self.hub.count("frames_sent", n)
         if self.t_first is None:
             self.t_first = t
             ms = (t - self.t_open) * 1000
@@ -289,9 +288,8 @@ class LiveSession:
             self.hub.count("first_frame_count")
             await self.send_event("first_frame", ms=round(ms, 1), frame=f0)
         late = sum(1 for k in range(n) if t > self.t_first + (f0 + k) / fps + LATE_BUDGET_S)
-        if late:
-            self.late += late
-            self.hub.count("frames_late", late)
+        self.late += late
+        self.hub.frames(n, late)
         if self.late > self.late_reported and t - self.last_late_event >= LATE_EVENT_EVERY_S:
             await self.send_event("late", frames=self.late - self.late_reported, total=self.late)
             self.late_reported, self.last_late_event = self.late, t
@@ -330,7 +328,7 @@ async def startup(state: ServerState) -> None:
     """The app's start: the hub (the Engine itself starts with the first session)."""
     o = state.options
     opts = engine_options(o.live_size, o.device, o.live_workers, o.live_encoders)
-    hub = _HUBS[id(state)] = LiveHub(opts, state.live, _resolver(state), state.metrics)
+    hub = _HUBS[id(state)] = LiveHub(opts, state.live, _resolver(state), state.metrics, o.live_max_late)
     if o.live_preload and o.live_streams > 0:
         asyncio.get_running_loop().run_in_executor(hub.pool, hub.start)  # errors surface at the first session
 

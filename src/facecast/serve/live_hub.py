@@ -13,7 +13,8 @@ import asyncio
 import logging
 import os
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ __all__ = ["LiveHub", "engine_options"]
 log = logging.getLogger(__name__)
 
 _FACE_CACHE = 16  # prepared faces kept (a 512 portrait ~1 MB; a twin its weights)
+OVERLOAD_WINDOW_S = 5.0  # admission looks at the share of late frames sent in this window
 
 
 def engine_options(size: int, device: str, workers: int | None = None, encoders: int | None = None):
@@ -52,10 +54,14 @@ class LiveHub:
     ``register_face(face_id, prepared)`` adds a prepared Portrait/Twin under an id, for every
     owner (benchmarks on machines without mediapipe). metrics: the server's counters
     (``state.Metrics``: ``frames_sent(n)``, ``frames_late(n)``), fed as frames go out.
+    max_late: no new session is admitted while more than this share of the frames sent in the
+    last OVERLOAD_WINDOW_S was late (the sessions running already are behind; 1 = never refuse).
     """
 
-    def __init__(self, engine_opts, slots, resolve: Callable[[str, str], Any], metrics=None) -> None:
+    def __init__(self, engine_opts, slots, resolve: Callable[[str, str], Any], metrics=None,
+                 max_late: float = 1.0) -> None:
         self.engine_opts = engine_opts
+        self.max_late = max_late  # admit no new session while more of the recent frames were late
         self.server_metrics = metrics  # state.Metrics: frames_sent(n), frames_late(n) for /metrics
         self.slots = slots
         self._resolve = resolve
@@ -71,6 +77,7 @@ class LiveHub:
         self.counters = {"sessions_total": 0, "sessions_refused": 0, "frames_sent": 0, "frames_late": 0,
                          "first_frame_ms_sum": 0.0, "first_frame_count": 0, "errors": 0, "engine_restarts": 0}
         self._closed = False
+        self._recent: deque = deque()  # (time, frames sent, frames late) of the last OVERLOAD_WINDOW_S
 
     # -- engine -----------------------------------------------------------------------------
 
@@ -114,21 +121,32 @@ class LiveHub:
     # -- limits -----------------------------------------------------------------------------
 
     def acquire(self, owner: str) -> None:
-        """Admit a new session of ``owner`` or raise ProtocolError (live off / busy / token limit)."""
+        """Admit a new session of ``owner`` or raise ProtocolError (live off, busy, token limit,
+        or overloaded: the running sessions are behind real time)."""
         slots = self.slots
         if slots.total <= 0:
-            self.count("sessions_refused")
+            self._refused("live_sessions")
             raise ProtocolError("live_off", "live sessions are off on this server (--live-streams 0)", CLOSE_BUSY)
         if not slots.try_open(owner):
-            self.count("sessions_refused")
-            if self.server_metrics is not None:
-                self.server_metrics.refusal("live_sessions")
+            self._refused("live_sessions")
             if slots.open_sessions >= slots.total:
                 raise ProtocolError("busy", f"the server runs its {slots.total} live sessions (--live-streams); "
                                             "try again later", CLOSE_BUSY)
             raise ProtocolError("token_limit", f"this token already holds {slots.per_token} live session(s) "
                                                "(--max-live-per-token); end one first", CLOSE_TOKEN_LIMIT)
+        late = self.recent_late_fraction()
+        if slots.open_sessions > 1 and late > self.max_late:
+            slots.close(owner)
+            self._refused("live_overloaded")
+            raise ProtocolError("overloaded", f"the live sessions running now are behind real time ({late:.0%} of "
+                                              f"their frames late in the last {OVERLOAD_WINDOW_S:.0f} s); try again "
+                                              "later", CLOSE_BUSY)
         self.count("sessions_total")
+
+    def _refused(self, reason: str) -> None:
+        self.count("sessions_refused")
+        if self.server_metrics is not None:
+            self.server_metrics.refusal(reason)
 
     def release(self, owner: str) -> None:
         self.slots.close(owner)
@@ -136,8 +154,28 @@ class LiveHub:
     def count(self, name: str, value: float = 1) -> None:
         with self._lock:
             self.counters[name] += value
-        if self.server_metrics is not None and name in ("frames_sent", "frames_late"):
-            getattr(self.server_metrics, name)(int(value))
+
+    def frames(self, sent: int, late: int) -> None:
+        """A session sent ``sent`` frames, ``late`` of them late (counters, /metrics, admission)."""
+        now = time.monotonic()
+        with self._lock:
+            self.counters["frames_sent"] += sent
+            self.counters["frames_late"] += late
+            self._recent.append((now, sent, late))
+            while self._recent and self._recent[0][0] < now - OVERLOAD_WINDOW_S:
+                self._recent.popleft()
+        if self.server_metrics is not None:
+            self.server_metrics.frames_sent(sent)
+            if late:
+                self.server_metrics.frames_late(late)
+
+    def recent_late_fraction(self) -> float:
+        """Share of the frames sent in the last OVERLOAD_WINDOW_S that were late (0 when none)."""
+        now = time.monotonic()
+        with self._lock:
+            rows = [r for r in self._recent if r[0] >= now - OVERLOAD_WINDOW_S]
+        sent = sum(r[1] for r in rows)
+        return sum(r[2] for r in rows) / sent if sent else 0.0
 
     def metrics(self) -> dict:
         """The live counters (for /metrics)."""

@@ -64,6 +64,10 @@ class ServeOptions:
     live_workers, live_encoders: the live Engine's motion worker processes (0 ... 64; 0 = in the
         server process) and fMP4 encoder processes (1 ... 64); None = sized by the machine (1 and 1
         on a CPU; on CUDA ~1 per 3 cores, at most 8, and 1 per 4 cores, at most 4). (serve/live.py)
+    live_max_late: admit no new live session while more than this share of the frames the
+        running ones sent in the last 5 s was late, 0 ... 1 (1 = always admit up to
+        live_streams): a machine that is behind already refuses instead of slowing everyone.
+        (serve/live_hub.py)
     live_preload: start the live Engine (its processes, the voice) in the background as the
         server starts; False: the first live session starts it (seconds: its "started" event
         says how many). (serve/live.py)
@@ -87,6 +91,7 @@ class ServeOptions:
     live_size: int = 512
     live_workers: int | None = None
     live_encoders: int | None = None
+    live_max_late: float = 0.1
     live_preload: bool = False
 
     RANGES: ClassVar[dict] = {
@@ -102,6 +107,7 @@ class ServeOptions:
         "live_size": Range(64, 2048, "pixels", integer=True, step=2),
         "live_workers": Range(0, 64, "processes", integer=True, optional=True),
         "live_encoders": Range(1, 64, "processes", integer=True, optional=True),
+        "live_max_late": Range(0, 1, "share of frames"),
     }
 
     def __post_init__(self) -> None:
