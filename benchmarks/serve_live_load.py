@@ -56,7 +56,8 @@ def serve(port: int, data_dir: str, size: int, device: str, streams: int, worker
     from facecast.serve.options import ServeOptions
 
     opts = ServeOptions(port=port, data_dir=data_dir, device=device, live_streams=streams,
-                        max_live_per_token=streams, live_size=size, live_workers=workers, live_encoders=encoders)
+                        max_live_per_token=streams, live_size=size, live_workers=workers, live_encoders=encoders,
+                        live_max_late=1.0)  # measure what the engine carries: no admission by lateness
     app = create_app(opts)
     if portraits:
         from facecast.live.loadtest import portraits_from_npz

@@ -54,7 +54,11 @@ function start() {
                      speech: null, frames_seen: 0, fps: Number($("live-fps").value) });
   for (const id of ["live-ttff", "live-speak"]) $(id).textContent = "-";
   $("live-late").textContent = "0";
-  L.ms = new MediaSource();
+  // Safari on iOS has only ManagedMediaSource (untested here: docs/serving-live.md).
+  const Source = window.MediaSource || window.ManagedMediaSource;
+  if (!Source) { liveError("this browser has no Media Source Extensions: it cannot play live video"); return; }
+  L.ms = new Source();
+  if (!window.MediaSource) video.disableRemotePlayback = true;
   video.src = URL.createObjectURL(L.ms);
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   const ws = (L.ws = new WebSocket(scheme + location.host + "/v1/live"));
@@ -121,7 +125,7 @@ function onEvent(e) {
 
 function openSourceBuffer(mime) {
   const add = () => {
-    if (!MediaSource.isTypeSupported(mime)) {
+    if (!L.ms.constructor.isTypeSupported(mime)) {
       liveError("this browser cannot play " + mime + " through Media Source Extensions");
       L.ws.close();
       return;
