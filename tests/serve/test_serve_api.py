@@ -177,3 +177,17 @@ def test_twin_train_job_makes_a_face(tmp_path, video):
         faces = client.get("/v1/faces").json()["faces"]
         assert [(f["kind"], f["job_id"]) for f in faces] == [("twin", job["id"])]
         assert not (client.data_dir / "jobs" / job["id"] / "twin.work").exists()
+
+
+def test_idle_workers_exit(tmp_path, portrait):
+    with serve(tmp_path / "data", worker_idle_s=1) as client:
+        runner = client.app.state.facecast.runner
+        job = submit(client, HI, files={"face": ("p.jpg", portrait)}).json()["id"]
+        assert wait_for(client, job)["status"] == "done"
+        pids = runner.worker_pids()
+        assert len(pids) == 1  # kept warm for the next job ...
+        end = time.monotonic() + 15
+        while runner.worker_pids():
+            assert time.monotonic() < end
+            time.sleep(0.2)
+        assert not _alive(pids[0])  # ... until it has been idle for worker_idle_s

@@ -14,6 +14,7 @@ SERVE_FLAGS = {
     "ServeOptions.live_streams": "--live-streams", "ServeOptions.max_upload_mb": "--max-upload-mb",
     "ServeOptions.max_concurrent_jobs": "--max-concurrent-jobs", "ServeOptions.max_jobs_per_token": "--max-jobs-per-token",
     "ServeOptions.max_live_per_token": "--max-live-per-token", "ServeOptions.cors_origins": "--cors-origin",
+    "ServeOptions.worker_idle_s": "--worker-idle-s",
 }
 
 
@@ -32,6 +33,7 @@ def serve_cmd(
                                            help="Queued + running jobs per token (429 past it)."),
     max_live_per_token: int = typer.Option(4, "--max-live-per-token", parser=number, metavar="INTEGER",
                                            help="Live sessions per token (429 past it)."),
+    worker_idle_s: float = typer.Option(600.0, "--worker-idle-s", help="A job worker idle this long exits (it holds ~1 GB of models)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow this origin by CORS (repeat for more; default: CORS off)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -49,7 +51,8 @@ def serve_cmd(
                                    token_file=None if token_file is None else str(token_file),
                                    live_streams=live_streams, max_upload_mb=max_upload_mb,
                                    max_concurrent_jobs=max_concurrent_jobs, max_jobs_per_token=max_jobs_per_token,
-                                   max_live_per_token=max_live_per_token, cors_origins=tuple(cors_origin))
+                                   max_live_per_token=max_live_per_token, cors_origins=tuple(cors_origin),
+                                   worker_idle_s=worker_idle_s)
         except OptionError as exc:
             raise flag_error(exc, SERVE_FLAGS) from None
         check_security(options)

@@ -57,6 +57,7 @@ def clear_outputs(job_dir: Path) -> None:
 class _Worker:
     proc: asyncio.subprocess.Process
     job_id: str | None = None
+    idle_since: float = 0.0
 
     def kill(self) -> None:
         """SIGKILL to the worker's whole process group (it leads a session of its own)."""
@@ -190,14 +191,25 @@ class JobRunner:
     async def _schedule(self) -> None:
         while True:
             free = self.options.max_concurrent_jobs - len(self._running)
-            if free > 0:
-                for job in self.store.queued(free):
+            try:
+                for job in self.store.queued(free) if free > 0 else ():
                     self._begin(job)
+            except Exception:  # a store error must not end the scheduler: log it, try again
+                log.exception("the job scheduler failed to start a job")
+            await self._retire_idle()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _retire_idle(self) -> None:
+        """End workers that had no job for ``options.worker_idle_s`` (their models hold memory)."""
+        now = time.monotonic()
+        for w in [w for w in self._idle if now - w.idle_since > self.options.worker_idle_s]:
+            self._idle.remove(w)
+            w.kill()
+            await w.reap()
 
     def _begin(self, job: Job) -> None:
         now = time.time()
@@ -269,7 +281,7 @@ class JobRunner:
         if self._stopping:
             return
         if outcome is not None and worker.proc.returncode is None and job.id not in self._cancelling:
-            worker.job_id = None
+            worker.job_id, worker.idle_since = None, time.monotonic()
             self._idle.append(worker)
         else:
             worker.kill()

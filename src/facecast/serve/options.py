@@ -59,6 +59,8 @@ class ServeOptions:
         default: browsers refuse cross-origin calls).
     progress_interval_s: seconds, 0.05 ... 60: most often a running job's progress is written to
         the store (events reach SSE listeners at once either way).
+    worker_idle_s: seconds, 1 ... 604800: a job worker with no job for this long exits (a warm
+        worker holds ~1 GB of models); the next job starts a fresh one (a few seconds).
     live_size: frame width = height of every live session, pixels, even, 64 ... 2048 (one Engine
         per server renders at one size; a twin's longer side is scaled to it). (serve/live.py)
     live_workers, live_encoders: the live Engine's motion worker processes (0 ... 64; 0 = in the
@@ -87,6 +89,7 @@ class ServeOptions:
     max_job_attempts: int = 3
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     progress_interval_s: float = 1.0
+    worker_idle_s: float = 600.0
     # live sessions (serve/live.py, serve/live_hub.py)
     live_size: int = 512
     live_workers: int | None = None
@@ -104,6 +107,7 @@ class ServeOptions:
         "max_live_per_token": Range(0, 1024, "sessions", integer=True),
         "max_job_attempts": Range(1, 100, "starts", integer=True),
         "progress_interval_s": Range(0.05, 60, "s"),
+        "worker_idle_s": Range(1, 604800, "s"),
         "live_size": Range(64, 2048, "pixels", integer=True, step=2),
         "live_workers": Range(0, 64, "processes", integer=True, optional=True),
         "live_encoders": Range(1, 64, "processes", integer=True, optional=True),

@@ -23,7 +23,7 @@ from ..errors import InputError
 __all__ = ["Probed", "check_portrait", "probe_file"]
 
 _IMAGE_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
-_face_lock = threading.Lock()  # one face search at a time: mediapipe is heavy on 2 cores
+_face_lock = threading.Lock()  # one image decode / face search at a time (memory, 2 cores)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def probe_file(path: Path, role: str) -> Probed:
         from ..face import load_image
 
         try:
-            load_image(path)
+            with _face_lock:  # a decoded image can take hundreds of MB: one at a time
+                load_image(path)
         except InputError as exc:
             raise _named(exc, path, role) from None
         return Probed("image", _IMAGE_EXT.get(image, ".img"))

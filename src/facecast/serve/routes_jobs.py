@@ -153,8 +153,9 @@ async def _check(state: ServerState, principal: Principal, form) -> tuple[dict, 
 
         try:
             check_text(spec["text"], source="text")
-        except InputError as exc:
-            raise problem("text", str(exc)) from None
+        except InputError as exc:  # its hints speak of the CLI's flags: say it in the API's words
+            msg = str(exc).replace('--text "', '"text": "').replace("--audio FILE", "an 'audio' file part")
+            raise problem("text", msg) from None
     try:
         build_options(kind, spec, state.options.device)
     except SpecError as exc:

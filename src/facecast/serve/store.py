@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..errors import InputError
+
 __all__ = ["ACTIVE_STATES", "Face", "JOB_STATES", "Job", "Store", "new_id", "valid_id"]
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -126,16 +128,23 @@ class Store:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.root = Path(data_dir)
-        for sub in ("jobs", "faces", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in (self.root / "tmp").iterdir():  # uploads a killed server was receiving
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "facecast.sqlite3", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            for sub in ("jobs", "faces", "tmp"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            for leftover in (self.root / "tmp").iterdir():  # uploads a killed server was receiving
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            self._db = sqlite3.connect(self.root / "facecast.sqlite3", check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except OSError as exc:
+            raise InputError(f"--data-dir {self.root}: cannot be used ({exc.strerror or exc}). Choose a folder you "
+                             "can write to.") from None
+        except sqlite3.Error as exc:
+            raise InputError(f"--data-dir {self.root}: its facecast.sqlite3 cannot be opened ({exc}). Is it a facecast "
+                             "data folder? Choose another --data-dir.") from None
 
     def close(self) -> None:
         with self._lock:
