@@ -174,7 +174,8 @@ function endOfStream() {
 
 // The page's own measurements: when the first frame, and the first frame of typed speech, are shown.
 function watchFrames() {
-  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype) || L.watching) return;
+  L.watching = true;
   const onFrame = (now, meta) => {
     L.frames_seen += 1;
     if (L.ttff_page == null) {
@@ -187,6 +188,7 @@ function watchFrames() {
       L.speech = null;
     }
     if (L.ws || L.queue.length) video.requestVideoFrameCallback(onFrame);
+    else L.watching = false;
   };
   video.requestVideoFrameCallback(onFrame);
 }
