@@ -114,9 +114,10 @@ def grab(page, box: tuple[int, int, int, int], n: int = 30, dt_ms: int = 60) -> 
     return t, g
 
 
-def motion(crops: np.ndarray) -> float:
-    """Mean absolute change between consecutive distinct crops (grey levels)."""
-    d = [np.abs(b - a).mean() for a, b in zip(crops[:-1], crops[1:])]
+def motion(times: np.ndarray, crops: np.ndarray) -> float:
+    """Mean absolute change (grey levels) between consecutive crops of different frames (a
+    stalled player repeats its frame: those pairs say nothing about the mouth)."""
+    d = [np.abs(b - a).mean() for a, b, ta, tb in zip(crops[:-1], crops[1:], times[:-1], times[1:]) if tb > ta]
     return float(np.mean(d)) if d else 0.0
 
 
