@@ -24,7 +24,9 @@ __all__ = ["LiveHub", "engine_options"]
 
 log = logging.getLogger(__name__)
 
-_FACE_CACHE = 16  # prepared faces kept (a 512 portrait ~1 MB; a twin its weights)
+_FACE_CACHE = 16  # portraits kept prepared on a CPU engine (a 512 portrait ~1 MB). The Engine keeps every
+# twin (its TwinBatch) and, on CUDA, every portrait (its BatchRenderer cannot drop one) it was given,
+# so the hub keeps those too: preparing one again would make a second copy there.
 OVERLOAD_WINDOW_S = 5.0  # admission looks at the share of late frames sent in this window
 
 
@@ -219,8 +221,12 @@ class LiveHub:
             raise ProtocolError("bad_face", f"face {face_id!r}: {exc}") from None
         with self._lock:
             self._faces[face_id] = prepared
-            while len(self._faces) > _FACE_CACHE:
-                self._faces.popitem(last=False)
+            if self.engine_opts.device == "cpu":
+                from ..types import Portrait
+
+                portraits = [k for k, v in self._faces.items() if isinstance(v, Portrait)]
+                for k in portraits[:max(0, len(portraits) - _FACE_CACHE)]:
+                    del self._faces[k]
         return prepared
 
     def synthesize(self, sentence: str) -> list:

@@ -23,7 +23,6 @@ import numpy as np
 
 from ..errors import OptionError
 from ..options import Choice, Range, check_ranges
-from ..types import AudioChunk
 
 __all__ = ["CLOSE_AUTH", "CLOSE_BUSY", "CLOSE_ERROR", "CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_TOO_BIG",
            "CLOSE_TOKEN_LIMIT", "MAX_TEXT_CHARS", "VOICES", "ControlMessage", "End", "Interrupt", "ProtocolError",
@@ -142,8 +141,10 @@ def parse_control(raw: str | bytes) -> ControlMessage:
     return cls()
 
 
-def pcm_audio(data: bytes, sample_rate: int, max_bytes: int) -> AudioChunk:
+def pcm_audio(data: bytes, sample_rate: int, max_bytes: int):
     """A binary frame of 16-bit little-endian mono PCM -> float32 [1, n] AudioChunk."""
+    from ..types import AudioChunk  # (facecast.types loads torch: not at the server's start)
+
     if len(data) > max_bytes:
         raise ProtocolError("too_big", f"audio frame of {len(data)} bytes; at most {max_bytes} (1 s of 16-bit "
                                        f"mono at {sample_rate} Hz): send smaller frames, e.g. 20-100 ms",
