@@ -170,6 +170,9 @@ def test_twin_training_resumes_after_kill_9(tmp_path, video):
         assert job["status"] == "done" and job["attempts"] == 2, job
         assert seen > 0 and not changed  # the tracks came from the cache: the run resumed
         faces = server.http.get("/v1/faces").json()["faces"]
-        assert [f["job_id"] for f in faces] == [job_id]
+        assert [(f["kind"], f["job_id"]) for f in faces] == [("twin", job_id)]  # ready for say jobs
+        twin = server.http.get(f"/v1/jobs/{job_id}/result")
+        assert twin.status_code == 200 and twin.content[8:9] == b"{"  # a safetensors header
+        assert not work.exists()  # the work folder goes once the twin is made
     finally:
         server.close()

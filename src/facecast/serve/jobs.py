@@ -60,17 +60,22 @@ class _Worker:
     idle_since: float = 0.0
 
     def kill(self) -> None:
-        """SIGKILL to the worker's whole process group (it leads a session of its own)."""
+        """SIGKILL to the worker's whole process group (it leads a session of its own); nothing
+        once it has been reaped (its pid may belong to someone else by then)."""
+        if self.proc.returncode is not None:
+            return
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
     async def reap(self) -> None:
-        """Wait for the killed worker and close its pipes."""
-        await self.proc.wait()
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
+        """Wait for the killed worker and close its pipe (also when this wait is cancelled)."""
+        try:
+            await self.proc.wait()
+        finally:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
 
 
 @dataclass
@@ -91,7 +96,7 @@ class JobRunner:
     def __init__(self, store: Store, options: ServeOptions) -> None:
         self.store, self.options = store, options
         self._idle: list[_Worker] = []
-        self._starting: set[_Worker] = set()
+        self._workers: set[_Worker] = set()  # every worker process not yet reaped, whatever it does
         self._running: dict[str, _Live] = {}
         self._cancelling: set[str] = set()
         self._subscribers: dict[str, set[asyncio.Queue]] = {}
@@ -118,16 +123,16 @@ class JobRunner:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-        workers = self._idle + list(self._starting) + [live.worker for live in self._running.values()
-                                                        if live.worker is not None]
+        for t in list(self._tasks):  # first the tasks, so that none starts a worker after the sweep
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        workers = [w for w in self._workers if w.proc.returncode is None or not w.proc.stdin.is_closing()]
         for w in workers:
             w.kill()
         for w in workers:
             await w.reap()
+        self._workers.clear()
         self._idle.clear()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def wake(self) -> None:
         """A job was queued: start what fits."""
@@ -203,13 +208,18 @@ class JobRunner:
                 pass
             self._wake.clear()
 
+    async def _end(self, worker: _Worker) -> None:
+        """Kill a worker, wait for it, and forget it."""
+        worker.kill()
+        await worker.reap()
+        self._workers.discard(worker)
+
     async def _retire_idle(self) -> None:
         """End workers that had no job for ``options.worker_idle_s`` (their models hold memory)."""
         now = time.monotonic()
         for w in [w for w in self._idle if now - w.idle_since > self.options.worker_idle_s]:
             self._idle.remove(w)
-            w.kill()
-            await w.reap()
+            await self._end(w)
 
     def _begin(self, job: Job) -> None:
         now = time.time()
@@ -232,18 +242,18 @@ class JobRunner:
         finally:
             logf.close()
         worker = _Worker(proc)
-        self._starting.add(worker)  # stop() kills it too
+        self._workers.add(worker)  # stop() kills it, whatever happens to this task
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), WORKER_START_S)
             if json.loads(line or b"{}").get("type") != "ready":
                 raise RuntimeError("no ready message")
+        except asyncio.CancelledError:
+            await self._end(worker)
+            raise
         except (asyncio.TimeoutError, ValueError, RuntimeError) as exc:
-            worker.kill()
-            await worker.reap()
+            await self._end(worker)
             raise RuntimeError(f"the job worker did not start ({exc}); {self.store.root / 'worker.log'} "
                                "has its output") from None
-        finally:
-            self._starting.discard(worker)
         return worker
 
     async def _run(self, live: _Live) -> None:
@@ -284,8 +294,7 @@ class JobRunner:
             worker.job_id, worker.idle_since = None, time.monotonic()
             self._idle.append(worker)
         else:
-            worker.kill()
-            await worker.reap()
+            await self._end(worker)
         if job.id in self._cancelling:
             self._cancelling.discard(job.id)
             self._finish(job, "cancelled", error="cancelled")

@@ -24,7 +24,23 @@ def install_openapi(app: FastAPI) -> None:
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "Needed when the server has a token file (any non-loopback bind)."}}
             doc["security"] = [{"bearer": []}, {}]
+            _validation_errors(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _validation_errors(doc: dict) -> None:
+    """FastAPI's own 422s (HTTPValidationError) carry an "error" line too here (app.py's handler):
+    point them at InvalidOut, which says so."""
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            schema = op.get("responses", {}).get("422", {}).get("content", {}).get("application/json", {})
+            if schema.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                schema["schema"] = {"$ref": "#/components/schemas/InvalidOut"}
+    schemas = doc.get("components", {}).get("schemas", {})
+    still = str(doc.get("paths", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        if name in schemas and f"/{name}'" not in still:
+            del schemas[name]

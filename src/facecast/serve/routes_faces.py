@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from ..errors import InputError
 from .probe import check_portrait, probe_file
 from .security import Principal, require_auth
-from .specs import ERRORS, FaceList, FaceOut
+from .specs import FaceDeleted, FaceList, FaceOut, errors
 from .state import ServerState, get_state
 from .store import Face, new_id
 from .uploads import UploadError, read_form
@@ -47,7 +47,7 @@ def _invalid(field: str, message: str) -> JSONResponse:
                          "error": message}, status_code=422)
 
 
-@router.post("", status_code=201, response_model=FaceOut, responses=ERRORS, openapi_extra=_FACE_BODY,
+@router.post("", status_code=201, response_model=FaceOut, responses=errors(400, 401, 413, 415, 422), openapi_extra=_FACE_BODY,
              summary="Upload a portrait, video or .twin (its type is read from the content)")
 async def upload_face(request: Request, state: ServerState = Depends(get_state),
                       principal: Principal = Depends(require_auth)):
@@ -89,17 +89,17 @@ async def upload_face(request: Request, state: ServerState = Depends(get_state),
             shutil.rmtree(folder, ignore_errors=True)
 
 
-@router.get("", response_model=FaceList, responses=ERRORS, summary="Your uploaded faces and trained twins")
+@router.get("", response_model=FaceList, responses=errors(401), summary="Your uploaded faces and trained twins")
 async def list_faces(state: ServerState = Depends(get_state), principal: Principal = Depends(require_auth)):
     return {"faces": [f.public() for f in state.store.list_faces(principal.id)]}
 
 
-@router.get("/{face_id}", response_model=FaceOut, responses=ERRORS, summary="One face")
+@router.get("/{face_id}", response_model=FaceOut, responses=errors(401, 404), summary="One face")
 async def get_face(face_id: str, state: ServerState = Depends(get_state), principal: Principal = Depends(require_auth)):
     return resolve_face(state, principal, face_id)[0].public()
 
 
-@router.delete("/{face_id}", responses=ERRORS, summary="Delete a face (jobs that used it keep their copy)")
+@router.delete("/{face_id}", response_model=FaceDeleted, responses=errors(401, 404), summary="Delete a face (jobs that used it keep their copy)")
 async def delete_face(face_id: str, state: ServerState = Depends(get_state),
                       principal: Principal = Depends(require_auth)):
     face, _ = resolve_face(state, principal, face_id)

@@ -19,7 +19,7 @@ from .jobs import TERMINAL
 from .kinds import FACE_KINDS, SpecError, build_options
 from .probe import check_portrait, probe_file
 from .security import Principal, require_auth
-from .specs import ERRORS, JobCreated, JobDeleted, JobList, JobOut, SpecProblem, parse_spec, problem
+from .specs import JobCreated, JobDeleted, JobList, JobOut, SpecProblem, errors, parse_spec, problem
 from .state import ServerState, get_state
 from .store import Job, new_id
 from .uploads import UploadError, read_form
@@ -69,7 +69,8 @@ def owned_job(state: ServerState, principal: Principal, job_id: str) -> Job:
 
 
 @router.post("", status_code=201, response_model=JobCreated, openapi_extra=_JOB_BODY,
-             responses={**ERRORS, 200: {"model": JobCreated, "description": "The job an Idempotency-Key names"}},
+             responses={**errors(400, 401, 409, 413, 415, 422, 429),
+                        200: {"model": JobCreated, "description": "The job an Idempotency-Key names"}},
              summary="Submit a job (multipart: spec JSON + face or face_id + optional audio)")
 async def submit(request: Request, state: ServerState = Depends(get_state),
                  principal: Principal = Depends(require_auth)):
@@ -244,7 +245,7 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-@router.get("", response_model=JobList, responses=ERRORS, summary="Your jobs, newest first")
+@router.get("", response_model=JobList, responses=errors(401, 422), summary="Your jobs, newest first")
 async def list_jobs(state: ServerState = Depends(get_state), principal: Principal = Depends(require_auth),
                     limit: int = Query(100, ge=1, le=1000), status: str | None = Query(
                         None, pattern="^(queued|running|done|failed|cancelled)$")):
@@ -252,12 +253,12 @@ async def list_jobs(state: ServerState = Depends(get_state), principal: Principa
     return {"jobs": [state.runner.live_view(j).public() for j in jobs]}
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=ERRORS, summary="One job: status, progress, error")
+@router.get("/{job_id}", response_model=JobOut, responses=errors(401, 404), summary="One job: status, progress, error")
 async def get_job(job_id: str, state: ServerState = Depends(get_state), principal: Principal = Depends(require_auth)):
     return owned_job(state, principal, job_id).public()
 
 
-@router.delete("/{job_id}", response_model=JobDeleted, responses=ERRORS,
+@router.delete("/{job_id}", response_model=JobDeleted, responses=errors(401, 404),
                summary="Cancel a queued or running job; delete a finished one with its files")
 async def delete_job(job_id: str, state: ServerState = Depends(get_state),
                      principal: Principal = Depends(require_auth)):
@@ -269,7 +270,7 @@ async def delete_job(job_id: str, state: ServerState = Depends(get_state),
     return {"id": job.id, "status": None, "deleted": True}
 
 
-@router.get("/{job_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}},
+@router.get("/{job_id}/events", responses={**errors(401, 404), 200: {"content": {"text/event-stream": {}},
             "description": "Server-Sent Events: queued, running, stage, progress, then done | failed | cancelled"}},
             summary="The job's events as Server-Sent Events", response_class=StreamingResponse)
 async def job_events(job_id: str, request: Request, state: ServerState = Depends(get_state),
@@ -309,9 +310,9 @@ def _sse(event: str, data: dict) -> str:
 
 
 @router.get("/{job_id}/result", response_class=FileResponse,
-            responses={**ERRORS, 200: {"content": {"video/mp4": {}, "application/octet-stream": {}},
+            responses={**errors(400, 401, 404, 409, 416), 200: {"content": {"video/mp4": {}, "application/octet-stream": {}},
                                        "description": "The MP4 (say, dub) or .twin (twin_train)"},
-                       206: {"description": "Part of it (Range)"}, 416: {"description": "Range not satisfiable"}},
+                       206: {"description": "Part of it (Range)"}},
             summary="The finished MP4 or .twin; HTTP Range lets a player seek")
 async def job_result(job_id: str, request: Request, state: ServerState = Depends(get_state),
                      principal: Principal = Depends(require_auth)):

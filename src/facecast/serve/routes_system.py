@@ -17,18 +17,18 @@ from fastapi.responses import PlainTextResponse
 from .. import __version__
 from ..sysinfo import rss_mib
 from .security import Principal, require_auth
-from .specs import ERRORS
+from .specs import Health, errors
 from .state import ServerState, get_state
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", summary="Liveness: 200 while the server answers")
-async def healthz(state: ServerState = Depends(get_state)) -> dict:
+@router.get("/healthz", response_model=Health, summary="Liveness: 200 while the server answers (no token)")
+async def healthz() -> dict:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses=ERRORS,
+@router.get("/metrics", response_class=PlainTextResponse, responses=errors(401),
             summary="Prometheus metrics (text format 0.0.4)")
 async def metrics(state: ServerState = Depends(get_state), principal: Principal = Depends(require_auth)):
     return PlainTextResponse(render_metrics(state), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -156,9 +156,25 @@ class FaceList(BaseModel):
     faces: list[FaceOut]
 
 
+class FaceDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
 class ErrorOut(BaseModel):
     error: str = Field(description="What is wrong and what to do, one line.")
 
 
-ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 415, 429)}
-"""The error responses routes declare (422 is FastAPI's own)."""
+class InvalidOut(BaseModel):
+    detail: list[dict] = Field(description="FastAPI's validation items: loc (where, e.g. [\"body\", \"spec\", \"size\"]), msg, type.")
+    error: str = Field(description="The first item as one line.")
+
+
+def errors(*codes: int) -> dict:
+    """The error responses a route declares: {"error": ...} bodies, and 422 with ``detail``."""
+    return {code: {"model": InvalidOut if code == 422 else ErrorOut} for code in codes}

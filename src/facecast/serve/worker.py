@@ -80,6 +80,8 @@ def run(job_dir: Path, channel: Channel) -> None:
 def main() -> None:
     from ..workers import tie_to_parent
 
+    # The death signal is safe to arm: the runner starts workers from the server's event-loop
+    # thread, which lives exactly as long as the server does.
     tie_to_parent(os.getppid(), True)
     channel = Channel()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
