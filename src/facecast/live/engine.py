@@ -213,6 +213,12 @@ class Engine:
             t.warm_up()
 
     @property
+    def failure(self) -> BaseException | None:
+        """Why the engine stopped working (a worker or encoder process died ...), else None; a
+        failed engine only raises that error: close it and start a new one."""
+        return self._sched.failure
+
+    @property
     def pids(self) -> list[int]:
         """Process ids of the motion workers and encoders."""
         pool = self._sched.pool

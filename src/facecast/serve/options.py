@@ -61,6 +61,18 @@ class ServeOptions:
         the store (events reach SSE listeners at once either way).
     worker_idle_s: seconds, 1 ... 604800: a job worker with no job for this long exits (a warm
         worker holds ~1 GB of models); the next job starts a fresh one (a few seconds).
+    live_size: frame width = height of every live session, pixels, even, 64 ... 2048 (one Engine
+        per server renders at one size; a twin's longer side is scaled to it). (serve/live.py)
+    live_workers, live_encoders: the live Engine's motion worker processes (0 ... 64; 0 = in the
+        server process) and fMP4 encoder processes (1 ... 64); None = sized by the machine (1 and 1
+        on a CPU; on CUDA ~1 per 3 cores, at most 8, and 1 per 4 cores, at most 4). (serve/live.py)
+    live_max_late: admit no new live session while more than this share of the frames the
+        running ones sent in the last 5 s was late, 0 ... 1 (1 = always admit up to
+        live_streams): a machine that is behind already refuses instead of slowing everyone.
+        (serve/live_hub.py)
+    live_preload: start the live Engine (its processes, the voice) in the background as the
+        server starts; False: the first live session starts it (seconds: its "started" event
+        says how many). (serve/live.py)
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +90,12 @@ class ServeOptions:
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     progress_interval_s: float = 1.0
     worker_idle_s: float = 600.0
+    # live sessions (serve/live.py, serve/live_hub.py)
+    live_size: int = 512
+    live_workers: int | None = None
+    live_encoders: int | None = None
+    live_max_late: float = 0.1
+    live_preload: bool = False
 
     RANGES: ClassVar[dict] = {
         "port": Range(0, 65535, integer=True),
@@ -90,6 +108,10 @@ class ServeOptions:
         "max_job_attempts": Range(1, 100, "starts", integer=True),
         "progress_interval_s": Range(0.05, 60, "s"),
         "worker_idle_s": Range(1, 604800, "s"),
+        "live_size": Range(64, 2048, "pixels", integer=True, step=2),
+        "live_workers": Range(0, 64, "processes", integer=True, optional=True),
+        "live_encoders": Range(1, 64, "processes", integer=True, optional=True),
+        "live_max_late": Range(0, 1, "share of frames"),
     }
 
     def __post_init__(self) -> None:
