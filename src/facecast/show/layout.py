@@ -100,7 +100,7 @@ class Layout:
             nw, nh = max(W, round(w * s)), max(H, round(h * s))
             img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.LANCZOS))
             x, y = (nw - W) // 2, (nh - H) // 2
-            return torch.from_numpy(np.ascontiguousarray(img[y:y + H, x:x + W])).to(self.device)
+            return torch.from_numpy(np.array(img[y:y + H, x:x + W])).to(self.device)
         return torch.tensor(background, dtype=torch.uint8, device=self.device).view(1, 1, 3).expand(H, W, 3)
 
     def visible(self, shot: str | None) -> list[str]:

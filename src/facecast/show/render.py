@@ -42,7 +42,7 @@ from .subtitles import SubtitleFiles, TextOverlay, subtitle_paths
 from .timeline import Beat, Timeline
 from .words import Cue
 
-__all__ = ["render_script", "ShowStatus", "DEFAULT_SIZE", "frames_per_batch"]
+__all__ = ["render_script", "Show", "ShowStatus", "DEFAULT_SIZE", "frames_per_batch"]
 
 DEFAULT_SIZE = (1280, 720)
 BATCH_BYTES = 48 * 2**20
@@ -91,7 +91,7 @@ def render_script(script: str | Path | Script, output: str | Path, options: Scri
                         captions_top=options.burn_subtitles, device=device)
         cast = open_cast(script, options, layout.face_side, timings)
         torch.set_num_threads(1)  # one core renders while the other encodes (as `say`)
-        show = _Show(script, cast, layout, options, subs, device, timings)
+        show = Show(script, cast, layout, options, subs, device, timings)
         with BackgroundWriter(output, say_options(options, layout.face_side, 0), W, H, options.audio_rate, 1,
                               timings) as writer:
             timeline = Timeline(script, {n: (m.voice, m.speaker.rate) for n, m in cast.items()}, options.fps,
@@ -123,7 +123,7 @@ def _inputs(script: Script) -> list[tuple[str, Path]]:
     return out
 
 
-class _Show:
+class Show:
     """The per-beat passes (analyse, direct, render, compose) and their state across beats:
     the director, each face's gaze and listener nods, loudness gains, the cues on screen."""
 
@@ -157,7 +157,7 @@ class _Show:
         n = seg.num_frames
         if n == 0:
             return
-        drives = self._direct(beat)
+        drives = self.direct(beat)
         audio = seg.output_audio
         for a in range(0, n, self.batch):
             b = min(a + self.batch, n)
@@ -170,7 +170,7 @@ class _Show:
             yield SayChunk(VideoFrames(picture, self.fps, seg.first_frame + a), audio, seg)
             audio = ()
 
-    def _direct(self, beat: Beat) -> dict[str, MotionFrames | MouthShapes]:
+    def direct(self, beat: Beat) -> dict[str, MotionFrames | MouthShapes]:
         """The drive of every visible face (and of twins off screen, whose mouth model listens
         to every moment): the speaker from its speech, the others listening."""
         seg, speaker = beat.segment, beat.speaker
