@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..dubbing.source import release_freed_memory
 from ..pipeline import BackgroundWriter, SayChunk
 from ..segments import Segment
 from ..speech import LoudnessGain, SpeechAnalyser
@@ -99,6 +100,7 @@ def render_script(script: str | Path | Script, output: str | Path, options: Scri
             for beat in timings.timed_iter("voice", timeline.beats()):
                 for chunk in show.play(beat):
                     writer.put(chunk)
+                release_freed_memory()  # frames freed on the encoder's thread: give the pages back
                 if progress:
                     progress(ShowStatus(beat.index + 1, len(script.lines), beat.segment.end))
         if subs is not None:
