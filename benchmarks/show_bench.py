@@ -7,7 +7,7 @@ per minute of output (minute by minute, to see that it stays flat), and the one-
 
 The show is made here: two speakers (the example show's faces, which ship with facecast) taking
 turns, lines of 1-3 sentences from a fixed pool of varied English sentences, a [pause] every
-seventh line, until the text should last --minutes (2.5 words per second; the real length is
+seventh line, until the text should last --minutes (3 words per second; the real length is
 measured from the output). Everything runs in this process (`render_script`); RSS is sampled
 every 0.5 s and read at the moments the renderer reached 10, 50 and 90 % of the script's lines.
 """
@@ -47,7 +47,7 @@ def make_script(folder: Path, minutes: float, size: str, layout: str) -> tuple[P
     head = (f"---\ntitle: a long show\nsize: {size}\nlayout: {layout}\ncaptions: on\nspeakers:\n"
             "  HOST: {face: astronaut.jpg}\n  GUEST: {face: hopper.jpg, rate: 1.1}\n---\n")
     lines, words, i = [], 0, 0
-    while words / 2.5 < minutes * 60:
+    while words / 3.0 < minutes * 60:
         k = 1 + (i * 7) % 3
         text = " ".join(SENTENCES[(i * 3 + j) % len(SENTENCES)] for j in range(k))
         if i % 7 == 6:

@@ -93,6 +93,7 @@ BAD = [
     ("ANA: Hello [pause nan] there.\n", 11, "must be a number"),
     ("ANA: Hello [pause 1 there.\n", 11, "unmatched ["),
     ("ANA: [audio: missing.wav]\n", 11, "missing.wav not found"),
+    ("ANA: Привет, как у тебя дела сегодня?\n", 11, "Cyrillic script"),
     ("ANA: [audio: ]\n", 11, "give the recording"),
     ("Hello without a name.\n", 11, "expected NAME: text"),
     ("", 10, "no lines of speech"),
@@ -141,6 +142,11 @@ def test_unreadable_script_files(tmp_path):
     (tmp_path / "latin1.md").write_bytes("---\nspeakers:\n  AN\xc1: a.jpg\n---\n".encode("latin-1"))
     with pytest.raises(ScriptError, match="not UTF-8"):
         parse_script(tmp_path / "latin1.md")
+
+
+def test_punctuation_alone_is_not_speech(folder):
+    s = parse_script(write(folder, HEAD + "ANA: — [pause 1] Hello. ...\n"))
+    assert s.lines[0].parts == (Pause(1.0), SpeakText("Hello. ..."))
 
 
 def test_parse_text_anchors_relative_paths(folder):

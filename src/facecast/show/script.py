@@ -350,11 +350,15 @@ def _add_text(parts: list[Part], text: str, path: Path, line: int) -> None:
     if "[" in text or "]" in text:
         raise ScriptError(path, line, "bad directive: an unmatched [ or ]. Directives are [pause S] and "
                           "[audio: FILE].")
-    if text.strip():
-        if not any(ch.isalnum() for ch in text):
-            if parts or text.strip() in ".,;:!?-…":
-                return  # punctuation around a directive: nothing to say
-        parts.append(SpeakText(" ".join(text.split())))
+    if not any(ch.isalnum() for ch in text):
+        return  # blank, or punctuation around a directive: nothing to say
+    from ..text import check_text
+
+    try:
+        check_text(text, source="text")  # too long, not UTF-8, another script than Latin ...
+    except InputError as exc:
+        raise ScriptError(path, line, str(exc).split(": ", 1)[-1]) from None
+    parts.append(SpeakText(" ".join(text.split())))
 
 
 def _directive(path: Path, line: int, body: str, speaker: Speaker) -> Part:

@@ -70,6 +70,8 @@ class Timeline:
             for part in line.parts:
                 if isinstance(part, SpeakText):
                     for sentence in split_sentences(part.text):
+                        if not any(ch.isalnum() for ch in sentence):
+                            continue  # "..." on its own: nothing to say
                         for beat in self._speak(line, i, sentence, t):
                             t = _snap(beat.segment.end, self.fps)
                             yield beat
