@@ -2,7 +2,7 @@
 per minute of output (minute by minute, to see that it stays flat), and the one-hour estimate.
 
     .venv/bin/python benchmarks/show_bench.py [--minutes 10] [--size 256x144] [--layout split]
-                                              [--subtitles both] [--append docs/benchmarks.md]
+                                              [--subtitles both] [--device cpu] [--append docs/benchmarks.md]
                                               [--json out/show_bench.json] [--keep out/long_show.mp4]
 
 The show is made here: two speakers (the example show's faces, which ship with facecast) taking
@@ -60,8 +60,9 @@ def make_script(folder: Path, minutes: float, size: str, layout: str) -> tuple[P
     return path, len(lines), words
 
 
-def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | None) -> dict:
+def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | None, device: str = "cpu") -> dict:
     from facecast.media import probe_mp4
+    from facecast.options import RenderOptions
     from facecast.show import ScriptOptions, parse_script, render_script
     from facecast.sysinfo import MemorySampler
     from facecast.timing import Timings
@@ -87,7 +88,8 @@ def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | Non
                 minute_wall.append(now)
 
         with MemorySampler(0.5) as mem:
-            render_script(script, out, ScriptOptions(subtitles=subtitles), progress=progress, timings=timings)
+            render_script(script, out, ScriptOptions(subtitles=subtitles, render=RenderOptions(device=device)),
+                          progress=progress, timings=timings)
         wall = time.perf_counter() - t0
         c1 = os.times()
         load1 = os.getloadavg()
@@ -103,7 +105,7 @@ def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | Non
     per_minute = [b - a for a, b in zip([0.0] + minute_wall, minute_wall)]
     return {
         "minutes_target": minutes, "lines": n_lines, "words": n_words, "size": size, "layout": layout,
-        "subtitles": subtitles, "video_s": round(info["video_duration"], 2), "frames": info["num_frames"],
+        "subtitles": subtitles, "device": device, "video_s": round(info["video_duration"], 2), "frames": info["num_frames"],
         "wall_s": round(wall, 1), "wall_per_output_min_s": round(wall / video_min, 1),
         "rtf": round(wall / info["video_duration"], 3),
         "cpu_s": round((c1.user - c0.user) + (c1.system - c0.system), 1),
@@ -124,7 +126,8 @@ def markdown(res: dict, command: str, machine: dict) -> str:
         f"## {machine['date']} - `facecast script`: a {res['video_s'] / 60:.1f}-minute show on this CPU "
         f"({machine['cpu']}, {machine['cores']} cores)", "",
         f"`{command}` at revision {machine['git']}: {res['lines']} lines ({res['words']} words), two speakers, "
-        f"{res['layout']} layout at {res['size']}, 25 fps, subtitles {res['subtitles']}.", "",
+        f"{res['layout']} layout at {res['size']}, 25 fps, subtitles {res['subtitles']}, device "
+        f"{res.get('device', 'cpu')}.", "",
         f"- Output {res['video_s']:.1f} s ({res['frames']} frames) in {res['wall_s']:.0f} s wall: "
         f"**{res['wall_per_output_min_s']:.0f} s per minute of output** (RTF {res['rtf']:.2f}); "
         f"{res['cpu_s']:.0f} CPU-seconds in this process.",
@@ -147,6 +150,7 @@ def main() -> None:
     ap.add_argument("--size", default="256x144")
     ap.add_argument("--layout", default="split")
     ap.add_argument("--subtitles", default="both")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (RenderOptions.device).")
     ap.add_argument("--keep", type=Path, default=None, help="Keep the rendered show here.")
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -154,7 +158,7 @@ def main() -> None:
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.minutes, a.size, a.layout, a.subtitles, a.keep)
+    res = run(a.minutes, a.size, a.layout, a.subtitles, a.keep, a.device)
     command = "python benchmarks/show_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:
