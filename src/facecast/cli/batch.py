@@ -106,5 +106,8 @@ def _summary(results) -> None:
         table.add_row(r.job.where, r.job.kind, str(r.job.output), f"[{styles[r.status]}]{r.status}[/]", secs,
                       r.reason + (f" (after {r.attempts} starts)" if r.attempts > 1 else ""))
     err.print(table)
+    for r in results:  # the reasons again, one whole line each (the table folds them)
+        if r.status == "failed":
+            err.print(f"failed: {r.job.where}: {r.reason}", highlight=False, soft_wrap=True)
     counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
     err.print(f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped", highlight=False)
