@@ -95,6 +95,8 @@ def one_line(exc: BaseException) -> str:
     text = (str(exc).strip().splitlines() or [""])[0]
     if isinstance(exc, FacecastError):
         return text
+    if isinstance(exc, OSError) and exc.filename is not None:  # an input gone since the batch was read
+        return f"{exc.filename}: {exc.strerror or text}"
     return f"{type(exc).__name__}: {text} (a bug: please report it with the job line)"
 
 

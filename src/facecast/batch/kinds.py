@@ -79,7 +79,7 @@ def _path(values: dict, key: str, base: Path) -> Path | None:
     if v is None:
         return None
     p = Path(v).expanduser()
-    return p if p.is_absolute() else base / p
+    return p if p.is_absolute() else (base / p).absolute()
 
 
 def _input(values: dict, key: str, base: Path, where: str, what: str) -> Path | None:

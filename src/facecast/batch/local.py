@@ -20,24 +20,16 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Callable
 
-from .events import DONE, FAILED, SKIPPED, Event, JobFinished, JobProgress, JobResult, JobStarted, one_line, \
-    output_duration
-from .kinds import KINDS
+from .events import SKIPPED, Event, JobFinished, JobProgress, JobResult, JobStarted, output_duration
 from .options import BatchOptions
 from .spec import Job
-from .warm import Portraits, PortraitCache, Worker
+from .warm import Cancelled, Portraits, PortraitCache, Worker
 
-__all__ = ["run_batch", "run_local", "run_job", "plan", "Cancelled"]
+__all__ = ["run_batch", "run_local", "plan"]
 
 OnEvent = Callable[[Event], None]
-
-
-class Cancelled(KeyboardInterrupt):
-    """The batch is stopping (Ctrl-C, SIGTERM): raised inside a running job at its next progress
-    step, so its writer removes the partial output."""
 
 
 def plan(jobs: list[Job], force: bool = False) -> tuple[list[Job], list[JobResult]]:
@@ -50,18 +42,6 @@ def plan(jobs: list[Job], force: bool = False) -> tuple[list[Job], list[JobResul
         else:
             skipped.append(JobResult(job, SKIPPED, "output already complete", duration=duration))
     return todo, skipped
-
-
-def run_job(worker: Worker, job: Job, device: str, progress: Callable[[float, float | None], None]) -> JobResult:
-    """Run one job on ``worker``: a JobResult whatever happens (a failure as its one-line reason),
-    except an interrupt (KeyboardInterrupt and its kinds), which propagates."""
-    kind = KINDS[job.kind]
-    t0 = time.perf_counter()
-    try:
-        kind.run(kind.with_device(job.request, device), job.output, worker, progress)
-    except Exception as exc:  # one job's failure, whatever it is, never stops the batch
-        return JobResult(job, FAILED, one_line(exc), time.perf_counter() - t0, worker=worker.name)
-    return JobResult(job, DONE, "", time.perf_counter() - t0, output_duration(job.output), worker=worker.name)
 
 
 def run_local(jobs: list[Job], options: BatchOptions = BatchOptions(), on_event: OnEvent | None = None,
@@ -92,7 +72,7 @@ def run_local(jobs: list[Job], options: BatchOptions = BatchOptions(), on_event:
                 events.put(JobProgress(job, done, total))
 
             try:
-                result = run_job(worker, job, options.device, progress)
+                result = worker.run(job, options.device, progress)
             except KeyboardInterrupt:
                 return
             events.put(JobFinished(result))

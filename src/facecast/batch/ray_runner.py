@@ -32,6 +32,7 @@ from ..errors import InputError
 from .events import FAILED, Event, JobFinished, JobProgress, JobResult, JobStarted
 from .options import BatchOptions
 from .spec import Job
+from .warm import Cancelled, Worker
 
 __all__ = ["run_ray", "connect", "check_reachable", "PROGRESS_PERIOD_S"]
 
@@ -114,17 +115,18 @@ def _remote_classes():
         """A warm Worker (models kept between jobs) running one job at a time."""
 
         def __init__(self, hub: str, device: str) -> None:
-            from .warm import Worker
-
             # The hub by name (not a handle in the object store: a restarted actor finds it anew).
             self.hub, self.device = ray.get_actor(hub), device
             self.worker = Worker(f"ray pid {os.getpid()}")
 
         def run(self, job: Job) -> JobResult:
-            from .local import Cancelled, run_job
-
             ctx = ray.get_runtime_context()
             self.hub.started.remote(job.line, self.worker.name, os.getpid())
+            for field, path in job.inputs:
+                if not path.exists():
+                    return JobResult(job, FAILED, f"{path} (\"{field}\") is not there on node {socket.gethostname()}: "
+                                     "inputs and outputs must be on storage every node sees at the same path",
+                                     worker=self.worker.name)
             last = [0.0]
 
             def progress(done: float, total) -> None:
@@ -135,7 +137,7 @@ def _remote_classes():
                     last[0] = now
                     self.hub.progress.remote(job.line, done, total)
 
-            return run_job(self.worker, job, self.device, progress)
+            return self.worker.run(job, self.device, progress)
 
     return Hub, ray.remote(JobActor)
 

@@ -82,8 +82,9 @@ def cross_checks(jobs: list[Job]) -> list[JobError]:
 def script_jobs(folder: Path, output_dir: Path | None = None) -> list[Job]:
     """One `script` job per script file (SCRIPT_SUFFIXES) in ``folder`` (sorted by name), writing
     NAME.mp4 into ``output_dir`` (default: the folder). Raises SpecError when there are none."""
+    folder = folder.absolute()
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SCRIPT_SUFFIXES)
-    out = output_dir or folder
+    out = (output_dir or folder).absolute()
     jobs, errors = [], []
     for i, path in enumerate(files, start=1):
         try:
@@ -119,4 +120,4 @@ def read_jobs(path: str | Path, output_dir: str | Path | None = None) -> list[Jo
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise InputError(f"{p} line {line}: not UTF-8 text. Save the jobs file as UTF-8.") from None
-    return parse_jobs(text.splitlines(), str(p), p.parent)
+    return parse_jobs(text.splitlines(), str(p), p.parent.absolute())  # absolute: workers run elsewhere

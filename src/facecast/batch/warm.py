@@ -23,13 +23,22 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..options import SayOptions
 from ..types import Portrait
+from .events import DONE, FAILED, JobResult, one_line, output_duration
+from .kinds import KINDS
+from .spec import Job
 
-__all__ = ["Portraits", "PortraitCache", "Worker", "file_key"]
+__all__ = ["Portraits", "PortraitCache", "Worker", "Cancelled", "file_key"]
+
+
+class Cancelled(KeyboardInterrupt):
+    """The batch is stopping (Ctrl-C, SIGTERM, a cancelled Ray task): raised inside a running job
+    at its next progress step, so its writer removes the partial output."""
 
 CACHE_ENTRIES = 8
 """Most entries each cache holds (least recently used dropped first)."""
@@ -103,6 +112,18 @@ class Worker:
         self._speech = None
         self._renderers = _Lru()
         self._twins = _Lru()
+
+    def run(self, job: Job, device: str, progress: Callable[[float, float | None], None]) -> JobResult:
+        """Run one job here (on ``device`` unless its line names one): a JobResult whatever
+        happens (a failure as its one-line reason), except an interrupt (KeyboardInterrupt and
+        its kinds, Cancelled), which propagates."""
+        kind = KINDS[job.kind]
+        t0 = time.perf_counter()
+        try:
+            kind.run(kind.with_device(job.request, device), job.output, self, progress)
+        except Exception as exc:  # one job's failure, whatever it is, never stops the batch
+            return JobResult(job, FAILED, one_line(exc), time.perf_counter() - t0, worker=self.name)
+        return JobResult(job, DONE, "", time.perf_counter() - t0, output_duration(job.output), worker=self.name)
 
     def speech_models(self):
         """The worker's SpeechModels, loaded on first use."""
