@@ -13,6 +13,7 @@ so a job without any speech is refused before anything is rendered.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -162,9 +163,10 @@ def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, work
     from .workers import process_pool
 
     window: collections.deque = collections.deque()
-    pool = _POOLS.get(workers)
-    if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
-        pool = _POOLS[workers] = process_pool(workers)  # its workers die with this process
+    with _POOLS_LOCK:  # jobs in threads (a batch) share one pool per size
+        pool = _POOLS.get(workers)
+        if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
+            pool = _POOLS[workers] = process_pool(workers)  # its workers die with this process
     for seg in segments:
         window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript, words)))
         if len(window) > 2 * workers:
@@ -174,6 +176,7 @@ def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, work
 
 
 _POOLS: dict = {}
+_POOLS_LOCK = threading.Lock()
 
 
 
