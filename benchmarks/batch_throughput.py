@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--encoders", type=int, default=1)
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--no-words", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of all modes, alternating which goes first")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.kind == "dub" and not args.video:
@@ -121,8 +123,8 @@ def main() -> None:
                                "encoders": args.encoders, **common})
         return json.dumps({"kind": "dub", "video": str(Path(args.video).absolute()), **common})
 
-    def batch(at_once: int, count: int, first: int = 1) -> dict:
-        out = work / f"out{at_once}_{first}"
+    def batch(at_once: int, count: int, first: int = 1, tag: int = -1) -> dict:
+        out = work / f"out{at_once}_{first}_{tag}"
         out.mkdir()
         jobs = parse_jobs([line(i, out) for i in range(first, first + count)], "bench", work)
         t0 = time.perf_counter()
@@ -137,18 +139,27 @@ def main() -> None:
 
     load_before = os.getloadavg()
     batch(1, 1, first=0)  # warm-up: the voice, the CUDA context, the phone-worker pool
-    rows = [batch(1, args.count)]
-    for at_once in args.at_once:
-        rows.append(batch(at_once, args.count))
-    base = rows[0]["wall_s"]
-    for r in rows:
-        r["throughput_vs_one_at_a_time"] = round(base / r["wall_s"], 3)
+    modes = [1] + [n for n in args.at_once if n != 1]
+    rows, ratios = [], {n: [] for n in modes[1:]}
+    for rep in range(args.repeats):  # alternate which mode goes first: load drifts on a shared machine
+        order = modes if rep % 2 == 0 else modes[::-1]
+        got = {}
+        for at_once in order:
+            got[at_once] = batch(at_once, args.count, tag=rep)
+            got[at_once]["repeat"] = rep
+            got[at_once]["load_1min"] = round(os.getloadavg()[0], 2)
+            rows.append(got[at_once])
+        for n in modes[1:]:
+            got[n]["throughput_vs_one_at_a_time"] = round(got[1]["wall_s"] / got[n]["wall_s"], 3)
+            ratios[n].append(got[n]["throughput_vs_one_at_a_time"])
     report = {"command": "python benchmarks/batch_throughput.py " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "revision": machine_info()["git"],
               "machine": machine_info(), "kind": args.kind, "jobs": args.count, "seconds_per_job": args.seconds,
               "size": args.size if args.kind == "say" else "video's", "device": args.device,
               "load_before": [round(x, 2) for x in load_before],
-              "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+              "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows,
+              "median_throughput_vs_one_at_a_time": {n: float(np.median(v)) for n, v in ratios.items()}}
+    shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -93,6 +93,7 @@ def refused(folder: Path, *lines) -> str:
     (say_job("x.mp4", size=130.5), "line 2: field \"size\" = 130.5: must be an even whole number in 64 ... 4096"),
     (say_job("x.mp4", crf=99), "line 2: field \"crf\" = 99: must be a number in 0 ... 51"),
     (say_job("x.mp4", head_motion=float("nan")), "line 2: field \"head_motion\" = NaN: must be a number in 0 ... 3"),
+    (say_job("x.mp4", device="gpu"), "line 2: field \"device\" = \"gpu\": must be one of cpu, cuda, cuda:N, auto"),
     (say_job("x.mp4", preset="bogus"), "line 2: field \"preset\" = \"bogus\": must be one of ultrafast"),
     (say_job("x.mp4", audio="missing.wav"), "line 2: field \"audio\": audio file"),
     (say_job("x.mp4", text="Hi."), "line 2: give exactly one of \"text\" / \"audio\" (got text and audio)"),
@@ -138,7 +139,7 @@ def test_empty_file_and_unreadable_inputs(folder):
 
 
 def test_batch_options_have_ranges():
-    for bad in (dict(jobs=0), dict(jobs=65), dict(jobs=1.5), dict(ray_cpus=0), dict(retries=-1)):
+    for bad in (dict(jobs=0), dict(jobs=65), dict(jobs=1.5), dict(ray_cpus=0), dict(retries=-1), dict(device="gpu")):
         with pytest.raises(OptionError):
             BatchOptions(**bad)
 
@@ -229,3 +230,37 @@ def test_script_jobs_and_a_folder_of_scripts_fail_with_the_reason_until_scripts_
     assert read_jobs(tmp_path, out)[0].output == out / "one.mp4"
     with pytest.raises(SpecError, match="no scripts in this folder"):
         read_jobs(out)
+
+
+def test_sigterm_stops_the_batch_keeping_finished_outputs_and_a_rerun_resumes(folder):
+    """SIGTERM mid-batch: exit 143, the running job's partial file removed, the finished job's
+    output kept; running the same command again skips it and renders the rest."""
+    import signal
+    import time
+
+    from facecast.audio import load_audio
+
+    a = load_audio(media("audio/hdtf_radio31_en.wav")).samples[0]
+    write_wav(folder / "long.wav", np.tile(a, 2))  # 16 s: still rendering when the signal comes
+    jobs_file(folder, say_job("a.mp4"), say_job("b.mp4", audio="long.wav"), say_job("c.mp4", audio="s2.wav"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    proc = subprocess.Popen(CLI + ["batch", "jobs.jsonl"], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(folder.glob(".b.partial.mp4")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert list(folder.glob(".b.partial.mp4")), "job 2 never started writing"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert output_complete(folder / "a.mp4")
+    assert not (folder / "b.mp4").exists() and not (folder / "c.mp4").exists()
+    assert not list(folder.glob(".*partial*"))
+    (folder / "long.wav").write_bytes((folder / "s1.wav").read_bytes())  # a short take: the re-run is quick
+    r = run_cli("batch", "jobs.jsonl", cwd=folder)
+    assert r.returncode == 0 and "2 done, 0 failed, 1 skipped" in r.stderr, r.stderr

@@ -15,8 +15,8 @@ class BatchOptions:
     """How a batch runs (what each job renders is its own line's business).
 
     jobs: jobs rendered at once on this machine, 1 ... 64 (threads of one process sharing the
-        warm models and one CUDA device); with ``ray``: the most jobs in flight on the cluster,
-        None = one per worker actor.
+        warm models and one CUDA device; None = 1); with ``ray``: the most jobs in flight on the
+        cluster, None = one per worker actor.
     device: where jobs without a "device" field render: "cpu", "cuda", "cuda:N" or "auto"
         (with ``ray``: each worker actor's own, "cuda" on actors given a GPU).
     force: render every job again, even those whose output is already complete (default: skip
@@ -43,4 +43,9 @@ class BatchOptions:
     }
 
     def __post_init__(self) -> None:
+        from ..errors import OptionError
+        from .spec import is_device_name
+
         check_ranges(self)
+        if not is_device_name(self.device):
+            raise OptionError("BatchOptions.device", self.device, "one of cpu, cuda, cuda:N, auto")

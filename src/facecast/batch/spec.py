@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError, OptionError
 
-__all__ = ["Job", "JobError", "SpecError", "Field", "check_value", "option_error", "MAX_SHOWN_ERRORS"]
+__all__ = ["Job", "JobError", "SpecError", "Field", "check_value", "option_error", "is_device_name",
+           "MAX_SHOWN_ERRORS"]
 
 MAX_SHOWN_ERRORS = 20
 """A SpecError's message lists at most this many bad lines (and says how many more)."""
@@ -84,6 +86,12 @@ class Field:
     option: str | None = None
 
 
+def is_device_name(name: object) -> bool:
+    """Whether ``name`` spells a device ("cpu", "cuda", "cuda:N", "auto"); whether it works is
+    decided where the job runs (a Ray worker may have the GPU the caller lacks)."""
+    return isinstance(name, str) and re.fullmatch(r"cpu|auto|cuda(:\d+)?", name) is not None
+
+
 _TYPE_WORDS = {"path": "a file path (a string)", "text": "a string", "bool": "true or false",
                "number": "a number", "name": "a string", "size": "a number or \"portrait\"",
                "object": "a JSON object"}
@@ -104,6 +112,8 @@ def check_value(where: str, field: Field, value: object) -> object:
     }[t]
     if not ok:
         raise JobError(where, f"field \"{field.name}\" = {json.dumps(value)}: must be {_TYPE_WORDS[t]}.")
+    if field.name == "device" and not is_device_name(value):
+        raise JobError(where, f"field \"device\" = {json.dumps(value)}: must be one of cpu, cuda, cuda:N, auto.")
     if t in ("number", "size") and isinstance(value, float) and math.isfinite(value) and value.is_integer() \
             and abs(value) < 2**53:
         return int(value)

@@ -18,15 +18,16 @@ from rich.table import Table
 from ..interrupts import interrupt_code
 from .app import app, err, fail, flag_error, number, setup_logging
 
-BATCH_FLAGS = {"BatchOptions.jobs": "--jobs", "BatchOptions.ray_cpus": "--ray-cpus", "BatchOptions.retries": "--retries"}
+BATCH_FLAGS = {"BatchOptions.jobs": "--jobs", "BatchOptions.device": "--device", "BatchOptions.ray_cpus": "--ray-cpus", "BatchOptions.retries": "--retries"}
 
 
 @app.command("batch")
 def batch_cmd(
     jobs_file: Path = typer.Argument(..., metavar="JOBS", help="A .jsonl file, one JSON job per line ({\"kind\": "
                                      "\"say\" | \"dub\" | \"script\", ...}), or a folder of .md scripts."),
-    jobs: str = typer.Option("1", "--jobs", "-j", help="Jobs at once on this machine, 1 ... 64 (threads sharing the "
-                             "warm models and the GPU). With --ray: jobs in flight (default one per worker)."),
+    jobs: Optional[str] = typer.Option(None, "--jobs", "-j", help="Jobs at once on this machine, 1 ... 64 (threads "
+                                       "sharing the warm models and the GPU; default 1). With --ray: the most jobs in "
+                                       "flight (default one per worker)."),
     device: str = typer.Option("cpu", "--device", help="Device of jobs without a \"device\" field: cpu, cuda, cuda:N "
                                "or auto. With --ray each worker uses its own (cuda on GPU workers)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run the jobs on a Ray cluster: 'auto' (this machine's "
@@ -47,7 +48,7 @@ def batch_cmd(
 
     try:
         try:
-            jobs_n = None if (jobs == "1" and ray is not None) else number(jobs)
+            jobs_n = None if jobs is None else number(jobs)
             options = BatchOptions(jobs=jobs_n, device=device, force=force, ray=ray, ray_cpus=number(ray_cpus),
                                    retries=number(retries))
         except ValueError as exc:
