@@ -17,7 +17,9 @@ Every job has its own speech (consecutive slices of the speech, looped) and its 
 (round robin). A warm-up job first loads what the process keeps (voice, CUDA context, phone
 workers); each mode then starts fresh workers, as a new batch would. Prints one JSON object
 (and writes it to ``--json``): per mode wall seconds, jobs per hour, audio seconds per wall
-second, and the ratio to one-at-a-time; the machine, load average before/after, revision.
+second, the ratio to one-at-a-time, and whether the N-at-once outputs are byte-identical to the
+one-at-a-time ones (they must be: audio jobs are deterministic); the machine, load average
+before/after, revision.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def main() -> None:
             raise SystemExit(f"jobs failed: {bad}")
         audio = sum(r.duration or 0.0 for r in results)
         return {"at_once": at_once, "wall_s": round(wall, 2), "jobs_per_hour": round(3600 * count / wall, 1),
-                "audio_s_per_wall_s": round(audio / wall, 3)}
+                "audio_s_per_wall_s": round(audio / wall, 3), "outputs": [str(r.job.output) for r in results]}
 
     load_before = os.getloadavg()
     batch(1, 1, first=0)  # warm-up: the voice, the CUDA context, the phone-worker pool
@@ -152,6 +154,11 @@ def main() -> None:
         for n in modes[1:]:
             got[n]["throughput_vs_one_at_a_time"] = round(got[1]["wall_s"] / got[n]["wall_s"], 3)
             ratios[n].append(got[n]["throughput_vs_one_at_a_time"])
+            # N jobs at once must write what one at a time writes (audio input: deterministic)
+            got[n]["identical_to_one_at_a_time"] = all(
+                Path(a).read_bytes() == Path(b).read_bytes() for a, b in zip(got[1]["outputs"], got[n]["outputs"]))
+        for row in got.values():
+            row.pop("outputs")
     report = {"command": "python benchmarks/batch_throughput.py " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "revision": machine_info()["git"],
               "machine": machine_info(), "kind": args.kind, "jobs": args.count, "seconds_per_job": args.seconds,
