@@ -264,3 +264,50 @@ def test_sigterm_stops_the_batch_keeping_finished_outputs_and_a_rerun_resumes(fo
     (folder / "long.wav").write_bytes((folder / "s1.wav").read_bytes())  # a short take: the re-run is quick
     r = run_cli("batch", "jobs.jsonl", cwd=folder)
     assert r.returncode == 0 and "2 done, 0 failed, 1 skipped" in r.stderr, r.stderr
+
+
+def test_the_script_kind_plugs_into_facecast_show_when_it_exists(tmp_path, monkeypatch):
+    """The seam for `facecast script`: with a facecast.show module (a stand-in here) script jobs
+    call its render_script(script, output, ScriptOptions(**options)), and the options' range
+    errors refuse the batch with the line, like any other kind's."""
+    import dataclasses
+    import types
+
+    import torch
+
+    from facecast.media import Mp4Writer
+    from facecast.types import AudioChunk, VideoFrames
+
+    @dataclasses.dataclass(frozen=True)
+    class ScriptOptions:
+        layout: str = "split"
+        device: str = "cpu"
+
+        def __post_init__(self):
+            if self.layout not in ("split", "solo", "grid"):
+                raise OptionError("ScriptOptions.layout", self.layout, "one of split, solo, grid")
+
+    calls = []
+
+    def render_script(script, output, options):
+        calls.append((Path(script).name, Path(output).name, options))
+        with Mp4Writer(output, fps=25, width=64, height=64, audio_rate=16000, audio_channels=1) as w:
+            w.write_video(VideoFrames(torch.zeros((5, 64, 64, 3), dtype=torch.uint8), 25.0, 0))
+            w.write_audio(AudioChunk(np.zeros((1, 3200), np.float32), 16000))
+
+    fake = types.ModuleType("facecast.show")
+    fake.render_script, fake.ScriptOptions = render_script, ScriptOptions
+    monkeypatch.setitem(sys.modules, "facecast.show", fake)
+    (tmp_path / "show.md").write_text("ANA: Hi.\n")
+    path = jobs_file(tmp_path, {"kind": "script", "script": "show.md", "output": "show.mp4",
+                                "options": {"layout": "grid"}})
+    results = run_batch(read_jobs(path), BatchOptions(device="cpu"))
+    assert [r.status for r in results] == [DONE], results[0].reason
+    assert calls == [("show.md", "show.mp4", ScriptOptions(layout="grid", device="cpu"))]
+    bad = jobs_file(tmp_path, {"kind": "script", "script": "show.md", "output": "x.mp4", "options": {"layout": "row"}},
+                    {"kind": "script", "script": "show.md", "output": "y.mp4", "options": {"colour": 1}}, name="bad.jsonl")
+    with pytest.raises(SpecError) as info:
+        read_jobs(bad)
+    assert "bad.jsonl line 1: field \"options\": ScriptOptions.layout = 'row': must be one of split, solo, grid" \
+        in str(info.value)
+    assert "bad.jsonl line 2: field \"options\":" in str(info.value) and "colour" in str(info.value)
