@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..interrupts import interrupt_code
@@ -70,9 +70,9 @@ def _run(job_list, options):
     from ..batch.events import JobFinished, JobProgress, JobStarted
     from ..batch.local import run_batch
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err, transient=True) as bar:
-        batch = bar.add_task("[bold]batch", total=len(job_list), note="")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        batch = bar.add_task("[bold]batch", total=len(job_list), note=f"0/{len(job_list)} jobs")
         running: dict[int, int] = {}
         counts = {"done": 0, "failed": 0, "skipped": 0}
 
@@ -82,17 +82,21 @@ def _run(job_list, options):
                 if old is not None:  # a retry on another worker
                     bar.remove_task(old)
                 running[event.job.line] = bar.add_task(f"  {event.job.kind} {event.job.output.name}", total=None,
-                                                       note=event.worker)
+                                                       note=event.worker + (f", try {event.attempt}"
+                                                                            if event.attempt > 1 else ""))
             elif isinstance(event, JobProgress):
                 task = running.get(event.job.line)
                 if task is not None:
-                    bar.update(task, completed=event.done, total=event.total, note=f"{event.done:6.1f} s")
+                    of = f" of {event.total:.1f}" if event.total else ""
+                    bar.update(task, completed=event.done, total=event.total, note=f"{event.done:.1f}{of} s of speech")
             elif isinstance(event, JobFinished):
                 task = running.pop(event.result.job.line, None)
                 if task is not None:
                     bar.remove_task(task)
                 counts[event.result.status] += 1
-                bar.update(batch, advance=1, note=", ".join(f"{n} {s}" for s, n in counts.items() if n))
+                finished = sum(counts.values())
+                bar.update(batch, advance=1, note=f"{finished}/{len(job_list)} jobs: "
+                           + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
 
         return run_batch(job_list, options, on_event)
 
