@@ -207,13 +207,13 @@ def test_failures_stay_in_their_job_and_rerun_resumes(folder):
 
 
 def test_concurrent_jobs_write_what_one_at_a_time_writes(folder):
-    lines = [say_job("a.mp4"), say_job("b.mp4", audio="s2.wav"), say_job("c.mp4", seed=7)]
+    lines = [say_job("a.mp4"), say_job("b.mp4", audio="s2.wav", seed=7)]
     one = run_batch(read_jobs(jobs_file(folder, *lines)), BatchOptions(jobs=1))
     first = {r.job.output.name: r.job.output.read_bytes() for r in one}
-    two = run_batch(read_jobs(jobs_file(folder, *lines)), BatchOptions(jobs=3, force=True))
-    assert [r.status for r in two] == [DONE] * 3
+    two = run_batch(read_jobs(jobs_file(folder, *lines)), BatchOptions(jobs=2, force=True))
+    assert [r.status for r in two] == [DONE] * 2
     assert {r.job.output.name: r.job.output.read_bytes() for r in two} == first
-    assert len({r.worker for r in two}) == 3
+    assert len({r.worker for r in two}) == 2
 
 
 @pytest.mark.skipif(show_module() is not None, reason="this build has facecast.show: scripts render")
@@ -241,7 +241,7 @@ def test_sigterm_stops_the_batch_keeping_finished_outputs_and_a_rerun_resumes(fo
     from facecast.audio import load_audio
 
     a = load_audio(media("audio/hdtf_radio31_en.wav")).samples[0]
-    write_wav(folder / "long.wav", np.tile(a, 2))  # 16 s: still rendering when the signal comes
+    write_wav(folder / "long.wav", a)  # 8 s: still rendering when the signal comes
     jobs_file(folder, say_job("a.mp4"), say_job("b.mp4", audio="long.wav"), say_job("c.mp4", audio="s2.wav"))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     proc = subprocess.Popen(CLI + ["batch", "jobs.jsonl"], cwd=folder, env=env, stdout=subprocess.PIPE,
