@@ -152,6 +152,10 @@ def test_cli_refuses_a_bad_batch_with_exit_2_and_writes_nothing(folder):
     assert not (folder / "a.mp4").exists()
     r = run_cli("batch", "jobs.jsonl", "--jobs", "0", cwd=folder)
     assert r.returncode == 2 and "--jobs 0: must be a whole number in 1 ... 64" in r.stderr
+    r = run_cli("batch", "jobs.jsonl", "--device", "gpu", "--ray-cpus", "2", cwd=folder)
+    assert r.returncode == 2 and "--device gpu: must be one of cpu, cuda, cuda:N, auto" in r.stderr, r.stderr
+    r = run_cli("batch", "jobs.jsonl", "--output-dir", ".", cwd=folder)
+    assert r.returncode == 2 and "--output-dir goes with a folder of scripts" in r.stderr, r.stderr
 
 
 # -- running: warm equals cold, failures stay in their job, resume ---------------------------
