@@ -32,7 +32,7 @@ from .errors import InputError
 from .options import SayOptions
 from .segments import Segment, audio_segments, text_segments
 from .sources import FaceInput, face_needs_speech, open_face
-from .speech import SILENCE_PEAK, TRANSCRIPT_MAX_S, SpeechAnalyser, first_speech, prefetch_alignment
+from .speech import SILENCE_PEAK, TRANSCRIPT_MAX_S, SpeechAnalyser, SpeechModels, first_speech, prefetch_alignment
 from .text import check_text, check_utf8
 from .timing import Timings
 from .types import AudioChunk, Speech, VideoFrames
@@ -65,12 +65,14 @@ def say_chunks(
     options: SayOptions = SayOptions(),
     progress: Progress | None = None,
     timings: Timings | None = None,
+    models: SpeechModels | None = None,
 ) -> Iterator[SayChunk]:
     """The `say` job as a stream of SayChunks (frames + matching audio), in order.
 
     ``face``: a portrait image (path or RGB array), a prepared Portrait, a .twin file, or a
     FaceSource. Exactly one of ``text`` / ``audio``. Memory is bounded by one segment whatever
     the input length. Raises InputError (no face, unreadable audio, empty text, silent audio ...).
+    ``models``: loaded speech models to reuse (a batch worker's warm set); None = load them.
     """
     if (text is None) == (audio is None):
         raise InputError("say: give either text or audio (exactly one). Use --text \"...\" or --audio FILE.")
@@ -108,7 +110,7 @@ def say_chunks(
     analyser = None
     if needs_speech:
         with timings.stage("setup"):
-            analyser = SpeechAnalyser(options, transcript, need_aligner=text is None)
+            analyser = SpeechAnalyser(options, transcript, need_aligner=text is None, models=models)
     if audio is not None:
         with timings.stage("analyse"):
             start = first_speech(audio, analyser.vad if analyser else None)  # the speech map, before rendering
@@ -157,6 +159,7 @@ def say(
     options: SayOptions = SayOptions(),
     progress: Progress | None = None,
     timings: Timings | None = None,
+    models: SpeechModels | None = None,
 ) -> Path:
     """Render a talking-head MP4 (H.264 + AAC) of ``face`` (a portrait, a .twin file or a
     FaceSource) saying ``text`` or ``audio``; returns the output path. Nothing is left at
@@ -166,7 +169,7 @@ def say(
     output = prepare_output(output, inputs=(("portrait (or twin)", face), ("audio", audio)))  # never an input
     timings = timings if timings is not None else Timings()
     chunks = say_chunks(face, text=text, audio=audio, transcript=transcript, options=options, progress=progress,
-                        timings=timings)
+                        timings=timings, models=models)
     first = next(chunks, None)
     if first is None:
         raise InputError("say: nothing to render (the input has no duration).")

@@ -13,6 +13,8 @@ so a job without any speech is refused before anything is rendered.
 from __future__ import annotations
 
 import functools
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -31,20 +33,40 @@ scale 1) somewhere: below it the audio is digital silence."""
 TRANSCRIPT_MAX_S = 60.0  # forced alignment runs over the whole clip (memory grows ~2 MB/s); longer clips use recognition
 
 
+@dataclass
+class SpeechModels:
+    """The loaded speech models of a job (the phone/word aligner, the speech detector), to reuse
+    across jobs: a batch worker keeps one set warm (``models=`` of say / dub). One thread at a
+    time: neither model is thread-safe. Loading costs ~0.2 s, the word decoder ~0.5 s more on
+    its first use."""
+
+    aligner: object
+    vad: analysis_mod.VoiceActivity
+
+    @classmethod
+    def load(cls) -> "SpeechModels":
+        from .align import Aligner
+
+        return cls(Aligner(), analysis_mod.VoiceActivity())
+
+
 class SpeechAnalyser:
     """align + analyse: a segment's phones (aligned, recognised, or known from TTS), per-frame
-    loudness and speech/silence, as a Speech. Models load once per job."""
+    loudness and speech/silence, as a Speech. Models load once per job, or come warm from
+    ``models`` (their stream state is reset here, so a job's result does not depend on what
+    ran before)."""
 
-    def __init__(self, options: SayOptions, transcript: str | None, need_aligner: bool):
+    def __init__(self, options: SayOptions, transcript: str | None, need_aligner: bool,
+                 models: SpeechModels | None = None):
         self.options = options
         self.transcript = transcript
         self.aligner = None
         self.vad = None
         if need_aligner:
-            from .align import Aligner
-
-            self.aligner = Aligner()
-            self.vad = analysis_mod.VoiceActivity()
+            models = models if models is not None else SpeechModels.load()
+            self.aligner = models.aligner
+            self.vad = models.vad
+            self.vad.reset()
         self.gain = LoudnessGain()
 
     def speech(self, seg: Segment, timings: Timings, phones_future=None) -> Speech:
@@ -141,9 +163,10 @@ def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, work
     from .workers import process_pool
 
     window: collections.deque = collections.deque()
-    pool = _POOLS.get(workers)
-    if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
-        pool = _POOLS[workers] = process_pool(workers)  # its workers die with this process
+    with _POOLS_LOCK:  # jobs in threads (a batch) share one pool per size
+        pool = _POOLS.get(workers)
+        if pool is None:  # kept for the life of the process: spawning and loading models costs ~1 s
+            pool = _POOLS[workers] = process_pool(workers)  # its workers die with this process
     for seg in segments:
         window.append((seg, pool.submit(_align_in_worker, seg.analysis, seg.start, transcript, words)))
         if len(window) > 2 * workers:
@@ -153,6 +176,7 @@ def prefetch_alignment(segments: Iterator[Segment], transcript: str | None, work
 
 
 _POOLS: dict = {}
+_POOLS_LOCK = threading.Lock()
 
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 
 from ..interrupts import handle_termination, interrupt_code
-from . import say, dub, script, live, quality, twin, serve  # this order: the order of `facecast --help`
+from . import say, dub, script, batch, live, quality, twin, serve  # this order: the order of `facecast --help`
 from .app import app, quiet_native_logs
 
 __all__ = ["app", "main"]
 
-COMMANDS = (say, dub, script, live, quality, twin, serve)  # importing each registers its commands on the app
+COMMANDS = (say, dub, script, batch, live, quality, twin, serve)  # importing each registers its commands on the app
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from ..errors import InputError, NoFaceError, OutputError
 from .options import DubOptions
 from ..pipeline import BackgroundWriter, Progress, SayChunk
 from ..segments import Segment, audio_segments, text_segments
-from ..speech import SpeechAnalyser, prefetch_alignment
+from ..speech import SpeechAnalyser, SpeechModels, prefetch_alignment
 from ..timing import Timings
 from ..types import AudioChunk
 from .source import DubReport, FootageSource
@@ -85,10 +85,12 @@ def dub_chunks(
     progress: Progress | None = None,
     timings: Timings | None = None,
     report: DubReport | None = None,
+    models: SpeechModels | None = None,
 ) -> Iterator[SayChunk]:
     """The `dub` job as a stream of SayChunks (frames of the video with the mouth redrawn for the
     new speech, and that speech), in order. Exactly one of ``audio`` / ``text``. ``report`` (a
-    DubReport) is filled in as the job goes. Raises InputError / NoFaceError for unusable input."""
+    DubReport) is filled in as the job goes; ``models``: loaded speech models to reuse (a batch
+    worker's). Raises InputError / NoFaceError for unusable input."""
     if (text is None) == (audio is None):
         raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
     timings = timings if timings is not None else Timings()
@@ -114,7 +116,7 @@ def dub_chunks(
     if options.keep_length and expect is not None and n_video:
         expect = max(expect, n_video)
     with timings.stage("setup"):
-        analyser = SpeechAnalyser(so, None, need_aligner=text is None)
+        analyser = SpeechAnalyser(so, None, need_aligner=text is None, models=models)
     # The video's own speech (for the calibration) goes to the phone workers first, so that it is
     # recognised while the scan decodes and tracks.
     own = _own_speech(src, so, options)
@@ -216,6 +218,7 @@ def dub(
     progress: Progress | None = None,
     timings: Timings | None = None,
     report: DubReport | None = None,
+    models: SpeechModels | None = None,
 ) -> Path:
     """Re-lip-sync ``video`` to ``audio`` or ``text``: an MP4 (H.264 + AAC) with the video's frames,
     size and rate, the lower face redrawn for the new speech. Returns the output path; nothing is
@@ -229,7 +232,7 @@ def dub(
                               "output path.")
     timings = timings if timings is not None else Timings()
     chunks = dub_chunks(video, audio=audio, text=text, options=options, progress=progress, timings=timings,
-                        report=report)
+                        report=report, models=models)
     first = next(chunks, None)
     if first is None:
         raise InputError("dub: nothing to render (the input has no duration).")

@@ -271,7 +271,10 @@ class GraphedBatchRenderer:
                 self._render_fn(s_ids, s_params)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: a batch renders several jobs in threads of one process; another thread's
+        # allocations or copies while this one captures are not this graph's business (the
+        # default "global" mode would fail them).
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             s_out = self._render_fn(s_ids, s_params)
         return graph, s_ids, s_params, s_out
 

@@ -1,0 +1,322 @@
+"""The job kinds of a batch, behind one small registry: each kind parses its JSON fields into a
+typed request (with the same options dataclasses as its command) and runs it on a warm worker.
+
+    JobKind: name, fields, parse(values, where, base) -> (request, output, inputs),
+             run(request, output, worker, progress), with_device(request, device) -> request
+    KINDS: name -> JobKind; register(kind) adds one (the `script` kind is the seam for
+           facecast.show.render_script, which this build may not have).
+
+Kinds: ``say`` (SayRequest -> pipeline.say), ``dub`` (DubRequest -> dubbing.dub), ``script``
+(ScriptRequest -> facecast.show.render_script; without facecast.show every script job fails
+with "scripts are not available in this build").
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..errors import FacecastError, InputError, OptionError
+from ..options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
+from .spec import Field, Job, JobError, check_value, option_error
+
+__all__ = ["JobKind", "KINDS", "register", "parse_job", "SayRequest", "DubRequest", "ScriptRequest",
+           "SCRIPTS_MISSING"]
+
+Progress = Callable[[float, "float | None"], None]
+
+SCRIPTS_MISSING = "scripts are not available in this build"
+
+
+class JobKind(Protocol):
+    name: str
+    fields: tuple[Field, ...]
+
+    def parse(self, values: dict, where: str, base: Path) -> tuple[object, Path, tuple[tuple[str, Path], ...]]:
+        ...
+
+    def run(self, request, output: Path, worker, progress: Progress) -> None:
+        ...
+
+    def with_device(self, request, device: str):
+        ...
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def parse_job(obj: dict, where: str, line: int, base: Path) -> Job:
+    """A Job from one JSON object, or JobError naming ``where`` and the field."""
+    name = obj.get("kind")
+    if name is None:
+        raise JobError(where, f"no \"kind\": say which job this is, one of {', '.join(KINDS)}.")
+    if name not in KINDS:
+        raise JobError(where, f"unknown kind {json.dumps(name)}: must be one of {', '.join(KINDS)}.")
+    kind = KINDS[name]
+    known = {f.name: f for f in kind.fields}
+    unknown = [k for k in obj if k != "kind" and k not in known]
+    if unknown:
+        raise JobError(where, f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(json.dumps(k) for k in unknown)} "
+                       f"for a {name} job. Its fields: {', '.join(known)}.")
+    values = {k: check_value(where, known[k], v) for k, v in obj.items() if k != "kind"}
+    request, output, inputs = kind.parse(values, where, base)
+    return Job(where, line, name, output, inputs, request)
+
+
+# -- shared field handling ------------------------------------------------------------------------
+
+
+def _path(values: dict, key: str, base: Path) -> Path | None:
+    v = values.get(key)
+    if v is None:
+        return None
+    p = Path(v).expanduser()
+    return p if p.is_absolute() else (base / p).absolute()
+
+
+def _input(values: dict, key: str, base: Path, where: str, what: str) -> Path | None:
+    p = _path(values, key, base)
+    if p is not None and not p.is_file():
+        state = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise JobError(where, f"field \"{key}\": {what} {p} {state}.")
+    return p
+
+
+def _one_of(values: dict, keys: tuple[str, ...], where: str) -> str:
+    given = [k for k in keys if k in values]
+    if len(given) != 1:
+        raise JobError(where, f"give exactly one of {' / '.join(json.dumps(k) for k in keys)}"
+                       + (f" (got {' and '.join(given)})." if given else "."))
+    return given[0]
+
+
+def _output(values: dict, base: Path, where: str, inputs) -> Path:
+    from ..media import check_output_path
+
+    if "output" not in values:
+        raise JobError(where, "no \"output\": give the MP4 path this job writes.")
+    try:
+        return check_output_path(_path(values, "output", base), inputs=[(k, str(p)) for k, p in inputs])
+    except FacecastError as exc:
+        raise JobError(where, f"field \"output\": {exc}") from None
+
+
+def _text(values: dict, where: str) -> str | None:
+    from ..text import check_text
+
+    text = values.get("text")
+    if text is not None:
+        try:
+            check_text(text)
+        except InputError as exc:
+            raise JobError(where, f"field \"text\": {exc}") from None
+    return text
+
+
+# -- say ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SayRequest:
+    """A `say` job: ``face`` a portrait image or a .twin file (told by content), exactly one of
+    ``text`` / ``audio``; ``device`` None = the batch's device."""
+
+    face: Path
+    text: str | None
+    audio: Path | None
+    transcript: str | None
+    options: SayOptions
+    device: str | None = None
+
+
+class SayKind:
+    name = "say"
+    fields = (
+        Field("portrait", "path"), Field("twin", "path"), Field("output", "path"), Field("text", "text"),
+        Field("audio", "path"), Field("transcript", "text"), Field("size", "size", "SayOptions.size"),
+        Field("fps", "number", "SayOptions.fps"), Field("face", "number", "SayOptions.face_index"),
+        Field("device", "name"), Field("seed", "number", "MotionOptions.seed"),
+        Field("crf", "number", "EncodeOptions.crf"), Field("preset", "name", "EncodeOptions.preset"),
+        Field("head_motion", "number", "MotionOptions.head_motion"),
+        Field("expressiveness", "number", "MotionOptions.expressiveness"),
+        Field("expression", "name", "MotionOptions.expression"), Field("words", "bool"),
+        Field("workers", "number", "SayOptions.workers"), Field("encoders", "number", "EncodeOptions.workers"),
+    )
+
+    def parse(self, values: dict, where: str, base: Path):
+        face_key = _one_of(values, ("portrait", "twin"), where)
+        _one_of(values, ("text", "audio"), where)
+        if "transcript" in values and "audio" not in values:
+            raise JobError(where, "field \"transcript\" goes with \"audio\" (with \"text\" the words are known).")
+        face = _input(values, face_key, base, where, "portrait" if face_key == "portrait" else "twin")
+        audio = _input(values, "audio", base, where, "audio file")
+        inputs = tuple((k, p) for k, p in ((face_key, face), ("audio", audio)) if p is not None)
+        g = values.get
+        try:
+            size = g("size", 512)
+            options = SayOptions(
+                size=None if size == "portrait" else size, fps=g("fps", 25.0), face_index=g("face"),
+                workers=g("workers", 0), words=g("words", True),
+                motion=MotionOptions(seed=g("seed", 0), head_motion=g("head_motion", 1.0),
+                                     expressiveness=g("expressiveness", 1.0), expression=g("expression", "neutral")),
+                render=RenderOptions(device=g("device", "cpu")),
+                encode=EncodeOptions(crf=g("crf", 23), preset=g("preset", "veryfast"), workers=g("encoders", 1)))
+        except OptionError as exc:
+            raise option_error(where, exc, self.fields) from None
+        output = _output(values, base, where, inputs)
+        return SayRequest(face, _text(values, where), audio, g("transcript"), options, g("device")), output, inputs
+
+    def with_device(self, request: SayRequest, device: str) -> SayRequest:
+        if request.device is not None:
+            return request
+        o = request.options
+        return replace(request, options=replace(o, render=replace(o.render, device=device)))
+
+    def run(self, request: SayRequest, output: Path, worker, progress: Progress) -> None:
+        from ..pipeline import say
+
+        face = worker.face_source(request.face, request.options)
+        models = worker.speech_models() if request.audio is not None and face.needs_speech else None
+        say(face, output, text=request.text, audio=request.audio, transcript=request.transcript,
+            options=request.options, progress=progress, models=models)
+
+
+# -- dub ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DubRequest:
+    """A `dub` job: ``video`` re-lip-synced to exactly one of ``text`` / ``audio``."""
+
+    video: Path
+    text: str | None
+    audio: Path | None
+    options: object  # DubOptions
+    device: str | None = None
+
+
+class DubKind:
+    name = "dub"
+    fields = (
+        Field("video", "path"), Field("output", "path"), Field("audio", "path"), Field("text", "text"),
+        Field("face", "number", "DubOptions.face_index"), Field("keep_length", "bool"),
+        Field("mouth", "name", "DubOptions.mouth"), Field("device", "name"),
+        Field("crf", "number", "EncodeOptions.crf"), Field("preset", "name", "EncodeOptions.preset"),
+        Field("calibrate", "bool"), Field("words", "bool"), Field("workers", "number", "DubOptions.workers"),
+    )
+
+    def parse(self, values: dict, where: str, base: Path):
+        from ..dubbing.options import DubOptions
+
+        if "video" not in values:
+            raise JobError(where, "no \"video\": give the video to re-lip-sync.")
+        _one_of(values, ("text", "audio"), where)
+        video = _input(values, "video", base, where, "video")
+        audio = _input(values, "audio", base, where, "audio file")
+        inputs = tuple((k, p) for k, p in (("video", video), ("audio", audio)) if p is not None)
+        g = values.get
+        try:
+            options = DubOptions(face_index=g("face"), keep_length=g("keep_length", False), mouth=g("mouth", "auto"),
+                                 calibrate=g("calibrate", True), words=g("words", True), workers=g("workers", 1),
+                                 render=RenderOptions(device=g("device", "cpu")),
+                                 encode=EncodeOptions(crf=g("crf", 18), preset=g("preset", "veryfast")))
+        except OptionError as exc:
+            raise option_error(where, exc, self.fields) from None
+        output = _output(values, base, where, inputs)
+        return DubRequest(video, _text(values, where), audio, options, g("device")), output, inputs
+
+    def with_device(self, request: DubRequest, device: str) -> DubRequest:
+        if request.device is not None:
+            return request
+        o = request.options
+        return replace(request, options=replace(o, render=replace(o.render, device=device)))
+
+    def run(self, request: DubRequest, output: Path, worker, progress: Progress) -> None:
+        from ..dubbing.pipeline import dub
+
+        models = worker.speech_models() if request.audio is not None else None
+        dub(request.video, output, audio=request.audio, text=request.text, options=request.options,
+            progress=progress, models=models)
+
+
+# -- script ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptRequest:
+    """A `script` job: a show script rendered by facecast.show.render_script. ``options``: the
+    job's "options" object, handed to the show module's options (its ``ScriptOptions``)."""
+
+    script: Path
+    options: dict
+    device: str | None = None
+
+
+def show_module():
+    """facecast.show, or None in a build without it (the `script` command's package)."""
+    try:
+        return importlib.import_module("facecast.show")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("facecast.show", "facecast"):
+            return None
+        raise
+
+
+class ScriptKind:
+    name = "script"
+    fields = (Field("script", "path"), Field("output", "path"), Field("device", "name"), Field("options", "object"))
+
+    def parse(self, values: dict, where: str, base: Path):
+        if "script" not in values:
+            raise JobError(where, "no \"script\": give the show script to render.")
+        script = _input(values, "script", base, where, "script")
+        inputs = (("script", script),)
+        output = _output(values, base, where, inputs)
+        request = ScriptRequest(script, dict(values.get("options", {})), values.get("device"))
+        show = show_module()
+        if show is not None and getattr(show, "ScriptOptions", None) is not None:
+            try:  # where the build has scripts, their options are checked with the batch
+                script_options(show, request)
+            except OptionError as exc:
+                raise JobError(where, f"field \"options\": {exc}") from None
+            except InputError as exc:
+                raise JobError(where, str(exc)) from None
+        return request, output, inputs
+
+    def with_device(self, request: ScriptRequest, device: str) -> ScriptRequest:
+        return request if request.device is not None else replace(request, device=device)
+
+    def run(self, request: ScriptRequest, output: Path, worker, progress: Progress) -> None:
+        show = show_module()
+        if show is None or not hasattr(show, "render_script"):
+            raise InputError(SCRIPTS_MISSING)
+        show.render_script(request.script, output, script_options(show, request))
+
+
+def script_options(show, request: ScriptRequest):
+    """The show renderer's options from a job's "options" object (and "device"): its
+    ``ScriptOptions(**fields)`` where the module has one, else the fields as they are (None
+    when there are none). The lead wires the exact mapping when facecast.show lands."""
+    options_cls = getattr(show, "ScriptOptions", None)
+    fields = dict(request.options)
+    if options_cls is None:
+        return fields or None
+    if request.device is not None and "device" not in fields:
+        fields["device"] = request.device
+    try:
+        return options_cls(**fields)
+    except TypeError as exc:  # an unknown option name
+        raise InputError(f"field \"options\": {exc}") from None
+
+
+register(SayKind())
+register(DubKind())
+register(ScriptKind())
