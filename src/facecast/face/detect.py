@@ -81,6 +81,18 @@ _FACE_SCORE_GAP = 0.2
 _FACE_SCORE_MIN = 0.7
 
 
+def _protobuf_bridge() -> None:
+    """mediapipe 0.10.21's graphs call ``MessageFactory.GetPrototype``, which protobuf 5 removed
+    (``GetMessageClass`` replaced it); on protobuf >= 5 (which the pipecat extra needs) the call
+    fails inside mediapipe and prints an AttributeError to stderr on every graph start. Give the
+    factory the old name for the new function, once; nothing changes on protobuf 4."""
+    from google.protobuf import message_factory
+
+    if not hasattr(message_factory.MessageFactory, "GetPrototype"):
+        message_factory.MessageFactory.GetPrototype = (
+            lambda self, descriptor: message_factory.GetMessageClass(descriptor))
+
+
 def _warm_up(graph) -> None:
     """One run on a blank frame: mediapipe opens the graph's models (and logs) on its own threads
     after the constructor returns; this waits for that inside the quiet block (facecast.native)."""
@@ -144,6 +156,7 @@ class MediapipeFaceMesh:
         )
         # Imported here: mediapipe takes ~1 s to import, and most facecast commands (--help,
         # audio-only steps) never need it.
+        _protobuf_bridge()
         import mediapipe as mp
 
         self._mp = mp
