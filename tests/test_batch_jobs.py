@@ -16,12 +16,12 @@ import pytest
 
 from conftest import media
 from facecast.batch.events import DONE, EXIT_FAILED, FAILED, SKIPPED, exit_code, output_complete
-from facecast.batch.kinds import SCRIPTS_MISSING, show_module
 from facecast.batch.local import run_batch
 from facecast.batch.options import BatchOptions
 from facecast.batch.read import read_jobs
 from facecast.batch.spec import SpecError
 from facecast.errors import OptionError
+from facecast.media import probe_mp4
 
 CLI = [sys.executable, "-c", "import sys; from facecast.cli import main; sys.argv[0] = 'facecast'; main()"]
 
@@ -220,20 +220,41 @@ def test_concurrent_jobs_write_what_one_at_a_time_writes(folder):
     assert len({r.worker for r in two}) == 2
 
 
-@pytest.mark.skipif(show_module() is not None, reason="this build has facecast.show: scripts render")
-def test_script_jobs_and_a_folder_of_scripts_fail_with_the_reason_until_scripts_exist(tmp_path):
-    (tmp_path / "one.md").write_text("---\ntitle: x\n---\nANA: Hi.\n")
-    (tmp_path / "two.md").write_text("---\ntitle: y\n---\nBEN: Hello.\n")
+def test_a_folder_of_scripts_renders_each_script_beside_it(tmp_path):
+    """A folder of show scripts is a batch of `script` jobs (OUTPUT = SCRIPT.mp4, or in
+    --output-dir), rendered by show.render_script; other files are ignored."""
+    (tmp_path / "sam.jpg").write_bytes(media("portrait/sam_512.jpg").read_bytes())
+    head = "---\nsize: 128x64\nlayout: split\nspeakers:\n  ANA: {face: sam.jpg}\n  BEN: {face: sam.jpg}\n---\n"
+    (tmp_path / "one.md").write_text(head + "ANA: Hi.\n")
     (tmp_path / "notes.txt").write_text("not a script")
     jobs = read_jobs(tmp_path)
-    assert [(j.kind, j.output.name) for j in jobs] == [("script", "one.mp4"), ("script", "two.mp4")]
+    assert [(j.kind, j.output.name) for j in jobs] == [("script", "one.mp4")]
     results = run_batch(jobs, BatchOptions())
-    assert [(r.status, r.reason) for r in results] == [(FAILED, SCRIPTS_MISSING)] * 2
+    assert [r.status for r in results] == [DONE], results[0].reason
+    info = probe_mp4(tmp_path / "one.mp4")
+    assert (info["width"], info["height"]) == (128, 64) and info["num_frames"] > 0
     out = tmp_path / "out"
     out.mkdir()
     assert read_jobs(tmp_path, out)[0].output == out / "one.mp4"
     with pytest.raises(SpecError, match="no scripts in this folder"):
         read_jobs(out)
+
+
+def test_script_job_options_are_checked_with_the_batch(tmp_path):
+    """A script job's options are ScriptOptions' fields: out of range or unknown, the batch is
+    refused with the line and the field, before anything renders."""
+    (tmp_path / "show.md").write_text("ANA: Hi.\n")
+    bad = jobs_file(tmp_path, {"kind": "script", "script": "show.md", "output": "x.mp4", "layout": "row"},
+                    {"kind": "script", "script": "show.md", "output": "y.mp4", "colour": 1},
+                    {"kind": "script", "script": "show.md", "output": "z.mp4", "width": 100, "height": 63},
+                    name="bad.jsonl")
+    with pytest.raises(SpecError) as info:
+        read_jobs(bad)
+    text = str(info.value)
+    assert "bad.jsonl line 1: field \"layout\" = \"row\"" in text, text
+    assert "bad.jsonl line 2:" in text and "colour" in text, text
+    assert "bad.jsonl line 3: field \"height\" = 63" in text, text
+    assert not list(tmp_path.glob("*.mp4"))
 
 
 def test_sigterm_stops_the_batch_keeping_finished_outputs_and_a_rerun_resumes(folder):
@@ -268,50 +289,3 @@ def test_sigterm_stops_the_batch_keeping_finished_outputs_and_a_rerun_resumes(fo
     (folder / "long.wav").write_bytes((folder / "s1.wav").read_bytes())  # a short take: the re-run is quick
     r = run_cli("batch", "jobs.jsonl", cwd=folder)
     assert r.returncode == 0 and "2 done, 0 failed, 1 skipped" in r.stderr, r.stderr
-
-
-def test_the_script_kind_plugs_into_facecast_show_when_it_exists(tmp_path, monkeypatch):
-    """The seam for `facecast script`: with a facecast.show module (a stand-in here) script jobs
-    call its render_script(script, output, ScriptOptions(**options)), and the options' range
-    errors refuse the batch with the line, like any other kind's."""
-    import dataclasses
-    import types
-
-    import torch
-
-    from facecast.media import Mp4Writer
-    from facecast.types import AudioChunk, VideoFrames
-
-    @dataclasses.dataclass(frozen=True)
-    class ScriptOptions:
-        layout: str = "split"
-        device: str = "cpu"
-
-        def __post_init__(self):
-            if self.layout not in ("split", "solo", "grid"):
-                raise OptionError("ScriptOptions.layout", self.layout, "one of split, solo, grid")
-
-    calls = []
-
-    def render_script(script, output, options):
-        calls.append((Path(script).name, Path(output).name, options))
-        with Mp4Writer(output, fps=25, width=64, height=64, audio_rate=16000, audio_channels=1) as w:
-            w.write_video(VideoFrames(torch.zeros((5, 64, 64, 3), dtype=torch.uint8), 25.0, 0))
-            w.write_audio(AudioChunk(np.zeros((1, 3200), np.float32), 16000))
-
-    fake = types.ModuleType("facecast.show")
-    fake.render_script, fake.ScriptOptions = render_script, ScriptOptions
-    monkeypatch.setitem(sys.modules, "facecast.show", fake)
-    (tmp_path / "show.md").write_text("ANA: Hi.\n")
-    path = jobs_file(tmp_path, {"kind": "script", "script": "show.md", "output": "show.mp4",
-                                "options": {"layout": "grid"}})
-    results = run_batch(read_jobs(path), BatchOptions(device="cpu"))
-    assert [r.status for r in results] == [DONE], results[0].reason
-    assert calls == [("show.md", "show.mp4", ScriptOptions(layout="grid", device="cpu"))]
-    bad = jobs_file(tmp_path, {"kind": "script", "script": "show.md", "output": "x.mp4", "options": {"layout": "row"}},
-                    {"kind": "script", "script": "show.md", "output": "y.mp4", "options": {"colour": 1}}, name="bad.jsonl")
-    with pytest.raises(SpecError) as info:
-        read_jobs(bad)
-    assert "bad.jsonl line 1: field \"options\": ScriptOptions.layout = 'row': must be one of split, solo, grid" \
-        in str(info.value)
-    assert "bad.jsonl line 2: field \"options\":" in str(info.value) and "colour" in str(info.value)

@@ -3,17 +3,14 @@ typed request (with the same options dataclasses as its command) and runs it on 
 
     JobKind: name, fields, parse(values, where, base) -> (request, output, inputs),
              run(request, output, worker, progress), with_device(request, device) -> request
-    KINDS: name -> JobKind; register(kind) adds one (the `script` kind is the seam for
-           facecast.show.render_script, which this build may not have).
+    KINDS: name -> JobKind; register(kind) adds one.
 
 Kinds: ``say`` (SayRequest -> pipeline.say), ``dub`` (DubRequest -> dubbing.dub), ``script``
-(ScriptRequest -> facecast.show.render_script; without facecast.show every script job fails
-with "scripts are not available in this build").
+(ScriptRequest -> show.render_script).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,13 +20,9 @@ from ..errors import FacecastError, InputError, OptionError
 from ..options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
 from .spec import Field, Job, JobError, check_value, option_error
 
-__all__ = ["JobKind", "KINDS", "register", "parse_job", "SayRequest", "DubRequest", "ScriptRequest",
-           "SCRIPTS_MISSING"]
+__all__ = ["JobKind", "KINDS", "register", "parse_job", "SayRequest", "DubRequest", "ScriptRequest"]
 
 Progress = Callable[[float, "float | None"], None]
-
-SCRIPTS_MISSING = "scripts are not available in this build"
-
 
 class JobKind(Protocol):
     name: str
@@ -252,69 +245,57 @@ class DubKind:
 
 @dataclass(frozen=True)
 class ScriptRequest:
-    """A `script` job: a show script rendered by facecast.show.render_script. ``options``: the
-    job's "options" object, handed to the show module's options (its ``ScriptOptions``)."""
+    """A `script` job: a show script rendered by facecast.show.render_script."""
 
     script: Path
-    options: dict
+    options: object  # show.ScriptOptions
     device: str | None = None
-
-
-def show_module():
-    """facecast.show, or None in a build without it (the `script` command's package)."""
-    try:
-        return importlib.import_module("facecast.show")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("facecast.show", "facecast"):
-            return None
-        raise
 
 
 class ScriptKind:
     name = "script"
-    fields = (Field("script", "path"), Field("output", "path"), Field("device", "name"), Field("options", "object"))
+    fields = (
+        Field("script", "path"), Field("output", "path"), Field("device", "name"),
+        Field("width", "number", "ScriptOptions.width"), Field("height", "number", "ScriptOptions.height"),
+        Field("fps", "number", "ScriptOptions.fps"), Field("layout", "name", "ScriptOptions.layout"),
+        Field("captions", "bool"), Field("subtitles", "name", "ScriptOptions.subtitles"),
+        Field("burn_subtitles", "bool"), Field("min_shot_s", "number", "ScriptOptions.min_shot_s"),
+        Field("gap_s", "number", "ScriptOptions.gap_s"), Field("seed", "number", "MotionOptions.seed"),
+        Field("crf", "number", "EncodeOptions.crf"), Field("preset", "name", "EncodeOptions.preset"),
+    )
 
     def parse(self, values: dict, where: str, base: Path):
+        from ..show import ScriptOptions
+
         if "script" not in values:
             raise JobError(where, "no \"script\": give the show script to render.")
         script = _input(values, "script", base, where, "script")
         inputs = (("script", script),)
+        g = values.get
+        try:
+            options = ScriptOptions(
+                width=g("width"), height=g("height"), fps=g("fps", 25.0), layout=g("layout"),
+                captions=g("captions"), subtitles=g("subtitles", "none"), burn_subtitles=g("burn_subtitles", False),
+                min_shot_s=g("min_shot_s", 2.0), gap_s=g("gap_s", 0.25),
+                motion=MotionOptions(seed=g("seed", 0)), render=RenderOptions(device=g("device", "cpu")),
+                encode=EncodeOptions(crf=g("crf", 23), preset=g("preset", "veryfast")))
+        except OptionError as exc:
+            raise option_error(where, exc, self.fields) from None
         output = _output(values, base, where, inputs)
-        request = ScriptRequest(script, dict(values.get("options", {})), values.get("device"))
-        show = show_module()
-        if show is not None and getattr(show, "ScriptOptions", None) is not None:
-            try:  # where the build has scripts, their options are checked with the batch
-                script_options(show, request)
-            except OptionError as exc:
-                raise JobError(where, f"field \"options\": {exc}") from None
-            except InputError as exc:
-                raise JobError(where, str(exc)) from None
-        return request, output, inputs
+        return ScriptRequest(script, options, g("device")), output, inputs
 
     def with_device(self, request: ScriptRequest, device: str) -> ScriptRequest:
-        return request if request.device is not None else replace(request, device=device)
+        if request.device is not None:
+            return request
+        o = request.options
+        return replace(request, options=replace(o, render=replace(o.render, device=device)))
 
     def run(self, request: ScriptRequest, output: Path, worker, progress: Progress) -> None:
-        show = show_module()
-        if show is None or not hasattr(show, "render_script"):
-            raise InputError(SCRIPTS_MISSING)
-        show.render_script(request.script, output, script_options(show, request))
+        from ..show import render_script
 
-
-def script_options(show, request: ScriptRequest):
-    """The show renderer's options from a job's "options" object (and "device"): its
-    ``ScriptOptions(**fields)`` where the module has one, else the fields as they are (None
-    when there are none). The lead wires the exact mapping when facecast.show lands."""
-    options_cls = getattr(show, "ScriptOptions", None)
-    fields = dict(request.options)
-    if options_cls is None:
-        return fields or None
-    if request.device is not None and "device" not in fields:
-        fields["device"] = request.device
-    try:
-        return options_cls(**fields)
-    except TypeError as exc:  # an unknown option name
-        raise InputError(f"field \"options\": {exc}") from None
+        # the show reports lines started of all lines; the batch's bars take (done, total)
+        render_script(request.script, output, request.options,
+                      progress=lambda status: progress(float(status.line), float(status.lines)))
 
 
 register(SayKind())
