@@ -1,10 +1,14 @@
 """Streaming benchmarks (docs/streaming.md): time to first frame, CPU per stream-second by stage,
 RSS over a long stream. Not a test: numbers depend on the machine and its load.
 
-    python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16]
-    python bench_stream.py cpu    [--size 256] [--seconds 60]
+    python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16] [--live-side]
+    python bench_stream.py cpu    [--size 256] [--seconds 60] [--live-side]
     python bench_stream.py memory [--size 256] [--minutes 60] [--still]
     python bench_stream.py mixed  [--size 256] [--minutes 10]
+
+--live-side: the session as a live.Engine's motion worker runs it (16 kHz audio in, look-ahead
+0.1 s unless given, 5-frame chunks, no pixels: the renderer only captures the motion, as
+live.hosts.Capture): phone recognition, VAD, loudness and motion, without render and encode.
 """
 import argparse, gc, math, os, statistics, time
 
@@ -45,20 +49,39 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, max(0, math.ceil(q / 100 * len(xs)) - 1))]
 
 
+def live_side(args) -> StreamOptions:
+    """StreamOptions of an Engine's motion worker session (live.loadtest.stream_options, fmp4 off:
+    the engine encodes elsewhere)."""
+    return StreamOptions(size=args.size, fps=25.0, lookahead_s=args.lookahead, realtime=False, fmp4=False,
+                         audio_rate=16000, chunk_frames=5, fragment_frames=5)
+
+
+def capture():
+    from facecast.live.hosts import Capture
+
+    return Capture(25.0)
+
+
 def ttff(args):
     torch.set_num_threads(1)  # as stream() does
     p = portrait(args.size)
-    renderer = MeshRenderer(p)
-    types = __import__("facecast.types", fromlist=["MotionFrames", "MOTION_PARAMS"])
-    renderer.render(types.MotionFrames(np.zeros((1, len(types.MOTION_PARAMS)), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
-    x = speech(48000)
-    hop = 960  # 20 ms at 48 kHz
-    opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
+    if args.live_side:
+        renderer = None
+        rate = 16000
+        opts = live_side(args)
+    else:
+        renderer = MeshRenderer(p)
+        types = __import__("facecast.types", fromlist=["MotionFrames", "MOTION_PARAMS"])
+        renderer.render(types.MotionFrames(np.zeros((1, len(types.MOTION_PARAMS)), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
+        rate = 48000
+        opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
+    x = speech(rate)
+    hop = rate // 50  # 20 ms
     burst, paced, compute = [], [], []
     for run in range(args.runs):
-        start = 48000 * (2 + 2 * run)  # a different stretch of speech each run
+        start = rate * (2 + 2 * run)  # a different stretch of speech each run
         for mode in ("burst", "paced"):
-            s = StreamSession(p, opts, render=renderer.render)
+            s = StreamSession(p, opts, render=renderer.render if renderer else capture().motion)
             t0 = time.perf_counter()
             k = 0
             while True:
@@ -68,7 +91,7 @@ def ttff(args):
                         time.sleep(wait)
                 i = start + k * hop
                 tp = time.perf_counter()
-                s.push_audio(AudioChunk(x[:, i:i + hop], 48000))
+                s.push_audio(AudioChunk(x[:, i:i + hop], rate))
                 out = s.poll()
                 k += 1
                 if out:
@@ -78,7 +101,8 @@ def ttff(args):
                         compute.append(t1 - tp)
                     break
             s.close()
-    print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, fmp4=True, load {os.getloadavg()[0]:.2f}")
+    print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, "
+          f"{'live side (motion worker)' if args.live_side else 'fmp4=True'}, load {os.getloadavg()[0]:.2f}")
     for name, xs in (("burst (compute only)", burst), ("paced 20 ms chunks (real time)", paced),
                      ("paced: last push -> frame", compute)):
         print(f"  {name:34s} p50 {1000 * statistics.median(xs):6.1f} ms  p95 {1000 * pct(xs, 95):6.1f} ms")
@@ -90,16 +114,24 @@ def cpu(args):
     torch.set_num_threads(1)
     time.perf_counter = time.process_time
     p = portrait(args.size)
-    x = speech(48000)[:, : int(args.seconds * 48000)]
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True))
+    rate = 16000 if args.live_side else 48000
+    x = speech(rate)[:, int(args.start * rate): int((args.start + args.seconds) * rate)]
+    if args.live_side:
+        cap = capture()
+        s = StreamSession(p, live_side(args), render=cap.motion)
+    else:
+        s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True))
     c0 = time.process_time()
-    for i in range(0, x.shape[1], 960):
-        s.push_audio(AudioChunk(x[:, i:i + 960], 48000))
+    for i in range(0, x.shape[1], rate // 50):
+        s.push_audio(AudioChunk(x[:, i:i + rate // 50], rate))
         s.poll()
+        if args.live_side:
+            cap.params.clear()
     s.close()
     total = time.process_time() - c0
-    dur = x.shape[1] / 48000
-    print(f"size {args.size}: {dur:.0f} s of speech, 20 ms pushes; CPU seconds per stream-second "
+    dur = x.shape[1] / rate
+    print(f"size {args.size}: {dur:.0f} s of speech from {args.start:g} s, 20 ms pushes"
+          f"{', live side (motion worker)' if args.live_side else ''}; CPU seconds per stream-second "
           f"(process CPU time), load {os.getloadavg()[0]:.2f}")
     for k, v in s.timings.seconds.items():
         print(f"  {k:10s} {v / dur:.4f}")
@@ -184,9 +216,13 @@ if __name__ == "__main__":
     ap.add_argument("what", choices=["ttff", "cpu", "memory", "mixed"])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--lookahead", type=float, default=0.16)
+    ap.add_argument("--lookahead", type=float, default=None, help="s (default 0.16; 0.1 with --live-side)")
+    ap.add_argument("--live-side", action="store_true", help="the session as an Engine's motion worker runs it")
+    ap.add_argument("--start", type=float, default=0.0, help="cpu: where in the speech to start (s)")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--still", action="store_true")
     a = ap.parse_args()
+    if a.lookahead is None:
+        a.lookahead = 0.1 if a.live_side else 0.16
     {"ttff": ttff, "cpu": cpu, "memory": memory, "mixed": mixed}[a.what](a)

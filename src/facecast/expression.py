@@ -71,23 +71,8 @@ class Emphasis:
         fps, f0, n = speech.fps, speech.first_frame, speech.num_frames
         if n == 0:
             return
-        energy = speech.energy.astype(np.float64)
-        pitch = speech.pitch if speech.pitch is not None and len(speech.pitch) == n else None
         t_end = (f0 + n) / fps
-        cands = []  # (time, loudness, length s, pitch or nan)
-        for p in speech.phones:
-            if p.phone not in VOWELS:
-                continue
-            a, b = int(math.floor(p.start * fps)) - f0, int(math.ceil(p.end * fps)) - f0
-            a, b = max(a, 0), min(b, n)
-            if b <= a:
-                continue
-            k = a + int(np.argmax(energy[a:b]))
-            t = (f0 + k) / fps
-            voiced_pitch = pitch[a:b][np.isfinite(pitch[a:b])] if pitch is not None else np.zeros(0)
-            cands.append((t, energy[k], p.duration, float(voiced_pitch.max()) if voiced_pitch.size else math.nan))
-        if not speech.phones or not cands:
-            cands = self._loudness_peaks(energy, speech.voiced, fps, f0)
+        cands = self._candidates(speech)
         if not cands:
             self._judged_until = max(self._judged_until, t_end)
             return
@@ -96,6 +81,39 @@ class Emphasis:
         t0 = min(c[0] for c in cands)
         fresh = {round(c[0], 4) for c in cands}
         cands = [c for c in self._seen if c[0] >= t0 - _CONTEXT_S and round(c[0], 4) not in fresh] + cands
+        # A live stream hands over one new frame per window: most windows judge nothing.
+        if any(self._judged_until <= c[0] < t_end for c in cands):
+            self._judge(cands, t_end)
+        self._judged_until = max(self._judged_until, t_end)
+        self._seen = [c for c in cands if c[0] >= t_end - _CONTEXT_S]
+
+    def _candidates(self, speech: Speech) -> list:
+        """(time, loudness, length s, pitch or nan) of each vowel of ``speech``'s window, at its
+        loudest frame; syllable-like loudness peaks where there are no vowels."""
+        fps, f0, n = speech.fps, speech.first_frame, speech.num_frames
+        energy = speech.energy.astype(np.float64)
+        pitch = speech.pitch if speech.pitch is not None and len(speech.pitch) == n else None
+        lo_t, hi_t = (f0 - 1) / fps, (f0 + n + 1) / fps  # a frame's margin for rounding
+        cands = []
+        for p in speech.phones:
+            if p.end <= lo_t or p.start >= hi_t or p.phone not in VOWELS:
+                continue  # a quick test first: a live window sees a few of the phones it is given
+            a, b = int(math.floor(p.start * fps)) - f0, int(math.ceil(p.end * fps)) - f0
+            a, b = max(a, 0), min(b, n)
+            if b <= a:
+                continue
+            k = a + int(energy[a:b].argmax())
+            tone = math.nan
+            if pitch is not None:
+                voiced_pitch = pitch[a:b][np.isfinite(pitch[a:b])]
+                tone = float(voiced_pitch.max()) if voiced_pitch.size else math.nan
+            cands.append(((f0 + k) / fps, energy[k], p.duration, tone))
+        if not speech.phones or not cands:
+            cands = self._loudness_peaks(energy, speech.voiced, fps, f0)
+        return cands
+
+    def _judge(self, cands: list, t_end: float) -> None:
+        """Stresses among ``cands`` peaking in [judged_until, t_end), each against its context."""
         times = np.array([c[0] for c in cands])
         loud = np.array([c[1] for c in cands])
         length = np.array([c[2] for c in cands])
@@ -113,8 +131,6 @@ class Emphasis:
                 score += float(np.clip((tone[i] - np.median(tones)) / 3.0, -1.0, 1.5))  # semitones
             if score > 0.8 and (not self._stresses or t - self._stresses[-1].time >= _MIN_GAP_S):
                 self._stresses.append(Stress(float(t), float(np.clip(0.4 + (score - 0.8) / 1.5, 0.0, 1.0))))
-        self._judged_until = max(self._judged_until, t_end)
-        self._seen = [c for c in cands if c[0] >= t_end - _CONTEXT_S]
 
     @staticmethod
     def _loudness_peaks(energy: np.ndarray, voiced: np.ndarray, fps: float, f0: int) -> list:
@@ -146,8 +162,11 @@ def expression_columns(expression: str, times: np.ndarray, voiced_soft: np.ndarr
     and, for a friendly expression, its extra smile where the speaker pauses (``voiced_soft``
     [T] 0..1, 1 = speaking)."""
     smile, brow, inner, pause_smile = EXPRESSIONS[expression]
-    ease = _smoothstep(times / _EASE_IN_S)
     out = np.zeros((times.shape[0], 3), np.float32)
+    if not (smile or brow or inner or pause_smile):  # neutral: the brow pulses alone (as below, exactly)
+        out[:, 1] = 0.35 * gain * brows
+        return np.clip(out, -1.0, 1.0, out=out)
+    ease = _smoothstep(times / _EASE_IN_S)
     out[:, 0] = ease * (smile + pause_smile * (1.0 - np.clip(voiced_soft, 0.0, 1.0)))
     out[:, 1] = ease * brow + 0.35 * gain * brows
     out[:, 2] = ease * inner

@@ -38,6 +38,9 @@ from .types import MOTION_INDEX, MOTION_PARAMS, MotionFrames, PhoneSpan, Speech
 
 # Mouth parameters the viseme table drives, in this order.
 MOUTH = ("jaw_open", "lip_spread", "lip_round", "lip_close", "labiodental", "upper_lip")
+# The expression's columns, adjacent in MOTION_PARAMS (a slice: no index list per frame).
+_EXPRESSION_COLUMNS = slice(MOTION_INDEX["smile"], MOTION_INDEX["brow_inner"] + 1)
+assert MOTION_PARAMS[_EXPRESSION_COLUMNS] == ("smile", "brow_raise", "brow_inner")
 
 #             jaw   spread round close labio upper   dominance (mouth shape, closure features)
 _VISEME: dict[str, tuple[tuple[float, ...], float]] = {
@@ -407,7 +410,7 @@ class MotionModel:
         # Expression and emphasis: stressed syllables raise the brows (the strongest) and nod.
         self._emphasis.update(speech)
         stressed = self._emphasis.pulses(frame_t + opt.lead_s * 0.5)
-        params[:, [MOTION_INDEX[k] for k in ("smile", "brow_raise", "brow_inner")]] = expression_columns(
+        params[:, _EXPRESSION_COLUMNS] = expression_columns(
             opt.expression, frame_t, voiced, self._emphasis.pulses(frame_t, min_strength=0.55))
         hp = head(frame_t, np.maximum(emphasis, 0.7 * stressed), opt.seed, opt.head_motion)
         params[:, MOTION_INDEX["head_yaw"]] = hp[:, 0]
