@@ -50,6 +50,21 @@ def test_non_loopback_without_token_is_refused(tmp_path):
     assert result.exit_code == 2 and "--port 99999" in result.output
 
 
+@pytest.mark.parametrize("flag, value", [("--live-size", "63"), ("--live-size", "513"), ("--live-size", "nan"),
+                                         ("--live-workers", "-1"), ("--live-encoders", "0"),
+                                         ("--live-max-late", "1.5"), ("--live-streams", "2000"),
+                                         ("--max-upload-mb", "-1"), ("--worker-idle-s", "inf")])
+def test_numeric_serve_flags_are_refused_out_of_range(tmp_path, flag, value):
+    """Every numeric flag of `facecast serve` has a range: one error line naming the flag, exit 2,
+    no data folder made, no server started."""
+    from facecast.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path / "d"), flag, value])
+    assert result.exit_code == 2, result.output
+    assert f"{flag} " in result.output and "must be" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "d").exists()
+
+
 def test_tokens_are_required_and_checked(tmp_path, tokens, portrait):
     with serve(tmp_path / "data", host="0.0.0.0", token_file=str(tokens)) as c:
         assert c.get("/healthz").status_code == 200  # for load balancers

@@ -14,7 +14,9 @@ SERVE_FLAGS = {
     "ServeOptions.live_streams": "--live-streams", "ServeOptions.max_upload_mb": "--max-upload-mb",
     "ServeOptions.max_concurrent_jobs": "--max-concurrent-jobs", "ServeOptions.max_jobs_per_token": "--max-jobs-per-token",
     "ServeOptions.max_live_per_token": "--max-live-per-token", "ServeOptions.cors_origins": "--cors-origin",
-    "ServeOptions.worker_idle_s": "--worker-idle-s",
+    "ServeOptions.worker_idle_s": "--worker-idle-s", "ServeOptions.live_size": "--live-size",
+    "ServeOptions.live_workers": "--live-workers", "ServeOptions.live_encoders": "--live-encoders",
+    "ServeOptions.live_max_late": "--live-max-late",
 }
 
 
@@ -33,6 +35,15 @@ def serve_cmd(
                                            help="Queued + running jobs per token (429 past it)."),
     max_live_per_token: int = typer.Option(4, "--max-live-per-token", parser=number, metavar="INTEGER",
                                            help="Live sessions per token (429 past it)."),
+    live_size: int = typer.Option(512, "--live-size", parser=number, metavar="INTEGER",
+                                  help="Width = height of every live session's video, pixels (even, 64-2048)."),
+    live_workers: Optional[int] = typer.Option(None, "--live-workers", parser=number, metavar="INTEGER",
+                                               help="Live motion worker processes (default: by the machine)."),
+    live_encoders: Optional[int] = typer.Option(None, "--live-encoders", parser=number, metavar="INTEGER",
+                                                help="Live encoder processes (default: by the machine)."),
+    live_max_late: float = typer.Option(0.1, "--live-max-late",
+                                        help="Refuse new live sessions while this share of recent frames is late (0-1)."),
+    live_preload: bool = typer.Option(False, "--live-preload", help="Start the live engine at start-up, not at the first session."),
     worker_idle_s: float = typer.Option(600.0, "--worker-idle-s", help="A job worker idle this long exits (it holds ~1 GB of models)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow this origin by CORS (repeat for more; default: CORS off)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
@@ -52,7 +63,9 @@ def serve_cmd(
                                    live_streams=live_streams, max_upload_mb=max_upload_mb,
                                    max_concurrent_jobs=max_concurrent_jobs, max_jobs_per_token=max_jobs_per_token,
                                    max_live_per_token=max_live_per_token, cors_origins=tuple(cors_origin),
-                                   worker_idle_s=worker_idle_s)
+                                   worker_idle_s=worker_idle_s, live_size=live_size, live_workers=live_workers,
+                                   live_encoders=live_encoders, live_max_late=live_max_late,
+                                   live_preload=live_preload)
         except OptionError as exc:
             raise flag_error(exc, SERVE_FLAGS) from None
         check_security(options)
@@ -91,7 +104,8 @@ def run_server(options, verbose: bool) -> None:
               f"{'token required' if options.token_file else 'no token: loopback only'}; Ctrl-C stops)",
               highlight=False)
     config = uvicorn.Config(app_, log_level="info" if verbose else "warning", access_log=verbose,
-                            timeout_graceful_shutdown=5, proxy_headers=False)
+                            timeout_graceful_shutdown=5, proxy_headers=False,
+                            ws_max_size=1 << 20)  # the live protocol's largest message is ~96 KB
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C / SIGTERM it stopped on, once it has stopped

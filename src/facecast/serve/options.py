@@ -52,7 +52,7 @@ class ServeOptions:
         1: one job already keeps two cores busy).
     max_jobs_per_token: queued + running jobs one token may have, 1 ... 100000; past it 429.
     max_live_per_token: live sessions one token may hold, 0 ... 1024; past it the session is
-        refused (429 before the WebSocket opens).
+        refused: an `error` event, then close code 4429 (docs/serving-live.md).
     max_job_attempts: a job whose worker the server lost (a crash, kill -9 of the server) is
         re-queued up to this many starts in all, 1 ... 100, then fails.
     cors_origins: origins allowed by CORS, e.g. ("https://app.example",); empty = CORS off (the
