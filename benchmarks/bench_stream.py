@@ -1,8 +1,11 @@
 """Streaming benchmarks (docs/streaming.md): time to first frame, CPU per stream-second by stage,
 RSS over a long stream. Not a test: numbers depend on the machine and its load.
+--video CLIP: the face is that video of the person (live.video_session.VideoSession over one
+VideoFace prepared before the runs, as a server prepares it once), not the portrait; a path
+relative to the shared media (e.g. video/hdtf_aoc_en.mp4) or any path.
 
-    python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16]
-    python bench_stream.py cpu    [--size 256] [--seconds 60]
+    python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16] [--video CLIP]
+    python bench_stream.py cpu    [--size 256] [--seconds 60] [--video CLIP]
     python bench_stream.py memory [--size 256] [--minutes 60] [--still]
     python bench_stream.py mixed  [--size 256] [--minutes 10]
 """
@@ -45,20 +48,39 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, max(0, math.ceil(q / 100 * len(xs)) - 1))]
 
 
+def video_face(args):
+    """The prepared VideoFace of --video at --size (decoded, tracked, mouths collected)."""
+    from facecast.dubbing.videoface import open_video_face
+
+    path = args.video if os.path.exists(args.video) else f"{MEDIA}/{args.video}"
+    t = time.perf_counter()
+    face = open_video_face(path, size=args.size)
+    print(f"video face {face}: prepared in {time.perf_counter() - t:.2f} s (decode + track + mouths, once)")
+    return face
+
+
 def ttff(args):
     torch.set_num_threads(1)  # as stream() does
-    p = portrait(args.size)
-    renderer = MeshRenderer(p)
-    types = __import__("facecast.types", fromlist=["MotionFrames", "MOTION_PARAMS"])
-    renderer.render(types.MotionFrames(np.zeros((1, len(types.MOTION_PARAMS)), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
+    opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
+    if args.video:
+        from facecast.live.video_session import VideoSession
+
+        face = video_face(args)
+        VideoSession(face, opts).close()  # warm: the first session computes the mouths' arrays
+        new_session = lambda: VideoSession(face, opts)  # noqa: E731  (a fresh drawer per stream)
+    else:
+        p = portrait(args.size)
+        renderer = MeshRenderer(p)
+        types = __import__("facecast.types", fromlist=["MotionFrames", "MOTION_PARAMS"])
+        renderer.render(types.MotionFrames(np.zeros((1, len(types.MOTION_PARAMS)), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
+        new_session = lambda: StreamSession(p, opts, render=renderer.render)  # noqa: E731
     x = speech(48000)
     hop = 960  # 20 ms at 48 kHz
-    opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
     burst, paced, compute = [], [], []
     for run in range(args.runs):
         start = 48000 * (2 + 2 * run)  # a different stretch of speech each run
         for mode in ("burst", "paced"):
-            s = StreamSession(p, opts, render=renderer.render)
+            s = new_session()
             t0 = time.perf_counter()
             k = 0
             while True:
@@ -78,7 +100,8 @@ def ttff(args):
                         compute.append(t1 - tp)
                     break
             s.close()
-    print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, fmp4=True, load {os.getloadavg()[0]:.2f}")
+    print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, fmp4=True, "
+          f"face {args.video or 'portrait sam_512.jpg'}, load {os.getloadavg()[0]:.2f}")
     for name, xs in (("burst (compute only)", burst), ("paced 20 ms chunks (real time)", paced),
                      ("paced: last push -> frame", compute)):
         print(f"  {name:34s} p50 {1000 * statistics.median(xs):6.1f} ms  p95 {1000 * pct(xs, 95):6.1f} ms")
@@ -88,10 +111,15 @@ def cpu(args):
     # Stage timings as CPU time of the process (all threads: x264, onnxruntime, torch); torch on
     # one thread, as a multi-stream server would run it, so idle pool threads do not spin.
     torch.set_num_threads(1)
+    opts = StreamOptions(size=args.size, realtime=False, fmp4=True)
+    if args.video:
+        from facecast.live.video_session import VideoSession
+
+        s = VideoSession(video_face(args), opts)  # prepared before the clock starts
     time.perf_counter = time.process_time
-    p = portrait(args.size)
+    if not args.video:
+        s = StreamSession(portrait(args.size), opts)
     x = speech(48000)[:, : int(args.seconds * 48000)]
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True))
     c0 = time.process_time()
     for i in range(0, x.shape[1], 960):
         s.push_audio(AudioChunk(x[:, i:i + 960], 48000))
@@ -99,8 +127,8 @@ def cpu(args):
     s.close()
     total = time.process_time() - c0
     dur = x.shape[1] / 48000
-    print(f"size {args.size}: {dur:.0f} s of speech, 20 ms pushes; CPU seconds per stream-second "
-          f"(process CPU time), load {os.getloadavg()[0]:.2f}")
+    print(f"size {args.size}, face {args.video or 'portrait sam_512.jpg'}: {dur:.0f} s of speech, 20 ms pushes; "
+          f"CPU seconds per stream-second (process CPU time), load {os.getloadavg()[0]:.2f}")
     for k, v in s.timings.seconds.items():
         print(f"  {k:10s} {v / dur:.4f}")
     print(f"  {'total':10s} {total / dur:.4f}   (wall-clock-free; torch threads {torch.get_num_threads()})")
@@ -188,5 +216,6 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--still", action="store_true")
+    ap.add_argument("--video", default=None, help="a video of the person as the face (ttff, cpu)")
     a = ap.parse_args()
     {"ttff": ttff, "cpu": cpu, "memory": memory, "mixed": mixed}[a.what](a)
