@@ -154,6 +154,10 @@ class VideoFace:
         f = self.frame(first)
         self.portrait = Portrait(f.image, FaceLandmarks(f.points, self.size), self.name)
         self.mouth = self._choose_mouth()
+        self._meshes: dict = {}  # RenderOptions -> MeshRenderer (the mesh mouth's), shared by streams
+        self._lock = threading.Lock()
+        if self.mouth == "mesh":
+            self.mesh_renderer(options.dub.render)  # built now, not at a stream's first frame
 
     def _decode(self, src) -> None:
         """Every used frame into the temporary file; tracked ones offered to the library."""
@@ -182,6 +186,17 @@ class VideoFace:
                 log.warning("%s: %s; drawing the mouth with the mesh renderer instead", self.name, why)
             kind = "footage" if ok else "mesh"
         return kind
+
+    def mesh_renderer(self, render_options):
+        """The MeshRenderer of the mesh mouth for ``render_options`` (built once: setting one up
+        triangulates the face, ~1 s, which a stream's first frame must not wait for)."""
+        from ..render import MeshRenderer
+
+        with self._lock:
+            r = self._meshes.get(render_options)
+            if r is None:
+                r = self._meshes[render_options] = MeshRenderer(self.portrait, render_options)
+            return r
 
     def points(self, j: int) -> np.ndarray | None:
         p = self._points[j]
@@ -229,6 +244,7 @@ class VideoFaceRenderer:
             from .source import MeshMouth
 
             self.drawer = MeshMouth(o, face.size, self.fps, face.stats)
+            self.drawer.renderer = face.mesh_renderer(o.render)
 
     def render(self, motion: MotionFrames) -> VideoFrames:
         face = self.face
