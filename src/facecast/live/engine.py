@@ -142,9 +142,11 @@ class Engine:
             raise ValueError("Engine: StreamOptions.preview_jpeg is not supported; use fmp4 or the chunks' frames")
         if options.fmp4 and self._sched.pool is None:
             raise ValueError("StreamOptions.fmp4 needs an engine with encoders (EngineOptions.encoders > 0)")
+        from ..dubbing.videoface import VideoFace
+
         face = self.prepare(face, options)
         sid = next(self._ids)
-        video = getattr(face, "portrait", None) if not isinstance(face, Portrait) else None
+        video = face.portrait if isinstance(face, VideoFace) else None
         if video is not None:  # a VideoFace: the motion runs in a worker, as a portrait's; drawn here
             renderer = self._videos.setdefault(id(face), VideoBatch(face))
             renderer.add(sid, float(options.fps), options.render)
