@@ -6,7 +6,7 @@ relative to the shared media (e.g. video/hdtf_aoc_en.mp4) or any path.
 
     python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16] [--video CLIP]
     python bench_stream.py cpu    [--size 256] [--seconds 60] [--video CLIP]
-    python bench_stream.py memory [--size 256] [--minutes 60] [--still]
+    python bench_stream.py memory [--size 256] [--minutes 60] [--still | --video CLIP]
     python bench_stream.py mixed  [--size 256] [--minutes 10]
 """
 import argparse, gc, math, os, statistics, time
@@ -136,18 +136,24 @@ def cpu(args):
 
 def memory(args):
     torch.set_num_threads(1)
-    p = portrait(args.size)
-    render = None
-    if args.still:
-        img = torch.from_numpy(p.image.copy())
-        render = lambda m: VideoFrames(img[None].expand(m.num_frames, -1, -1, -1).clone(), m.fps, m.first_frame)
+    opts = StreamOptions(size=args.size, realtime=False, fmp4=True)
+    if args.video:
+        from facecast.live.video_session import VideoSession
+
+        s = VideoSession(video_face(args), opts)
+    else:
+        p = portrait(args.size)
+        render = None
+        if args.still:
+            img = torch.from_numpy(p.image.copy())
+            render = lambda m: VideoFrames(img[None].expand(m.num_frames, -1, -1, -1).clone(), m.fps, m.first_frame)
+        s = StreamSession(p, opts, render=render)
     x = speech(48000)
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True), render=render)
     n_bytes = 0
     pos = 0
     t0 = time.perf_counter()
     minute = 0
-    print(f"size {args.size}, {'still renderer' if args.still else 'MeshRenderer'}, fmp4=True, "
+    print(f"size {args.size}, {args.video or ('still renderer' if args.still else 'MeshRenderer')}, fmp4=True, "
           f"speech60s_en.wav looped in 20 ms pushes")
     print("| simulated min | RSS MiB | wall s | fMP4 MiB |")
     print("|---|---|---|---|")
@@ -216,6 +222,6 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--still", action="store_true")
-    ap.add_argument("--video", default=None, help="a video of the person as the face (ttff, cpu)")
+    ap.add_argument("--video", default=None, help="a video of the person as the face (ttff, cpu, memory)")
     a = ap.parse_args()
     {"ttff": ttff, "cpu": cpu, "memory": memory, "mixed": mixed}[a.what](a)
