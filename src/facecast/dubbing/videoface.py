@@ -158,6 +158,9 @@ class VideoFace:
         self._lock = threading.Lock()
         if self.mouth == "mesh":
             self.mesh_renderer(options.dub.render)  # built now, not at a stream's first frame
+        from .source import release_freed_memory
+
+        release_freed_memory()  # the decode and tracking's frames: ~0.45 GB kept by glibc otherwise
 
     def _decode(self, src) -> None:
         """Every used frame into the temporary file; tracked ones offered to the library."""
