@@ -31,9 +31,26 @@ class VideoSession(StreamSession):
                  voice=None) -> None:
         from ..dubbing.videoface import VideoFace, open_video_face
 
-        if not isinstance(face, VideoFace):
+        self._owns_face = not isinstance(face, VideoFace)
+        if self._owns_face:
             face = open_video_face(face, size=options.size, face_index=options.face_index)
         self.face = face
-        if render is None:
-            render = face.renderer(options.fps, options.render).render
-        super().__init__(face.portrait, options, render=render, voice=voice)
+        try:
+            if render is None:
+                render = face.renderer(options.fps, options.render).render
+            super().__init__(face.portrait, options, render=render, voice=voice)
+        except BaseException:
+            self._release()
+            raise
+
+    def close(self):
+        """StreamSession.close; a face this session opened itself (from a path) is closed too
+        (its temporary file goes)."""
+        try:
+            return super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._owns_face:
+            self.face.close()
