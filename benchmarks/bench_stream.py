@@ -1,9 +1,12 @@
 """Streaming benchmarks (docs/streaming.md): time to first frame, CPU per stream-second by stage,
 RSS over a long stream. Not a test: numbers depend on the machine and its load.
+--video CLIP: the face is that video of the person (live.video_session.VideoSession over one
+VideoFace prepared before the runs, as a server prepares it once), not the portrait; a path
+relative to the shared media (e.g. video/hdtf_aoc_en.mp4) or any path.
 
-    python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16] [--live-side]
-    python bench_stream.py cpu    [--size 256] [--seconds 60] [--live-side]
-    python bench_stream.py memory [--size 256] [--minutes 60] [--still]
+    python bench_stream.py ttff   [--size 256] [--runs 20] [--lookahead 0.16] [--live-side | --video CLIP]
+    python bench_stream.py cpu    [--size 256] [--seconds 60] [--live-side | --video CLIP]
+    python bench_stream.py memory [--size 256] [--minutes 60] [--still | --video CLIP]
     python bench_stream.py mixed  [--size 256] [--minutes 10]
 
 --live-side: the session as a live.Engine's motion worker runs it (16 kHz audio in, look-ahead
@@ -62,26 +65,47 @@ def capture():
     return Capture(25.0)
 
 
+def video_face(args):
+    """The prepared VideoFace of --video at --size (decoded, tracked, mouths collected)."""
+    from facecast.dubbing.videoface import open_video_face
+
+    path = args.video if os.path.exists(args.video) else f"{MEDIA}/{args.video}"
+    t = time.perf_counter()
+    face = open_video_face(path, size=args.size)
+    print(f"video face {face}: prepared in {time.perf_counter() - t:.2f} s (decode + track + mouths, once)")
+    return face
+
+
 def ttff(args):
     torch.set_num_threads(1)  # as stream() does
-    p = portrait(args.size)
     if args.live_side:
-        renderer = None
+        p = portrait(args.size)
         rate = 16000
         opts = live_side(args)
+        new_session = lambda: StreamSession(p, opts, render=capture().motion)  # noqa: E731
+    elif args.video:
+        from facecast.live.video_session import VideoSession
+
+        rate = 48000
+        opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
+        face = video_face(args)
+        VideoSession(face, opts).close()  # warm: the first session computes the mouths' arrays
+        new_session = lambda: VideoSession(face, opts)  # noqa: E731  (a fresh drawer per stream)
     else:
+        p = portrait(args.size)
         renderer = MeshRenderer(p)
         types = __import__("facecast.types", fromlist=["MotionFrames", "MOTION_PARAMS"])
         renderer.render(types.MotionFrames(np.zeros((1, len(types.MOTION_PARAMS)), np.float32), 25.0, 0))  # warm: a session is made before speech arrives
         rate = 48000
         opts = StreamOptions(size=args.size, realtime=False, fmp4=True, lookahead_s=args.lookahead)
+        new_session = lambda: StreamSession(p, opts, render=renderer.render)  # noqa: E731
     x = speech(rate)
     hop = rate // 50  # 20 ms
     burst, paced, compute = [], [], []
     for run in range(args.runs):
         start = rate * (2 + 2 * run)  # a different stretch of speech each run
         for mode in ("burst", "paced"):
-            s = StreamSession(p, opts, render=renderer.render if renderer else capture().motion)
+            s = new_session()
             t0 = time.perf_counter()
             k = 0
             while True:
@@ -102,7 +126,8 @@ def ttff(args):
                     break
             s.close()
     print(f"size {args.size} lookahead {args.lookahead}s, {args.runs} runs, "
-          f"{'live side (motion worker)' if args.live_side else 'fmp4=True'}, load {os.getloadavg()[0]:.2f}")
+          f"{'live side (motion worker)' if args.live_side else 'fmp4=True'}, "
+          f"face {args.video or 'portrait sam_512.jpg'}, load {os.getloadavg()[0]:.2f}")
     for name, xs in (("burst (compute only)", burst), ("paced 20 ms chunks (real time)", paced),
                      ("paced: last push -> frame", compute)):
         print(f"  {name:34s} p50 {1000 * statistics.median(xs):6.1f} ms  p95 {1000 * pct(xs, 95):6.1f} ms")
@@ -112,15 +137,19 @@ def cpu(args):
     # Stage timings as CPU time of the process (all threads: x264, onnxruntime, torch); torch on
     # one thread, as a multi-stream server would run it, so idle pool threads do not spin.
     torch.set_num_threads(1)
+    opts = StreamOptions(size=args.size, realtime=False, fmp4=True)
+    if args.video:
+        from facecast.live.video_session import VideoSession
+
+        s = VideoSession(video_face(args), opts)  # prepared before the clock starts
     time.perf_counter = time.process_time
-    p = portrait(args.size)
     rate = 16000 if args.live_side else 48000
     x = speech(rate)[:, int(args.start * rate): int((args.start + args.seconds) * rate)]
     if args.live_side:
         cap = capture()
-        s = StreamSession(p, live_side(args), render=cap.motion)
-    else:
-        s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True))
+        s = StreamSession(portrait(args.size), live_side(args), render=cap.motion)
+    elif not args.video:
+        s = StreamSession(portrait(args.size), opts)
     c0 = time.process_time()
     for i in range(0, x.shape[1], rate // 50):
         s.push_audio(AudioChunk(x[:, i:i + rate // 50], rate))
@@ -130,9 +159,9 @@ def cpu(args):
     s.close()
     total = time.process_time() - c0
     dur = x.shape[1] / rate
-    print(f"size {args.size}: {dur:.0f} s of speech from {args.start:g} s, 20 ms pushes"
-          f"{', live side (motion worker)' if args.live_side else ''}; CPU seconds per stream-second "
-          f"(process CPU time), load {os.getloadavg()[0]:.2f}")
+    print(f"size {args.size}, face {args.video or 'portrait sam_512.jpg'}: {dur:.0f} s of speech from "
+          f"{args.start:g} s, 20 ms pushes{', live side (motion worker)' if args.live_side else ''}; "
+          f"CPU seconds per stream-second (process CPU time), load {os.getloadavg()[0]:.2f}")
     for k, v in s.timings.seconds.items():
         print(f"  {k:10s} {v / dur:.4f}")
     print(f"  {'total':10s} {total / dur:.4f}   (wall-clock-free; torch threads {torch.get_num_threads()})")
@@ -140,18 +169,24 @@ def cpu(args):
 
 def memory(args):
     torch.set_num_threads(1)
-    p = portrait(args.size)
-    render = None
-    if args.still:
-        img = torch.from_numpy(p.image.copy())
-        render = lambda m: VideoFrames(img[None].expand(m.num_frames, -1, -1, -1).clone(), m.fps, m.first_frame)
+    opts = StreamOptions(size=args.size, realtime=False, fmp4=True)
+    if args.video:
+        from facecast.live.video_session import VideoSession
+
+        s = VideoSession(video_face(args), opts)
+    else:
+        p = portrait(args.size)
+        render = None
+        if args.still:
+            img = torch.from_numpy(p.image.copy())
+            render = lambda m: VideoFrames(img[None].expand(m.num_frames, -1, -1, -1).clone(), m.fps, m.first_frame)
+        s = StreamSession(p, opts, render=render)
     x = speech(48000)
-    s = StreamSession(p, StreamOptions(size=args.size, realtime=False, fmp4=True), render=render)
     n_bytes = 0
     pos = 0
     t0 = time.perf_counter()
     minute = 0
-    print(f"size {args.size}, {'still renderer' if args.still else 'MeshRenderer'}, fmp4=True, "
+    print(f"size {args.size}, {args.video or ('still renderer' if args.still else 'MeshRenderer')}, fmp4=True, "
           f"speech60s_en.wav looped in 20 ms pushes")
     print("| simulated min | RSS MiB | wall s | fMP4 MiB |")
     print("|---|---|---|---|")
@@ -222,6 +257,7 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--still", action="store_true")
+    ap.add_argument("--video", default=None, help="a video of the person as the face (ttff, cpu, memory)")
     a = ap.parse_args()
     if a.lookahead is None:
         a.lookahead = 0.1 if a.live_side else 0.16

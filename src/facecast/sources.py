@@ -146,6 +146,35 @@ def is_twin_input(face) -> bool:
     return isinstance(face, Twin)
 
 
+def is_video_input(face) -> bool:
+    """Whether ``face`` is a video of the person for the live side (a prepared
+    dubbing.videoface.VideoFace, or a file whose content is moving pictures or sound), by what it
+    is, not its name: an image (whatever its name) and a twin are not. Audio-only files count, so
+    that they get the video face's message (a face needs a picture) rather than an image error."""
+    if isinstance(face, (str, os.PathLike)):
+        if not os.path.isfile(face) or is_twin_input(face):
+            return False
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(face):
+                return False  # an image (any name)
+        except (UnidentifiedImageError, OSError, ValueError):
+            pass
+        import av
+
+        try:
+            with av.open(str(face)) as c:
+                return bool(c.streams.video or c.streams.audio)
+        except (av.error.FFmpegError, OSError, ValueError):
+            return False
+    if isinstance(face, (np.ndarray, Portrait)) or isinstance(face, FaceSource):
+        return False
+    from .dubbing.videoface import VideoFace
+
+    return isinstance(face, VideoFace)
+
+
 def load_twin_input(face, device: str = "cpu", size: int | None = 512):
     """The Twin of a twin input (``is_twin_input``): itself when loaded, else the file loaded on
     ``device`` with its longer side ``size`` (InputError from the loader for a foreign file)."""

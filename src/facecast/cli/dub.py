@@ -35,6 +35,8 @@ def dub_cmd(
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit the mouth to the speaker's own speech in the video."),
     words: bool = typer.Option(True, "--words/--no-words", help="Also recognise English words for the mouth (better sync, more CPU)."),
     workers: str = typer.Option("1", "--workers", help="Phone-recognition worker processes, 0 ... 64 (0 = in the main process)."),
+    track: Optional[Path] = typer.Option(None, "--track", help="The video's face track made by `facecast dub-track` "
+                                         "(no face tracking here: e.g. a machine without mediapipe)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Re-lip-sync a video to new speech: same frames, size and rate; only the lower face changes."""
@@ -55,7 +57,7 @@ def dub_cmd(
                                  encode=EncodeOptions(crf=crf_n, preset=preset))
         except OptionError as exc:
             raise flag_error(exc, DUB_FLAGS, {"--face": face, "--crf": crf, "--workers": workers}) from None
-        run_dub(video, output, audio, text, options)
+        run_dub(video, output, audio, text, options, track)
     except FacecastError as exc:
         fail(exc)
     except KeyboardInterrupt as exc:
@@ -72,7 +74,55 @@ def _num(text: str, flag: str):
         raise InputError(f"{flag} {text}: not a number.") from None
 
 
-def run_dub(video: Path, output: Path, audio: Path | None, text: str | None, options) -> None:
+@app.command("dub-track")
+def dub_track_cmd(
+    video: Path = typer.Argument(..., help="The video `facecast dub --track` will dub."),
+    output: Path = typer.Option(..., "-o", "--output", help="The track file to write (.npz)."),
+    face: Optional[str] = typer.Option(None, "--face", help="Which face, 0-based from the left (default: the largest)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Track the face through a video once, for `facecast dub --track` (here or on another machine)."""
+    setup_logging(verbose)
+    from ..errors import FacecastError, NoFaceError, OptionError
+
+    try:
+        from ..dubbing.options import DubOptions
+        from ..dubbing.trackfile import save_track, track_video_file
+        from ..outputs import check_output_file
+
+        face_n = None if face is None else _num(face, "--face")
+        try:
+            DubOptions(face_index=face_n)
+        except OptionError as exc:
+            raise flag_error(exc, DUB_FLAGS, {"--face": face}) from None
+        out = check_output_file(output, suffixes=(".npz",), inputs=[("video", video)], what="track file")
+        src = _open_video(video)
+        with Progress(TextColumn("[bold]tracking"), BarColumn(), TextColumn("{task.fields[done]}"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("track", total=src.num_frames, done="")
+            track = track_video_file(src, face_index=face_n, progress=lambda done, total: bar.update(
+                task, completed=done, total=total, done=f"{done} frames"))
+        if not track.detected.any():
+            raise NoFaceError(f"{video}: no face found in any frame. dub needs a video where the speaker's face is "
+                              "visible (frontal, at least ~64 pixels wide).")
+        save_track(track, out)
+        err.print(f"wrote [bold]{out}[/]: {track.num_frames} frames, face in {int(track.has_face.sum())}, "
+                  f"{int(track.cuts.sum())} shot cuts", highlight=False)
+    except FacecastError as exc:
+        fail(exc)
+    except KeyboardInterrupt as exc:
+        err.print("[red]interrupted[/]: nothing was written")
+        raise typer.Exit(interrupt_code(exc))
+
+
+def _open_video(video: Path):
+    from ..dubbing.pipeline import open_dub_video
+
+    return open_dub_video(video)
+
+
+def run_dub(video: Path, output: Path, audio: Path | None, text: str | None, options, track: Path | None = None
+            ) -> None:
     """dub under a progress bar, then one line on the written file and one on what was done."""
     from ..dubbing.pipeline import dub
     from ..dubbing.source import DubReport
@@ -87,7 +137,8 @@ def run_dub(video: Path, output: Path, audio: Path | None, text: str | None, opt
         def progress(done: float, total: float | None) -> None:
             bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of speech")
 
-        path = dub(video, output, audio=audio, text=text, options=options, progress=progress, report=report)
+        path = dub(video, output, audio=audio, text=text, options=options, progress=progress, report=report,
+                   track=track)
     info = probe_mp4(path)
     secs = time.perf_counter() - t0
     err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "

@@ -14,7 +14,7 @@ from .app import DEMO_TEXT, app, fail, setup_logging
 
 @app.command("loadtest")
 def loadtest_cmd(
-    faces: Optional[list[Path]] = typer.Argument(None, help="Portraits (images) or twins (.twin files, told by their content); stream s talks as face s % N. Default: the bundled sample (scikit-image's astronaut)."),
+    faces: Optional[list[Path]] = typer.Argument(None, help="Portraits (images), videos of the person or twins (.twin files), told by their content; stream s talks as face s % N. Default: the bundled sample (scikit-image's astronaut)."),
     streams: int = typer.Option(2, "--streams", help="Simulated clients talking at once."),
     seconds: float = typer.Option(10.0, "--seconds", help="How long each client talks."),
     size: int = typer.Option(512, "--size"),

@@ -5,10 +5,12 @@
     FootageSource: tracked footage as a FaceSource (the seam `say` and `dub` share)
     DubReport: what a job did (frames dubbed, passed through, looped ...)
 
-Modules, lower to higher: track (the face through the video, streaming), footage (decode +
-track + the back-and-forth timeline), mask (feathered lower-face mask, compositing), calibrate
-(this speaker's mouth), mouths (the person's own mouths from the video), source
-(FootageSource), pipeline (dub, dub_chunks), command (the CLI command; imports nothing heavy).
+Modules, lower to higher: track (the face through the video, streaming), trackfile (a video's
+track computed once and reused: a file keyed by the video's SHA-256, replayed without
+mediapipe), footage (decode + track + the back-and-forth timeline), mask (feathered lower-face
+mask, compositing), calibrate (this speaker's mouth), mouths (the person's own mouths from the
+video), source (FootageSource), pipeline (dub, dub_chunks), videoface (a video of the person as
+a live face: facecast.live.video_session).
 
 The names load their modules on first use, so `import facecast.dubbing` is cheap (the CLI's `dub` command is in cli/dub.py).
 """

@@ -86,17 +86,22 @@ def dub_chunks(
     timings: Timings | None = None,
     report: DubReport | None = None,
     models: SpeechModels | None = None,
+    track=None,
 ) -> Iterator[SayChunk]:
     """The `dub` job as a stream of SayChunks (frames of the video with the mouth redrawn for the
     new speech, and that speech), in order. Exactly one of ``audio`` / ``text``. ``report`` (a
     DubReport) is filled in as the job goes; ``models``: loaded speech models to reuse (a batch
-    worker's). Raises InputError / NoFaceError for unusable input."""
+    worker's). ``track``: the video's precomputed face track (a trackfile.VideoTrack or a track
+    file's path; checked to be this video's), so no mediapipe runs. Raises InputError /
+    NoFaceError for unusable input."""
     if (text is None) == (audio is None):
         raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
     timings = timings if timings is not None else Timings()
     torch.set_num_threads(1)  # one core draws while the other encodes
     src = open_dub_video(video)
     fps = src.fps
+    if track is not None:
+        track = _load_track(track, src, options)
     so = options.say_options(fps)
     total: float | None = None
     if text is not None:
@@ -121,7 +126,7 @@ def dub_chunks(
     # recognised while the scan decodes and tracks.
     own = _own_speech(src, so, options)
     with timings.stage("footage"):
-        source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report)
+        source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report, track=track)
     try:
         with timings.stage("calibrate"):
             source.calibrate(_calibration(src, source, so, options, own))
@@ -150,6 +155,19 @@ def dub_chunks(
                               "speaker's face is visible (frontal, at least ~64 pixels wide).")
     finally:
         source.close()
+
+
+def _load_track(track, src, options: DubOptions):
+    """The VideoTrack of ``src`` from a VideoTrack or a track file (InputError unless it is this
+    video's, for the face the options ask for)."""
+    from .trackfile import VideoTrack, check_track, load_track
+
+    if isinstance(track, VideoTrack):
+        if track.face_index != options.face_index:
+            raise InputError(f"the given track follows face {track.face_index}, the options ask for face "
+                             f"{options.face_index}. Track the video again with that face.")
+        return check_track(track, src)
+    return load_track(track, src, face_index=options.face_index)
 
 
 def _render(source: FootageSource, seg: Segment, speech, timings: Timings) -> Iterator[SayChunk]:
@@ -219,10 +237,11 @@ def dub(
     timings: Timings | None = None,
     report: DubReport | None = None,
     models: SpeechModels | None = None,
+    track=None,
 ) -> Path:
     """Re-lip-sync ``video`` to ``audio`` or ``text``: an MP4 (H.264 + AAC) with the video's frames,
     size and rate, the lower face redrawn for the new speech. Returns the output path; nothing is
-    left at ``output`` unless the whole job succeeds."""
+    left at ``output`` unless the whole job succeeds. ``track``: see dub_chunks."""
     from ..media import check_output_path
 
     output = check_output_path(output)
@@ -232,7 +251,7 @@ def dub(
                               "output path.")
     timings = timings if timings is not None else Timings()
     chunks = dub_chunks(video, audio=audio, text=text, options=options, progress=progress, timings=timings,
-                        report=report, models=models)
+                        report=report, models=models, track=track)
     first = next(chunks, None)
     if first is None:
         raise InputError("dub: nothing to render (the input has no duration).")

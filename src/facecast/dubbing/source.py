@@ -75,12 +75,14 @@ class DubReport:
 class FootageSource:
     """Tracked footage as a FaceSource (see the module docstring). ``expect(frames)`` tells it
     how many output frames the job needs (None: unknown, e.g. text not yet spoken), so it knows
-    whether the video must be extended by the back-and-forth loop."""
+    whether the video must be extended by the back-and-forth loop. ``track``: the video's
+    precomputed face track (dubbing.trackfile.VideoTrack, checked against the video) instead of
+    tracking it here."""
 
     needs_speech = True
 
     def __init__(self, video, options: DubOptions, *, expect_frames: int | None, timings: Timings | None = None,
-                 report: DubReport | None = None):
+                 report: DubReport | None = None, track=None):
         timings = timings if timings is not None else Timings()
         self.video = video
         self.options = options
@@ -98,7 +100,13 @@ class FootageSource:
         n = video.num_frames
         loop = int(round(options.loop_max_s * self.fps))
         need_ring = expect_frames is None or n is None or expect_frames > n - self.fps
-        tracker = StreamTracker(self.fps, face_index=options.face_index, max_gap_s=options.max_gap_s, source=self.name)
+        if track is not None:  # a precomputed trackfile.VideoTrack: no mediapipe
+            from .trackfile import ReplayTracker
+
+            tracker = ReplayTracker(track)
+        else:
+            tracker = StreamTracker(self.fps, face_index=options.face_index, max_gap_s=options.max_gap_s,
+                                    source=self.name)
         self.reader = FootageReader(video, tracker, observe=self._observe, ring_slots=loop if need_ring else 0,
                                     crop=self.size, timings=timings)
         self.timeline = Timeline(self.fps, loop)

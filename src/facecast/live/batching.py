@@ -4,7 +4,9 @@
 holding all faces, replayed from CUDA graphs (one per batch-size bucket), with frames converted
 to yuv420p inside the graph for the encoders; on a CPU one ``MeshRenderer`` per stream (the
 OpenCV fast path: batching across streams buys nothing there). ``TwinBatch`` renders the
-streams of one twin with ``Twin.render_indexed``. Both take WorkItems and return the frames of
+streams of one twin with ``Twin.render_indexed``; ``VideoBatch`` the streams of one video face
+(dubbing.videoface: each stream's own mouth drawer over the shared footage, on the host). All
+take WorkItems and return the frames of
 all of them, in order, on the device (the caller fetches them to the host).
 """
 
@@ -16,7 +18,7 @@ import torch
 from ..types import MOTION_PARAMS, MotionFrames, Portrait
 from .hosts import WorkItem
 
-__all__ = ["PortraitBatch", "TwinBatch"]
+__all__ = ["PortraitBatch", "TwinBatch", "VideoBatch"]
 
 
 class PortraitBatch:
@@ -109,3 +111,29 @@ class TwinBatch:
         index = np.concatenate([self.twin.background_index(it.first_frame + np.arange(it.num_frames), it.fps)
                                 for it in items])
         return self.twin.render_indexed(mouth, index)
+
+
+class VideoBatch:
+    """The streams of one video face (dubbing.videoface.VideoFace): the footage and its mouths
+    are shared, each stream has its own drawer (its picks depend on its past frames). The frames
+    are drawn on the host (RGB; the mesh mouth's warp on ``render_options.device``)."""
+
+    def __init__(self, face) -> None:
+        self.face = face
+        self.device = torch.device("cpu")
+        self.cuda = False
+        self.i420 = False
+        self._streams: dict = {}  # stream -> VideoFaceRenderer
+
+    def add(self, stream: int, fps: float, render_options) -> None:
+        self._streams[stream] = self.face.renderer(fps, render_options)
+
+    def remove(self, stream: int) -> None:
+        self._streams.pop(stream, None)
+
+    def warm_up(self) -> None:
+        pass  # nothing to compile: the footage is decoded and tracked when the face is prepared
+
+    def render(self, items: list[WorkItem]) -> torch.Tensor:
+        out = [self._streams[it.stream].render(MotionFrames(it.params, it.fps, it.first_frame)).frames for it in items]
+        return out[0] if len(out) == 1 else torch.cat(out)

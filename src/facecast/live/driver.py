@@ -2,7 +2,8 @@
 
 ``open_session(face, options)`` decides what the face is from what it *is*: a loaded Twin, or a
 file whose content is a twin (a safetensors file with the facecast-twin header, whatever its
-name) opens a TwinSession; anything else (an image path or array, a prepared Portrait) a
+name) opens a TwinSession; a video file (by content) or a prepared VideoFace a VideoSession
+(live.video_session); anything else (an image path or array, a prepared Portrait) a
 StreamSession. ``stream(face_or_session, source)`` drives a session from an async source:
 wall clock, idle frames, jitter, back-pressure, text synthesised on a second thread.
 """
@@ -42,16 +43,23 @@ def as_twin(face, device: str = "auto", size: int | None = 512):
 def open_session(face, options: StreamOptions = StreamOptions(), *, render: Render | None = None,
                  voice=None) -> Session:
     """A ready Session for ``face``: a TwinSession for a twin (a loaded Twin or a twin file, by
-    content), else a StreamSession (image path or array, Portrait). ``render`` (portraits only)
+    content), a VideoSession for a video of the person (a video file, by content, or a prepared
+    dubbing.videoface.VideoFace), else a StreamSession (image path or array, Portrait). ``render`` (portraits only)
     and ``voice``: see StreamSession. A twin's look-ahead is its mouth model's (0.28 s at 25 fps),
     not ``options.lookahead_s``; its output audio is mono and it is paced by the clock at most
     ``max_lead_s`` ahead when ``options.realtime``."""
+    from ..sources import is_video_input
+
     options = check_options(options)
     twin = as_twin(face, options.render.device, options.size or 512)
     if twin is not None:
         from .twin_session import TwinSession
 
         return TwinSession.from_options(twin, options, voice=voice)
+    if is_video_input(face):
+        from .video_session import VideoSession
+
+        return VideoSession(face, options, render=render, voice=voice)
     return StreamSession(face, options, render=render, voice=voice)
 
 
@@ -67,8 +75,10 @@ async def stream(
     while ``source`` delivers speech.
 
     face: a ready Session, or what ``open_session`` takes: a portrait (image path, array,
-        Portrait) or a twin (a loaded ``facecast.twin.generate.Twin`` or a twin file), which
-        streams through ``TwinSession`` (same chunks and driver, ``motion`` None).
+        Portrait), a twin (a loaded ``facecast.twin.generate.Twin`` or a twin file), which
+        streams through ``TwinSession`` (same chunks and driver, ``motion`` None), or a video of
+        the person (a video file or a prepared VideoFace: ``VideoSession``, its own frames
+        looped back and forth with the mouth redrawn).
 
     source: an async iterable (a plain iterable works too) of
         * ``AudioChunk`` / ``AudioIn`` -- live PCM, any rate/channels, placed back to back;

@@ -9,8 +9,9 @@
     engine.close()
 
 Layout (why: Python's GIL). pocketsphinx holds the GIL, so worker *processes* run the per-stream
-CPU work of the portrait sessions (VAD, live phones, coarticulation, look-ahead: live.hosts);
-twin sessions, whose mouth model is cheap, run in this process. The scheduler thread owns the
+CPU work of the portrait and video-face sessions (VAD, live phones, coarticulation, look-ahead:
+live.hosts); twin sessions, whose mouth model is cheap, run in this process. A video face's
+frames (its footage with the mouth redrawn) are drawn on the scheduler thread (live.batching). The scheduler thread owns the
 device: it gathers whatever frames are due from *all* sessions into one batched launch
 (live.batching: CUDA graphs for portraits) and hands each stream's frames to its own encoder in
 the encoder processes (live.encoders: libx264 off this process's GIL); the chunks wait in the
@@ -29,7 +30,7 @@ import torch
 
 from ..options import SayOptions, StreamOptions
 from ..types import Portrait
-from .batching import PortraitBatch, TwinBatch
+from .batching import PortraitBatch, TwinBatch, VideoBatch
 from .encoders import EncoderPool
 from .hosts import AddSession, Added, AdvanceTo, Ended, Failed, Feed, HostFailed, RemoveSession, SessionHost, \
     WorkItem, worker_main
@@ -44,8 +45,9 @@ __all__ = ["Engine"]
 class Engine:
     """Many live sessions, their frames rendered in shared batches (see the module docstring).
 
-    add(face, options) -> stream id: a portrait (image path or array, Portrait) or a twin (a
-    loaded Twin or a twin file, told by its content, as ``live.driver.open_session`` does).
+    add(face, options) -> stream id: a portrait (image path or array, Portrait), a twin (a
+    loaded Twin or a twin file) or a video of the person (a video file or a VideoFace), told by
+    content, as ``live.driver.open_session`` does.
     feed(id, message), advance_to(id, t): input and the clock (a portrait session's analysis
     runs in its worker). read(id) -> the StreamChunks ready so far; done(id): the input ended and
     every chunk was read; wait(timeout): until some chunk is ready. remove(id): drop a session
@@ -64,6 +66,7 @@ class Engine:
         self._closed = False
         self._portraits: PortraitBatch | None = None
         self._twins: dict[int, TwinBatch] = {}
+        self._videos: dict[int, VideoBatch] = {}
         self._local = SessionHost()
         self._local_lock = threading.Lock()
         self._adding: dict[int, list] = {}  # stream -> [event, reply] while a worker opens it
@@ -104,11 +107,22 @@ class Engine:
     # -- sessions ---------------------------------------------------------------------------
 
     def prepare(self, face, options: StreamOptions = StreamOptions()):
-        """``face`` as the engine renders it: a Twin (loaded on the engine's device) or a Portrait
-        framed at the engine's size. Add the result to several streams to prepare it once."""
-        from ..sources import prepare_portrait
+        """``face`` as the engine renders it: a Twin (loaded on the engine's device), a VideoFace
+        (a video of the person, by content: decoded at the engine's size, tracked once) or a
+        Portrait framed at the engine's size. Add the result to several streams to prepare it
+        once."""
+        from ..sources import is_video_input, prepare_portrait
         from .driver import as_twin
 
+        if is_video_input(face):
+            from ..dubbing.videoface import VideoFace, open_video_face
+
+            if isinstance(face, VideoFace):
+                if max(face.size) > self.options.size:
+                    raise ValueError(f"video face frames are {face.size[0]}x{face.size[1]}, larger than "
+                                     f"EngineOptions.size {self.options.size}")
+                return face
+            return open_video_face(face, size=self.options.size, face_index=options.face_index)
         twin = as_twin(face, self.options.device, self.options.size)
         if twin is not None:
             if max(twin.size) > self.options.size:
@@ -128,9 +142,17 @@ class Engine:
             raise ValueError("Engine: StreamOptions.preview_jpeg is not supported; use fmp4 or the chunks' frames")
         if options.fmp4 and self._sched.pool is None:
             raise ValueError("StreamOptions.fmp4 needs an engine with encoders (EngineOptions.encoders > 0)")
+        from ..dubbing.videoface import VideoFace
+
         face = self.prepare(face, options)
         sid = next(self._ids)
-        if isinstance(face, Portrait):
+        video = face.portrait if isinstance(face, VideoFace) else None
+        if video is not None:  # a VideoFace: the motion runs in a worker, as a portrait's; drawn here
+            renderer = self._videos.setdefault(id(face), VideoBatch(face))
+            renderer.add(sid, float(options.fps), options.render)
+            host = sid % len(self._workers) if self._workers else -1
+            (W, H), channels = face.size, options.audio_channels
+        elif isinstance(face, Portrait):
             if self._portraits is None:
                 o = self.options
                 self._portraits = PortraitBatch(o.size, o.device, o.dtype, o.max_batch, o.i420)
@@ -147,7 +169,9 @@ class Engine:
             self._sched.pool.open(sid, dict(fps=options.fps, width=W, height=H, audio_rate=options.audio_rate,
                                             audio_channels=channels, crf=enc.crf, preset=enc.preset, codec=enc.codec,
                                             fragment_frames=options.fragment_frames, threads=1))
-        cmd = AddSession(sid, face, replace(options, fmp4=False), voice)
+        # A video face's session is a portrait session of its first frame (its frames are drawn
+        # by the VideoBatch): what goes to the worker is that small Portrait.
+        cmd = AddSession(sid, video if video is not None else face, replace(options, fmp4=False), voice)
         if host < 0:
             with self._local_lock:
                 reply = self._local.handle(cmd)[0]
@@ -274,7 +298,7 @@ class Engine:
             return
         if state.fmp4 and self._sched.pool is not None and not self._closed:
             self._sched.pool.drop(stream)
-        if isinstance(state.renderer, PortraitBatch):
+        if isinstance(state.renderer, (PortraitBatch, VideoBatch)):
             state.renderer.remove(stream)
 
     def _command(self, stream: int, cmd) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..types import MOTION_PARAMS, AudioChunk, I420Frames, MotionFrames, VideoFrames
-from .batching import PortraitBatch
+from .batching import TwinBatch
 from .encoders import SLOT_FRAMES, Encoded, EncoderPool
 from .hosts import Ended, WorkItem
 from .messages import StreamChunk
@@ -42,7 +42,7 @@ class StreamState:
     stream: int
     fps: float
     fmp4: bool
-    renderer: Any                  # PortraitBatch | TwinBatch
+    renderer: Any                  # PortraitBatch | TwinBatch | VideoBatch
     host: int                      # worker index, or -1: the engine's process
     audio_rate: int
     channels: int
@@ -308,7 +308,7 @@ class Scheduler:
         video = VideoFrames(torch.zeros((0, *state.frame_shape), dtype=torch.uint8), state.fps, f)
         audio = AudioChunk(np.zeros((state.channels, 0), np.float32), state.audio_rate, f / state.fps)
         motion = (MotionFrames(np.zeros((0, len(MOTION_PARAMS)), np.float32), state.fps, f)
-                  if isinstance(state.renderer, PortraitBatch) else None)
+                  if not isinstance(state.renderer, TwinBatch) else None)
         return StreamChunk(video, audio, fmp4, motion)
 
 
