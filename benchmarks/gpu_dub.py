@@ -106,7 +106,7 @@ def run_one(video: Path, track: Path, wav: Path, seconds: float, mouth: str, a, 
     from facecast.timing import Timings
 
     cuda = a.device.startswith("cuda")
-    opts = DubOptions(mouth=mouth, workers=a.phone_workers, calibrate=False, scan_s=a.scan_s,
+    opts = DubOptions(mouth=mouth, workers=a.phone_workers, calibrate=False, scan_s=a.scan_s, words=not a.no_words,
                       render=RenderOptions(device=a.device),
                       encode=EncodeOptions(crf=18, preset=a.preset, workers=a.encode_workers))
     if cuda:
@@ -154,6 +154,8 @@ def main() -> None:
     ap.add_argument("--scan-s", type=float, default=20.0)
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-words", action="store_true",
+                    help="phones only, no word recognition (the GPU box's carried pocketsphinx has no language model)")
     a = ap.parse_args()
     import torch
 
@@ -179,7 +181,7 @@ def main() -> None:
             from facecast.options import RenderOptions
 
             dub(video, a.out_dir / "gpu_dub_warm.mp4", audio=warm_wav, track=track,
-                options=DubOptions(mouth=mouth, workers=0, calibrate=False, scan_s=2.0,
+                options=DubOptions(mouth=mouth, workers=0, calibrate=False, scan_s=2.0, words=not a.no_words,
                                    render=RenderOptions(device=a.device)))
             warm = time.perf_counter() - t0
             row = run_one(video, track, wav, seconds, mouth, a, a.out_dir)

@@ -13,9 +13,11 @@ back through a pinned buffer with a CUDA event the caller waits on (see `BatchRe
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +31,9 @@ from .rig import MeshRig, RigTensors, displace
 from .warp import grid_step, invert_warp, pixel_grid, upsample_map
 
 _LIPS_OUTER = list(lm.LIPS_OUTER_UPPER + lm.LIPS_OUTER_LOWER)
+
+CAPTURE_LOCK = threading.Lock()
+"""CUDA-graph captures in this process take turns (jobs render in threads of one process)."""
 
 
 _IMAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -271,10 +276,12 @@ class GraphedBatchRenderer:
                 self._render_fn(s_ids, s_params)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        # thread_local: a batch renders several jobs in threads of one process; another thread's
-        # allocations or copies while this one captures are not this graph's business (the
-        # default "global" mode would fail them).
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        # A batch renders several jobs in threads of one process. Captures take turns (one lock
+        # for the process) on this capture's own stream: torch.cuda.graph's default capture
+        # stream is one per process, and two threads capturing on it at once failed on the H100
+        # ("operation not permitted when stream is capturing"). thread_local: another thread's
+        # allocations or copies while this one captures are not this graph's business.
+        with CAPTURE_LOCK, torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             s_out = self._render_fn(s_ids, s_params)
         return graph, s_ids, s_params, s_out
 
