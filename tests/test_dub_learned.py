@@ -62,10 +62,11 @@ def footage(seconds, seed, voiced_s=None):
 
 @pytest.fixture
 def quick(monkeypatch):
-    """A short training (the shipped one takes ~35 s on 2 cores)."""
+    """A small, short training (the shipped one takes ~35 s on 2 cores)."""
     from facecast.twin.mouth import MouthConfig
 
-    monkeypatch.setattr(learned, "learn_config", lambda: MouthConfig(steps=150, ensemble=1, num_mels=40))
+    monkeypatch.setattr(learned, "learn_config", lambda: MouthConfig(
+        steps=80, ensemble=1, num_mels=20, channels=16, hidden=32, batch=8, seq_frames=24, freq_mask=4))
 
 
 def test_face_mouth_gap_is_the_face_mesh_mouth_opening():
@@ -78,7 +79,7 @@ def test_face_mouth_gap_is_the_face_mesh_mouth_opening():
 
 
 def test_learned_mouth_is_used_where_it_beats_the_phones_and_follows_new_speech(quick):
-    own, _ = footage(40.0, 1)
+    own, _ = footage(30.0, 1)
     model, fit = fit_learned(own, Calibration(0.0, 0.8))
     assert fit.used and model is not None, fit.why
     assert fit.r_learned > 0.5 and fit.r_fused >= fit.r_phones + learned.MIN_GAIN and fit.weight > 0
@@ -101,3 +102,19 @@ def test_too_little_speech_keeps_the_phones(quick):
     model, fit = fit_learned(own, Calibration(0.0, 0.8))
     assert model is None and not fit.used and "needs 10" in fit.why
     assert fit.text().startswith("phone-driven mouth")
+
+
+def test_eval_links_score_each_step_of_the_chain():
+    """quality.dub_eval's links: asked vs real (with its lag), drawn vs asked, measured vs both."""
+    from pathlib import Path
+
+    from facecast.quality.dub_eval import Truth, _links
+
+    own, gap = footage(8.0, 4)
+    real = mouth_metrics(own.points)["mouth_open"]
+    truth = Truth(Path("b.mp4"), FPS, own.points, own.voiced, Path("b.wav"), len(gap))
+    asked = np.concatenate([np.full(2, real[0]), real[:-2]])  # the real mouth, 2 frames late
+    drawn = asked + np.random.default_rng(0).normal(0, 0.01, len(asked))
+    links = _links({"asked": list(asked), "drawn": list(drawn)}, drawn, truth, len(gap))
+    assert links["asked_lag"] == 2 and links["asked_corr_best"] > 0.99 > links["asked_corr"]
+    assert 0.8 < links["drawn_vs_asked"] < 1.0 and links["rendered_vs_drawn"] > 0.999

@@ -365,7 +365,7 @@ def pooled(reports: list[DubPairReport]) -> dict[str, dict[str, float]]:
 
 
 _LABELS = {
-    "aperture_corr": "mouth aperture r vs real (lag 0)", "aperture_corr_near": "  ... best within |lag| <= 1",
+    "aperture_corr": "mouth aperture r vs real (lag 0)", "aperture_corr_near": "  ... best at lag -1, 0 or +1",
     "aperture_corr_best": "  ... at best lag",
     "aperture_lag": "  best lag (+ = late), frames", "lmd": "mouth landmark distance (IOD)",
     "closed_in_silence": "closed mouth in silence", "aperture_corr_pooled": "pooled aperture r (lag 0)",
