@@ -62,7 +62,7 @@ def footage(seconds, seed, voiced_s=None):
 
 @pytest.fixture
 def quick(monkeypatch):
-    """A small, short training (the shipped one takes ~35 s on 2 cores)."""
+    """A small, short training (the shipped one takes ~30 s or more on 2 cores)."""
     from facecast.twin.mouth import MouthConfig
 
     monkeypatch.setattr(learned, "learn_config", lambda: MouthConfig(

@@ -28,8 +28,8 @@ class DubOptions:
         phone-driven model, when the video has >= 10 s of speech and the fusion beats the phones
         on a held-out part of it; else the phones), "learned" (the fusion whenever it can be
         trained, even where it did not win) or "phones" (the calibrated phone-driven model
-        only). Learning costs two trainings of the twin's mouth model (~35 s each on 2 CPU
-        cores; needs calibrate). docs/quality.md says which runs when.
+        only). Learning costs two trainings of the twin's mouth model (an estimated ~30 s each
+        on 2 free CPU cores, minutes on a loaded machine; needs calibrate). docs/quality.md says which runs when.
     scan_s: seconds of the video scanned before dubbing starts (at most 10 s past the job's
         length), for the mouth library, the calibration and the learned mouth (which read its
         sound: up to 60 s of it), 0 ... 600; the library keeps growing from the rest of the
