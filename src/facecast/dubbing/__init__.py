@@ -7,7 +7,8 @@
 
 Modules, lower to higher: track (the face through the video, streaming), footage (decode +
 track + the back-and-forth timeline), mask (feathered lower-face mask, compositing), calibrate
-(this speaker's mouth), mouths (the person's own mouths from the video), source
+(this speaker's mouth), learned (this speaker's audio-to-mouth model from the video's own speech,
+fused with the phones), mouths (the person's own mouths from the video), source
 (FootageSource), pipeline (dub, dub_chunks), command (the CLI command; imports nothing heavy).
 
 The names load their modules on first use, so `import facecast.dubbing` is cheap (the CLI's `dub` command is in cli/dub.py).
