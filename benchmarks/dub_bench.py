@@ -2,13 +2,21 @@
 
     .venv/bin/python benchmarks/dub_bench.py [--seconds 30] [--height 720] [--mouth auto]
                                              [--append docs/benchmarks.md] [--json out/dub_bench.json]
+    .venv/bin/python benchmarks/dub_bench.py --seconds 300 --save-input out/in720_300.mp4   # long: memory
+
 
 The input is made here: joygen_zh.mp4 of the shared media (900x900 @ 25 fps, a talking head),
 played back and forth to the length, scaled to the height and centred on a 16:9 canvas whose
 sides show the same picture enlarged and blurred (a 1280x720 @ 25 fps H.264 file at --height
 720), so the decoder, the tracker and the encoder see a real 720p video. The speech is the first
---seconds of speech60s_en.wav. Stages are wall-clock time on the main thread; the encoder runs on
-its own thread ("encode (overlapped)"), its time overlaps the others.
+--seconds of speech60s_en.wav, played again from its start when --seconds is longer than 60 s.
+Stages are wall-clock time on the main thread; the encoder runs on its own thread ("encode
+(overlapped)"), its time overlaps the others.
+
+Memory: RSS (this process and its phone workers) is sampled every 0.25 s and at every finished
+segment of speech; "RSS at 10 / 50 / 90 %" are the samples at those fractions of the output
+written, and the slope is a least-squares line through the segment samples of the second half
+(MiB per minute of output), which the result extrapolates to a 30-minute input.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+LOOP_OVER_S = 30.0
+"""Inputs longer than this are this much made and then repeated (loop_input)."""
 
 
 def make_input(path: Path, seconds: float, height: int) -> Path:
@@ -55,13 +65,39 @@ def make_input(path: Path, seconds: float, height: int) -> Path:
     return path
 
 
+def loop_input(base: Path, path: Path, seconds: float) -> Path:
+    """``base`` played again and again to ``seconds`` (packets copied with shifted timestamps, no
+    re-encoding: a long input in seconds; each repeat starts with a cut back to its first frame)."""
+    import av
+
+    with av.open(str(base)) as src:
+        vs = src.streams.video[0]
+        packets = [p for p in src.demux(vs) if p.dts is not None]
+        period = max(int(p.pts) for p in packets) + int(packets[1].pts - packets[0].pts if len(packets) > 1 else 1)
+        tb = vs.time_base
+        with av.open(str(path), "w") as out:
+            os_ = out.add_stream_from_template(vs)
+            k = 0
+            while k * period * tb < seconds:
+                for p in packets:
+                    if (int(p.pts) + k * period) * tb >= seconds:
+                        continue
+                    q = av.Packet(bytes(p))
+                    q.pts, q.dts, q.time_base = int(p.pts) + k * period, int(p.dts) + k * period, tb
+                    q.is_keyframe = p.is_keyframe
+                    q.stream = os_
+                    out.mux(q)
+                k += 1
+    return path
+
+
 def speech(path: Path, seconds: float) -> Path:
     import av
 
     from facecast.audio import load_audio
 
     a = load_audio(MEDIA / "audio" / "speech60s_en.wav", sample_rate=16000, mono=True).samples[0]
-    a = a[: int(seconds * 16000)]
+    a = np.tile(a, int(math.ceil(seconds * 16000 / len(a))))[: int(seconds * 16000)]
     with av.open(str(path), "w") as out:
         st = out.add_stream("pcm_s16le", rate=16000, layout="mono")
         fr = av.AudioFrame.from_ndarray((np.clip(a, -1, 1) * 32767).astype(np.int16)[None], format="s16", layout="mono")
@@ -93,23 +129,52 @@ def children_cpu_s() -> float:
     return total
 
 
-def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1) -> dict:
+def rss_trend(marks: list[tuple[float, float]], seconds: float) -> dict:
+    """RSS at 10 / 50 / 90 % of the output and the second half's slope (MiB per minute of output),
+    extrapolated to 30 minutes, from (fraction of the output written, MiB) marks."""
+    if not marks:
+        return {}
+    f = np.array([m[0] for m in marks])
+    r = np.array([m[1] for m in marks])
+    at = {f"{p}%": float(r[np.argmin(np.abs(f - p / 100))]) for p in (10, 50, 90)}
+    late = f >= 0.5
+    slope = float(np.polyfit(f[late] * seconds / 60, r[late], 1)[0]) if late.sum() >= 3 else float("nan")
+    return {"rss_at_output_mib": {k: round(v) for k, v in at.items()}, "rss_slope_mib_per_min": round(slope, 2),
+            "rss_second_half_range_mib": [round(float(r[late].min())), round(float(r[late].max()))] if late.any() else None,
+            "rss_30min_extrapolated_mib": round(float(r[-1] + slope * max(30 - seconds / 60, 0))) if math.isfinite(slope)
+            else None}
+
+
+def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1,
+        save_input: Path | None = None) -> dict:
     from facecast.dubbing import DubReport, dub
     from facecast.dubbing.options import DubOptions
-    from facecast.sysinfo import MemorySampler
+    from facecast.sysinfo import MemorySampler, rss_mb
     from facecast.timing import Timings
 
     with tempfile.TemporaryDirectory(prefix="dubbench-") as d:
         d = Path(d)
-        vid = video or make_input(d / "input.mp4", seconds, height)
+        if video is None and save_input is not None and save_input.exists():
+            video = save_input
+        if video is None and seconds > LOOP_OVER_S:  # long: LOOP_OVER_S made, then repeated
+            base = make_input(d / "base.mp4", LOOP_OVER_S, height)
+            video = loop_input(base, save_input or d / "input.mp4", seconds)
+        vid = video or make_input(save_input or d / "input.mp4", seconds, height)
         wav = speech(d / "speech.wav", seconds)
         timings, report = Timings(), DubReport()
         load0 = load_average()
         c0 = os.times()
         k0 = children_cpu_s()
+        marks: list[tuple[float, float]] = []
+
+        def progress(done: float, total: float | None) -> None:
+            if total:
+                marks.append((done / total, rss_mb(True)))
+
         t0 = time.perf_counter()
         with MemorySampler(0.25) as mem:
-            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers), timings=timings, report=report)
+            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers), timings=timings,
+                report=report, progress=progress)
         wall = time.perf_counter() - t0
         c1 = os.times()
         cpu = (c1.user - c0.user) + (c1.system - c0.system) + children_cpu_s() - k0
@@ -122,7 +187,7 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
             "stage_rtf": {k: round(v / audio_s, 3) for k, v in timings.seconds.items()}, "stage_s": stages,
             "rss_mib": {f"{p}%": round(mem.at_fraction(p / 100), 0) for p in (10, 50, 90)}, "rss_peak_mib": round(mem.peak),
             "mouth": report.mouth, "workers": workers, "report": report.text(), "load_before": load0,
-            "load_after": load1,
+            "load_after": load1, "rss_marks": [(round(f, 4), round(m)) for f, m in marks], **rss_trend(marks, seconds),
             "cpu_count": os.cpu_count()}
 
 
@@ -142,6 +207,12 @@ def markdown(res: dict, command: str, machine: dict) -> str:
     r = res["rss_mib"]
     lines += ["", f"RSS at 10 / 50 / 90 % of the job: {r['10%']:.0f} / {r['50%']:.0f} / {r['90%']:.0f} MiB "
               f"(peak {res['rss_peak_mib']:.0f} MiB). {res['report']}.", ""]
+    if res.get("rss_at_output_mib"):
+        o = res["rss_at_output_mib"]
+        lines += [f"RSS at 10 / 50 / 90 % of the output written: {o['10%']} / {o['50%']} / {o['90%']} MiB; second half "
+                  f"{res['rss_second_half_range_mib'][0]}-{res['rss_second_half_range_mib'][1]} MiB, slope "
+                  f"{res['rss_slope_mib_per_min']:+.2f} MiB per minute of output, extrapolated to a 30-minute input: "
+                  f"{res['rss_30min_extrapolated_mib']} MiB.", ""]
     return "\n".join(lines)
 
 
@@ -152,13 +223,15 @@ def main() -> None:
     ap.add_argument("--mouth", default="auto")
     ap.add_argument("--workers", type=int, default=1, help="DubOptions.workers (the CLI's default: 1).")
     ap.add_argument("--video", type=Path, default=None, help="Use this video instead of making one.")
+    ap.add_argument("--save-input", type=Path, default=None,
+                    help="Keep the made input here (and reuse it when it exists): long inputs take minutes to make.")
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.seconds, a.height, a.mouth, a.video, a.workers)
+    res = run(a.seconds, a.height, a.mouth, a.video, a.workers, a.save_input)
     command = "python benchmarks/dub_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:

@@ -288,6 +288,9 @@ def test_cli_dub_bad_inputs(tmp_path):
     # text too long, and neither / both speech inputs
     assert_clean_error(run_cli("dub", vid, "--text", "word " * 20_000, "-o", str(out)), out, "50,000")
     assert_clean_error(run_cli("dub", vid, "-o", str(out)), out, "exactly one")
+    # a mouth model that does not exist: the flag is named with its choices
+    assert_clean_error(run_cli("dub", vid, "--audio", wav, "--mouth-model", "neural", "-o", str(out)), out,
+                       "--mouth-model", "phones")
     # the output is the input video
     copy = tmp_path / "talk.mp4"
     copy.write_bytes(Path(vid).read_bytes())

@@ -13,7 +13,7 @@ from ..interrupts import interrupt_code
 from .app import app, err, fail, flag_error, number, setup_logging
 
 DUB_FLAGS = {
-    "DubOptions.face_index": "--face", "DubOptions.mouth": "--mouth", "DubOptions.workers": "--workers",
+    "DubOptions.face_index": "--face", "DubOptions.mouth": "--mouth", "DubOptions.mouth_model": "--mouth-model", "DubOptions.workers": "--workers",
     "EncodeOptions.crf": "--crf", "EncodeOptions.preset": "--preset",
 }
 """The option dataclasses' fields that `dub` sets from a flag: their range errors name the flag."""
@@ -29,6 +29,9 @@ def dub_cmd(
     keep_length: bool = typer.Option(False, "--keep-length", help="Speech shorter than the video: keep the rest of "
                                      "the video with a closed mouth (default: the output ends with the speech)."),
     mouth: str = typer.Option("auto", "--mouth", help="auto, footage (this video's own mouths) or mesh (warp + painted mouth)."),
+    mouth_model: str = typer.Option("auto", "--mouth-model", help="auto (learn this speaker's mouth from the video's "
+                                    "own speech where it has >= 10 s and that beats the phones, ~1 min of CPU), "
+                                    "learned (always) or phones (the phone-driven model only)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto (the mesh renderer's device)."),
     crf: str = typer.Option("18", "--crf", help="H.264 quality, 0 ... 51 (lower is better; 18 keeps the untouched parts within encoding noise)."),
     preset: str = typer.Option("veryfast", "--preset", help="libx264 preset."),
@@ -52,7 +55,7 @@ def dub_cmd(
         try:
             face_n, crf_n, workers_n = (None if face is None else _num(face, "--face"), _num(crf, "--crf"),
                                         _num(workers, "--workers"))
-            options = DubOptions(face_index=face_n, keep_length=keep_length, mouth=mouth, calibrate=calibrate,
+            options = DubOptions(face_index=face_n, keep_length=keep_length, mouth=mouth, mouth_model=mouth_model, calibrate=calibrate,
                                  words=words, workers=workers_n, render=RenderOptions(device=device),
                                  encode=EncodeOptions(crf=crf_n, preset=preset))
         except OptionError as exc:

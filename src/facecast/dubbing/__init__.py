@@ -8,9 +8,10 @@
 Modules, lower to higher: track (the face through the video, streaming), trackfile (a video's
 track computed once and reused: a file keyed by the video's SHA-256, replayed without
 mediapipe), footage (decode + track + the back-and-forth timeline), mask (feathered lower-face
-mask, compositing), calibrate (this speaker's mouth), mouths (the person's own mouths from the
-video), source (FootageSource), pipeline (dub, dub_chunks), videoface (a video of the person as
-a live face: facecast.live.video_session).
+mask, compositing), calibrate (this speaker's mouth), learned (this speaker's audio-to-mouth
+model from the video's own speech, fused with the phones), mouths (the person's own mouths from
+the video), source (FootageSource), pipeline (dub, dub_chunks), videoface (a video of the person
+as a live face: facecast.live.video_session).
 
 The names load their modules on first use, so `import facecast.dubbing` is cheap (the CLI's `dub` command is in cli/dub.py).
 """

@@ -265,11 +265,13 @@ class FootageMouth:
         return np.where(ib == ia + 1, 0.0, np.where(ib == ia, SWITCH_COST / 2, SWITCH_COST))
 
     def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
-             outs: list[np.ndarray]) -> None:
-        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
+             outs: list[np.ndarray]) -> np.ndarray:
+        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures). Returns the
+        drawn pictures' own mouth shapes [n, 2] (gap, width; what was asked is ``targets``)."""
         picks = self.choose(targets, frames)
         for f, k, out in zip(frames, picks, outs):
             self.paste(f, self.library.entries[k], out)
+        return np.stack([self.library.entries[k].shape for k in picks])
 
     def paste(self, f: FootageFrame, e: MouthEntry, out: np.ndarray) -> None:
         """Entry ``e``'s lower face warped onto frame ``f`` under the feathered mask, into ``out``

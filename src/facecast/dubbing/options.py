@@ -23,10 +23,17 @@ class DubOptions:
         warp with its painted mouth interior). docs/quality.md says which runs when.
     calibrate: fit this speaker's opening range, lip width and mouth-to-sound timing from the
         video's own speech (when it has a sound track with speech in the scanned part).
+    mouth_model: what says how open the mouth is: "auto" (this speaker's own audio-to-mouth
+        model, learned from the video's own speech in the scanned part and fused with the
+        phone-driven model, when the video has >= 10 s of speech and the fusion beats the phones
+        on a held-out part of it; else the phones), "learned" (the fusion whenever it can be
+        trained, even where it did not win) or "phones" (the calibrated phone-driven model
+        only). Learning costs two trainings of the twin's mouth model (an estimated ~30 s each
+        on 2 free CPU cores, minutes on a loaded machine; needs calibrate). docs/quality.md says which runs when.
     scan_s: seconds of the video scanned before dubbing starts (at most 10 s past the job's
-        length), for the mouth library and the calibration (which reads up to 20 s of it), 0 ...
-        600; the library keeps growing from the rest of the video as it plays. Scanned frames are
-        decoded twice (~4 ms per 720p frame).
+        length), for the mouth library, the calibration and the learned mouth (which read its
+        sound: up to 60 s of it), 0 ... 600; the library keeps growing from the rest of the
+        video as it plays. Scanned frames are decoded twice (~4 ms per 720p frame).
     library_size: most mouth pictures kept from the video, 16 ... 4000 (memory: ~0.1 MB each at
         720p, capped by ``library_mb``).
     library_mb: most memory the mouth library takes, MiB, 16 ... 4096.
@@ -56,7 +63,8 @@ class DubOptions:
     keep_length: bool = False
     mouth: str = "auto"
     calibrate: bool = True
-    scan_s: float = 20.0
+    mouth_model: str = "auto"
+    scan_s: float = 30.0
     library_size: int = 600
     library_mb: float = 192.0
     mask_grow: float = 0.12
@@ -74,6 +82,7 @@ class DubOptions:
     RANGES: ClassVar[dict] = {
         "face_index": Range(0, 99, integer=True, optional=True),
         "mouth": Choice(("auto", "footage", "mesh")),
+        "mouth_model": Choice(("auto", "learned", "phones")),
         "scan_s": Range(0, 600, "s"),
         "library_size": Range(16, 4000, "mouth pictures", integer=True),
         "library_mb": Range(16, 4096, "MiB"),

@@ -7,7 +7,8 @@
     align       phones for each segment (pocketsphinx; TTS already knows them)     (speech.py)
     analyse     per-frame loudness and speech/silence                              (speech.py)
     calibrate   the motion model fitted to this speaker's own speech and mouth     (calibrate.py)
-    animate     FootageSource.animate: the motion model (motion.py)
+    learn       this speaker's own audio-to-mouth model, fused with the phones     (learned.py)
+    animate     FootageSource.animate: the motion model (motion.py), the mouth targets
     render      FootageSource.render_parts: decode + track the frames, draw the mouth, composite
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
 
@@ -129,7 +130,11 @@ def dub_chunks(
         source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report, track=track)
     try:
         with timings.stage("calibrate"):
-            source.calibrate(_calibration(src, source, so, options, own))
+            data = source.scanned_speech(so, own) if own is not None and source.scanned else None
+            source.calibrate(_calibration(source, data))
+        if data is not None and options.mouth_model != "phones":
+            with timings.stage("learn"):
+                source.use_learned(*_learned(source, data, options))
         workers = options.workers if text is None else 0
         heard = False
         end = 0
@@ -194,21 +199,23 @@ def _keep_rest(source: FootageSource, start: int, end: int, ref: AudioChunk, fps
         source.report.kept += source.report.frames - before
 
 
-CALIBRATION_S = 20.0
-"""Seconds of the video's own sound the calibration reads (from its start)."""
+OWN_SPEECH_MAX_S = 60.0
+"""Most seconds of the video's own sound the calibration and the learned mouth read (from its
+start; at most ``scan_s``)."""
 
 
 def _own_speech(src, so, options: DubOptions) -> list | None:
-    """The first CALIBRATION_S of the video's own sound as (segment, phones future | None)
-    pairs, the futures already running in the phone workers; None when there is nothing to
-    calibrate from."""
+    """The first seconds of the video's own sound (up to scan_s, at most OWN_SPEECH_MAX_S) as
+    (segment, phones future | None) pairs, the futures already running in the phone workers;
+    None when there is nothing to calibrate from."""
     if not options.calibrate or not src.has_audio:
         return None
+    until = min(options.scan_s, OWN_SPEECH_MAX_S)
     try:
         segs = []
         for seg in audio_segments(src.path, src.fps, so.segment_max_s, None):
             segs.append(seg)
-            if seg.end >= CALIBRATION_S:
+            if seg.end >= until:
                 break
     except InputError as exc:  # the sound track does not decode: dub without calibration
         log.warning("%s: calibration skipped (%s)", src.path, exc)
@@ -216,14 +223,25 @@ def _own_speech(src, so, options: DubOptions) -> list | None:
     return list(prefetch_alignment(iter(segs), None, options.workers, so.word_timeline))
 
 
-def _calibration(src, source: FootageSource, so, options: DubOptions, own: list | None):
-    """The speaker's calibration from the scanned part of the video and its own sound track, or
-    None (rig defaults) when off, without sound, or without enough speech."""
-    if own is None or not source.scanned:
+def _calibration(source: FootageSource, data):
+    """The speaker's calibration from the scanned part of the video and its own sound track
+    (``data``: an OwnSpeech), or None (rig defaults) without it or without enough speech."""
+    if data is None:
         return None
-    from .calibrate import fit_calibration
+    from .calibrate import fit_calibration, mouth_shape
 
-    return fit_calibration(*source.scanned_speech(so, own), source.stats)
+    return fit_calibration(data.params, mouth_shape(data.points), data.voiced, source.stats)
+
+
+def _learned(source: FootageSource, data, options: DubOptions):
+    """(LearnedMouth | None, LearnedFit): the learned fusion, when ``options.mouth_model`` and
+    the video's speech allow (see learned.py)."""
+    from .learned import fit_learned
+
+    learned, fit = fit_learned(data, source.calibration, force=options.mouth_model == "learned")
+    if learned is None:
+        log.info("%s: %s", source.name, fit.text())
+    return learned, fit
 
 
 def dub(

@@ -29,10 +29,33 @@ from ..timing import Timings
 from ..types import MOTION_INDEX, FaceLandmarks, MotionFrames, Portrait, Speech, VideoFrames
 from .calibrate import RIG_JAW_IOD, RIG_ROUND_IOD, RIG_SPREAD_IOD, Calibration, SpeakerStats, default_calibration, mouth_shape
 from .footage import FootageFrame, FootageReader, Timeline, head_speed
+from .learned import LearnedFit, LearnedMouth, OwnSpeech
 from .mask import composite, iod, lower_face_mask
 from .track import StreamTracker
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MouthDrive:
+    """What FootageSource.animate makes of a segment: the phone-driven motion (the mesh path
+    draws it) and the mouth each frame should show, ``targets`` float32 [n, 2] (lip gap, width)
+    in IOD, from the calibrated phone model or the learned fusion."""
+
+    motion: MotionFrames
+    targets: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return self.motion.num_frames
+
+    @property
+    def first_frame(self) -> int:
+        return self.motion.first_frame
+
+    @property
+    def fps(self) -> float:
+        return self.motion.fps
 
 CHUNK_BYTES = 100 * 2**20
 """A rendered chunk stays under this many bytes of frames (fewer frames per chunk at 4K)."""
@@ -56,7 +79,12 @@ class DubReport:
     mouth: str = ""
     library: int = 0
     calibration: Calibration | None = None
+    learned: LearnedFit | None = None
     notes: list[str] = field(default_factory=list)
+    trace: dict[str, list] | None = None
+    """Set to {} before the job to keep, per output frame, the asked lip gap ("asked", NaN
+    where no face) and the gap of the mouth picture drawn ("drawn", NaN on the mesh path):
+    the eval's lip-sync links. Off by default (it grows with the length)."""
 
     def text(self) -> str:
         s = (f"{self.frames} frames: {self.dubbed} dubbed, {self.no_face} without a face passed through untouched"
@@ -69,6 +97,8 @@ class DubReport:
             s += f", {self.kept} kept after the speech (--keep-length)"
         if self.cuts:
             s += f", {self.cuts} shot cuts"
+        if self.learned is not None:
+            s += f"; {self.learned.text()}"
         return s
 
 
@@ -119,6 +149,7 @@ class FootageSource:
 
             self.library = MouthLibrary(options, self.size)
         self.calibration: Calibration | None = None
+        self.learned: LearnedMouth | None = None
         self.timings = timings
         # Scan scan_s ahead, but not more than 10 s past what the job shows (a short dub of a long
         # video): the scanned frames are decoded twice.
@@ -146,29 +177,29 @@ class FootageSource:
         """Frames tracked ahead by the scan."""
         return self.reader.scanned
 
-    def scanned_speech(self, so, own_speech) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The calibration's data over the first scanned frames: the motion model's params
-        [n, P] for the video's own sound track (``own_speech``: its segments with their phones'
-        futures, from speech.prefetch_alignment), the tracked real mouth shape [n, 2] (NaN where
-        untracked) and the voiced frames [n]."""
+    def scanned_speech(self, so, own_speech) -> OwnSpeech:
+        """The video's own speech over the first scanned frames (``own_speech``: its segments
+        with their phones' futures, from speech.prefetch_alignment): the motion model's params,
+        the tracked landmarks (NaN where not detected), speech/silence and the sound, for the
+        calibration and the learned mouth."""
         from ..speech import SpeechAnalyser
 
         pairs = list(own_speech)
         n = min(self.scanned, sum(seg.num_frames for seg, _ in pairs))
         pts = self.reader.scanned_points(n)
-        real = mouth_shape(pts)
         analyser = SpeechAnalyser(so, None, need_aligner=True)  # (its VAD comes with the aligner)
         model = MotionModel(self.options.motion)
-        params, voiced = [], []
+        params, voiced, audio = [], [], []
         for seg, phones in pairs:
             speech = analyser.speech(seg, self.timings, phones)
             params.append(model.frames(speech).params)
             voiced.append(speech.voiced)
+            audio.append(seg.analysis)
         if not params:
-            return np.zeros((0, 10), np.float32), real[:0], np.zeros(0, bool)
+            return OwnSpeech(np.zeros((0, len(MOTION_INDEX)), np.float32), pts[:0], np.zeros(0, bool),
+                             np.zeros(0, np.float32), self.fps)
         P = np.concatenate(params)[:n]
-        V = np.concatenate(voiced)[:n]
-        return P, real[:len(P)], V
+        return OwnSpeech(P, pts[:len(P)], np.concatenate(voiced)[:len(P)], np.concatenate(audio), self.fps)
 
     def calibrate(self, calibration: Calibration | None) -> None:
         """Use ``calibration`` (None: the rig's geometry on the measured closed gap and width)."""
@@ -179,6 +210,11 @@ class FootageSource:
             lead = float(np.clip(self.options.motion.lead_s - lag / self.fps, 0.0, 0.25))
             self.motion = MotionModel(dataclasses.replace(self.options.motion, lead_s=lead))
 
+    def use_learned(self, learned: LearnedMouth | None, fit: LearnedFit | None) -> None:
+        """Draw the mouths the learned fusion asks for (None: the calibrated phone model's)."""
+        self.learned = learned
+        self.report.learned = fit
+
     def expect(self, frames: int | None) -> None:
         """The job needs at least ``frames`` output frames (None: unknown)."""
         if frames is not None:
@@ -186,30 +222,36 @@ class FootageSource:
 
     # -- FaceSource ----------------------------------------------------------------------------
 
-    def animate(self, segment: Segment, speech: Speech | None) -> MotionFrames:
-        if speech is None:  # a stretch without speech (--keep-length): a relaxed closed mouth
+    def animate(self, segment: Segment, speech: Speech | None) -> MouthDrive:
+        if self.calibration is None:
+            self.calibrate(None)
+        silent = speech is None
+        if silent:  # a stretch without speech (--keep-length): a relaxed closed mouth
             n = segment.num_frames
             speech = Speech((), np.zeros(n, np.float32), np.zeros(n, bool), self.fps, segment.first_frame)
-        return self.motion.frames(speech)
+        motion = self.motion.frames(speech)
+        if self.learned is not None and not silent:
+            targets = self.learned.targets(segment, motion.params)
+        else:
+            targets = self.calibration.target(motion.params)
+        return MouthDrive(motion, targets)
 
-    def render(self, drive: MotionFrames) -> VideoFrames:
+    def render(self, drive: MouthDrive) -> VideoFrames:
         parts = list(self.render_parts(drive))
         frames = torch.cat([p.frames for p in parts]) if parts else torch.zeros((0, self.size[1], self.size[0], 3),
                                                                                    dtype=torch.uint8)
         return VideoFrames(frames, drive.fps, drive.first_frame)
 
-    def render_parts(self, drive: MotionFrames) -> Iterator[VideoFrames]:
+    def render_parts(self, drive: MouthDrive) -> Iterator[VideoFrames]:
         """The frames of ``drive`` in chunks of at most ``chunk_frames`` (and CHUNK_BYTES)."""
-        if self.calibration is None:
-            self.calibrate(None)
         W, H = self.size
         step = max(1, min(self.options.chunk_frames, CHUNK_BYTES // (W * H * 3)))
-        params = drive.params
+        params = drive.motion.params
         for a in range(0, drive.num_frames, step):
             p = params[a:a + step]
             frames = [self._source_frame(drive.first_frame + a + k) for k in range(len(p))]
             with self.timings.stage("draw"):
-                out = self._draw(frames, p)
+                out = self._draw(frames, p, drive.targets[a:a + step])
             del frames
             release_freed_memory()
             yield VideoFrames(torch.from_numpy(out), drive.fps, drive.first_frame + a)
@@ -249,8 +291,9 @@ class FootageSource:
 
     # -- drawing -------------------------------------------------------------------------------
 
-    def _draw(self, frames: list[FootageFrame], params: np.ndarray) -> np.ndarray:
-        """uint8 [n, H, W, 3]: the frames, their mouths redrawn where they have a face."""
+    def _draw(self, frames: list[FootageFrame], params: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """uint8 [n, H, W, 3]: the frames, their mouths redrawn (to ``targets`` [n, 2]) where they
+        have a face."""
         W, H = self.size
         out = np.empty((len(frames), H, W, 3), np.uint8)
         for k, f in enumerate(frames):
@@ -258,10 +301,19 @@ class FootageSource:
         idx = [k for k, f in enumerate(frames) if f.points is not None]
         self.report.frames += len(frames)
         self.report.no_face += len(frames) - len(idx)
+        drawn = None
         if idx:
-            targets = self.calibration.target(params[idx])
-            self._mouth_drawer().draw([frames[k] for k in idx], targets, params[idx], [out[k] for k in idx])
+            drawn = self._mouth_drawer().draw([frames[k] for k in idx], targets[idx], params[idx],
+                                              [out[k] for k in idx])
             self.report.dubbed += len(idx)
+        trace = self.report.trace
+        if trace is not None:
+            asked, shown = np.full(len(frames), np.nan), np.full(len(frames), np.nan)
+            asked[idx] = targets[idx, 0]
+            if drawn is not None:
+                shown[idx] = drawn[:, 0]
+            trace.setdefault("asked", []).extend(asked.tolist())
+            trace.setdefault("drawn", []).extend(shown.tolist())
         return out
 
     def _mouth_drawer(self):
@@ -329,7 +381,8 @@ class MeshMouth:
 
     def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
              outs: list[np.ndarray]) -> None:
-        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures)."""
+        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures). Returns None
+        (the warp's own mouth shape is not known until measured)."""
         from ..render import MeshRenderer
 
         W, H = self.size
