@@ -3,7 +3,10 @@ frame), so they take short cuts: windows with nothing to judge skip the judging,
 looks at the phones near it, neutral skips the easing. The short cuts must not change a single
 value: here they are checked against the computation as issue #17 shipped it (kept below as the
 reference), on live-like sliding windows, chunked and whole-file windows, with and without pitch,
-with and without phones."""
+with and without phones. Those windows say nothing of unheard frames (``Speech.heard_frames``),
+so they take the path offline jobs take, which the live fix (branch l-liveemph) left as it was;
+windows that do say so, and a real live session, are checked at the end: judged once heard, the
+vowels give about as many stresses live as offline."""
 
 import math
 
@@ -199,3 +202,29 @@ def test_a_live_stream_raises_its_brows_on_stresses_as_offline(tmp_path):
     want, got = brow_raises(offline), brow_raises(live)
     assert want >= 3  # the speech has stresses to find
     assert got >= want / 2, (got, want)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_live_windows_judge_vowels_once_heard(seed):
+    """Live-like windows whose last frame is past the audio (loudness 0, ``heard_frames`` says
+    so): the vowels are judged once heard, so about as many stresses are found as in the whole
+    file (judged at the placeholder frame, none were), and a stress judged late rises from the
+    frame being shown instead of jumping in half-risen."""
+    phones, energy, voiced, pitch = talk(seed)
+    whole = Emphasis()
+    whole.update(Speech(phones, energy, voiced, FPS, 0, (), pitch))
+    live, old = Emphasis(), Reference()
+    shown, found, found_old = [], set(), set()
+    for s in windows("live-pitch", phones, energy, voiced, pitch):
+        e = s.energy.copy()
+        e[-1] = 0.0  # past the audio received
+        f = s.first_frame + s.num_frames - 4  # the frame a live session shows from this window
+        live.update(Speech(s.phones, e, s.voiced, FPS, s.first_frame, (), s.pitch, heard_frames=s.num_frames - 1),
+                    now=f / FPS)
+        old.update(Speech(s.phones, e, s.voiced, FPS, s.first_frame, (), s.pitch))
+        shown.append(live.pulses(np.array([f / FPS]))[0])
+        found |= {x.time for x in live.stresses}
+        found_old |= {x.time for x in old.stresses}
+    assert len(found_old) == 0 < len(whole.stresses)
+    assert len(found) >= len(whole.stresses) / 2, (len(found), len(whole.stresses))
+    assert np.abs(np.diff(shown)).max() <= 0.5  # a 0.12 s smoothstep rise at strength 1: <= 0.5 a frame

@@ -112,14 +112,14 @@ class Emphasis:
         """``update`` of a live window whose first ``n`` frames are heard (see there)."""
         fps, f0 = speech.fps, speech.first_frame
         t_end = (f0 + n) / fps
-        found = self._candidates(speech, n)
-        settled = [c for c in found if c[4] and c[5] <= n]
+        settled = [c for c in self._candidates(speech, n) if c[4] and c[5] <= n]  # ... and heard
         cands = self._with_context([c[:4] for c in settled])
-        fresh = [c[5] <= n and c[4] and c[6] >= self._vowels_from for c in found if c[4] and c[5] <= n]
-        judge = [False] * (len(cands) - len(settled)) + fresh
-        if any(judge):
-            self._judge(cands, judge, now)
-            self._vowels_from = max(c[6] for c, j in zip(settled, fresh) if j) + 1e-6
+        fresh = [c[6] >= self._vowels_from for c in settled]
+        if any(fresh):
+            self._judge(cands, [False] * (len(cands) - len(settled)) + fresh, now)
+            # Each vowel once: the next one starts where this one ended (half a frame's slack
+            # for the recogniser's revisions of a settled vowel's start).
+            self._vowels_from = max(c[7] for c, j in zip(settled, fresh) if j) - 0.5 / fps
         self._judged_until = max(self._judged_until, t_end)
         self._seen = [c for c in cands if c[0] >= t_end - _CONTEXT_S]
 
@@ -132,7 +132,7 @@ class Emphasis:
         return [c for c in self._seen if c[0] >= t0 - _CONTEXT_S and round(c[0], 4) not in fresh] + cands
 
     def _candidates(self, speech: Speech, n: int) -> list:
-        """(time, loudness, length s, pitch or nan, settled, end frame, start s) of each vowel
+        """(time, loudness, length s, pitch or nan, settled, end frame, start s, end s) of each vowel
         in the first ``n`` (heard) frames of ``speech``'s window, at its loudest frame. Settled:
         another phone follows it, or it ended ``_SETTLE_S`` before the frames' end; end frame:
         past its last frame, from the window's first."""
@@ -156,7 +156,7 @@ class Emphasis:
                 voiced_pitch = pitch[a:b][np.isfinite(pitch[a:b])]
                 tone = float(voiced_pitch.max()) if voiced_pitch.size else math.nan
             settled = p.start < last_start or p.end <= settle_t
-            cands.append(((f0 + k) / fps, energy[k], p.duration, tone, settled, b_all, p.start))
+            cands.append(((f0 + k) / fps, energy[k], p.duration, tone, settled, b_all, p.start, p.end))
         return cands
 
     def _judge(self, cands: list, judge: list, rise_from: float) -> None:
