@@ -235,8 +235,10 @@ def digest(chunks) -> str:
 # (blink timing, brows and nods on stressed syllables) at the merge of l-photo, on the 2-core
 # dev machine (torch 2.13 CPU, onnxruntime 1.31, pocketsphinx 5.1.1). Another machine's
 # libraries may change the last bits of the recogniser or VAD; re-record there before trusting
-# a mismatch.
-RECORDED = {"phones": (173, "e0f587e4e6d463e271fb8a54b1e480675c40d0d4d9c9b7d5699b8b8ae62b6bd2"),
+# a mismatch. "phones" re-recorded again on purpose (branch l-liveemph): live streams now judge
+# stressed vowels once settled and heard, with pitch, so the brows and nods fire live (before,
+# never); "loudness" (no phones) did not change.
+RECORDED = {"phones": (173, "6c81b839c3e06213838e27f396745ef54fe6836231c5ff4b6832121e263c0d57"),
             "loudness": (173, "e2e124fa7cc4540ea4bd694b7fe4c5f3fd6968d988cb0a1a8911f7035eeb5b61")}
 
 

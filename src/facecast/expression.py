@@ -39,6 +39,7 @@ VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", 
 _EASE_IN_S = 0.4
 _MIN_GAP_S = 0.45  # between two stresses
 _CONTEXT_S = 2.0   # stresses are judged against the vowels this far around them
+_SETTLE_S = 0.2    # live streams: a vowel ending this long before the audio heard is settled
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -48,10 +49,13 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Stress:
-    """A stressed syllable: the time of its vowel's loudest frame (s) and how strong, 0..1."""
+    """A stressed syllable: the time of its vowel's loudest frame (s) and how strong, 0..1.
+    ``rise_from`` (s): its pulse rises from here when that is later than usual (a live stream
+    judged it after its pulse would have started: see ``Emphasis.update``)."""
 
     time: float
     strength: float
+    rise_from: float = -math.inf
 
 
 class Emphasis:
@@ -61,45 +65,89 @@ class Emphasis:
         self._stresses: list[Stress] = []
         self._judged_until = -math.inf  # vowels peaking before this were judged already
         self._seen: list[tuple[float, float, float, float]] = []  # recent vowels: context for the next windows
+        self._vowels_from = -math.inf  # live streams: vowels starting before this were judged already
 
     @property
     def stresses(self) -> tuple[Stress, ...]:
         return tuple(self._stresses)
 
-    def update(self, speech: Speech) -> None:
-        """Judge the vowels of ``speech`` whose loudest frame lies in its window."""
-        fps, f0, n = speech.fps, speech.first_frame, speech.num_frames
+    def update(self, speech: Speech, now: float | None = None) -> None:
+        """Judge the vowels of ``speech`` whose loudest frame lies in its window.
+
+        A live window ends past the audio received (``speech.heard_frames``), and its phones
+        are the recogniser's, which lag the audio: there a vowel is judged once it is settled
+        (another phone follows it, or it ended ``_SETTLE_S`` before the heard audio's end) and
+        its frames lie inside the heard audio, so its loudness, length and loudest frame are
+        known. (Judged by the newest frame instead, the one past the audio, at loudness 0, no
+        vowel ever stood out.) ``now`` (s, live streams: the earliest frame still to be shown)
+        keeps a stress judged that late from jumping in half-risen: its pulse rises from
+        ``now`` instead. Offline windows, all heard, are judged as before.
+        """
+        fps, f0 = speech.fps, speech.first_frame
+        n = speech.num_heard
         if n == 0:
             return
-        t_end = (f0 + n) / fps
-        cands = self._candidates(speech)
-        if not cands:
-            self._judged_until = max(self._judged_until, t_end)
+        if n < speech.num_frames and speech.phones:
+            self._update_live(speech, n, -math.inf if now is None else now)
             return
+        t_end = (f0 + n) / fps
+        t_stop = t_end if n == speech.num_frames else (f0 + n - 1) / fps  # the last heard frame may yet be a peak
+        cands = self._candidates(speech, n)
+        if not speech.phones or not cands:
+            cands = self._loudness_peaks(speech.energy[:n].astype(np.float64), speech.voiced[:n], fps, f0)
+        if not cands:
+            self._judged_until = max(self._judged_until, t_stop)
+            return
+        cands = [c[:4] for c in cands]
         # Context: this window's vowels and the ones judged before it (live streams hand over
         # short windows: a vowel is judged against the speech around it, not its window alone).
-        t0 = min(c[0] for c in cands)
-        fresh = {round(c[0], 4) for c in cands}
-        cands = [c for c in self._seen if c[0] >= t0 - _CONTEXT_S and round(c[0], 4) not in fresh] + cands
+        cands = self._with_context(cands)
         # A live stream hands over one new frame per window: most windows judge nothing.
-        if any(self._judged_until <= c[0] < t_end for c in cands):
-            self._judge(cands, t_end)
+        if any(self._judged_until <= c[0] < t_stop for c in cands):
+            self._judge(cands, [self._judged_until <= c[0] < t_stop for c in cands], -math.inf if now is None else now)
+        self._judged_until = max(self._judged_until, t_stop)
+        self._seen = [c for c in cands if c[0] >= t_end - _CONTEXT_S]
+
+    def _update_live(self, speech: Speech, n: int, now: float) -> None:
+        """``update`` of a live window whose first ``n`` frames are heard (see there)."""
+        fps, f0 = speech.fps, speech.first_frame
+        t_end = (f0 + n) / fps
+        settled = [c for c in self._candidates(speech, n) if c[4] and c[5] <= n]  # ... and heard
+        cands = self._with_context([c[:4] for c in settled])
+        fresh = [c[6] >= self._vowels_from for c in settled]
+        if any(fresh):
+            self._judge(cands, [False] * (len(cands) - len(settled)) + fresh, now)
+            # Each vowel once: the next one starts where this one ended (half a frame's slack
+            # for the recogniser's revisions of a settled vowel's start).
+            self._vowels_from = max(c[7] for c, j in zip(settled, fresh) if j) - 0.5 / fps
         self._judged_until = max(self._judged_until, t_end)
         self._seen = [c for c in cands if c[0] >= t_end - _CONTEXT_S]
 
-    def _candidates(self, speech: Speech) -> list:
-        """(time, loudness, length s, pitch or nan) of each vowel of ``speech``'s window, at its
-        loudest frame; syllable-like loudness peaks where there are no vowels."""
-        fps, f0, n = speech.fps, speech.first_frame, speech.num_frames
-        energy = speech.energy.astype(np.float64)
-        pitch = speech.pitch if speech.pitch is not None and len(speech.pitch) == n else None
+    def _with_context(self, cands: list) -> list:
+        """``cands`` after the vowels seen in earlier windows within ``_CONTEXT_S`` before them."""
+        if not cands:
+            return [c for c in self._seen]
+        t0 = min(c[0] for c in cands)
+        fresh = {round(c[0], 4) for c in cands}
+        return [c for c in self._seen if c[0] >= t0 - _CONTEXT_S and round(c[0], 4) not in fresh] + cands
+
+    def _candidates(self, speech: Speech, n: int) -> list:
+        """(time, loudness, length s, pitch or nan, settled, end frame, start s, end s) of each vowel
+        in the first ``n`` (heard) frames of ``speech``'s window, at its loudest frame. Settled:
+        another phone follows it, or it ended ``_SETTLE_S`` before the frames' end; end frame:
+        past its last frame, from the window's first."""
+        fps, f0 = speech.fps, speech.first_frame
+        energy = speech.energy[:n].astype(np.float64)
+        pitch = speech.pitch if speech.pitch is not None and len(speech.pitch) == speech.num_frames else None
         lo_t, hi_t = (f0 - 1) / fps, (f0 + n + 1) / fps  # a frame's margin for rounding
+        last_start = speech.phones[-1].start if speech.phones else math.inf
+        settle_t = (f0 + n) / fps - _SETTLE_S
         cands = []
         for p in speech.phones:
             if p.end <= lo_t or p.start >= hi_t or p.phone not in VOWELS:
                 continue  # a quick test first: a live window sees a few of the phones it is given
-            a, b = int(math.floor(p.start * fps)) - f0, int(math.ceil(p.end * fps)) - f0
-            a, b = max(a, 0), min(b, n)
+            a, b_all = int(math.floor(p.start * fps)) - f0, int(math.ceil(p.end * fps)) - f0
+            a, b = max(a, 0), min(b_all, n)
             if b <= a:
                 continue
             k = a + int(energy[a:b].argmax())
@@ -107,20 +155,20 @@ class Emphasis:
             if pitch is not None:
                 voiced_pitch = pitch[a:b][np.isfinite(pitch[a:b])]
                 tone = float(voiced_pitch.max()) if voiced_pitch.size else math.nan
-            cands.append(((f0 + k) / fps, energy[k], p.duration, tone))
-        if not speech.phones or not cands:
-            cands = self._loudness_peaks(energy, speech.voiced, fps, f0)
+            settled = p.start < last_start or p.end <= settle_t
+            cands.append(((f0 + k) / fps, energy[k], p.duration, tone, settled, b_all, p.start, p.end))
         return cands
 
-    def _judge(self, cands: list, t_end: float) -> None:
-        """Stresses among ``cands`` peaking in [judged_until, t_end), each against its context."""
+    def _judge(self, cands: list, judge: list, rise_from: float) -> None:
+        """Stresses among the ``cands`` flagged in ``judge``, each against its context; their
+        pulses rise no earlier than ``rise_from`` (s)."""
         times = np.array([c[0] for c in cands])
         loud = np.array([c[1] for c in cands])
         length = np.array([c[2] for c in cands])
         tone = np.array([c[3] for c in cands])
         for i in np.argsort(times):
             t = times[i]
-            if t < self._judged_until or t >= t_end:
+            if not judge[i]:
                 continue
             near = np.abs(times - t) <= _CONTEXT_S
             ref = float(np.median(loud[near]))
@@ -130,7 +178,8 @@ class Emphasis:
             if np.isfinite(tone[i]) and tones.size >= 3:
                 score += float(np.clip((tone[i] - np.median(tones)) / 3.0, -1.0, 1.5))  # semitones
             if score > 0.8 and (not self._stresses or t - self._stresses[-1].time >= _MIN_GAP_S):
-                self._stresses.append(Stress(float(t), float(np.clip(0.4 + (score - 0.8) / 1.5, 0.0, 1.0))))
+                strength = float(np.clip(0.4 + (score - 0.8) / 1.5, 0.0, 1.0))
+                self._stresses.append(Stress(float(t), strength, float(rise_from)))
 
     @staticmethod
     def _loudness_peaks(energy: np.ndarray, voiced: np.ndarray, fps: float, f0: int) -> list:
@@ -142,16 +191,18 @@ class Emphasis:
 
     def pulses(self, times: np.ndarray, min_strength: float = 0.0) -> np.ndarray:
         """0..1 at ``times`` (s): for each stress at least ``min_strength`` strong, a rise over
-        0.12 s ending 0.02 s after its vowel's peak, then an exponential fall (0.35 s)."""
+        0.12 s ending 0.02 s after its vowel's peak (or starting at its ``rise_from``, when
+        later), then an exponential fall (0.35 s)."""
         out = np.zeros(times.shape, np.float64)
         for s in self._stresses:
-            if s.strength < min_strength or s.time - 0.2 > times[-1] or s.time + 2.0 < times[0]:
+            late = max(s.time, s.rise_from + 0.10)  # the peak the pulse is timed by
+            if s.strength < min_strength or late - 0.2 > times[-1] or late + 2.0 < times[0]:
                 continue
-            x = times - (s.time - 0.10)
+            x = times - max(s.time - 0.10, s.rise_from)
             shape = np.where(x < 0.12, _smoothstep(x / 0.12), np.exp(-(x - 0.12) / 0.35))
             out = np.maximum(out, s.strength * shape)
         if times.size:  # forget what can no longer matter (hour-long streams)
-            self._stresses = [s for s in self._stresses if s.time + 3.0 >= times[0]]
+            self._stresses = [s for s in self._stresses if max(s.time, s.rise_from + 0.10) + 3.0 >= times[0]]
         return out.astype(np.float32)
 
 

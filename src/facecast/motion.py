@@ -373,8 +373,11 @@ class MotionModel:
         mouth[:, 1:3] *= min(opt.expressiveness, 1.5)
         return np.clip(mouth, [0, -1, 0, 0, 0, 0], [1.2, 1, 1, 1, 1, 1])
 
-    def frames(self, speech: Speech) -> MotionFrames:
+    def frames(self, speech: Speech, now: float | None = None) -> MotionFrames:
         """Motion for the frames [speech.first_frame, +speech.num_frames).
+
+        ``now`` (s): in a live stream, the time of the earliest frame still to be shown (a
+        stress judged late rises from there: ``Emphasis.update``); None offline.
 
         ``speech.phones`` must cover at least ``lookahead_s`` beyond the last frame for exact
         anticipation at a window's end (the pipeline hands over windows cut in pauses).
@@ -408,7 +411,7 @@ class MotionModel:
             params[:, MOTION_INDEX[name]] = mouth[:, i]
         params[:, MOTION_INDEX["blink"]] = self._blinks.value(frame_t)
         # Expression and emphasis: stressed syllables raise the brows (the strongest) and nod.
-        self._emphasis.update(speech)
+        self._emphasis.update(speech, now)
         stressed = self._emphasis.pulses(frame_t + opt.lead_s * 0.5)
         params[:, _EXPRESSION_COLUMNS] = expression_columns(
             opt.expression, frame_t, voiced, self._emphasis.pulses(frame_t, min_strength=0.55))

@@ -85,6 +85,10 @@ class Speech:
     pitch: float32 [num_frames] voice pitch in semitones above 100 Hz, NaN where there is none
         (`analysis.pitch_track`), or None when not measured (the brows and nods then follow
         loudness and phone lengths alone).
+    heard_frames: frames [first_frame, first_frame + heard_frames) lie inside the audio received
+        so far; the rest (the end of a live stream's window, past the audio that has arrived)
+        are not heard yet: their energy is a placeholder, not silence. None = all of them
+        (offline jobs, and a live stream whose input ended).
     """
 
     phones: tuple[PhoneSpan, ...]
@@ -94,10 +98,17 @@ class Speech:
     first_frame: int
     alt_phones: tuple[PhoneSpan, ...] = ()
     pitch: np.ndarray | None = None
+    heard_frames: int | None = None
 
     @property
     def num_frames(self) -> int:
         return int(self.energy.shape[0])
+
+    @property
+    def num_heard(self) -> int:
+        """How many frames from the first lie inside the audio received (``heard_frames``)."""
+        n = self.num_frames
+        return n if self.heard_frames is None else min(max(int(self.heard_frames), 0), n)
 
 
 @dataclass(frozen=True)

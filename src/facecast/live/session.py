@@ -51,6 +51,7 @@ from .audio_in import InputTape, Source
 from .listener import Listener
 from .messages import InputMessage, StreamChunk, apply, check_audio
 from .options import check_options
+from .pitch import FramePitch
 from .text import SentenceSplitter, check_text_piece
 
 __all__ = ["Render", "Session", "StreamSession"]
@@ -151,6 +152,7 @@ class StreamSession:
         self._tape = InputTape(self._R, self._out_ch, self.timings)
         self._listener = Listener(self._tape, self.fps, options, self.timings)
         self._gain = LoudnessGain()
+        self._pitch = FramePitch(self.fps)
         self._splitter = SentenceSplitter()
 
         self._next_frame = 0                    # next frame whose motion is computed
@@ -210,6 +212,7 @@ class StreamSession:
         if self._last_params is not None:
             self._fade = (f / self.fps, self._last_params.copy())
         self._barrier = f
+        self._pitch.reset()
 
     def advance_to(self, t: float) -> None:
         """The clock is at ``t`` seconds: input that has not arrived before ``t`` is silence
@@ -416,8 +419,12 @@ class StreamSession:
         row = f - lo
         self._gain(energy[row:row + 1], voiced[row:row + 1])  # the frame joins the gain's history once
         energy = self._gain(energy, np.zeros(n, bool))
-        speech = Speech(tuple(phones), energy, voiced, fps, lo)
-        params = self._motion.frames(speech).params[row].copy()
+        # Frames past the audio received are not heard yet (their loudness 0 is a placeholder):
+        # stresses are judged on the heard ones. Once the input ended, past its end is silence.
+        heard = None if self._ended else int(np.count_nonzero(ends * ANALYSIS_RATE / fps < end))
+        pitch = self._pitch.window(seg, max(a0, ana.base) / ANALYSIS_RATE, lo, hi, end / ANALYSIS_RATE, self._ended)
+        speech = Speech(tuple(phones), energy, voiced, fps, lo, pitch=pitch, heard_frames=heard)
+        params = self._motion.frames(speech, now=f / fps).params[row].copy()
         if self._fade is not None:
             ts, held = self._fade
             fade = self.options.interrupt_fade_s
