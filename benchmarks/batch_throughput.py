@@ -33,23 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 
+from facecast.audio import write_wav
+
 MEDIA = Path(os.environ.get("FACECAST_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
-                                           layout="mono")
-        frame.sample_rate = rate
-        for p in st.encode(frame):
-            out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
 
 
 class NpzPortraits:

@@ -31,21 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-        for i in range(0, len(pcm), rate * 10):
-            fr = av.AudioFrame.from_ndarray(pcm[None, i:i + rate * 10], format="s16", layout="mono")
-            fr.sample_rate = rate
-            for p in st.encode(fr):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
+from facecast.audio import write_wav
 
 
 class RenderClock:

@@ -13,24 +13,10 @@ import json
 import resource
 import time
 
-import av
 import numpy as np
 
-
-def write_wav(path, samples, rate=16000):
-    with av.open(path, "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-        for i in range(0, len(pcm), rate * 10):
-            fr = av.AudioFrame.from_ndarray(pcm[None, i:i + rate * 10], format="s16", layout="mono")
-            fr.sample_rate = rate
-            for p in st.encode(fr):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-
-
 if __name__ == "__main__":
+    from facecast.audio import write_wav
     from facecast.live.loadtest import portraits_from_npz as load_portraits
     from facecast.options import EncodeOptions, RenderOptions, SayOptions
     from facecast.pipeline import say

@@ -273,3 +273,20 @@ def test_load_audio():
     assert clip.samples.shape == (1, 176000) and clip.sample_rate == SR
     stereo = load_audio(media("audio/lecture_en.wav"), sample_rate=22050, mono=False)
     assert stereo.channels == 2 and abs(stereo.num_samples - round(941056 * 22050 / 44100)) <= 1
+
+
+def test_write_wav_round_trips_long_mono_speech(tmp_path):
+    """write_wav: 16-bit mono WAV in 10 s blocks; load_audio reads back every sample (within one
+    16-bit step), out-of-range samples clipped."""
+    from facecast.audio import write_wav
+
+    rate = 16000
+    t = np.arange(int(23.5 * rate)) / rate  # more than two 10 s blocks
+    x = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    x[100] = 3.0
+    path = write_wav(tmp_path / "x.wav", x, rate)
+    y = load_audio(path, sample_rate=rate).samples[0]
+    assert y.shape == x.shape
+    assert abs(y[100] - 32767 / 32768) < 1e-4
+    x[100] = 1.0
+    assert np.max(np.abs(y - x)) < 2 / 32768

@@ -10,11 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
 from conftest import media
+from facecast.audio import write_wav
 from facecast.batch.events import DONE, EXIT_FAILED, FAILED, SKIPPED, exit_code, output_complete
 from facecast.batch.local import run_batch
 from facecast.batch.options import BatchOptions
@@ -24,19 +23,6 @@ from facecast.errors import OptionError
 from facecast.media import probe_mp4
 
 CLI = [sys.executable, "-c", "import sys; from facecast.cli import main; sys.argv[0] = 'facecast'; main()"]
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
-                                           layout="mono")
-        frame.sample_rate = rate
-        for p in st.encode(frame):
-            out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
 
 
 def speech_clips(folder: Path, seconds: float = 1.5) -> tuple[Path, Path]:

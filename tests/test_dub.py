@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import media
+from facecast.audio import write_wav
 from facecast.dubbing import DubReport, dub, dub_chunks
 from facecast.dubbing.footage import Timeline, head_speed
 from facecast.dubbing.mask import composite, lower_face_mask
@@ -22,19 +23,6 @@ from facecast.types import VideoFrames
 CLI = [str(Path(sys.executable).with_name("facecast"))]
 LIPS = LIPS_OUTER_UPPER + LIPS_OUTER_LOWER
 FAST = DubOptions(scan_s=3.0, calibrate=False)  # the fast tier: a short scan, no calibration pass
-
-
-def write_wav(path, samples, rate=16000):
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
-                                           layout="mono")
-        frame.sample_rate = rate
-        for p in st.encode(frame):
-            out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
 
 
 def speech(seconds, tmp_path, name="hdtf_radio31_en.wav"):

@@ -6,25 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from conftest import media
+from facecast.audio import write_wav
 from facecast.errors import InputError
 
 CLI = [str(Path(sys.executable).with_name("facecast"))]
-
-
-def write_wav(path, samples, rate=16000):
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
-                                           layout="mono")
-        frame.sample_rate = rate
-        for p in list(st.encode(frame)) + list(st.encode()):
-            out.mux(p)
-    return path
 
 
 @pytest.fixture(scope="module")

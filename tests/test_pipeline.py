@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import media
+from facecast.audio import write_wav
 from facecast.media import probe_mp4
 from facecast.errors import InputError, NoFaceError, OutputError
 from facecast.options import SayOptions
@@ -21,20 +22,6 @@ PORTRAITS = ["hallo_ref7.jpg", "sam_512.jpg", "sadtalker_people0.png", "leijun.p
 AUDIO = ["jfk_en.flac", "hdtf_radio31_en.wav", "lecture_en.wav", "speech60s_en.wav", "german_de.wav",
          "french_fr.wav", "japanese_ja.wav", "news_zh.wav"]
 CLI = [str(Path(sys.executable).with_name("facecast"))]
-
-
-def write_wav(path, samples, rate=16000):
-    """float32 [n] mono -> 16-bit WAV via PyAV."""
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
-                                           layout="mono")
-        frame.sample_rate = rate
-        for p in st.encode(frame):
-            out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
 
 
 def clip_of(name, seconds, tmp_path):

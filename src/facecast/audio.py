@@ -45,6 +45,7 @@ __all__ = [
     "open_audio",
     "open_media",
     "wav_truncation",
+    "write_wav",
 ]
 
 # What a user can do about a file FFmpeg cannot read; named in several messages.
@@ -468,3 +469,20 @@ def load_audio(
     parts = [resampler.feed(chunk).samples for chunk in source]
     parts.append(resampler.flush().samples)
     return AudioChunk(np.concatenate(parts, axis=1), sample_rate, source.start)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """Float mono samples [n] (-1 ... 1, clipped) as a 16-bit PCM WAV at ``rate``, written in 10 s
+    blocks. For intermediate files (evaluation, tests, benchmarks): not an atomic output."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="wav") as out:
+        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        for i in range(0, len(pcm), rate * 10):
+            frame = av.AudioFrame.from_ndarray(pcm[None, i:i + rate * 10], format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = i
+            for packet in st.encode(frame):
+                out.mux(packet)
+        for packet in st.encode():
+            out.mux(packet)
+    return Path(path)

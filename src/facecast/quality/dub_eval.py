@@ -95,22 +95,9 @@ def _decode(path: Path, limit: int | None = None) -> tuple[np.ndarray, float]:
     return (frames[:limit] if limit else frames), src.fps
 
 
-def _write_wav(path: Path, samples: np.ndarray, rate: int = ANALYSIS_RATE) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        fr = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype(np.int16)[None], format="s16",
-                                        layout="mono")
-        fr.sample_rate = rate
-        for p in list(st.encode(fr)) + list(st.encode()):
-            out.mux(p)
-    return path
-
-
 def _truth(path: Path, options: EvalOptions, tmp: Path) -> Truth:
     from ..analysis import VoiceActivity
-    from ..audio import load_audio
+    from ..audio import load_audio, write_wav
 
     frames, fps = _decode(path, None if options.max_seconds is None else int(options.max_seconds * 30 + 1))
     n = len(frames) if options.max_seconds is None else min(len(frames), int(math.floor(options.max_seconds * fps)))
@@ -121,7 +108,7 @@ def _truth(path: Path, options: EvalOptions, tmp: Path) -> Truth:
                          "talking-head clips.")
     a = load_audio(path, sample_rate=ANALYSIS_RATE, mono=True).samples[0][: int(round(n / fps * ANALYSIS_RATE))]
     voiced = VoiceActivity().voiced_frames(a, fps, n)
-    return Truth(path, fps, points, voiced, _write_wav(tmp / f"{path.stem}.wav", a), n)
+    return Truth(path, fps, points, voiced, write_wav(tmp / f"{path.stem}.wav", a), n)
 
 
 def _scores(points: np.ndarray, truth: Truth) -> dict[str, float]:
