@@ -38,7 +38,7 @@ def train(args) -> None:
     from facecast.twin import TwinTrainOptions, train_twin
     from facecast.twin.generate import Twin
     from facecast.twin.mouth import aperture, mouth_width
-    from facecast.twin.net import crop_frames, lower_face_mask, paste_crops, scale_affine
+    from facecast.twin.net import lower_face_mask, paste_crops, scale_affine
     from facecast.twin.options import PrepOptions, RenderTrainOptions
     from facecast.twin.pipeline import holdout_mask
     from facecast.twin.prepare import decode_all, load_tracks, prepare
@@ -106,7 +106,7 @@ def train(args) -> None:
     # 3. Fully generated: predicted mouth on its own background, written for `facecast eval`
     # (mediapipe on the CPU machine measures the rendered mouth against the real one).
     from facecast.media import Mp4Writer
-    from facecast.types import AudioChunk, VideoFrames
+    from facecast.types import AudioChunk
 
     video = twin.render(pred, 0, fps)
     with Mp4Writer(out / "heldout_twin.mp4", fps=fps, width=512, height=512, audio_rate=16000, crf=18) as w:
