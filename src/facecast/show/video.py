@@ -76,14 +76,6 @@ class VideoFaceSource:
         x, y, s = self.crop
         return VideoFrames(out.frames[:, y:y + s, x:x + s].contiguous(), out.fps, out.first_frame)
 
-    def mouth_gap(self, j: int) -> float | None:
-        """The footage's own inner-lip gap (interocular units) at source frame ``j`` (None: no
-        face there); what the redrawn mouth replaces."""
-        from ..dubbing.calibrate import mouth_shape
-
-        p = self.face.points(j)
-        return None if p is None else float(mouth_shape(p[None])[0, 0])
-
     def close(self) -> None:
         self.face.close()
 
