@@ -96,8 +96,13 @@ def render_script(script: str | Path | Script, output: str | Path, options: Scri
             show = Show(script, cast, layout, options, subs, device, timings)
             with BackgroundWriter(output, say_options(options, layout.face_side, 0), W, H, options.audio_rate, 1,
                                   timings) as writer:
+                transcriber = None
+                if subs is not None or options.burn_subtitles:
+                    from .takes import Transcriber
+
+                    transcriber = Transcriber(options.fps, options.segment_max_s)
                 timeline = Timeline(script, {n: (m.voice, m.speaker.rate) for n, m in cast.items()}, options.fps,
-                                    options.audio_rate, options.gap_s, options.segment_max_s)
+                                    options.audio_rate, options.gap_s, options.segment_max_s, transcriber)
                 for beat in timings.timed_iter("voice", timeline.beats()):
                     for chunk in show.play(beat):
                         writer.put(chunk)
