@@ -4,13 +4,15 @@
     check       outputs, recordings, faces and voices, before anything is rendered    (cast.py)
     speak       line by line -> Beats: speech sentence by sentence (Piper, exact phones and
                 word times), pauses, recorded takes in pieces; lines gap_s apart        (timeline.py)
-    subtitles   each sentence's words timed on the voice's phonemes -> cues, streamed to
-                OUTPUT.srt / OUTPUT.vtt                                               (words.py, subtitles.py)
+    subtitles   each sentence's words timed on the voice's phonemes, a recorded take's
+                aligned (transcript) or recognised -> cues, streamed to
+                OUTPUT.srt / OUTPUT.vtt                                   (words.py, takes.py, subtitles.py)
     analyse     the speaker's Speech (known phones, or recognised for a recording)     (speech.py)
     direct      the speaker animates from its speech; every other face listens (silent speech:
                 closed mouth, its own blinks and head drift, listener nods, gaze to the speaker);
                 solo cuts to the speaker on line boundaries after min_shot_s           (listen.py, layout.py)
-    render      each visible face, in batches of frames                                (FaceSource.render)
+    render      each visible face, in batches of frames (a video face: its footage at that
+                time, mouth redrawn)                                 (FaceSource.render, video.py)
     compose     faces into the picture over the background, captions, burnt-in subtitles (layout.py)
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
 

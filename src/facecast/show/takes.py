@@ -41,8 +41,8 @@ CONFIDENT_P = 0.8
 """A recognised word is confident when its posterior probability is at least this."""
 MIN_CONFIDENT = 0.2
 """Recognised words are used only when at least this fraction of them is confident. Measured on
-../shared/media/audio (10 s pieces): English 0.24 (JFK, an old noisy recording) ... 0.56; German,
-French, Japanese and Chinese speech 0.03 ... 0.15."""
+the tests' speech clips (whole files): English 0.25 (JFK, an old noisy recording), 0.33, 0.40,
+0.68; German, French, Japanese and Chinese speech 0.12, 0.09, 0.15, 0.03."""
 _FRAME_S = 0.01  # pocketsphinx frames
 
 
