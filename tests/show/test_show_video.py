@@ -270,3 +270,18 @@ def test_a_track_for_a_portrait_or_a_missing_track_is_an_error_at_its_line(folde
     with pytest.raises(ScriptError, match=r"show.md:5: speaker MAY: face: .*junk.npz: not a facecast track file") as e:
         open_cast(parse_script_with(folder, "may.mp4", ", track: junk.npz"), ScriptOptions(), 256)
     assert isinstance(e.value, InputError)
+
+
+def test_a_face_is_a_video_by_content_and_an_image_or_twin_never_is(folder):
+    from safetensors.numpy import save_file
+
+    from facecast.show.cast import is_video_face
+
+    shutil.copy(folder / "may.mp4", folder / "clip.jpg")
+    shutil.copy(folder / "ana.jpg", folder / "photo.mp4")
+    save_file({"w": np.zeros(4, np.float32)}, str(folder / "twin.mp4"), metadata={"format": "x"})  # twin-shaped
+    (folder / "broken.mov").write_bytes(b"\0" * 100)
+    assert is_video_face(folder / "clip.jpg") and is_video_face(folder / "may.mp4")
+    assert is_video_face(folder / "broken.mov")  # by its name: the video decoder says what is wrong
+    assert not is_video_face(folder / "photo.mp4") and not is_video_face(folder / "twin.mp4")
+    assert not is_video_face(folder / "ana.jpg")

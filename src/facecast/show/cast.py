@@ -20,7 +20,7 @@ from ..timing import Timings
 from .options import ScriptOptions
 from .script import Recording, Script, ScriptError, Speaker
 
-__all__ = ["Member", "open_cast", "close_cast", "check_recordings", "VIDEO_SUFFIXES", "say_options"]
+__all__ = ["Member", "open_cast", "close_cast", "check_recordings", "is_video_face", "VIDEO_SUFFIXES", "say_options"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 
@@ -58,9 +58,7 @@ def _voice(script: Script, sp: Speaker):
 
 def _face(script: Script, sp: Speaker, options: ScriptOptions, face_side: int, seat: int,
           timings: Timings) -> FaceSource:
-    from ..sources import is_video_input
-
-    video = sp.face.suffix.lower() in VIDEO_SUFFIXES or is_video_input(sp.face)
+    video = is_video_face(sp.face)
     if sp.track is not None and not video:
         raise ScriptError(script.path, sp.line, f"speaker {sp.name}: track: a track file belongs to a video face; "
                           f"{sp.face.name} is not a video. Remove track:, or give the video as face:.")
@@ -74,6 +72,26 @@ def _face(script: Script, sp: Speaker, options: ScriptOptions, face_side: int, s
         return open_face(str(sp.face), say_options(options, face_side, seat), timings)
     except FacecastError as exc:
         raise ScriptError(script.path, sp.line, f"speaker {sp.name}: face: {exc}") from None
+
+
+def is_video_face(path: Path) -> bool:
+    """Whether a speaker's face file is a video, by content (moving pictures or sound: an audio
+    file gets the video face's message), or by a video name when its content is unreadable (a
+    damaged video gets the video decoder's message); an image or a twin is never one, whatever
+    its name."""
+    from ..sources import is_twin_input, is_video_input
+
+    if is_video_input(path):
+        return True
+    if path.suffix.lower() not in VIDEO_SUFFIXES or is_twin_input(path):
+        return False
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return False
+    except (UnidentifiedImageError, OSError, ValueError):
+        return True
 
 
 def open_cast(script: Script, options: ScriptOptions, face_side: int, timings: Timings | None = None
