@@ -42,6 +42,9 @@ __all__ = ["VideoFaceSource", "open_video_source", "track_beside", "TRACK_SUFFIX
 TRACK_SUFFIX = ".track.npz"
 """A track file beside the video (``ana.mp4`` -> ``ana.track.npz``) is used without being named."""
 
+LOST_FACE = 0.05
+"""More than this fraction of the loop's frames without a face gets a warning (those frames pass
+through with their own mouth)."""
 SMALL_FACE = 0.25
 """A face narrower than this fraction of its square gets a warning (film the head and shoulders)."""
 
@@ -87,6 +90,10 @@ def face_square(face) -> tuple[int, int, int]:
     W, H = face.size
     side = min(W, H) // 2 * 2
     pts = [face.points(j) for j in range(face.num_frames)]
+    lost = sum(p is None for p in pts) / max(len(pts), 1)
+    if lost > LOST_FACE:
+        log.warning("%s: the face is lost in %.0f%% of the frames the show plays; there the video's own mouth shows "
+                    "(not redrawn). Use a clip where the face stays in view.", face.name, 100 * lost)
     pts = np.stack([p for p in pts if p is not None])
     median = FaceLandmarks(np.median(pts, axis=0).astype(np.float32), (W, H))
     x0, y0 = framing_origin(median, side)
