@@ -156,6 +156,12 @@ def test_the_video_is_resampled_by_time_onto_the_show_fps(folder):
         assert say_options(ScriptOptions(), 256, 0).fps == 25.0
     finally:
         cast["MAY"].source.close()
+    cast = open_cast(script, ScriptOptions(video_loop_s=1.0), 256)  # only the first second loops
+    try:
+        face = cast["MAY"].source.face
+        assert face.num_frames == 20 and max(face.source_index(f, 25.0) for f in range(100)) <= 19
+    finally:
+        cast["MAY"].source.close()
 
 
 def parse_script_with(folder: Path, face: str, extra: str = "", layout: str = "split", size: str = "512x256"):
