@@ -128,9 +128,13 @@ def test_the_speaking_video_face_lip_syncs_and_listens_with_its_mouth_closed(spl
     listening = gap[(t > ana_start + 0.2) & (t < ana_end - 0.1)]
     assert np.isfinite(gap).mean() > 0.95
     assert np.nanmax(speaking) > 0.15 and np.nanstd(speaking) > 0.03, (np.nanmax(speaking), np.nanstd(speaking))
-    # Closed lips measure ~0.05 on this face; the clip itself talks all along (its own mouth
-    # opens past 0.1 in most frames), so a closed mouth while listening was drawn, not filmed.
-    assert np.nanmax(listening) < 0.08 and np.nanstd(listening) < 0.02, (np.nanmax(listening), np.nanstd(listening))
+    # Closed lips measure 0.035-0.08 on this face (the tracker's noise on a 256 px tile; Piper's
+    # durations vary from run to run, and with them the footage under each line); the clip
+    # itself talks all along (its own mouth opens past 0.1 in most frames), so a closed mouth
+    # while listening was drawn, not filmed.
+    assert np.nanmedian(listening) < 0.06 and np.nanpercentile(listening, 90) < 0.07, listening
+    assert np.nanmax(listening) < 0.1 and np.nanstd(listening) < 0.02, listening
+    assert np.nanpercentile(speaking, 75) > 0.12, speaking
     own = mouth_gaps(decode(out.parent / "may.mp4")[1])
     assert np.nanpercentile(own, 75) > 0.1 > np.nanpercentile(listening, 90)
     # Listening is not frozen: the footage plays on above the mouth (head, eyes).
