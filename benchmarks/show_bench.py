@@ -4,11 +4,13 @@ per minute of output (minute by minute, to see that it stays flat), and the one-
     .venv/bin/python benchmarks/show_bench.py [--minutes 10] [--size 256x144] [--layout split]
                                               [--subtitles both] [--device cpu] [--append docs/benchmarks.md]
                                               [--json out/show_bench.json] [--keep out/long_show.mp4]
+                                              [--video ../shared/media/video/may_en.mp4]
 
 The show is made here: two speakers (the example show's faces, which ship with facecast) taking
 turns, lines of 1-3 sentences from a fixed pool of varied English sentences, a [pause] every
 seventh line, until the text should last --minutes (3 words per second; the real length is
-measured from the output). Everything runs in this process (`render_script`); RSS is sampled
+measured from the output). ``--video FILE``: the guest's face is that video (a video face,
+re-lip-synced; tracked once before the show starts). Everything runs in this process (`render_script`); RSS is sampled
 every 0.5 s and read at the moments the renderer reached 10, 50 and 90 % of the script's lines.
 """
 
@@ -38,14 +40,19 @@ SENTENCES = [
 ]
 
 
-def make_script(folder: Path, minutes: float, size: str, layout: str) -> tuple[Path, int, int]:
+def make_script(folder: Path, minutes: float, size: str, layout: str, video: Path | None = None
+                ) -> tuple[Path, int, int]:
     """The generated show in ``folder`` (faces copied next to it): (path, lines, words)."""
     from facecast.show import example_script
 
     for face in ("astronaut.jpg", "hopper.jpg"):
         shutil.copy(example_script().parent / face, folder / face)
+    guest = "hopper.jpg"
+    if video is not None:
+        guest = "guest" + video.suffix
+        (folder / guest).symlink_to(video.resolve())
     head = (f"---\ntitle: a long show\nsize: {size}\nlayout: {layout}\ncaptions: on\nspeakers:\n"
-            "  HOST: {face: astronaut.jpg}\n  GUEST: {face: hopper.jpg, rate: 1.1}\n---\n")
+            f"  HOST: {{face: astronaut.jpg}}\n  GUEST: {{face: {guest}, rate: 1.1}}\n---\n")
     lines, words, i = [], 0, 0
     while words / 3.0 < minutes * 60:
         k = 1 + (i * 7) % 3
@@ -60,7 +67,8 @@ def make_script(folder: Path, minutes: float, size: str, layout: str) -> tuple[P
     return path, len(lines), words
 
 
-def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | None, device: str = "cpu") -> dict:
+def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | None, device: str = "cpu",
+        video: Path | None = None) -> dict:
     from facecast.media import probe_mp4
     from facecast.options import RenderOptions
     from facecast.show import ScriptOptions, parse_script, render_script
@@ -69,7 +77,7 @@ def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | Non
 
     with tempfile.TemporaryDirectory(prefix="showbench-") as d:
         d = Path(d)
-        path, n_lines, n_words = make_script(d, minutes, size, layout)
+        path, n_lines, n_words = make_script(d, minutes, size, layout, video)
         script = parse_script(path)
         out = d / "long_show.mp4"
         marks: dict[int, float] = {}   # percent of lines -> seconds since start
@@ -105,7 +113,7 @@ def run(minutes: float, size: str, layout: str, subtitles: str, keep: Path | Non
     per_minute = [b - a for a, b in zip([0.0] + minute_wall, minute_wall)]
     return {
         "minutes_target": minutes, "lines": n_lines, "words": n_words, "size": size, "layout": layout,
-        "subtitles": subtitles, "device": device, "video_s": round(info["video_duration"], 2), "frames": info["num_frames"],
+        "subtitles": subtitles, "device": device, "video_face": str(video) if video else None, "video_s": round(info["video_duration"], 2), "frames": info["num_frames"],
         "wall_s": round(wall, 1), "wall_per_output_min_s": round(wall / video_min, 1),
         "rtf": round(wall / info["video_duration"], 3),
         "cpu_s": round((c1.user - c0.user) + (c1.system - c0.system), 1),
@@ -125,7 +133,8 @@ def markdown(res: dict, command: str, machine: dict) -> str:
     lines = [
         f"## {machine['date']} - `facecast script`: a {res['video_s'] / 60:.1f}-minute show on this CPU "
         f"({machine['cpu']}, {machine['cores']} cores)", "",
-        f"`{command}` at revision {machine['git']}: {res['lines']} lines ({res['words']} words), two speakers, "
+        f"`{command}` at revision {machine['git']}: {res['lines']} lines ({res['words']} words), two speakers"
+        + (f" (the guest a video face: {Path(res['video_face']).name})" if res.get("video_face") else "") + ", "
         f"{res['layout']} layout at {res['size']}, 25 fps, subtitles {res['subtitles']}, device "
         f"{res.get('device', 'cpu')}.", "",
         f"- Output {res['video_s']:.1f} s ({res['frames']} frames) in {res['wall_s']:.0f} s wall: "
@@ -152,13 +161,14 @@ def main() -> None:
     ap.add_argument("--subtitles", default="both")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (RenderOptions.device).")
     ap.add_argument("--keep", type=Path, default=None, help="Keep the rendered show here.")
+    ap.add_argument("--video", type=Path, default=None, help="The guest's face: this video (a video face).")
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.minutes, a.size, a.layout, a.subtitles, a.keep, a.device)
+    res = run(a.minutes, a.size, a.layout, a.subtitles, a.keep, a.device, a.video)
     command = "python benchmarks/show_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:

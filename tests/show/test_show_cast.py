@@ -58,14 +58,6 @@ def test_a_file_that_is_not_a_piper_voice_is_named_at_its_speaker_line(tmp_path,
     assert "is not a Piper voice" in msg or "not readable JSON" in msg
 
 
-def test_video_faces_are_refused_with_what_to_do(tmp_path):
-    (tmp_path / "talk.mp4").write_bytes(b"\0" * 100)
-    script = script_with(tmp_path, "{face: talk.mp4}")
-    with pytest.raises(ScriptError, match=r"show.md:3: speaker ANA: face talk.mp4 is a video; video faces are not "
-                                          r"supported in scripts yet.*twin train"):
-        open_cast(script, ScriptOptions(), 128)
-
-
 def test_a_face_file_without_a_face_is_named_at_its_speaker_line(tmp_path):
     Image.fromarray(np.full((200, 200, 3), 120, np.uint8)).save(tmp_path / "wall.png")
     script = script_with(tmp_path, "{face: wall.png}")

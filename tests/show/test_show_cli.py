@@ -139,6 +139,7 @@ def test_script_mistakes_exit_2_naming_the_line(folder, text, line, words):
     (["--layout", "stack"], "--layout stack: must be one of split, solo, grid"),
     (["--min-shot", "-1"], "--min-shot -1.0: must be a number in 0 ... 60"),
     (["--gap", "10"], "--gap 10.0: must be a number in 0 ... 5"),
+    (["--video-loop", "0.5"], "--video-loop 0.5: must be a number in 1 ... 600"),
     (["--crf", "99"], "--crf 99: must be"),
 ])
 def test_bad_flags_exit_2(folder, args, words):

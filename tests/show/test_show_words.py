@@ -7,7 +7,7 @@ import torch
 
 from facecast.errors import OutputError
 from facecast.show.subtitles import SubtitleFiles, TextOverlay, srt_cue, subtitle_paths, vtt_cue
-from facecast.show.words import CUE_CHARS, Cue, TimedWord, make_cues, spread_cues, word_times
+from facecast.show.words import CUE_CHARS, Cue, TimedWord, make_cues, take_cues, transcript_tokens, word_times
 from facecast.voice import SpokenWord, default_voice, spoken_words
 
 
@@ -83,10 +83,21 @@ def test_cues_are_short_and_keep_word_times():
     assert all(c.start == c.words[0].start and c.end == c.words[-1].end for c in cues)
 
 
-def test_spread_cues_cover_the_span():
-    cues = spread_cues("What I said on Monday.", 2.0, 4.0, "BEN")
-    assert cues[0].start == 2.0 and cues[-1].end == pytest.approx(4.0)
-    assert cues[0].text == "What I said on Monday."
+def test_take_cues_break_at_sentences_or_at_pauses_when_recognised():
+    words = [TimedWord(t, 2.0 + i, 2.5 + i) for i, t in enumerate("Hi there. How are you?".split())]
+    cues = take_cues(words, "BEN")
+    assert [c.text for c in cues] == ["Hi there.", "How are you?"] and not any(c.recognised for c in cues)
+    heard = [TimedWord("hi", 0.0, 0.3), TimedWord("there", 0.35, 0.6), TimedWord("how", 1.5, 1.7),
+             TimedWord("are", 1.75, 1.9)]
+    cues = take_cues(heard, "BEN", recognised=True)
+    assert [c.text for c in cues] == ["hi there", "how are"] and all(c.recognised for c in cues)
+    assert srt_cue(1, cues[0]).endswith("<i>hi there</i>\n\n")
+    assert "<v BEN><c.recognised>hi <00:00:00.350>there</c>" in vtt_cue(cues[0])
+
+
+def test_transcript_tokens_carry_the_words_they_are_said_as():
+    assert transcript_tokens("Pay $5 now - ok?") == [("Pay", ["pay"]), ("$5", ["five", "dollars"]),
+                                                     ("now -", ["now"]), ("ok?", ["ok"])]
 
 
 def test_srt_and_vtt_text():

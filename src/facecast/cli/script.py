@@ -16,6 +16,7 @@ SCRIPT_FLAGS = {
     "ScriptOptions.fps": "--fps",
     "ScriptOptions.layout": "--layout", "ScriptOptions.subtitles": "--subtitles",
     "ScriptOptions.min_shot_s": "--min-shot", "ScriptOptions.gap_s": "--gap",
+    "ScriptOptions.video_loop_s": "--video-loop",
     "MotionOptions.seed": "--seed", "MotionOptions.head_motion": "--head-motion",
     "MotionOptions.expressiveness": "--expressiveness", "EncodeOptions.crf": "--crf",
     "EncodeOptions.preset": "--preset",
@@ -41,7 +42,7 @@ def parse_size(text: str | None) -> tuple[int | float | str, int | float | str] 
 
 
 def script_options(size, fps, layout, captions, subtitles, burn, min_shot, gap, device, seed, crf, preset,
-                   head_motion, expressiveness):
+                   head_motion, expressiveness, video_loop=30.0):
     """ScriptOptions from the flags; OptionError naming the flag and its range (before any work)."""
     from ..errors import OptionError
     from ..options import EncodeOptions, MotionOptions, RenderOptions
@@ -51,7 +52,7 @@ def script_options(size, fps, layout, captions, subtitles, burn, min_shot, gap, 
     try:
         return ScriptOptions(width=wh[0] if wh else None, height=wh[1] if wh else None, fps=fps, layout=layout,
                              captions=captions, subtitles=subtitles, burn_subtitles=burn, min_shot_s=min_shot,
-                             gap_s=gap, motion=MotionOptions(seed=seed, head_motion=head_motion,
+                             gap_s=gap, video_loop_s=video_loop, motion=MotionOptions(seed=seed, head_motion=head_motion,
                                                              expressiveness=expressiveness),
                              render=RenderOptions(device=device), encode=EncodeOptions(crf=crf, preset=preset))
     except OptionError as exc:
@@ -105,6 +106,8 @@ def script_cmd(
     captions: Optional[bool] = typer.Option(None, "--captions/--no-captions", help="Name captions (default: the script's captions:)."),
     min_shot: float = typer.Option(2.0, "--min-shot", help="solo: seconds a shot lasts at least before a cut, 0-60."),
     gap: float = typer.Option(0.25, "--gap", help="Seconds of silence between lines, 0-5."),
+    video_loop: float = typer.Option(30.0, "--video-loop", help="Video faces: seconds of the video played back and "
+                                     "forth, 1-600."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     seed: int = typer.Option(0, "--seed", parser=number, metavar="INTEGER", help="Seed for blinks, nods and head motion."),
     crf: int = typer.Option(23, "--crf", parser=number, metavar="INTEGER", help="H.264 quality, 0-51 (lower is better)."),
@@ -126,7 +129,7 @@ def script_cmd(
                 raise InputError("script: give the output video with -o FILE.mp4.")
             output = EXAMPLE_OUTPUT
         options = script_options(size, fps, layout, captions, subtitles, burn, min_shot, gap, device, seed, crf,
-                                 preset, head_motion, expressiveness)
+                                 preset, head_motion, expressiveness, video_loop)
         if example:
             from ..show import example_script
 

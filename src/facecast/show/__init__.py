@@ -8,9 +8,10 @@ renders the script file (or a parsed ``Script``) to ``output`` (MP4), the subtit
 it; ``parse_script(path) -> Script`` reads a script alone (ScriptError names FILE:LINE). The
 format, layouts, subtitles and errors: docs/scripts.md. The passes: ``show.render``.
 
-Modules: script (parse), options (ScriptOptions), cast (faces and voices), timeline (speech on
-the show's timeline), words (word times, cues), subtitles (SRT/VTT, text overlays), listen
-(listener motion, gaze), layout (geometry, composition, the solo director), render (the passes).
+Modules: script (parse), options (ScriptOptions), cast (faces and voices), video (video faces),
+timeline (speech on the show's timeline), words (word times, cues), takes (word times of recorded
+takes), subtitles (SRT/VTT, text overlays), listen (listener motion, gaze), layout (geometry,
+composition, the solo director), render (the passes).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The cast: every speaker's face (a FaceSource at the layout's face size) and voice, opened and
 checked before anything is rendered, with errors pointing at the script line that names them.
 
-Faces: a portrait image or a twin (``sources.open_face`` decides by content). Video faces (a
-talking-head clip, as `facecast dub` takes) are not supported in scripts yet: the error says so
-and what to use instead. Voices: the bundled Piper voice, or any Piper ``.onnx`` voice file
+Faces: a portrait image or a twin (``sources.open_face`` decides by content), or a video of the
+person (by content, or a video file name: ``show.video.VideoFaceSource``, re-lip-synced with
+dub's machinery). Voices: the bundled Piper voice, or any Piper ``.onnx`` voice file
 (``voice.load_voice``), at the speaker's rate.
 """
 
@@ -20,7 +20,7 @@ from ..timing import Timings
 from .options import ScriptOptions
 from .script import Recording, Script, ScriptError, Speaker
 
-__all__ = ["Member", "open_cast", "check_recordings", "VIDEO_SUFFIXES", "say_options"]
+__all__ = ["Member", "open_cast", "close_cast", "check_recordings", "is_video_face", "VIDEO_SUFFIXES", "say_options"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 
@@ -58,15 +58,40 @@ def _voice(script: Script, sp: Speaker):
 
 def _face(script: Script, sp: Speaker, options: ScriptOptions, face_side: int, seat: int,
           timings: Timings) -> FaceSource:
-    if sp.face.suffix.lower() in VIDEO_SUFFIXES:
-        raise ScriptError(script.path, sp.line, f"speaker {sp.name}: face {sp.face.name} is a video; video faces "
-                          "are not supported in scripts yet. Give a portrait image (a still of the person), or "
-                          f"train a twin from the video (facecast twin train {sp.face.name} -o {sp.face.stem}.twin) "
-                          "and give the .twin.")
+    video = is_video_face(sp.face)
+    if sp.track is not None and not video:
+        raise ScriptError(script.path, sp.line, f"speaker {sp.name}: track: a track file belongs to a video face; "
+                          f"{sp.face.name} is not a video. Remove track:, or give the video as face:.")
     try:
+        if video:
+            from .video import open_video_source
+
+            with timings.stage("face"):
+                return open_video_source(sp.face, say_options(options, face_side, seat), face_side, track=sp.track,
+                                         loop_s=options.video_loop_s)
         return open_face(str(sp.face), say_options(options, face_side, seat), timings)
     except FacecastError as exc:
         raise ScriptError(script.path, sp.line, f"speaker {sp.name}: face: {exc}") from None
+
+
+def is_video_face(path: Path) -> bool:
+    """Whether a speaker's face file is a video, by content (moving pictures or sound: an audio
+    file gets the video face's message), or by a video name when its content is unreadable (a
+    damaged video gets the video decoder's message); an image or a twin is never one, whatever
+    its name."""
+    from ..sources import is_twin_input, is_video_input
+
+    if is_video_input(path):
+        return True
+    if path.suffix.lower() not in VIDEO_SUFFIXES or is_twin_input(path):
+        return False
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return False
+    except (UnidentifiedImageError, OSError, ValueError):
+        return True
 
 
 def open_cast(script: Script, options: ScriptOptions, face_side: int, timings: Timings | None = None
@@ -76,9 +101,21 @@ def open_cast(script: Script, options: ScriptOptions, face_side: int, timings: T
     timings = timings if timings is not None else Timings()
     voices = {name: _voice(script, sp) for name, sp in script.speakers.items()}
     cast: dict[str, Member] = {}
-    for seat, (name, sp) in enumerate(script.speakers.items()):
-        cast[name] = Member(sp, _face(script, sp, options, face_side, seat, timings), voices[name], seat)
+    try:
+        for seat, (name, sp) in enumerate(script.speakers.items()):
+            cast[name] = Member(sp, _face(script, sp, options, face_side, seat, timings), voices[name], seat)
+    except BaseException:
+        close_cast(cast)
+        raise
     return cast
+
+
+def close_cast(cast: dict[str, Member]) -> None:
+    """Release what the faces hold (a video face's temporary file of frames)."""
+    for m in cast.values():
+        close = getattr(m.source, "close", None)
+        if close is not None:
+            close()
 
 
 def check_recordings(script: Script) -> float:

@@ -31,6 +31,9 @@ class ScriptOptions:
         one of 16000, 22050, 24000, 32000, 44100, 48000.
     segment_max_s: seconds, 1 ... 60: recordings are processed in pieces of at most this long
         (memory stays flat whatever their length).
+    video_loop_s: seconds, 1 ... 600: of a video face, the first this many seconds play back and
+        forth (from low-motion frames) for as long as the show lasts; kept decoded in a temporary
+        file at the face's size (~0.05 MB a frame at 128 px, ~1.2 MB at 640 px).
     motion, render, encode: as for `say` (seed, head motion and expressiveness apply to every
         face; each speaker gets its own seed offset so blinks never line up).
     """
@@ -46,6 +49,7 @@ class ScriptOptions:
     gap_s: float = 0.25
     audio_rate: int = 48000
     segment_max_s: float = 12.0
+    video_loop_s: float = 30.0
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
     encode: EncodeOptions = EncodeOptions()
@@ -59,6 +63,7 @@ class ScriptOptions:
         "gap_s": Range(0, 5, "s"),
         "audio_rate": Range(8000, 96000, "Hz", integer=True),
         "segment_max_s": Range(1, 60, "s"),
+        "video_loop_s": Range(1, 600, "s"),
     }
 
     def __post_init__(self) -> None:

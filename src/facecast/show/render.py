@@ -4,13 +4,15 @@
     check       outputs, recordings, faces and voices, before anything is rendered    (cast.py)
     speak       line by line -> Beats: speech sentence by sentence (Piper, exact phones and
                 word times), pauses, recorded takes in pieces; lines gap_s apart        (timeline.py)
-    subtitles   each sentence's words timed on the voice's phonemes -> cues, streamed to
-                OUTPUT.srt / OUTPUT.vtt                                               (words.py, subtitles.py)
+    subtitles   each sentence's words timed on the voice's phonemes, a recorded take's
+                aligned (transcript) or recognised -> cues, streamed to
+                OUTPUT.srt / OUTPUT.vtt                                   (words.py, takes.py, subtitles.py)
     analyse     the speaker's Speech (known phones, or recognised for a recording)     (speech.py)
     direct      the speaker animates from its speech; every other face listens (silent speech:
                 closed mouth, its own blinks and head drift, listener nods, gaze to the speaker);
                 solo cuts to the speaker on line boundaries after min_shot_s           (listen.py, layout.py)
-    render      each visible face, in batches of frames                                (FaceSource.render)
+    render      each visible face, in batches of frames (a video face: its footage at that
+                time, mouth redrawn)                                 (FaceSource.render, video.py)
     compose     faces into the picture over the background, captions, burnt-in subtitles (layout.py)
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
 
@@ -34,7 +36,7 @@ from ..segments import Segment
 from ..speech import LoudnessGain, SpeechAnalyser
 from ..timing import Timings
 from ..types import MotionFrames, MouthShapes, VideoFrames
-from .cast import Member, check_recordings, open_cast, say_options
+from .cast import Member, check_recordings, close_cast, open_cast, say_options
 from .layout import Director, Layout
 from .listen import Gaze, GAZE_RAD, NodSchedule, listen, silent_speech
 from .options import ScriptOptions
@@ -91,18 +93,26 @@ def render_script(script: str | Path | Script, output: str | Path, options: Scri
                         captions=script.captions if options.captions is None else options.captions,
                         captions_top=options.burn_subtitles, device=device)
         cast = open_cast(script, options, layout.face_side, timings)
-        torch.set_num_threads(1)  # one core renders while the other encodes (as `say`)
-        show = Show(script, cast, layout, options, subs, device, timings)
-        with BackgroundWriter(output, say_options(options, layout.face_side, 0), W, H, options.audio_rate, 1,
-                              timings) as writer:
-            timeline = Timeline(script, {n: (m.voice, m.speaker.rate) for n, m in cast.items()}, options.fps,
-                                options.audio_rate, options.gap_s, options.segment_max_s)
-            for beat in timings.timed_iter("voice", timeline.beats()):
-                for chunk in show.play(beat):
-                    writer.put(chunk)
-                release_freed_memory()  # frames freed on the encoder's thread: give the pages back
-                if progress:
-                    progress(ShowStatus(beat.index + 1, len(script.lines), beat.segment.end))
+        try:
+            torch.set_num_threads(1)  # one core renders while the other encodes (as `say`)
+            show = Show(script, cast, layout, options, subs, device, timings)
+            with BackgroundWriter(output, say_options(options, layout.face_side, 0), W, H, options.audio_rate, 1,
+                                  timings) as writer:
+                transcriber = None
+                if subs is not None or options.burn_subtitles:
+                    from .takes import Transcriber
+
+                    transcriber = Transcriber(options.fps, options.segment_max_s)
+                timeline = Timeline(script, {n: (m.voice, m.speaker.rate) for n, m in cast.items()}, options.fps,
+                                    options.audio_rate, options.gap_s, options.segment_max_s, transcriber)
+                for beat in timings.timed_iter("voice", timeline.beats()):
+                    for chunk in show.play(beat):
+                        writer.put(chunk)
+                    release_freed_memory()  # frames freed on the encoder's thread: give the pages back
+                    if progress:
+                        progress(ShowStatus(beat.index + 1, len(script.lines), beat.segment.end))
+        finally:
+            close_cast(cast)
         if subs is not None:
             subs.close()
     except BaseException:
@@ -119,6 +129,8 @@ def _inputs(script: Script) -> list[tuple[str, Path]]:
         out.append((f"face of {sp.name}", sp.face))
         if sp.voice is not None:
             out.append((f"voice of {sp.name}", sp.voice))
+        if sp.track is not None:
+            out.append((f"track of {sp.name}", sp.track))
     if isinstance(script.background, Path):
         out.append(("background", script.background))
     out += [("recording", p.path) for line in script.lines for p in line.parts if isinstance(p, Recording)]
@@ -195,7 +207,7 @@ class Show:
                 else:
                     drive = src.animate(quiet, silent_speech(f0, n, self.fps) if src.needs_speech else None)
                     nods = self.nods[name]
-                if isinstance(drive, MotionFrames):
+                if isinstance(drive, MotionFrames) and not getattr(src, "own_head", False):
                     target = GAZE_RAD * self.layout.direction(name, speaker)
                     drive = listen(drive, nods, self.gazes[name].yaw(target, n))
             if name in visible:

@@ -10,6 +10,7 @@ a typed Script, every part carrying the script line it came from.
     speakers:
       ANA: {face: ana.jpg}
       BEN: {face: ben.twin, voice: voices/en_US-x.onnx, rate: 1.1}
+      CAT: {face: cat.mp4, track: cat.track.npz}
     ---
     ANA: Welcome back. Today we look at the numbers.
     BEN: Thanks, Ana. [pause 0.5] They are better than expected.
@@ -49,7 +50,7 @@ SIZE_RANGE = Range(64, 4096, "pixels", integer=True, step=2)
 RATE_RANGE = Range(0.5, 2.0, "(1 = the voice's own speed)")
 PAUSE_RANGE = Range(0, 60, "s", lo_open=True)
 FRONT_KEYS = ("title", "size", "layout", "background", "captions", "speakers")
-SPEAKER_KEYS = ("face", "voice", "rate")
+SPEAKER_KEYS = ("face", "voice", "rate", "track")
 _NAME = re.compile(r"^([A-Za-z][\w.'-]*(?: [\w.'-]+)*)\s*:(.*)$")
 _DIRECTIVE = re.compile(r"\[([^\[\]]*)\]")
 
@@ -64,14 +65,16 @@ class ScriptError(InputError):
 
 @dataclass(frozen=True)
 class Speaker:
-    """A speaker of the front matter: face file, Piper voice file (None: the bundled voice),
-    speaking rate (0.5 ... 2, 1 = the voice's own), and the script line that defines them."""
+    """A speaker of the front matter: face file (a portrait image, a twin or a video), Piper
+    voice file (None: the bundled voice), speaking rate (0.5 ... 2, 1 = the voice's own), the
+    script line that defines them, and a video face's track file (None: beside it or tracked)."""
 
     name: str
     face: Path
     voice: Path | None
     rate: float
     line: int
+    track: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,8 @@ class _FrontMatter:
         value = self.data.get("speakers")
         if not isinstance(value, dict) or not value:
             raise self._err("speakers", "speakers: expected at least one speaker, as NAME: {face: FILE} "
-                            "(face: a portrait image or a .twin file; voice: a Piper .onnx file; rate: 0.5 ... 2).")
+                            "(face: a portrait image, a .twin file or a video; voice: a Piper .onnx file; "
+                            "rate: 0.5 ... 2).")
         entries = {str(k.value): v for k, v in self.node.value}["speakers"].value
         out: dict[str, Speaker] = {}
         seen: dict[str, int] = {}
@@ -276,12 +280,12 @@ class _FrontMatter:
             if key not in SPEAKER_KEYS:
                 raise err(f"unknown setting '{key}'. Known: {', '.join(SPEAKER_KEYS)}.")
         if not spec.get("face"):
-            raise err("no face. Give face: FILE (a portrait image or a .twin file).")
+            raise err("no face. Give face: FILE (a portrait image, a .twin file or a video of the person).")
         face = self.base / str(spec["face"])
         if not face.exists():
             raise err(f"face file {face} not found (paths are relative to the script's folder).")
         if face.is_dir():
-            raise err(f"face {face} is a folder; give an image or a .twin file.")
+            raise err(f"face {face} is a folder; give an image, a .twin file or a video.")
         voice = None
         if spec.get("voice") is not None:
             voice = self.base / str(spec["voice"])
@@ -290,7 +294,12 @@ class _FrontMatter:
         rate = spec.get("rate", 1.0)
         if not RATE_RANGE.allows(rate):
             raise err(f"rate {rate!r} must be {RATE_RANGE.describe()}.")
-        return Speaker(name, face, voice, float(rate), line)
+        track = None
+        if spec.get("track") is not None:
+            track = self.base / str(spec["track"])
+            if not track.is_file():
+                raise err(f"track file {track} not found (make it with facecast dub-track VIDEO -o FILE.npz).")
+        return Speaker(name, face, voice, float(rate), line, track)
 
 
 def _logical_lines(lines: list[str], start: int):

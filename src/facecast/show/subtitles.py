@@ -3,7 +3,9 @@
     SubtitleFiles  streams cues to hidden partial files and moves them onto OUTPUT.srt /
                    OUTPUT.vtt only when the whole show succeeded (``close``); ``abort`` removes
                    them. The VTT carries the speaker (``<v NAME>``) and every word's start time
-                   (``<00:00:01.240>``), so players can highlight words as they are said.
+                   (``<00:00:01.240>``), so players can highlight words as they are said. Words
+                   recognised from a recording (no transcript) are marked: ``<c.recognised>``
+                   in the VTT, italics (``<i>``) in the SRT.
     TextOverlay    text drawn once into an RGBA patch (Pillow's bundled font), pasted over frames
                    (name captions, burnt-in subtitles).
 """
@@ -48,7 +50,8 @@ def vtt_time(t: float) -> str:
 
 
 def srt_cue(index: int, cue: Cue) -> str:
-    return f"{index}\n{srt_time(cue.start)} --> {srt_time(cue.end)}\n{cue.text}\n\n"
+    text = f"<i>{cue.text}</i>" if cue.recognised else cue.text
+    return f"{index}\n{srt_time(cue.start)} --> {srt_time(cue.end)}\n{text}\n\n"
 
 
 def _vtt_escape(s: str) -> str:
@@ -58,7 +61,10 @@ def _vtt_escape(s: str) -> str:
 def vtt_cue(cue: Cue) -> str:
     words = [_vtt_escape(cue.words[0].text)]
     words += [f"<{vtt_time(w.start)}>{_vtt_escape(w.text)}" for w in cue.words[1:]]
-    return f"{vtt_time(cue.start)} --> {vtt_time(cue.end)}\n<v {_vtt_escape(cue.speaker)}>{' '.join(words)}\n\n"
+    text = " ".join(words)
+    if cue.recognised:
+        text = f"<c.recognised>{text}</c>"
+    return f"{vtt_time(cue.start)} --> {vtt_time(cue.end)}\n<v {_vtt_escape(cue.speaker)}>{text}\n\n"
 
 
 class SubtitleFiles:

@@ -10,6 +10,7 @@ ANALYSIS_RATE as for `say`. Only one sentence (or one recording piece) is held a
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -20,7 +21,9 @@ from .. import audio as audio_mod
 from ..segments import Segment, audio_segments, frames_between
 from ..types import ANALYSIS_RATE, AudioChunk, PhoneSpan
 from .script import Pause, Recording, Script, ScriptLine, SpeakText
-from .words import Cue, make_cues, split_sentences, spread_cues, word_times
+from .words import Cue, make_cues, split_sentences, take_cues, word_times
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Beat", "Timeline", "silent_segment"]
 
@@ -52,11 +55,14 @@ def _snap(t: float, fps: float) -> float:
 
 
 class Timeline:
-    """The Beats of ``script`` (see the module docstring). ``voices``: speaker -> (Voice, rate)."""
+    """The Beats of ``script`` (see the module docstring). ``voices``: speaker -> (Voice, rate).
+    ``transcriber``: a ``takes.Transcriber`` for the subtitles of recorded takes (None: takes
+    have no cues; nothing is recognised)."""
 
     def __init__(self, script: Script, voices: dict, fps: float, audio_rate: int, gap_s: float,
-                 segment_max_s: float) -> None:
+                 segment_max_s: float, transcriber=None) -> None:
         self.script, self.voices, self.fps = script, voices, fps
+        self.transcriber = transcriber
         self.audio_rate, self.gap_s, self.segment_max_s = audio_rate, gap_s, segment_max_s
         self.end = 0.0  # where the show ends so far (seconds, a frame boundary)
 
@@ -108,10 +114,7 @@ class Timeline:
     def _play(self, line: ScriptLine, index: int, part: Recording, t0: float) -> Iterator[Beat]:
         """A recording, streamed in pieces, shifted to start at ``t0`` (a frame boundary)."""
         shift_frames = int(round(t0 * self.fps))
-        cues: tuple[Cue, ...] = ()
-        if part.transcript:
-            duration = audio_mod.open_audio(part.path).duration or 0.0
-            cues = tuple(spread_cues(part.transcript, t0, t0 + duration, line.speaker))
+        cues = self._take_cues(line, part, t0)
         resampler = audio_mod.Resampler(self.audio_rate, mono=True)
         first = True
         pending = None
@@ -131,6 +134,26 @@ class Timeline:
                 pending = replace(pending, segment=replace(pending.segment,
                                                            output_audio=pending.segment.output_audio + (tail,)))
             yield pending
+
+
+    def _take_cues(self, line: ScriptLine, part: Recording, t0: float) -> tuple[Cue, ...]:
+        """The subtitles of a recorded take starting at ``t0`` (a warning where they are spread or
+        missing)."""
+        if self.transcriber is None:
+            return ()
+        took = self.transcriber.words(part.path, part.transcript)
+        where = f"{self.script.path}:{line.line}: [audio: {part.path.name}]"
+        if took.how == "none":
+            log.warning("%s: no subtitles for this recording: %s. Write [audio: %s | what is said] for them.", where,
+                        took.note, part.path.name)
+        elif took.how == "spread":
+            log.warning("%s: %s; its subtitles are spread evenly over the recording, without word times.", where,
+                        took.note)
+        elif took.recognised:
+            log.warning("%s: subtitles from recognised words (they may be wrong; marked as recognised). Write "
+                        "[audio: %s | what is said] for exact ones.", where, part.path.name)
+        words = [replace(w, start=w.start + t0, end=w.end + t0) for w in took.words]
+        return tuple(take_cues(words, line.speaker, recognised=took.recognised))
 
 
 def _resample(chunk: AudioChunk, rate: int) -> AudioChunk:

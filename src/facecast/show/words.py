@@ -12,7 +12,8 @@ times. The written words of a sentence are matched to them:
   phoneme of the speech.
 
 A cue (one subtitle) is a run of words of one sentence, at most ``CUE_CHARS`` characters, broken
-after punctuation where possible.
+after punctuation where possible. A recorded take's words (``takes.py``) become cues by
+``take_cues``: sentence by sentence for a transcript, at pauses for recognised words.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..text import normalise_text
+from ..text import normalise_text, transcript_words
 from ..voice import SpokenWord
 
-__all__ = ["TimedWord", "Cue", "word_times", "make_cues", "split_sentences", "CUE_CHARS"]
+__all__ = ["TimedWord", "Cue", "word_times", "make_cues", "take_cues", "transcript_tokens", "split_sentences",
+           "CUE_CHARS", "CUE_PAUSE_S"]
 
 CUE_CHARS = 42
 """Longest subtitle line, in characters (a common broadcast limit)."""
+CUE_PAUSE_S = 0.6
+"""Recognised words (no sentences known) start a new cue after a pause this long (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,12 @@ class TimedWord:
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: its words (with times), the speaker, and its span."""
+    """One subtitle: its words (with times), the speaker, and its span. ``recognised``: the
+    words were recognised from a recording (no transcript), so they may be wrong."""
 
     words: tuple[TimedWord, ...]
     speaker: str
+    recognised: bool = False
 
     @property
     def start(self) -> float:
@@ -153,16 +159,25 @@ def make_cues(words: list[TimedWord], speaker: str, max_chars: int = CUE_CHARS) 
     return cues
 
 
-def spread_cues(text: str, start: float, end: float, speaker: str, max_chars: int = CUE_CHARS) -> list[Cue]:
-    """Cues for a recording's transcript: no word times are known, so its words share the span
-    [start, end) in proportion to their letters."""
-    tokens = _tokens(text)
-    if not tokens or end <= start:
-        return []
-    weights = [max(sum(c.isalnum() for c in t), 1) for t in tokens]
-    total, acc, words = float(sum(weights)), 0.0, []
-    for tok, w in zip(tokens, weights):
-        a = start + (end - start) * acc / total
-        acc += w
-        words.append(TimedWord(tok, a, start + (end - start) * acc / total))
-    return make_cues(words, speaker, max_chars)
+def transcript_tokens(text: str) -> list[tuple[str, list[str]]]:
+    """A transcript's written words (as subtitles show them; a dash joins the word before it),
+    each with the dictionary words it is said as (``text.transcript_words``: "$5" -> five
+    dollars; none for a symbol or a word in another script)."""
+    return [(tok, transcript_words(tok)) for tok in _tokens(text)]
+
+
+def take_cues(words: list[TimedWord] | tuple[TimedWord, ...], speaker: str, *, recognised: bool = False,
+              max_chars: int = CUE_CHARS) -> list[Cue]:
+    """Cues of a recorded take's timed words: a transcript's sentence by sentence (a word ending
+    in . ! ? ends one), recognised words (no punctuation) at pauses of ``CUE_PAUSE_S``; each run
+    as ``make_cues``."""
+    runs: list[list[TimedWord]] = []
+    for w in words:
+        if runs and runs[-1] and not (recognised and w.start - runs[-1][-1].end >= CUE_PAUSE_S):
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+        if not recognised and _SENTENCE_END.search(w.text + " "):
+            runs.append([])
+    cues = [c for run in runs if run for c in make_cues(run, speaker, max_chars)]
+    return [Cue(c.words, speaker, True) for c in cues] if recognised else cues
