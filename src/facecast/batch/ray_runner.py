@@ -45,7 +45,8 @@ from .transfer import (JobFolder, OutputProbes, TooBig, fingerprint, sees, sees_
                        write_back)
 from .warm import Cancelled, Worker
 
-__all__ = ["run_ray", "connect", "check_reachable", "Plan", "NeedsInputs", "PROGRESS_PERIOD_S"]
+__all__ = ["run_ray", "connect", "check_reachable", "Plan", "NeedsInputs", "run_planned",
+           "PROGRESS_PERIOD_S"]
 
 PROGRESS_PERIOD_S = 0.25
 """Most often a worker reports a job's progress, and how often the caller polls."""
@@ -132,8 +133,10 @@ def _transfer(shipped: bool, back: bool) -> str:
     return f"inputs {'shipped' if shipped else 'in place'}, output {'sent back' if back else 'in place'}"
 
 
-def _run_planned(ray, worker: Worker, job: Job, plan: Plan, device: str, progress, started: Callable[[], None]):
-    """One job on a worker actor by its Plan: (JobResult | NeedsInputs, [(caller's path, bytes)])."""
+def run_planned(get, worker: Worker, job: Job, plan: Plan, device: str, progress, started: Callable[[], None]):
+    """One job on a worker (a Ray actor's) by its Plan: (JobResult | NeedsInputs, [(caller's path,
+    bytes)]). ``get``: ray.get, for the shipped pieces; ``started()`` is called once the job
+    really starts (not for a NeedsInputs answer)."""
     if plan.inputs == "check" and not sees(plan.fingerprints):
         return NeedsInputs(plan.output == "probe" and sees_probe(job.output.parent, plan.probe)), []
     started()
@@ -152,7 +155,7 @@ def _run_planned(ray, worker: Worker, job: Job, plan: Plan, device: str, progres
     with JobFolder() as folder:
         t0 = time.perf_counter()
         try:
-            folder.materialise(ray, plan.shipped)
+            folder.materialise(get, plan.shipped)
         except Exception as exc:  # the node's disk is full, a piece was lost
             return JobResult(job, FAILED, folder.caller_words(one_line(exc)), time.perf_counter() - t0,
                              worker=worker.name, transfer=how), []
@@ -220,7 +223,7 @@ def _remote_classes():
             def started() -> None:
                 self.hub.started.remote(job.line, self.worker.name, os.getpid())
 
-            return _run_planned(ray, self.worker, job, plan, self.device, progress, started)
+            return run_planned(ray.get, self.worker, job, plan, self.device, progress, started)
 
     return Hub, ray.remote(JobActor)
 

@@ -235,13 +235,13 @@ class JobFolder:
         self.moves[path] = folder / path.name
         return self.moves[path]
 
-    def materialise(self, ray, shipped) -> None:
-        """Write each shipped input into the folder, one piece at a time."""
+    def materialise(self, get, shipped) -> None:
+        """Write each shipped input into the folder, one piece at a time (``get``: ray.get)."""
         for f in shipped:
             dst = self._place(f.path, "in")
             with open(dst, "wb") as out:
                 for ref in f.chunks:
-                    piece = ray.get(ref)
+                    piece = get(ref)
                     out.write(memoryview(piece))
                     del piece
             if dst.stat().st_size != f.size:
