@@ -146,7 +146,7 @@ def test_cli_refuses_a_bad_batch_with_exit_2_and_writes_nothing(folder):
     r = run_cli("batch", "jobs.jsonl", "--output-dir", ".", cwd=folder)
     assert r.returncode == 2 and "--output-dir goes with a folder of scripts" in r.stderr, r.stderr
     r = run_cli("batch", "jobs.jsonl", "--ray-media", "nfs", cwd=folder)
-    assert r.returncode == 2 and "--ray-media nfs: must be one of auto, shared, object-store" in r.stderr, r.stderr
+    assert r.returncode == 2 and "--ray-media nfs: must be one of auto, shared-storage, object-store" in r.stderr, r.stderr
     r = run_cli("batch", "jobs.jsonl", "--ray-media-limit", "0", cwd=folder)
     assert r.returncode == 2 and "--ray-media-limit 0: must be a number in 1 ... 65536 MB" in r.stderr, r.stderr
     r = run_cli("batch", "jobs.jsonl", "--ray-media-limit", "lots", cwd=folder)

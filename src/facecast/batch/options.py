@@ -9,7 +9,7 @@ from ..options import Choice, Range, check_ranges
 
 __all__ = ["BatchOptions", "RAY_MEDIA"]
 
-RAY_MEDIA = ("auto", "shared", "object-store")
+RAY_MEDIA = ("auto", "shared-storage", "object-store")
 """How a Ray job's files reach its worker (``BatchOptions.ray_media``; docs/scaling.md)."""
 
 
@@ -30,7 +30,7 @@ class BatchOptions:
         its encoder thread; more when its phone workers or encoders are raised).
     retries: times a job is started again on Ray when its worker process dies (the actor is
         restarted with it), 0 ... 100.
-    ray_media: how a Ray job's files reach its worker: "shared" (paths on storage every node
+    ray_media: how a Ray job's files reach its worker: "shared-storage" (paths on storage every node
         sees: the worker reads the inputs and writes the output there), "object-store" (the
         caller ships the inputs' bytes through Ray's object store into a temporary folder on the
         worker, and the output's bytes come back and are written by the caller) or "auto" (per

@@ -3,7 +3,7 @@ one per ``BatchOptions.ray_cpus`` CPUs), each a ``warm.Worker`` running one job 
 
     run_ray(jobs, BatchOptions(ray="auto" | "HOST:PORT"), emit) -> [JobResult]
 
-Files (``BatchOptions.ray_media``, docs/scaling.md): "shared": inputs and outputs are paths
+Files (``BatchOptions.ray_media``, docs/scaling.md): "shared-storage": inputs and outputs are paths
 every node sees (a shared file system mounted at the same path on every node); jobs carry paths,
 not bytes, and each output is written atomically by the worker that renders it. "object-store":
 the caller ships each job's input files through Ray's object store into a temporary folder on
@@ -103,17 +103,17 @@ def connect(address: str) -> bool:
 class Plan:
     """How one job's files reach its worker (see the module docstring).
 
-    inputs: "shared" (read in place; one the worker does not see fails the job), "check" (read
+    inputs: "in-place" (read at the job's paths; one the worker does not see fails the job), "check" (read
         in place if the worker sees ``fingerprints``, else answer NeedsInputs), "shipped"
         (``shipped``: transfer.ShippedFile pieces in the object store).
-    output: "shared" (written in place), "probe" (in place if the worker sees the marker file
+    output: "in-place" (written at the job's path), "probe" (in place if the worker sees the marker file
         ``probe`` in the output's folder, else sent back), "back" (sent back).
     request: the job's request as it travels (a script parsed by the caller); None: the job's.
     limit: bytes the job may send back.
     """
 
-    inputs: str = "shared"
-    output: str = "shared"
+    inputs: str = "in-place"
+    output: str = "in-place"
     fingerprints: tuple = ()
     shipped: tuple = ()
     probe: str = ""
@@ -143,7 +143,7 @@ def run_planned(get, worker: Worker, job: Job, plan: Plan, device: str, progress
     back = plan.output == "back" or (plan.output == "probe" and not sees_probe(job.output.parent, plan.probe))
     shipped = plan.inputs == "shipped"
     how = _transfer(shipped, back)
-    if plan.inputs == "shared":
+    if plan.inputs == "in-place":
         for field, path in job.inputs:
             if not path.exists():
                 return JobResult(job, FAILED, f"{path} (\"{field}\") is not there on node {socket.gethostname()}: "
@@ -291,12 +291,12 @@ def run_ray(jobs: list[Job], options: BatchOptions, emit: Callable[[Event], None
 
     def submit(job: Job, a: int) -> None:
         try:
-            if options.ray_media == "shared":
+            if options.ray_media == "shared-storage":
                 plan = Plan()
             elif options.ray_media == "object-store":
                 plan = shipped_plan(job, "back")
             elif a in ship_to:
-                plan = shipped_plan(job, "shared" if ship_to[a] else "back")
+                plan = shipped_plan(job, "in-place" if ship_to[a] else "back")
             else:
                 _, files = KINDS[job.kind].files(job.request)
                 plan = Plan("check", "probe", fingerprints=tuple(fingerprint(p, where) for _, p in files),

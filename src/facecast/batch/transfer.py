@@ -174,7 +174,7 @@ def ship(ray, files: list[tuple[str, Path]], limit_bytes: int, where: Where = la
         label, path, size = max(sizes, key=lambda t: t[2])
         raise TooBig(f"its inputs are {megabytes(total)} ({label} {path}: {megabytes(size)}), over the "
                      f"{megabytes(limit_bytes)} one job may ship through Ray's object store: raise --ray-media-limit "
-                     "or put the files on storage every node sees (--ray-media shared)")
+                     "or put the files on storage every node sees (--ray-media shared-storage)")
     out = []
     for _, path, size in sizes:
         chunks = []
@@ -263,7 +263,7 @@ class JobFolder:
         if total > limit_bytes:
             raise TooBig(f"its output is {megabytes(total)}, over the {megabytes(limit_bytes)} one job may send back "
                          "through Ray's object store: raise --ray-media-limit or write it on storage every node sees "
-                         "(--ray-media shared)")
+                         "(--ray-media shared-storage)")
         return [(p, _mapped(local)) for p, local in found]
 
     def caller_words(self, text: str) -> str:
