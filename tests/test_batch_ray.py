@@ -101,6 +101,8 @@ def test_ray_outputs_equal_the_local_runners(cluster, local_outputs, tmp_path):
     # --ray-media auto on one machine: every worker sees the files, nothing goes through the store
     assert "on Ray: 3 jobs with inputs in place, output in place" in r.stderr, r.stderr
     assert not list(tmp_path.glob(".facecast-probe-*"))  # the caller's marker files are removed
+    r = run_cli("batch", "jobs.jsonl", "--ray", cluster, "--ray-media", "object-store", cwd=tmp_path)
+    assert r.returncode == 0 and "0 done, 0 failed, 3 skipped" in r.stderr, r.stderr  # resumes: nothing to do
     for name in ("a.mp4", "b.mp4"):
         assert (tmp_path / name).read_bytes() == (local_outputs / name).read_bytes(), name
     from facecast.batch.events import output_complete
