@@ -36,7 +36,8 @@ def _shipped(files, where=lambda p: p):
     out = []
     for _, p in files:
         data = where(p).read_bytes()
-        out.append(ShippedFile(p, len(data), (np.frombuffer(data[:1000], np.uint8), np.frombuffer(data[1000:], np.uint8))))
+        pieces = (np.frombuffer(data[:1000], np.uint8), np.frombuffer(data[1000:], np.uint8))
+        out.append(ShippedFile(p, len(data), pieces))
     return tuple(out)
 
 

@@ -11,10 +11,12 @@ its worker (``transfer.JobFolder``), the job runs there, and its output's bytes 
 written atomically by the caller. "auto": per job, inputs read in place when the worker sees
 them (same path, size, first and last MiB) else shipped, the output written in place when the
 worker sees the output's folder (a marker file the caller made there) else sent back; a worker
-that had to be sent one job's inputs is sent the next job's straight away. Retries: a worker actor whose process dies (killed,
-out of memory, its node lost) is restarted by Ray (``max_restarts``) and the job it was running
-is started again on it (``max_task_retries``), ``BatchOptions.retries`` times; the killed try's
-partial file is swept when the job starts again. Progress: every actor reports to a small hub
+that had to be sent one job's inputs is sent the next job's straight away.
+
+Retries: a worker actor whose process dies (killed, out of memory, its node lost) is restarted
+by Ray (``max_restarts``) and the job it was running is started again on it
+(``max_task_retries``, from the same shipped pieces), ``BatchOptions.retries`` times; the killed
+try's partial file (or job folder) is swept when the actor starts again. Progress: every actor reports to a small hub
 actor (started, seconds done), which the caller drains into the same events as the local
 runner's. Interrupting the caller cancels the running jobs (each stops at its next progress
 step, removing its partial file) and ends the actors.
@@ -103,11 +105,11 @@ def connect(address: str) -> bool:
 class Plan:
     """How one job's files reach its worker (see the module docstring).
 
-    inputs: "in-place" (read at the job's paths; one the worker does not see fails the job), "check" (read
-        in place if the worker sees ``fingerprints``, else answer NeedsInputs), "shipped"
-        (``shipped``: transfer.ShippedFile pieces in the object store).
-    output: "in-place" (written at the job's path), "probe" (in place if the worker sees the marker file
-        ``probe`` in the output's folder, else sent back), "back" (sent back).
+    inputs: "in-place" (read at the job's paths; one the worker does not see fails the job),
+        "check" (read in place if the worker sees ``fingerprints``, else answer NeedsInputs),
+        "shipped" (``shipped``: transfer.ShippedFile pieces in the object store).
+    output: "in-place" (written at the job's path), "probe" (in place if the worker sees the
+        marker file ``probe`` in the output's folder, else sent back), "back" (sent back).
     request: the job's request as it travels (a script parsed by the caller); None: the job's.
     limit: bytes the job may send back.
     """

@@ -36,10 +36,10 @@ def batch_cmd(
                                       "cluster, or a local one) or HOST:PORT."),
     ray_cpus: str = typer.Option("1", "--ray-cpus", help="CPUs each Ray worker reserves, 1 ... 256."),
     retries: str = typer.Option("3", "--retries", help="Ray: times a job is restarted when its worker dies, 0 ... 100."),
-    ray_media: str = typer.Option("auto", "--ray-media", help="Ray: how a job's files reach its worker: shared-storage (paths "
-                                  "on storage every node sees), object-store (inputs shipped to the worker, the output "
-                                  "sent back here) or auto (per job: in place where the worker sees the files, else "
-                                  "shipped). docs/scaling.md."),
+    ray_media: str = typer.Option("auto", "--ray-media", help="Ray: how a job's files reach its worker: "
+                                  "shared-storage (paths on storage every node sees), object-store (inputs shipped to "
+                                  "the worker, the output sent back here) or auto (per job: in place where the worker "
+                                  "sees the files, else shipped). docs/scaling.md."),
     ray_media_limit: str = typer.Option("2048", "--ray-media-limit", help="Ray: the most MB one job ships through the "
                                         "object store (its inputs; its outputs), 1 ... 65536; a job over it fails."),
     force: bool = typer.Option(False, "--force", help="Render every job again, even those whose output is complete."),
