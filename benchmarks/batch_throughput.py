@@ -11,8 +11,21 @@ GPU machine (no mediapipe there: carry portraits framed here and the speech as 1
     (on the box) python benchmarks/batch_throughput.py --portraits .devrun/portraits512.npz \\
         --speech .devrun/speech60s.npz --device cuda --count 16 --at-once 1 2 4 8 --seconds 30 --workers 2
 
-``--kind dub --video V`` dubs V instead (each job its own slice of the speech); dub tracks the
-video's face with mediapipe, so dub rows need mediapipe where they run (docs/scaling.md).
+``--kind dub --video V`` dubs V instead (each job its own slice of the speech). Dub tracks the
+video's face with mediapipe, which the GPU machine lacks: ``--track T`` gives every job the
+video's precomputed face track (the jobs file's "track" field; `facecast dub-track`, or
+make_dub_inputs.py, which writes in{H}.mp4, its in{H}.track.npz and speech.npz), so no job tracks.
+
+N dubs at once on the GPU machine (inputs made here with ``make_dub_inputs.py --heights 1080``):
+    (on the box) python benchmarks/batch_throughput.py --kind dub --video .devrun/dub/in1080.mp4 \
+        --track .devrun/dub/in1080.track.npz --speech .devrun/dub/speech.npz --device cuda \
+        --count 8 --at-once 1 2 4 8 --seconds 12 --workers 2 --no-words --mouth footage
+CPU proof of the same path, small (this machine):
+    .venv/bin/python benchmarks/make_dub_inputs.py --out .devrun/dub360 --heights 360 --seconds 4 \
+        --speech-seconds 16
+    .venv/bin/python benchmarks/batch_throughput.py --kind dub --video .devrun/dub360/in360.mp4 \
+        --track .devrun/dub360/in360.track.npz --speech .devrun/dub360/speech.npz \
+        --count 4 --at-once 2 --seconds 4 --no-words --mouth footage
 Every job has its own speech (consecutive slices of the speech, looped) and its own portrait
 (round robin). A warm-up job first loads what the process keeps (voice, CUDA context, phone
 workers); each mode then starts fresh workers, as a new batch would. Prints one JSON object
@@ -60,6 +73,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--kind", choices=("say", "dub"), default="say")
     ap.add_argument("--video", help="dub: the video to re-lip-sync")
+    ap.add_argument("--track", help="dub: the video's face track (no mediapipe needed: the GPU machine)")
+    ap.add_argument("--mouth", choices=("auto", "footage", "mesh"), default="auto", help="dub: the mouth")
     ap.add_argument("--portraits", help="npz of pre-framed portraits (machines without mediapipe)")
     ap.add_argument("--speech", help="npz with 'samples': 16 kHz speech (default: speech60s_en.wav)")
     ap.add_argument("--workers", type=int, default=0, help="each job's phone-recognition processes")
@@ -71,6 +86,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.kind == "dub" and not args.video:
         ap.error("--kind dub needs --video")
+    if args.track and args.kind != "dub":
+        ap.error("--track goes with --kind dub")
 
     from facecast.batch.local import run_batch
     from facecast.batch.options import BatchOptions
@@ -111,7 +128,9 @@ def main() -> None:
         if args.kind == "say":
             return json.dumps({"kind": "say", "portrait": faces[i % len(faces)], "size": args.size,
                                "encoders": args.encoders, **common})
-        return json.dumps({"kind": "dub", "video": str(Path(args.video).absolute()), **common})
+        track = {"track": str(Path(args.track).absolute())} if args.track else {}
+        return json.dumps({"kind": "dub", "video": str(Path(args.video).absolute()), "mouth": args.mouth,
+                           **track, **common})
 
     def batch(at_once: int, count: int, first: int = 1, tag: int = -1) -> dict:
         out = work / f"out{at_once}_{first}_{tag}"
@@ -151,6 +170,7 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "revision": machine_info()["git"],
               "machine": machine_info(), "kind": args.kind, "jobs": args.count, "seconds_per_job": args.seconds,
               "size": args.size if args.kind == "say" else "video's", "device": args.device,
+              "track": args.track, "mouth": args.mouth if args.kind == "dub" else None,
               "load_before": [round(x, 2) for x in load_before],
               "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows,
               "median_throughput_vs_one_at_a_time": {n: float(np.median(v)) for n, v in ratios.items()}}

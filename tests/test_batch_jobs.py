@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import media
@@ -125,7 +126,9 @@ def test_empty_file_and_unreadable_inputs(folder):
 
 
 def test_batch_options_have_ranges():
-    for bad in (dict(jobs=0), dict(jobs=65), dict(jobs=1.5), dict(ray_cpus=0), dict(retries=-1), dict(device="gpu")):
+    for bad in (dict(jobs=0), dict(jobs=65), dict(jobs=1.5), dict(ray_cpus=0), dict(retries=-1), dict(device="gpu"),
+                dict(ray_media="nfs"), dict(ray_media_limit_mb=0), dict(ray_media_limit_mb=70000),
+                dict(ray_media_limit_mb=float("nan"))):
         with pytest.raises(OptionError):
             BatchOptions(**bad)
 
@@ -142,6 +145,12 @@ def test_cli_refuses_a_bad_batch_with_exit_2_and_writes_nothing(folder):
     assert r.returncode == 2 and "--device gpu: must be one of cpu, cuda, cuda:N, auto" in r.stderr, r.stderr
     r = run_cli("batch", "jobs.jsonl", "--output-dir", ".", cwd=folder)
     assert r.returncode == 2 and "--output-dir goes with a folder of scripts" in r.stderr, r.stderr
+    r = run_cli("batch", "jobs.jsonl", "--ray-media", "nfs", cwd=folder)
+    assert r.returncode == 2 and "--ray-media nfs: must be one of auto, shared-storage, object-store" in r.stderr, r.stderr
+    r = run_cli("batch", "jobs.jsonl", "--ray-media-limit", "0", cwd=folder)
+    assert r.returncode == 2 and "--ray-media-limit 0: must be a number in 1 ... 65536 MB" in r.stderr, r.stderr
+    r = run_cli("batch", "jobs.jsonl", "--ray-media-limit", "lots", cwd=folder)
+    assert r.returncode == 2 and "(give a number)" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 # -- running: warm equals cold, failures stay in their job, resume ---------------------------
@@ -275,3 +284,62 @@ def test_sigterm_stops_the_batch_keeping_finished_outputs_and_a_rerun_resumes(fo
     (folder / "long.wav").write_bytes((folder / "s1.wav").read_bytes())  # a short take: the re-run is quick
     r = run_cli("batch", "jobs.jsonl", cwd=folder)
     assert r.returncode == 0 and "2 done, 0 failed, 1 skipped" in r.stderr, r.stderr
+
+
+# -- dub jobs with a precomputed face track ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    """may_en.mp4's first 1.2 s at 128x128, its face track (dub's own tracker), and a track of
+    the same shape made for another video."""
+    import dataclasses
+
+    import torch
+
+    from facecast.dubbing.trackfile import save_track, track_video_file
+    from facecast.media import Mp4Writer, open_video
+    from facecast.types import VideoFrames
+
+    tmp = tmp_path_factory.mktemp("dubtrack")
+    frames = np.concatenate([c.frames.numpy() for c in open_video(media("video/may_en.mp4"), max_side=128)])[:30]
+    video = tmp / "may.mp4"
+    with Mp4Writer(video, fps=25.0, width=128, height=128, crf=14) as w:
+        w.write_video(VideoFrames(torch.from_numpy(frames), 25.0, 0))
+    track = track_video_file(video)
+    save_track(track, tmp / "may.track.npz")
+    save_track(dataclasses.replace(track, sha256="0" * 64), tmp / "other.track.npz")
+    return tmp
+
+
+def dub_job(folder: Path, output: str, **kw) -> dict:
+    return {"kind": "dub", "video": str(folder / "may.mp4"), "audio": "s1.wav", "output": output,
+            "calibrate": False, "workers": 0, "preset": "ultrafast", "words": False, **kw}
+
+
+@pytest.mark.parametrize("track, expect", [
+    ("none.npz", "line 2: field \"track\": track file"),
+    ("s1.wav", "line 2: field \"track\": "),
+])
+def test_a_bad_track_field_refuses_the_batch(folder, tracked, track, expect):
+    msg = refused(folder, say_job("ok.mp4"), dub_job(tracked, "d.mp4", track=track))
+    assert expect in msg and ("not a facecast track file" in msg or "does not exist" in msg), msg
+
+
+def test_a_track_following_another_face_refuses_the_batch(folder, tracked):
+    msg = refused(folder, dub_job(tracked, "d.mp4", track=str(tracked / "may.track.npz"), face=1))
+    assert "line 1: field \"track\": " in msg and "this job asks for face 1" in msg, msg
+
+
+def test_dub_jobs_use_their_track_and_one_of_another_video_fails_alone(folder, tracked):
+    """A dub job with its video's track completes (the track replaces dub's own tracking: the
+    same frames, tests/test_dub_track.py); one given another video's track fails with that
+    reason, found when it runs (checking it hashes the whole video), the others complete."""
+    jobs = read_jobs(jobs_file(folder, dub_job(tracked, "d.mp4", track=str(tracked / "may.track.npz")),
+                               dub_job(tracked, "e.mp4", track=str(tracked / "other.track.npz"))))
+    assert jobs[0].request.track == tracked / "may.track.npz"
+    assert ("track", tracked / "may.track.npz") in jobs[0].inputs
+    results = run_batch(jobs, BatchOptions())
+    assert [r.status for r in results] == [DONE, FAILED], [r.reason for r in results]
+    assert "other.track.npz: was made for another video" in results[1].reason, results[1].reason
+    assert output_complete(folder / "d.mp4") and not (folder / "e.mp4").exists()

@@ -8,7 +8,8 @@ warm models, N at a time on this machine or on a Ray cluster.
 Modules, lower to higher: spec (Job, Field, JobError, SpecError), kinds (the kind registry: say,
 dub, script), read (JSONL / folder -> Jobs), events (typed progress, JobResult, the resume and
 exit rules), options (BatchOptions), warm (Worker: what stays loaded between jobs), local (the
-local runner, run_batch), ray_runner (the same jobs as Ray actors). The CLI is cli/batch.py;
+local runner, run_batch), transfer (a Ray job's files through the object store), ray_runner (the
+same jobs as Ray actors). The CLI is cli/batch.py;
 docs/scaling.md says how to run it on a cluster.
 
 The names load their modules on first use, so `import facecast.batch` is cheap.

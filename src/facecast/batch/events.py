@@ -34,7 +34,9 @@ EXIT_FAILED = 3
 class JobResult:
     """How a job ended. reason: one line, for failed jobs (and why a job was skipped).
     seconds: wall time of the job. duration: seconds of video written (done and skipped jobs).
-    attempts: how many times it was started (Ray retries a job whose worker died)."""
+    attempts: how many times it was started (Ray retries a job whose worker died).
+    transfer: on Ray, how its files moved ("inputs in place, output in place", "inputs shipped,
+        output sent back", ...: BatchOptions.ray_media); "" on this machine."""
 
     job: Job
     status: str
@@ -43,6 +45,7 @@ class JobResult:
     duration: float | None = None
     worker: str = ""
     attempts: int = 1
+    transfer: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 typed request (with the same options dataclasses as its command) and runs it on a warm worker.
 
     JobKind: name, fields, parse(values, where, base) -> (request, output, inputs),
-             run(request, output, worker, progress), with_device(request, device) -> request
+             run(request, output, worker, progress), with_device(request, device) -> request,
+             files(request) -> (request, [(label, path)]): every file the job reads (a script's
+                 own references too), with the request as it travels to a worker that has none
+                 of them (a script parsed here),
+             with_paths(request, move) -> request: the same job reading its files where
+                 ``move(path)`` puts them (a Ray worker's temporary folder),
+             outputs(request, output) -> [path]: every file the job may write (MP4 last).
     KINDS: name -> JobKind; register(kind) adds one.
 
 Kinds: ``say`` (SayRequest -> pipeline.say), ``dub`` (DubRequest -> dubbing.dub), ``script``
@@ -20,7 +26,8 @@ from ..errors import FacecastError, InputError, OptionError
 from ..options import EncodeOptions, MotionOptions, RenderOptions, SayOptions
 from .spec import Field, Job, JobError, check_value, option_error
 
-__all__ = ["JobKind", "KINDS", "register", "parse_job", "SayRequest", "DubRequest", "ScriptRequest"]
+__all__ = ["JobKind", "KINDS", "register", "parse_job", "SayRequest", "DubRequest", "ScriptRequest", "script_files",
+           "moved_script"]
 
 Progress = Callable[[float, "float | None"], None]
 
@@ -35,6 +42,15 @@ class JobKind(Protocol):
         ...
 
     def with_device(self, request, device: str):
+        ...
+
+    def files(self, request) -> tuple[object, list[tuple[str, Path]]]:
+        ...
+
+    def with_paths(self, request, move: Callable[[Path], Path]):
+        ...
+
+    def outputs(self, request, output: Path) -> list[Path]:
         ...
 
 
@@ -181,19 +197,30 @@ class SayKind:
         say(face, output, text=request.text, audio=request.audio, transcript=request.transcript,
             options=request.options, progress=progress, models=models)
 
+    def files(self, request: SayRequest):
+        return request, [(k, p) for k, p in (("face", request.face), ("audio", request.audio)) if p is not None]
+
+    def with_paths(self, request: SayRequest, move) -> SayRequest:
+        return replace(request, face=move(request.face), audio=_moved(request.audio, move))
+
+    def outputs(self, request: SayRequest, output: Path) -> list[Path]:
+        return [output]
+
 
 # -- dub ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class DubRequest:
-    """A `dub` job: ``video`` re-lip-synced to exactly one of ``text`` / ``audio``."""
+    """A `dub` job: ``video`` re-lip-synced to exactly one of ``text`` / ``audio``; ``track``
+    the video's face track made by `facecast dub-track` (None: tracked here, with mediapipe)."""
 
     video: Path
     text: str | None
     audio: Path | None
     options: object  # DubOptions
     device: str | None = None
+    track: Path | None = None
 
 
 class DubKind:
@@ -204,6 +231,7 @@ class DubKind:
         Field("mouth", "name", "DubOptions.mouth"), Field("device", "name"),
         Field("crf", "number", "EncodeOptions.crf"), Field("preset", "name", "EncodeOptions.preset"),
         Field("calibrate", "bool"), Field("words", "bool"), Field("workers", "number", "DubOptions.workers"),
+        Field("track", "path"),
     )
 
     def parse(self, values: dict, where: str, base: Path):
@@ -214,7 +242,8 @@ class DubKind:
         _one_of(values, ("text", "audio"), where)
         video = _input(values, "video", base, where, "video")
         audio = _input(values, "audio", base, where, "audio file")
-        inputs = tuple((k, p) for k, p in (("video", video), ("audio", audio)) if p is not None)
+        track = _input(values, "track", base, where, "track file")
+        inputs = tuple((k, p) for k, p in (("video", video), ("audio", audio), ("track", track)) if p is not None)
         g = values.get
         try:
             options = DubOptions(face_index=g("face"), keep_length=g("keep_length", False), mouth=g("mouth", "auto"),
@@ -223,8 +252,10 @@ class DubKind:
                                  encode=EncodeOptions(crf=g("crf", 18), preset=g("preset", "veryfast")))
         except OptionError as exc:
             raise option_error(where, exc, self.fields) from None
+        if track is not None:
+            _check_track(track, options.face_index, where)
         output = _output(values, base, where, inputs)
-        return DubRequest(video, _text(values, where), audio, options, g("device")), output, inputs
+        return DubRequest(video, _text(values, where), audio, options, g("device"), track), output, inputs
 
     def with_device(self, request: DubRequest, device: str) -> DubRequest:
         if request.device is not None:
@@ -237,7 +268,29 @@ class DubKind:
 
         models = worker.speech_models() if request.audio is not None else None
         dub(request.video, output, audio=request.audio, text=request.text, options=request.options,
-            progress=progress, models=models)
+            progress=progress, models=models, track=request.track)
+
+    def files(self, request: DubRequest):
+        return request, [(k, p) for k, p in (("video", request.video), ("audio", request.audio),
+                                             ("track", request.track)) if p is not None]
+
+    def with_paths(self, request: DubRequest, move) -> DubRequest:
+        return replace(request, video=move(request.video), audio=_moved(request.audio, move),
+                       track=_moved(request.track, move))
+
+    def outputs(self, request: DubRequest, output: Path) -> list[Path]:
+        return [output]
+
+
+def _check_track(track: Path, face_index: int | None, where: str) -> None:
+    """A dub job's track file, read with the batch: a facecast track following the job's face
+    (whether it is its video's is checked when the job runs: that hashes the whole video)."""
+    from ..dubbing.trackfile import load_track
+
+    try:
+        load_track(track, face_index=face_index)
+    except InputError as exc:
+        raise JobError(where, f"field \"track\": {exc}") from None
 
 
 # -- script ---------------------------------------------------------------------------------------
@@ -245,9 +298,10 @@ class DubKind:
 
 @dataclass(frozen=True)
 class ScriptRequest:
-    """A `script` job: a show script rendered by facecast.show.render_script."""
+    """A `script` job: a show script rendered by facecast.show.render_script (a parsed
+    show.Script where the job travels to a worker without the script's files)."""
 
-    script: Path
+    script: object  # Path, or a parsed show.Script
     options: object  # show.ScriptOptions
     device: str | None = None
 
@@ -296,6 +350,60 @@ class ScriptKind:
         # the show reports lines started of all lines; the batch's bars take (done, total)
         render_script(request.script, output, request.options,
                       progress=lambda status: progress(float(status.line), float(status.lines)))
+
+    def files(self, request: ScriptRequest):
+        from ..show import parse_script
+
+        script = request.script if not isinstance(request.script, Path) else parse_script(request.script)
+        return replace(request, script=script), script_files(script)
+
+    def with_paths(self, request: ScriptRequest, move) -> ScriptRequest:
+        from ..show import Script
+
+        if not isinstance(request.script, Script):
+            return replace(request, script=move(request.script))
+        return replace(request, script=moved_script(request.script, move))
+
+    def outputs(self, request: ScriptRequest, output: Path) -> list[Path]:
+        from ..show.subtitles import subtitle_paths
+
+        return subtitle_paths(output, request.options.subtitles) + [output]
+
+
+def script_files(script) -> list[tuple[str, Path]]:
+    """(label, path) of every file a parsed show.Script reads: the script, each speaker's face
+    and Piper voice (with its FILE.onnx.json), the background image, the recorded takes."""
+    from ..show.script import Recording
+
+    out = [("script", script.path)]
+    for sp in script.speakers.values():
+        out.append((f"face of {sp.name}", sp.face))
+        if sp.voice is not None:
+            out.append((f"voice of {sp.name}", sp.voice))
+            config = sp.voice.with_name(sp.voice.name + ".json")
+            if config.is_file():
+                out.append((f"voice config of {sp.name}", config))
+    if isinstance(script.background, Path):
+        out.append(("background", script.background))
+    out += [("recording", p.path) for line in script.lines for p in line.parts if isinstance(p, Recording)]
+    seen: set[Path] = set()
+    return [(label, p) for label, p in out if not (p in seen or seen.add(p))]
+
+
+def moved_script(script, move):
+    """A parsed show.Script reading its files where ``move(path)`` puts them."""
+    from ..show.script import Recording
+
+    speakers = {name: replace(sp, face=move(sp.face), voice=_moved(sp.voice, move))
+                for name, sp in script.speakers.items()}
+    lines = tuple(replace(line, parts=tuple(replace(p, path=move(p.path)) if isinstance(p, Recording) else p
+                                            for p in line.parts)) for line in script.lines)
+    background = move(script.background) if isinstance(script.background, Path) else script.background
+    return replace(script, path=move(script.path), speakers=speakers, lines=lines, background=background)
+
+
+def _moved(path: Path | None, move) -> Path | None:
+    return None if path is None else move(path)
 
 
 register(SayKind())

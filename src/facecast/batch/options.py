@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..options import Range, check_ranges
+from ..options import Choice, Range, check_ranges
 
-__all__ = ["BatchOptions"]
+__all__ = ["BatchOptions", "RAY_MEDIA"]
+
+RAY_MEDIA = ("auto", "shared-storage", "object-store")
+"""How a Ray job's files reach its worker (``BatchOptions.ray_media``; docs/scaling.md)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,17 @@ class BatchOptions:
         its encoder thread; more when its phone workers or encoders are raised).
     retries: times a job is started again on Ray when its worker process dies (the actor is
         restarted with it), 0 ... 100.
+    ray_media: how a Ray job's files reach its worker: "shared-storage" (paths on storage every node
+        sees: the worker reads the inputs and writes the output there), "object-store" (the
+        caller ships the inputs' bytes through Ray's object store into a temporary folder on the
+        worker, and the output's bytes come back and are written by the caller) or "auto" (per
+        job: inputs read in place when the worker sees each at the same path with the same size
+        and the same first and last MiB, else shipped; the output written in place when the
+        worker sees the caller's marker file in the output's folder, else streamed back).
+    ray_media_limit_mb: the most megabytes (10^6 bytes) one job may ship through the object
+        store, 1 ... 65536, counted separately for its inputs and for its outputs; a job over it
+        fails with that reason (the others go on). The store holds at most (jobs in flight) x
+        this much at once.
     """
 
     jobs: int | None = 1
@@ -35,8 +49,12 @@ class BatchOptions:
     ray: str | None = None
     ray_cpus: float = 1.0
     retries: int = 3
+    ray_media: str = "auto"
+    ray_media_limit_mb: float = 2048.0
 
     RANGES: ClassVar[dict] = {
+        "ray_media": Choice(RAY_MEDIA),
+        "ray_media_limit_mb": Range(1, 65536, "MB"),
         "jobs": Range(1, 64, "jobs", integer=True, optional=True),
         "ray_cpus": Range(1, 256, "CPUs"),
         "retries": Range(0, 100, integer=True),

@@ -18,7 +18,9 @@ from rich.table import Table
 from ..interrupts import interrupt_code
 from .app import app, err, fail, flag_error, number, setup_logging
 
-BATCH_FLAGS = {"BatchOptions.jobs": "--jobs", "BatchOptions.device": "--device", "BatchOptions.ray_cpus": "--ray-cpus", "BatchOptions.retries": "--retries"}
+BATCH_FLAGS = {"BatchOptions.jobs": "--jobs", "BatchOptions.device": "--device", "BatchOptions.ray_cpus": "--ray-cpus",
+               "BatchOptions.retries": "--retries", "BatchOptions.ray_media": "--ray-media",
+               "BatchOptions.ray_media_limit_mb": "--ray-media-limit"}
 
 
 @app.command("batch")
@@ -31,9 +33,15 @@ def batch_cmd(
     device: str = typer.Option("cpu", "--device", help="Device of jobs without a \"device\" field: cpu, cuda, cuda:N "
                                "or auto. With --ray each worker uses its own (cuda on GPU workers)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run the jobs on a Ray cluster: 'auto' (this machine's "
-                                      "cluster, or a local one) or HOST:PORT. Paths must be on storage every node sees."),
+                                      "cluster, or a local one) or HOST:PORT."),
     ray_cpus: str = typer.Option("1", "--ray-cpus", help="CPUs each Ray worker reserves, 1 ... 256."),
     retries: str = typer.Option("3", "--retries", help="Ray: times a job is restarted when its worker dies, 0 ... 100."),
+    ray_media: str = typer.Option("auto", "--ray-media", help="Ray: how a job's files reach its worker: "
+                                  "shared-storage (paths on storage every node sees), object-store (inputs shipped to "
+                                  "the worker, the output sent back here) or auto (per job: in place where the worker "
+                                  "sees the files, else shipped). docs/scaling.md."),
+    ray_media_limit: str = typer.Option("2048", "--ray-media-limit", help="Ray: the most MB one job ships through the "
+                                        "object store (its inputs; its outputs), 1 ... 65536; a job over it fails."),
     force: bool = typer.Option(False, "--force", help="Render every job again, even those whose output is complete."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With a folder of scripts: where NAME.mp4 "
                                               "go (default: the folder)."),
@@ -50,11 +58,13 @@ def batch_cmd(
         try:
             jobs_n = None if jobs is None else number(jobs)
             options = BatchOptions(jobs=jobs_n, device=device, force=force, ray=ray, ray_cpus=number(ray_cpus),
-                                   retries=number(retries))
+                                   retries=number(retries), ray_media=ray_media,
+                                   ray_media_limit_mb=number(ray_media_limit))
         except ValueError as exc:
             if isinstance(exc, OptionError):
-                raise flag_error(exc, BATCH_FLAGS, {"--jobs": jobs, "--ray-cpus": ray_cpus, "--retries": retries}) from None
-            raise InputError(f"--jobs / --ray-cpus / --retries: {exc} (give a number).") from None
+                raise flag_error(exc, BATCH_FLAGS, {"--jobs": jobs, "--ray-cpus": ray_cpus, "--retries": retries,
+                                                    "--ray-media-limit": ray_media_limit}) from None
+            raise InputError(f"--jobs / --ray-cpus / --retries / --ray-media-limit: {exc} (give a number).") from None
         job_list = read_jobs(jobs_file, output_dir)
         results = _run(job_list, options)
     except FacecastError as exc:
@@ -116,3 +126,10 @@ def _summary(results) -> None:
             err.print(f"failed: {r.job.where}: {r.reason}", highlight=False, soft_wrap=True)
     counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
     err.print(f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped", highlight=False)
+    ways = {}
+    for r in results:  # on Ray: how the jobs' files moved (--ray-media)
+        if r.transfer:
+            ways[r.transfer] = ways.get(r.transfer, 0) + 1
+    if ways:
+        err.print("on Ray: " + "; ".join(f"{n} job{'s' if n != 1 else ''} with {w}" for w, n in ways.items()),
+                  highlight=False, soft_wrap=True)
