@@ -93,17 +93,21 @@ class FootageReader:
     library and the calibration), keeping only their landmarks; ``next()`` then decodes those
     frames again and pairs them with the stored landmarks, and tracks the rest itself.
     ``ring``: keep the last ``ring_slots`` frames for the back-and-forth loop (frames from
-    ``ring_from`` on; all of them, cyclically, when the length is unknown).
+    ``ring_from`` on; all of them, cyclically, when the length is unknown). ``pool``: a thread
+    pool that converts the decoded frames to RGB ahead of time (``VideoSource.frames``).
+    Pictures are handed out as decoded (possibly strided views): never written to.
     """
 
     def __init__(self, video, tracker: StreamTracker, *, observe: Callable[[FootageFrame], None] | None = None,
-                 ring_slots: int = 0, crop: tuple[int, int] | None = None, timings=None):
+                 ring_slots: int = 0, crop: tuple[int, int] | None = None, timings=None, pool=None,
+                 ahead: int = 8):
         from ..timing import Timings
 
         self.timings = timings if timings is not None else Timings()
         self.video = video
         self.crop = crop or video.size  # (W, H): odd sides lose their last row/column
         self.tracker = tracker
+        self.pool, self.ahead = pool, ahead
         self.observe = observe or (lambda f: None)
         self.num_frames = video.num_frames  # None: unknown until the end
         self.ring = TailRing(ring_slots, self.crop) if ring_slots else None
@@ -119,13 +123,9 @@ class FootageReader:
 
     def _decode(self) -> Iterator[np.ndarray]:
         W, H = self.crop
-        for chunk in self.video:
-            frames = chunk.frames.numpy()
-            if frames.shape[1:3] != (H, W):
-                frames = np.ascontiguousarray(frames[:, :H, :W])
-            for k in range(frames.shape[0]):
-                self._check_truncated(chunk.first_frame + k)
-                yield frames[k]
+        for j, frame in enumerate(self.video.frames(self.pool, self.ahead)):
+            self._check_truncated(j)
+            yield frame if frame.shape[:2] == (H, W) else frame[:H, :W]
 
     def _check_truncated(self, j: int) -> None:
         """A file that stops decoding well before its stated length (cut off, damaged) is an
