@@ -28,6 +28,7 @@ from .options import DubOptions
 from ..segments import Segment
 from ..timing import Timings
 from ..types import MOTION_INDEX, FaceLandmarks, MotionFrames, Portrait, Speech, VideoFrames
+from .buffers import ChunkArrays
 from .calibrate import RIG_JAW_IOD, RIG_ROUND_IOD, RIG_SPREAD_IOD, Calibration, SpeakerStats, default_calibration, mouth_shape
 from .footage import FootageFrame, FootageReader, Timeline, head_speed
 from .learned import LearnedFit, LearnedMouth, OwnSpeech
@@ -157,6 +158,10 @@ class FootageSource:
         self.reader = FootageReader(video, tracker, observe=self._observe, ring_slots=loop if need_ring else 0,
                                     crop=self.size, timings=timings, pool=self.pool, ahead=2 * self.draw_workers)
         self.timeline = Timeline(self.fps, loop)
+        self.step = max(1, min(options.chunk_frames, CHUNK_BYTES // (self.size[0] * self.size[1] * 3)))
+        enc = options.encode  # the segment encoders hold (workers + 1) segments of frames
+        held = math.ceil((enc.workers + 1) * enc.segment_s * self.fps / self.step) if enc.workers > 1 else 0
+        self._arrays = ChunkArrays(self.size, self.step, 6 + held)
         self._out = 0  # next output frame
         self._last: FootageFrame | None = None
         self._drawer = None
@@ -263,8 +268,7 @@ class FootageSource:
         """The frames of ``drive`` in chunks of at most ``chunk_frames`` (and CHUNK_BYTES). With
         a draw pool, a chunk's pixel work runs on the pool while the next chunk's frames are
         decoded and its mouths chosen here (one chunk in flight)."""
-        W, H = self.size
-        step = max(1, min(self.options.chunk_frames, CHUNK_BYTES // (W * H * 3)))
+        step = self.step
         params = drive.motion.params
         pending = None
         for a in range(0, drive.num_frames, step):
@@ -326,9 +330,8 @@ class FootageSource:
         """Start drawing ``frames`` (their mouths redrawn to ``targets`` [n, 2] where they have a
         face): the sequential part here (which mouth each frame shows, the report), the pixel
         work of each frame (copy + mouth) on the pool, or here without one."""
-        W, H = self.size
         n = len(frames)
-        out = np.empty((n, H, W, 3), np.uint8)
+        out = self._arrays.get(n)
         idx = [k for k, f in enumerate(frames) if f.points is not None]
         self.report.frames += n
         self.report.no_face += n - len(idx)
