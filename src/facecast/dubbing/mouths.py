@@ -165,7 +165,7 @@ class MouthLibrary:
         else:
             img = img.copy()
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        sharp = float(cv2.Laplacian(grey, cv2.CV_32F).var())
+        sharp = float(cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))[1][0, 0] ** 2)  # its variance, in one pass
         entry = MouthEntry(img, pts.astype(np.float32), shape, ps, f.index, sharp)
         if victim is not None:
             self._remove(victim)

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -372,7 +373,7 @@ class FootageSource:
                 for fut in job.futures:
                     fut.cancel()
                 raise
-        release_freed_memory()
+        release_freed_memory(every_s=0.5)
         return VideoFrames(torch.from_numpy(job.out), fps, job.first)
 
     def _mouth_drawer(self):
@@ -396,11 +397,12 @@ class FootageSource:
         return self._drawer
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(every_s: float = 0.0) -> None:
     """Give freed heap pages back to the OS (glibc's malloc_trim). Frames are megabytes each and
     are allocated on one thread and freed on another (the encoder's); glibc keeps such memory in
-    its arenas, and RSS crept up by ~0.5 GB over a 720p job without this. No-op elsewhere."""
-    global _TRIM
+    its arenas, and RSS crept up by ~0.5 GB over a 720p job without this. No-op elsewhere.
+    ``every_s``: at most once per that many seconds (a trim walks every arena: ~1-30 ms)."""
+    global _TRIM, _TRIMMED
     if _TRIM is None:
         try:
             import ctypes
@@ -408,11 +410,14 @@ def release_freed_memory() -> None:
             _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _TRIM = False
-    if _TRIM:
+    now = time.monotonic()
+    if _TRIM and now - _TRIMMED >= every_s:
         _TRIM(0)
+        _TRIMMED = now
 
 
 _TRIM = None
+_TRIMMED = -1e9
 
 
 class MeshMouth:
