@@ -186,9 +186,15 @@ def run_one(video: Path, track, wav: Path, seconds: float, mouth: str, draw_work
     load0 = os.getloadavg()[0]
     marks: list[tuple[float, float]] = []
 
+    t_start = time.perf_counter()
+
     def progress(done: float, total: float | None) -> None:
         if total:
             marks.append((done / total, rss_mb(True)))
+            if int(10 * done / total) > int(10 * (marks[-2][0] if len(marks) > 1 else 0)):  # every 10 %: a
+                # line a run cut off by its time limit still leaves behind
+                print(f"  {100 * done / total:3.0f} % of {video.name} at {time.perf_counter() - t_start:6.1f} s, "
+                      f"RSS {marks[-1][1]:.0f} MiB", flush=True)
 
     out = out_dir / f"out_{video.stem}_{mouth}.mp4"
     with RenderClock(cuda) as clock, MemorySampler(0.25) as mem:
