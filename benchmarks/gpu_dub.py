@@ -4,12 +4,15 @@
                                  [--seconds S] [--loop-seconds S] [--draw-workers 0 1 ...] [--device cuda]
                                  [--encode-workers 8] [--phone-workers 4] [--preset veryfast] [--json $OUT/gpu_dub.json]
 
-The two runs issue #14 asks for (footage mouth, the default; ~2-3 min and ~4-6 min of a 16-core box):
+The runs issue #14 asks for (footage mouth, the default; estimated minutes of a 16-core box):
 
-    # 1080p and 4K end to end on a 2-minute input, serial drawing against the parallel default
-    python benchmarks/gpu_dub.py --inputs .devrun/dub .devrun/dub4k --heights 1080 2160 --mouth footage \
-        --loop-seconds 120 --draw-workers 1 0 --no-words --json $OUT/gpu_dub_long.json
-    # the 30-minute 1080p input: flat memory (RSS at 10 / 50 / 90 % of the output), peak VRAM
+    # 1080p end to end on a 2-minute input, serial drawing against the parallel default (~2 min)
+    python benchmarks/gpu_dub.py --inputs .devrun/dub --heights 1080 --mouth footage --loop-seconds 120 \
+        --draw-workers 1 0 --no-words --json $OUT/gpu_dub_1080.json
+    # 4K on a 1-minute input, parallel (~1-2 min)
+    python benchmarks/gpu_dub.py --inputs .devrun/dub4k --heights 2160 --mouth footage --loop-seconds 60 \
+        --draw-workers 0 --no-words --json $OUT/gpu_dub_4k.json
+    # the 30-minute 1080p input: flat memory (RSS at 10 / 50 / 90 % of the output), peak VRAM (~4-6 min)
     python benchmarks/gpu_dub.py --inputs .devrun/dub --heights 1080 --mouth footage --loop-seconds 1800 \
         --no-warmup --no-words --json $OUT/gpu_dub_30min.json
 
