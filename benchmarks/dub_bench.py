@@ -146,7 +146,7 @@ def rss_trend(marks: list[tuple[float, float]], seconds: float) -> dict:
 
 
 def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1,
-        save_input: Path | None = None) -> dict:
+        save_input: Path | None = None, draw_workers: int | None = None) -> dict:
     from facecast.dubbing import DubReport, dub
     from facecast.dubbing.options import DubOptions
     from facecast.sysinfo import MemorySampler, rss_mb
@@ -173,8 +173,10 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
 
         t0 = time.perf_counter()
         with MemorySampler(0.25) as mem:
-            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers), timings=timings,
-                report=report, progress=progress)
+            # draw_workers only when given: the script also runs on trees from before the option (before/after pairs)
+            extra = {} if draw_workers is None else {"draw_workers": draw_workers}
+            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers, **extra),
+                timings=timings, report=report, progress=progress)
         wall = time.perf_counter() - t0
         c1 = os.times()
         cpu = (c1.user - c0.user) + (c1.system - c0.system) + children_cpu_s() - k0
@@ -186,7 +188,7 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
             "cpu_rtf": round(cpu / audio_s, 3),
             "stage_rtf": {k: round(v / audio_s, 3) for k, v in timings.seconds.items()}, "stage_s": stages,
             "rss_mib": {f"{p}%": round(mem.at_fraction(p / 100), 0) for p in (10, 50, 90)}, "rss_peak_mib": round(mem.peak),
-            "mouth": report.mouth, "workers": workers, "report": report.text(), "load_before": load0,
+            "mouth": report.mouth, "workers": workers, "draw_workers": draw_workers, "report": report.text(), "load_before": load0,
             "load_after": load1, "rss_marks": [(round(f, 4), round(m)) for f, m in marks], **rss_trend(marks, seconds),
             "cpu_count": os.cpu_count()}
 
@@ -222,6 +224,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--mouth", default="auto")
     ap.add_argument("--workers", type=int, default=1, help="DubOptions.workers (the CLI's default: 1).")
+    ap.add_argument("--draw-workers", type=int, default=None,
+                    help="DubOptions.draw_workers (default: not set, i.e. auto; unset also runs on older trees).")
     ap.add_argument("--video", type=Path, default=None, help="Use this video instead of making one.")
     ap.add_argument("--save-input", type=Path, default=None,
                     help="Keep the made input here (and reuse it when it exists): long inputs take minutes to make.")
@@ -231,7 +235,7 @@ def main() -> None:
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.seconds, a.height, a.mouth, a.video, a.workers, a.save_input)
+    res = run(a.seconds, a.height, a.mouth, a.video, a.workers, a.save_input, a.draw_workers)
     command = "python benchmarks/dub_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:

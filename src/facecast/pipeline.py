@@ -184,10 +184,12 @@ def say(
 
 class BackgroundWriter:
     """Encodes SayChunks on a background thread (libx264 and the renderer then use both cores).
-    A bounded queue keeps memory flat; any error on either side aborts the output file."""
+    A bounded queue keeps memory flat; any error on either side aborts the output file.
+    ``handed_over``: the producer never touches a chunk's frames after ``put`` (the encoder
+    then reads them without copying them first)."""
 
     def __init__(self, path: Path, options: SayOptions, width: int, height: int, rate: int, channels: int,
-                 timings: Timings):
+                 timings: Timings, handed_over: bool = False):
         from .media import Mp4Writer
 
         enc = options.encode
@@ -196,6 +198,7 @@ class BackgroundWriter:
                                  workers=enc.workers, segment_frames=max(1, round(enc.segment_s * options.fps)))
         self._q: queue.Queue = queue.Queue(maxsize=2)
         self._timings = timings
+        self._handed_over = handed_over
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="facecast-encode", daemon=True)
         self._thread.start()
@@ -206,7 +209,7 @@ class BackgroundWriter:
                 t = time.perf_counter()
                 # CUDA frames stay on the GPU: the writer converts them to yuv420p there and
                 # copies half the bytes (encode.to_i420).
-                self._writer.write_video(item.video)
+                self._writer.write_video(item.video, handed_over=self._handed_over)
                 for a in item.audio:
                     self._writer.write_audio(a)
                 # Runs on the encode thread, concurrently with rendering: its time overlaps.

@@ -14,6 +14,7 @@ from .app import app, err, fail, flag_error, number, setup_logging
 
 DUB_FLAGS = {
     "DubOptions.face_index": "--face", "DubOptions.mouth": "--mouth", "DubOptions.mouth_model": "--mouth-model", "DubOptions.workers": "--workers",
+    "DubOptions.draw_workers": "--draw-workers",
     "EncodeOptions.crf": "--crf", "EncodeOptions.preset": "--preset",
 }
 """The option dataclasses' fields that `dub` sets from a flag: their range errors name the flag."""
@@ -38,6 +39,9 @@ def dub_cmd(
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit the mouth to the speaker's own speech in the video."),
     words: bool = typer.Option(True, "--words/--no-words", help="Also recognise English words for the mouth (better sync, more CPU)."),
     workers: str = typer.Option("1", "--workers", help="Phone-recognition worker processes, 0 ... 64 (0 = in the main process)."),
+    draw_workers: str = typer.Option("0", "--draw-workers", help="Threads that draw the mouths, 0 ... 64 (0 = auto: "
+                                     "the cores minus one where there are more than 2, else 1). The frames are "
+                                     "the same for any number."),
     track: Optional[Path] = typer.Option(None, "--track", help="The video's face track made by `facecast dub-track` "
                                          "(no face tracking here: e.g. a machine without mediapipe)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -53,13 +57,14 @@ def dub_cmd(
         if (text is None) == (audio is None):
             raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
         try:
-            face_n, crf_n, workers_n = (None if face is None else _num(face, "--face"), _num(crf, "--crf"),
-                                        _num(workers, "--workers"))
+            face_n, crf_n, workers_n, draw_n = (None if face is None else _num(face, "--face"), _num(crf, "--crf"),
+                                                _num(workers, "--workers"), _num(draw_workers, "--draw-workers"))
             options = DubOptions(face_index=face_n, keep_length=keep_length, mouth=mouth, mouth_model=mouth_model, calibrate=calibrate,
-                                 words=words, workers=workers_n, render=RenderOptions(device=device),
+                                 words=words, workers=workers_n, draw_workers=draw_n, render=RenderOptions(device=device),
                                  encode=EncodeOptions(crf=crf_n, preset=preset))
         except OptionError as exc:
-            raise flag_error(exc, DUB_FLAGS, {"--face": face, "--crf": crf, "--workers": workers}) from None
+            raise flag_error(exc, DUB_FLAGS, {"--face": face, "--crf": crf, "--workers": workers,
+                                                "--draw-workers": draw_workers}) from None
         run_dub(video, output, audio, text, options, track)
     except FacecastError as exc:
         fail(exc)

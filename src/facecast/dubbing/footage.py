@@ -45,22 +45,38 @@ class FootageFrame:
 
 class TailRing:
     """The last ``slots`` source frames (pictures in a temporary file, landmarks in memory):
-    what the back-and-forth loop plays. The file is unlinked at once (nothing is left behind)."""
+    what the back-and-forth loop plays. The file is unlinked at once (nothing is left behind).
+    With ``pool`` the pictures are written on its threads (a 1080p frame is 6 MB: ~5-30 ms of
+    disk time), and reading a slot waits for its write."""
 
-    def __init__(self, slots: int, size: tuple[int, int]):
+    def __init__(self, slots: int, size: tuple[int, int], pool=None):
         W, H = size
         self.slots = max(1, slots)
         self.shape = (H, W, 3)
         self.nbytes = H * W * 3
+        self.pool = pool
         self._file = tempfile.TemporaryFile(prefix="facecast-dub-")
         self._index = np.full(self.slots, -1, np.int64)
         self._points = np.full((self.slots, 478, 3), np.nan, np.float32)
         self._has = np.zeros(self.slots, bool)
         self._detected = np.zeros(self.slots, bool)
+        self._writes: dict[int, object] = {}  # slot -> its write in flight (a future)
+
+    def _write(self, image: np.ndarray, s: int) -> None:
+        os.pwrite(self._file.fileno(), np.ascontiguousarray(image).data, s * self.nbytes)
+
+    def _wait(self, s: int) -> None:
+        fut = self._writes.pop(s, None)
+        if fut is not None:
+            fut.result()
 
     def put(self, f: FootageFrame) -> None:
         s = f.index % self.slots
-        os.pwrite(self._file.fileno(), np.ascontiguousarray(f.image).data, s * self.nbytes)
+        self._wait(s)  # the slot's previous write first (never two at one offset)
+        if self.pool is None:
+            self._write(f.image, s)
+        else:
+            self._writes[s] = self.pool.submit(self._write, f.image, s)
         self._index[s] = f.index
         self._has[s] = f.points is not None
         self._detected[s] = f.detected
@@ -74,6 +90,7 @@ class TailRing:
         s = j % self.slots
         if self._index[s] != j:
             raise KeyError(f"frame {j} is not in the ring")
+        self._wait(s)
         buf = os.pread(self._file.fileno(), self.nbytes, s * self.nbytes)
         image = np.frombuffer(buf, np.uint8).reshape(self.shape).copy()
         return FootageFrame(j, image, self._points[s].copy() if self._has[s] else None, bool(self._detected[s]))
@@ -83,7 +100,13 @@ class TailRing:
         return self._points[s] if self._index[s] == j and self._has[s] else None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            for s in list(self._writes):
+                fut = self._writes.pop(s)
+                if not fut.cancel():
+                    fut.exception()  # wait: the file is still written to
+        finally:
+            self._file.close()
 
 
 class FootageReader:
@@ -93,20 +116,24 @@ class FootageReader:
     library and the calibration), keeping only their landmarks; ``next()`` then decodes those
     frames again and pairs them with the stored landmarks, and tracks the rest itself.
     ``ring``: keep the last ``ring_slots`` frames for the back-and-forth loop (frames from
-    ``ring_from`` on; all of them, cyclically, when the length is unknown).
+    ``ring_from`` on; all of them, cyclically, when the length is unknown). ``pool``: a thread
+    pool that converts the decoded frames to RGB ahead of time (``VideoSource.frames``).
+    Pictures are handed out as decoded (possibly strided views): never written to.
     """
 
     def __init__(self, video, tracker: StreamTracker, *, observe: Callable[[FootageFrame], None] | None = None,
-                 ring_slots: int = 0, crop: tuple[int, int] | None = None, timings=None):
+                 ring_slots: int = 0, crop: tuple[int, int] | None = None, timings=None, pool=None,
+                 ahead: int = 8):
         from ..timing import Timings
 
         self.timings = timings if timings is not None else Timings()
         self.video = video
         self.crop = crop or video.size  # (W, H): odd sides lose their last row/column
         self.tracker = tracker
+        self.pool, self.ahead = pool, ahead
         self.observe = observe or (lambda f: None)
         self.num_frames = video.num_frames  # None: unknown until the end
-        self.ring = TailRing(ring_slots, self.crop) if ring_slots else None
+        self.ring = TailRing(ring_slots, self.crop, pool) if ring_slots else None
         self.ring_from = max(0, self.num_frames - ring_slots) if (ring_slots and self.num_frames) else 0
         self._live = self._decode()
         self._images: deque[tuple[int, np.ndarray]] = deque()  # decoded, waiting for the tracker
@@ -119,13 +146,9 @@ class FootageReader:
 
     def _decode(self) -> Iterator[np.ndarray]:
         W, H = self.crop
-        for chunk in self.video:
-            frames = chunk.frames.numpy()
-            if frames.shape[1:3] != (H, W):
-                frames = np.ascontiguousarray(frames[:, :H, :W])
-            for k in range(frames.shape[0]):
-                self._check_truncated(chunk.first_frame + k)
-                yield frames[k]
+        for j, frame in enumerate(self.video.frames(self.pool, self.ahead)):
+            self._check_truncated(j)
+            yield frame if frame.shape[:2] == (H, W) else frame[:H, :W]
 
     def _check_truncated(self, j: int) -> None:
         """A file that stops decoding well before its stated length (cut off, damaged) is an

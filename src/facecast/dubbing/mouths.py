@@ -14,14 +14,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from ..landmarks import LEFT_EYE_CORNERS, NOSE_TIP, RIGHT_EYE_CORNERS
 from .options import DubOptions
 from .footage import FootageFrame
-from .mask import LOWER_FACE, Mask, composite, iod, lower_face_mask
+from .mask import LOWER_FACE, blend_into, iod, lower_face_mask
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class MouthEntry:
     pose: np.ndarray
     index: int
     sharpness: float
+    _fit: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -92,10 +96,12 @@ class MouthEntry:
     def fit(self) -> tuple[np.ndarray, np.ndarray]:
         """(pinv [3, len(SKULL)], outline [len(OUTLINE), 3]): the least-squares affine from this
         picture's SKULL points to any frame's is pinv @ frame SKULL points; the outline in
-        homogeneous coordinates, to place with it."""
-        X = np.concatenate([self.points[list(SKULL)].astype(np.float64), np.ones((len(SKULL), 1))], 1)
-        O = np.concatenate([self.points[list(OUTLINE)].astype(np.float64), np.ones((len(OUTLINE), 1))], 1)
-        return np.linalg.pinv(X), O
+        homogeneous coordinates, to place with it. Computed once per entry."""
+        if self._fit is None:
+            X = np.concatenate([self.points[list(SKULL)].astype(np.float64), np.ones((len(SKULL), 1))], 1)
+            O = np.concatenate([self.points[list(OUTLINE)].astype(np.float64), np.ones((len(OUTLINE), 1))], 1)
+            self._fit = (np.linalg.pinv(X), O)
+        return self._fit
 
 
 def crop_box(points: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -122,6 +128,7 @@ class MouthLibrary:
         self._bytes = 0
         self._arrays = None
         self._by_index: dict[int, int] = {}
+        self._bins: list[tuple[int, int]] = []  # each entry's shape bin
         self.offered = 0
 
     def __len__(self) -> int:
@@ -141,24 +148,29 @@ class MouthLibrary:
         if box is None:
             return
         x0, y0, x1, y1 = box
+        scale = MAX_CROP_SIDE / max(y1 - y0, x1 - x0)
+        w, h = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))) if scale < 1 else (x1 - x0, y1 - y0)
+        victim = None
+        shape = shape.astype(np.float32)
+        if len(self.entries) >= self.max_entries or self._bytes + w * h * 3 + len(f.points) * 2 * 4 > self.max_bytes:
+            # Full: decided from the shape alone, before any picture work (most offers end here).
+            victim = self._victim(shape)
+            if victim is None:
+                return
         img = f.image[y0:y1, x0:x1]
         pts = f.points[:, :2] - [x0, y0]
-        scale = MAX_CROP_SIDE / max(img.shape[:2])
         if scale < 1:
-            img = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
-                             interpolation=cv2.INTER_AREA)
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
             pts = pts * scale
         else:
             img = img.copy()
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        sharp = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-        entry = MouthEntry(img, pts.astype(np.float32), shape.astype(np.float32), ps, f.index, sharp)
-        if len(self.entries) >= self.max_entries or self._bytes + entry.nbytes > self.max_bytes:
-            victim = self._victim(entry)
-            if victim is None:
-                return
+        sharp = float(cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))[1][0, 0] ** 2)  # its variance, in one pass
+        entry = MouthEntry(img, pts.astype(np.float32), shape, ps, f.index, sharp)
+        if victim is not None:
             self._remove(victim)
         self.entries.append(entry)
+        self._bins.append(self._bin(entry.shape))
         self._by_index[entry.index] = len(self.entries) - 1
         self._bytes += entry.nbytes
         self._arrays = None
@@ -166,20 +178,19 @@ class MouthLibrary:
     def _bin(self, shape: np.ndarray) -> tuple[int, int]:
         return int(np.floor(shape[0] / 0.015)), int(np.floor(shape[1] / 0.04))
 
-    def _victim(self, entry: MouthEntry) -> int | None:
-        """Which entry to drop for ``entry``: one from the most crowded shape bin (its least sharp),
-        when that bin is more crowded than the new entry's; None keeps the library as is."""
-        bins: dict[tuple[int, int], list[int]] = {}
-        for k, e in enumerate(self.entries):
-            bins.setdefault(self._bin(e.shape), []).append(k)
-        mine = len(bins.get(self._bin(entry.shape), []))
-        crowded = max(bins.values(), key=len)
-        if len(crowded) <= mine + 1:
+    def _victim(self, shape: np.ndarray) -> int | None:
+        """Which entry to drop for a new one of mouth ``shape``: one from the most crowded shape
+        bin (its least sharp), when that bin is more crowded than the new one's; None keeps the
+        library as is."""
+        counts = Counter(self._bins)
+        crowded, size = max(counts.items(), key=lambda kv: kv[1])  # the first of equals, in entry order
+        if size <= counts.get(self._bin(shape), 0) + 1:
             return None
-        return min(crowded, key=lambda k: self.entries[k].sharpness)
+        return min((k for k, b in enumerate(self._bins) if b == crowded), key=lambda k: self.entries[k].sharpness)
 
     def _remove(self, k: int) -> None:
         e = self.entries.pop(k)
+        self._bins.pop(k)
         self._bytes -= e.nbytes
         self._by_index = {x.index: i for i, x in enumerate(self.entries)}
         self._arrays = None
@@ -268,14 +279,25 @@ class FootageMouth:
              outs: list[np.ndarray]) -> np.ndarray:
         """Draw each frame's mouth into ``outs`` (copies of the frames' pictures). Returns the
         drawn pictures' own mouth shapes [n, 2] (gap, width; what was asked is ``targets``)."""
+        jobs, shapes = self.prepare(frames, targets, params)
+        for job, out in zip(jobs, outs):
+            job(out)
+        return shapes
+
+    def prepare(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray
+                ) -> tuple[list[Callable[[np.ndarray], None]], np.ndarray]:
+        """The sequential part (which picture each frame shows: ``choose``, whose state carries
+        over to the next call) and, per frame, the pixel work as a job ``job(out)`` that draws
+        into ``out`` (a copy of the frame's picture). The jobs share nothing that changes: they
+        may run in any order, on any thread, and give the same pixels."""
         picks = self.choose(targets, frames)
-        for f, k, out in zip(frames, picks, outs):
-            self.paste(f, self.library.entries[k], out)
-        return np.stack([self.library.entries[k].shape for k in picks])
+        entries = [self.library.entries[k] for k in picks]
+        jobs = [functools.partial(self.paste, f, e) for f, e in zip(frames, entries)]
+        return jobs, np.stack([e.shape for e in entries])
 
     def paste(self, f: FootageFrame, e: MouthEntry, out: np.ndarray) -> None:
         """Entry ``e``'s lower face warped onto frame ``f`` under the feathered mask, into ``out``
-        (which holds the frame's pixels)."""
+        (which holds the frame's pixels). Only the mask's box is read, warped and written."""
         import cv2
 
         o = self.options
@@ -296,38 +318,45 @@ class FootageMouth:
         inside = np.zeros((h, w), np.uint8)
         cv2.fillConvexPoly(inside, np.round(corners * 16).astype(np.int32), 255, lineType=cv2.LINE_AA, shift=4)
         inside = cv2.erode(inside, np.ones((3, 3), np.uint8))
-        alpha = mask.alpha * (inside.astype(np.float32) / 255.0)
-        warped = match_colour(f.image[y0:y1, x0:x1], warped, alpha, u)
-        composite(f.image, warped, Mask(mask.box, alpha), out=out)
+        alpha = mask.alpha * (inside.astype(np.float32) * np.float32(1 / 255.0))
+        cur = f.image[y0:y1, x0:x1]
+        layer = warped.astype(np.float32)
+        gain = colour_gain(cur, warped, alpha, u)
+        if gain is not None:
+            np.multiply(layer, gain, out=layer)
+            np.minimum(layer, 255.0, out=layer)
+        blend_into(out[y0:y1, x0:x1], cur, layer, alpha)
 
 
-def match_colour(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray:
-    """The picture's shading taken to the frame's: a smooth per-channel gain field, the ratio of
-    the two images' skin near the mask edge (normalised convolution over that band, so the gain
-    follows the frame's light across the face and extends smoothly inwards; the lips and teeth
-    inside the band keep the picture's own contrast). Per frame: a picture on a frame always gets
-    the same gain, so this cannot flicker by itself."""
+def colour_gain(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray | None:
+    """float32 [h, w, 3]: the gain that takes the picture's shading to the frame's (None: no skin
+    band to measure): a smooth per-channel field, the ratio of the two images' skin near the mask
+    edge (normalised convolution over that band, so the gain follows the frame's light across the
+    face and extends smoothly inwards; the lips and teeth inside the band keep the picture's own
+    contrast). Per frame: a picture on a frame always gets the same gain, so this cannot flicker
+    by itself. Computed at a quarter of the size (the field is smooth; the images are shrunk as
+    uint8, one pass each) and scaled back up once."""
     import cv2
 
     band = ((alpha > 0.02) & (alpha < 0.8)).astype(np.float32)
     if band.sum() < 20:
-        return warped
+        return None
     h, w = alpha.shape
-    k = 4 if min(h, w) >= 64 else 1  # the field is smooth: compute it at a quarter of the size
+    k = 4 if min(h, w) >= 64 else 1
     sw, sh = max(w // k, 1), max(h // k, 1)
-    small = lambda x: cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA)  # noqa: E731
-    b = small(band)
+    b = cv2.resize(band, (sw, sh), interpolation=cv2.INTER_AREA)
+    cs = cv2.resize(np.ascontiguousarray(cur), (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    ps = cv2.resize(warped, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
     sigma = max(0.25 * unit / k, 1.0)
     blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
+    bb = b[..., None]
     den = blur(b)[..., None] + 1e-4
-    c = blur(small(cur.astype(np.float32)) * b[..., None]) / den
-    p = blur(small(warped.astype(np.float32)) * b[..., None]) / den
+    c = blur(cs * bb) / den
+    p = blur(ps * bb) / den
     gain = np.clip((c + 1.0) / (p + 1.0), 0.7, 1.4)
     # Where the band is far away (den ~ 0) fall back to the band's mean gain.
     nb = float(b.sum()) + 1e-6
-    mean = ((small(cur.astype(np.float32)) * b[..., None]).sum((0, 1)) / nb + 1) / (
-        (small(warped.astype(np.float32)) * b[..., None]).sum((0, 1)) / nb + 1)
+    mean = ((cs * bb).sum((0, 1)) / nb + 1) / ((ps * bb).sum((0, 1)) / nb + 1)
     wgt = np.clip(den / 0.05, 0, 1)
     gain = wgt * gain + (1 - wgt) * np.clip(mean, 0.7, 1.4).astype(np.float32)
-    gain = cv2.resize(gain.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(warped.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+    return cv2.resize(gain.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)

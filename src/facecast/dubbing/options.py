@@ -52,6 +52,12 @@ class DubOptions:
         tracking and drawing, which on 2 cores takes the recognition off the main thread's
         critical path; 0 here, because worker processes are spawned, which needs the calling
         script to guard its entry point (``if __name__ == "__main__":``).
+    draw_workers: threads that draw the mouths (and convert the decoded frames to RGB),
+        0 ... 64; 0 = auto: the usable cores minus one where there are more than 2 (at most 32),
+        else 1 (on 2 cores the encoder's thread already takes the second). Only the pixel work of each frame
+        fans out (placing, colour-matching and blending the mouth; the frame copy); which mouth
+        each frame shows, the loop and the tracking stay sequential, so the frames are the same
+        for any number.
     words: as SayOptions (the recognised-word timeline: better lip sync, ~4x the recognition CPU).
     motion: the mouth's motion model (head motion and blinks come from the footage: their
         settings are ignored). render: device and backend of the mesh path.
@@ -74,6 +80,7 @@ class DubOptions:
     segment_max_s: float = 4.0
     chunk_frames: int = 25
     workers: int = 0
+    draw_workers: int = 0
     words: bool = True
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
@@ -93,6 +100,7 @@ class DubOptions:
         "segment_max_s": Range(1, 30, "s"),
         "chunk_frames": Range(1, 250, "frames", integer=True),
         "workers": Range(0, 64, integer=True),
+        "draw_workers": Range(0, 64, "threads", integer=True),
     }
 
     def __post_init__(self) -> None:
@@ -100,6 +108,16 @@ class DubOptions:
         check_type(self, "motion", MotionOptions)
         check_type(self, "render", RenderOptions)
         check_type(self, "encode", EncodeOptions)
+
+    def draw_threads(self) -> int:
+        """``draw_workers`` resolved: auto (0) is the usable cores minus one where there are more
+        than 2 (at most 32), else 1."""
+        if self.draw_workers:
+            return self.draw_workers
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return min(cores - 1, 32) if cores > 2 else 1
 
     def say_options(self, fps: float) -> SayOptions:
         """The SayOptions of the stages dub shares with `say` (segments, speech analysis, motion,

@@ -276,7 +276,8 @@ def dub(
     H, W = first.video.frames.shape[1:3]
     ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
     so = options.say_options(first.video.fps)
-    with BackgroundWriter(output, so, W, H, ref.sample_rate, ref.channels, timings) as writer:
+    # render_parts makes a new array for every chunk and never writes to it once handed out.
+    with BackgroundWriter(output, so, W, H, ref.sample_rate, ref.channels, timings, handed_over=True) as writer:
         writer.put(first)
         for chunk in chunks:
             writer.put(chunk)

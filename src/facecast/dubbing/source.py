@@ -13,8 +13,10 @@ Mouth drawers (``DubOptions.mouth``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -27,6 +29,7 @@ from .options import DubOptions
 from ..segments import Segment
 from ..timing import Timings
 from ..types import MOTION_INDEX, FaceLandmarks, MotionFrames, Portrait, Speech, VideoFrames
+from .buffers import ChunkArrays
 from .calibrate import RIG_JAW_IOD, RIG_ROUND_IOD, RIG_SPREAD_IOD, Calibration, SpeakerStats, default_calibration, mouth_shape
 from .footage import FootageFrame, FootageReader, Timeline, head_speed
 from .learned import LearnedFit, LearnedMouth, OwnSpeech
@@ -59,6 +62,16 @@ class MouthDrive:
 
 CHUNK_BYTES = 100 * 2**20
 """A rendered chunk stays under this many bytes of frames (fewer frames per chunk at 4K)."""
+
+
+@dataclass
+class DrawJob:
+    """A chunk being drawn: ``out`` uint8 [n, H, W, 3] (complete once ``futures`` are done; none
+    when it was drawn in place), its first frame."""
+
+    out: np.ndarray
+    first: int
+    futures: list
 
 
 @dataclass
@@ -137,9 +150,19 @@ class FootageSource:
         else:
             tracker = StreamTracker(self.fps, face_index=options.face_index, max_gap_s=options.max_gap_s,
                                     source=self.name)
+        self.draw_workers = options.draw_threads()
+        self.pool = None
+        if self.draw_workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.draw_workers, thread_name_prefix="facecast-draw")
         self.reader = FootageReader(video, tracker, observe=self._observe, ring_slots=loop if need_ring else 0,
-                                    crop=self.size, timings=timings)
+                                    crop=self.size, timings=timings, pool=self.pool, ahead=2 * self.draw_workers)
         self.timeline = Timeline(self.fps, loop)
+        self.step = max(1, min(options.chunk_frames, CHUNK_BYTES // (self.size[0] * self.size[1] * 3)))
+        enc = options.encode  # the segment encoders hold (workers + 1) segments of frames
+        held = math.ceil((enc.workers + 1) * enc.segment_s * self.fps / self.step) if enc.workers > 1 else 0
+        self._arrays = ChunkArrays(self.size, self.step, 6 + held)
         self._out = 0  # next output frame
         self._last: FootageFrame | None = None
         self._drawer = None
@@ -243,21 +266,33 @@ class FootageSource:
         return VideoFrames(frames, drive.fps, drive.first_frame)
 
     def render_parts(self, drive: MouthDrive) -> Iterator[VideoFrames]:
-        """The frames of ``drive`` in chunks of at most ``chunk_frames`` (and CHUNK_BYTES)."""
-        W, H = self.size
-        step = max(1, min(self.options.chunk_frames, CHUNK_BYTES // (W * H * 3)))
+        """The frames of ``drive`` in chunks of at most ``chunk_frames`` (and CHUNK_BYTES). With
+        a draw pool, a chunk's pixel work runs on the pool while the next chunk's frames are
+        decoded and its mouths chosen here (one chunk in flight)."""
+        step = self.step
         params = drive.motion.params
+        pending = None
         for a in range(0, drive.num_frames, step):
             p = params[a:a + step]
             frames = [self._source_frame(drive.first_frame + a + k) for k in range(len(p))]
             with self.timings.stage("draw"):
-                out = self._draw(frames, p, drive.targets[a:a + step])
+                job = self._start_draw(frames, p, drive.targets[a:a + step], drive.first_frame + a)
             del frames
-            release_freed_memory()
-            yield VideoFrames(torch.from_numpy(out), drive.fps, drive.first_frame + a)
+            if pending is not None:
+                yield self._finish_draw(pending, drive.fps)
+            pending = job
+            if self.pool is None:
+                yield self._finish_draw(pending, drive.fps)
+                pending = None
+        if pending is not None:
+            yield self._finish_draw(pending, drive.fps)
 
     def close(self) -> None:
-        self.reader.close()
+        try:
+            self.reader.close()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
     # -- the timeline --------------------------------------------------------------------------
 
@@ -291,30 +326,55 @@ class FootageSource:
 
     # -- drawing -------------------------------------------------------------------------------
 
-    def _draw(self, frames: list[FootageFrame], params: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """uint8 [n, H, W, 3]: the frames, their mouths redrawn (to ``targets`` [n, 2]) where they
-        have a face."""
-        W, H = self.size
-        out = np.empty((len(frames), H, W, 3), np.uint8)
-        for k, f in enumerate(frames):
-            out[k] = f.image
+    def _start_draw(self, frames: list[FootageFrame], params: np.ndarray, targets: np.ndarray, first: int
+                    ) -> "DrawJob":
+        """Start drawing ``frames`` (their mouths redrawn to ``targets`` [n, 2] where they have a
+        face): the sequential part here (which mouth each frame shows, the report), the pixel
+        work of each frame (copy + mouth) on the pool, or here without one."""
+        n = len(frames)
+        out = self._arrays.get(n)
         idx = [k for k, f in enumerate(frames) if f.points is not None]
-        self.report.frames += len(frames)
-        self.report.no_face += len(frames) - len(idx)
+        self.report.frames += n
+        self.report.no_face += n - len(idx)
+        jobs: list = [None] * n
         drawn = None
         if idx:
-            drawn = self._mouth_drawer().draw([frames[k] for k in idx], targets[idx], params[idx],
-                                              [out[k] for k in idx])
+            paint, drawn = self._mouth_drawer().prepare([frames[k] for k in idx], targets[idx], params[idx])
+            for k, job in zip(idx, paint):
+                jobs[k] = job
             self.report.dubbed += len(idx)
         trace = self.report.trace
         if trace is not None:
-            asked, shown = np.full(len(frames), np.nan), np.full(len(frames), np.nan)
+            asked, shown = np.full(n, np.nan), np.full(n, np.nan)
             asked[idx] = targets[idx, 0]
             if drawn is not None:
                 shown[idx] = drawn[:, 0]
             trace.setdefault("asked", []).extend(asked.tolist())
             trace.setdefault("drawn", []).extend(shown.tolist())
-        return out
+        pictures = [f.image for f in frames]
+
+        def work(k: int) -> None:
+            np.copyto(out[k], pictures[k])
+            if jobs[k] is not None:
+                jobs[k](out[k])
+
+        if self.pool is None:
+            for k in range(n):
+                work(k)
+            return DrawJob(out, first, [])
+        return DrawJob(out, first, [self.pool.submit(work, k) for k in range(n)])
+
+    def _finish_draw(self, job: "DrawJob", fps: float) -> VideoFrames:
+        with self.timings.stage("draw"):
+            try:
+                for fut in job.futures:
+                    fut.result()
+            except BaseException:
+                for fut in job.futures:
+                    fut.cancel()
+                raise
+        release_freed_memory(every_s=0.5)
+        return VideoFrames(torch.from_numpy(job.out), fps, job.first)
 
     def _mouth_drawer(self):
         if self._drawer is None:
@@ -337,11 +397,12 @@ class FootageSource:
         return self._drawer
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(every_s: float = 0.0) -> None:
     """Give freed heap pages back to the OS (glibc's malloc_trim). Frames are megabytes each and
     are allocated on one thread and freed on another (the encoder's); glibc keeps such memory in
-    its arenas, and RSS crept up by ~0.5 GB over a 720p job without this. No-op elsewhere."""
-    global _TRIM
+    its arenas, and RSS crept up by ~0.5 GB over a 720p job without this. No-op elsewhere.
+    ``every_s``: at most once per that many seconds (a trim walks every arena: ~1-30 ms)."""
+    global _TRIM, _TRIMMED
     if _TRIM is None:
         try:
             import ctypes
@@ -349,11 +410,14 @@ def release_freed_memory() -> None:
             _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _TRIM = False
-    if _TRIM:
+    now = time.monotonic()
+    if _TRIM and now - _TRIMMED >= every_s:
         _TRIM(0)
+        _TRIMMED = now
 
 
 _TRIM = None
+_TRIMMED = -1e9
 
 
 class MeshMouth:
@@ -383,22 +447,32 @@ class MeshMouth:
              outs: list[np.ndarray]) -> None:
         """Draw each frame's mouth into ``outs`` (copies of the frames' pictures). Returns None
         (the warp's own mouth shape is not known until measured)."""
+        jobs, _ = self.prepare(frames, targets, params)
+        for job, out in zip(jobs, outs):
+            job(out)
+
+    def prepare(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray) -> tuple[list, None]:
+        """The renderer's warp of all frames here (one batch); per frame, a job ``job(out)`` that
+        composites it through the mask into ``out`` (a copy of the frame's picture)."""
         from ..render import MeshRenderer
 
         W, H = self.size
         pts = np.stack([f.points for f in frames])
         p = self.deltas(pts, targets, params)
-        bases = [Portrait(f.image, FaceLandmarks(f.points, (W, H))) for f in frames]
+        bases = [Portrait(np.ascontiguousarray(f.image), FaceLandmarks(f.points, (W, H))) for f in frames]
         if self.renderer is None:
             self.renderer = MeshRenderer(bases[0], self.options.render)
         rendered = self.renderer.render(MotionFrames(p, self.fps, 0), bases=bases).frames.cpu().numpy()
-        for k, f in enumerate(frames):
-            u = iod(f.points)
-            ff = _down(f.points)
-            drop = max(float(p[k, MOTION_INDEX["jaw_open"]]), 0.0) * RIG_JAW_IOD * u
-            mask = lower_face_mask([f.points, f.points[:, :2] + ff * drop], self.size, u, self.options.mask_grow,
-                                   self.options.feather)
-            composite(f.image, rendered[k], mask, out=outs[k])
+        jobs = [functools.partial(self._composite, f, rendered[k], float(p[k, MOTION_INDEX["jaw_open"]]))
+                for k, f in enumerate(frames)]
+        return jobs, None
+
+    def _composite(self, f: FootageFrame, rendered: np.ndarray, jaw: float, out: np.ndarray) -> None:
+        u = iod(f.points)
+        drop = max(jaw, 0.0) * RIG_JAW_IOD * u
+        mask = lower_face_mask([f.points, f.points[:, :2] + _down(f.points) * drop], self.size, u,
+                               self.options.mask_grow, self.options.feather)
+        composite(f.image, rendered, mask, out=out)
 
 
 def _down(points: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Public API
 ----------
 - ``open_video(path, *, chunk_frames=25, max_side=None) -> VideoSource``: iterating yields
-  ``VideoFrames`` (uint8 torch [n, H, W, 3] RGB) in chunks of ``chunk_frames``.
+  ``VideoFrames`` (uint8 torch [n, H, W, 3] RGB) in chunks of ``chunk_frames``;
+  ``VideoSource.frames(pool, ahead)`` yields them one at a time (no chunk copy), converted to RGB
+  on a thread pool when given one.
 
 Timeline: frame ``i`` is shown at ``i / fps`` seconds from the container's start time (the same
 origin ``facecast.audio`` uses, so ``source.audio()`` stays in sync with the frames). ``fps`` is
@@ -15,7 +17,11 @@ one, a VFR file gets a frame repeated or dropped where its timing demands.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from fractions import Fraction
 from pathlib import Path
 
@@ -103,7 +109,7 @@ class VideoSource:
     def __iter__(self) -> Iterator[VideoFrames]:
         batch: list[np.ndarray] = []
         first = 0
-        for rgb in self._grid_frames():
+        for rgb in self.frames():
             batch.append(rgb)
             if len(batch) == self.chunk_frames:
                 yield VideoFrames(torch.from_numpy(np.stack(batch)), self.fps, first)
@@ -112,29 +118,70 @@ class VideoSource:
         if batch:
             yield VideoFrames(torch.from_numpy(np.stack(batch)), self.fps, first)
 
-    def _grid_frames(self) -> Iterator[np.ndarray]:
-        """uint8 [H, W, 3] per grid slot, in order."""
+    def frames(self, pool: Executor | None = None, ahead: int = 8) -> Iterator[np.ndarray]:
+        """uint8 [H, W, 3] RGB per grid slot, in order, one at a time (no chunk is stacked: each
+        array may be a strided view of its own decoded picture, read-only by convention; a slot
+        that repeats a frame yields the same array). With ``pool`` (a thread pool), the
+        conversions to RGB (swscale: ~3-5 ms a 1080p frame, the GIL released) run on its
+        threads, up to ``ahead`` frames (about 2 per thread is enough) ahead of the consumer, while this
+        thread decodes; errors still surface at the frame where they happen."""
+        if pool is None:
+            reformatter = VideoReformatter()  # one for the stream: its swscale context is reused
+            convert = functools.partial(self._to_rgb, reformatter)
+            last: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
+            for frame in self._grid_slots():
+                if last[0] is not frame:  # repeated slots reuse the converted array
+                    last = (frame, convert(frame))
+                yield last[1]
+            return
+        local = threading.local()
+
+        def convert_here(frame: av.VideoFrame) -> np.ndarray:
+            r = getattr(local, "reformatter", None)
+            if r is None:  # one swscale context per thread (a context is not thread-safe)
+                r = local.reformatter = VideoReformatter()
+            return self._to_rgb(r, frame)
+
+        depth = max(1, int(ahead))
+        slots = self._grid_slots()
+        queue: deque = deque()
+        error: BaseException | None = None
+        last_frame, last_future = None, None
+        try:
+            while True:
+                while error is None and len(queue) < depth:
+                    try:
+                        frame = next(slots)
+                    except StopIteration:
+                        break
+                    except Exception as exc:  # raised once the frames before it are handed out
+                        error = exc
+                        break
+                    if frame is not last_frame:
+                        last_frame, last_future = frame, pool.submit(convert_here, frame)
+                    queue.append(last_future)
+                if not queue:
+                    if error is not None:
+                        raise error
+                    return
+                yield queue.popleft().result()
+        finally:
+            slots.close()
+            for fut in queue:
+                fut.cancel()
+
+    def _grid_slots(self) -> Iterator[av.VideoFrame]:
+        """The decoded frame shown in each grid slot, in order (the same object for a repeated slot)."""
         container = open_media(self.path, what="video")
         try:
             stream = container.streams.video[self._stream_pos]
             stream.thread_type = "AUTO"  # frame+slice threads: ~2x on HEVC 1080p
             origin = container.start_time / av.time_base if container.start_time is not None else 0.0
-            # One reformatter for the whole stream: it keeps its swscale context, which costs
-            # ~3 ms to build per frame otherwise.
-            reformatter = VideoReformatter()
             total = self.num_frames
             slot_next = 0  # next grid slot to emit
             held: av.VideoFrame | None = None  # latest frame with slot <= slot_next
-            cache: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
             last_t: float | None = None
             step = 1.0 / self.fps
-
-            def convert(frame: av.VideoFrame) -> np.ndarray:
-                nonlocal cache
-                if cache[0] is not frame:  # repeated slots reuse the converted array
-                    cache = (frame, self._to_rgb(reformatter, frame))
-                return cache[1]
-
             decoded = 0
             try:
                 for frame in container.decode(stream):
@@ -147,7 +194,7 @@ class VideoSource:
                     slot = round((t - origin) * self.fps)
                     while slot_next < slot and (total is None or slot_next < total):
                         # Slots before the first frame (video starting after the audio) show it.
-                        yield convert(held if held is not None else frame)
+                        yield held if held is not None else frame
                         slot_next += 1
                     held = frame
                     if total is not None and slot_next >= total:
@@ -162,7 +209,7 @@ class VideoSource:
                 return
             end = total if total is not None else slot_next + 1
             while slot_next < end:
-                yield convert(held)
+                yield held
                 slot_next += 1
         finally:
             container.close()
