@@ -205,7 +205,8 @@ class EncodeOptions:
         own ``segment_s`` seconds of video (every segment starts with a keyframe; the file is
         one ordinary stream). 1 = one encoder. Worth it where one encoder is the bottleneck: the
         GPU box's offline jobs (docs/benchmarks.md), not 2 cores that also render.
-    segment_s: seconds, 0.1 ... 60.
+    segment_s: seconds, 0.1 ... 60 (shortened at large frame sizes, so that the frames the
+        encoders hold stay under ~1 GiB: ``media.h264.segment_length``).
     """
 
     crf: int = 23

@@ -40,7 +40,8 @@ from facecast.options import EncodeOptions
 from facecast.outputs import check_output_file
 from facecast.media.aac import AAC_SAMPLE_RATES, AacTrack, add_aac_stream
 from facecast.media.convert import host_frames
-from facecast.media.h264 import SegmentEncoders, add_video_stream, as_fraction, check_format, quality_options
+from facecast.media.h264 import (SegmentEncoders, add_video_stream, as_fraction, check_format, quality_options,
+                                 segment_length)
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 
 __all__ = ["SUPPORTED_EXTENSIONS", "Encoder", "Mp4Writer", "check_output_path", "partial_path", "prepare_output",
@@ -126,7 +127,8 @@ class Mp4Writer:
     workers, segment_frames: with workers > 1, video is encoded in independent segments of
         ``segment_frames`` frames (each starts with a keyframe) by that many encoders in parallel
         threads (see ``SegmentEncoders``): for many-core machines, where one encoder is the
-        bottleneck. Output is one ordinary H.264 stream either way.
+        bottleneck. Segments are shortened at large frame sizes so that the frames the encoders
+        hold stay under ~1 GiB (``h264.segment_length``). Output is one ordinary H.264 stream either way.
 
     Output goes to a hidden ``.<name>.partial<ext>`` file next to ``path`` and is renamed onto
     ``path`` only by a successful ``close()``; an exception inside ``with`` or ``abort()`` removes
@@ -190,8 +192,9 @@ class Mp4Writer:
             self._segments = None
             if workers > 1:
                 settings = (codec, crf, preset, threads or 2)
+                segment = segment_length(segment_frames, workers, self.width, self.height)
                 self._segments = SegmentEncoders(lambda: self._segment_context(*settings), self._video,
-                                                  workers, segment_frames, self._mux)
+                                                  workers, segment, self._mux)
         except BaseException:
             self.abort()
             raise
