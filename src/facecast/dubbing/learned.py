@@ -127,6 +127,10 @@ class LearnedMouth:
         self._tail_end: float | None = None
         self._mel_mean: np.ndarray | None = None
 
+    def reset(self) -> None:
+        """Forget the previous job's sound (its last segment's tail, its mean spectrum)."""
+        self._tail, self._tail_end, self._mel_mean = np.zeros(0, np.float32), None, None
+
     def listen(self, audio: np.ndarray) -> None:
         """Take the new recording's mean spectrum (its level and microphone) from ``audio`` (16
         kHz, e.g. its first minute) before the first segment; without it, the first segment's."""

@@ -7,8 +7,10 @@
     align       phones for each segment (pocketsphinx; TTS already knows them)     (speech.py)
     analyse     per-frame loudness and speech/silence                              (speech.py)
     calibrate   the motion model fitted to this speaker's own speech and mouth     (calibrate.py)
-    learn       this speaker's own audio-to-mouth model, fused with the phones     (learned.py)
+    learn       this speaker's own mouth, regressed on the sound, phones and the
+                phone model's mouth of its own speech (closed form, ~1 s)          (learned.py)
     animate     FootageSource.animate: the motion model (motion.py), the mouth targets
+                (each segment drawn once the next is analysed: the learned mouth's look-ahead)
     render      FootageSource.render_parts: decode + track the frames, draw the mouth, composite
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
 
