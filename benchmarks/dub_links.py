@@ -52,7 +52,7 @@ def speeches(path: Path, fps: float, first: float | None, until: float | None = 
     from facecast.speech import SpeechAnalyser
     from facecast.timing import Timings
 
-    so = SayOptions(size=None, fps=fps, segment_max_s=4.0, first_segment_s=first, workers=0, words=True)
+    so = SayOptions(size=None, fps=fps, segment_max_s=4.0, workers=0, words=True)
     an = SpeechAnalyser(so, None, need_aligner=True)
     out = []
     for seg in audio_segments(path, fps, 4.0, first):
@@ -88,7 +88,7 @@ def load(path: Path) -> Clip:
     def cat(xs):
         return np.concatenate(xs)[:k]
 
-    clip.own = OwnSpeech(P[:k], track.points[:k], cat([s.voiced for _, s in own]), cat([g.analysis for g, _ in own]),
+    clip.own = OwnSpeech(P[:k], track.points[:k], cat([s.voiced for _, s in own]), np.concatenate([g.analysis for g, _ in own]),
                          fps, cat([phone_coverage(s) for _, s in own]), cat([s.energy for _, s in own]))
     shape = mouth_shape(track.points[:k])
     stats = SpeakerStats()

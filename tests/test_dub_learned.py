@@ -161,7 +161,7 @@ def test_learned_mouth_beats_the_phones_and_follows_new_speech():
     own, _ = footage(30.0, 1)
     model, fit = fit_learned(own, Calibration(0.0, 0.8))
     assert fit.used and model is not None, fit.why
-    assert "sound" in fit.cues  # the only block that knows the mouth here
+    assert fit.r_cues["sound + motion"] > 0.5 > fit.r_cues["motion"]  # the sound knows the mouth here
     assert fit.r_cues["motion"] < 0.3 < fit.r_learned  # the phone model's cues alone know nothing
     assert fit.r_learned >= fit.r_phones + learned.MIN_GAIN and fit.seconds < 30
     # New speech in two contiguous segments, the second the first's look-ahead: the targets
