@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/dub_bench.py [--seconds 30] [--height 720] [--mouth auto]
                                              [--append docs/benchmarks.md] [--json out/dub_bench.json]
     .venv/bin/python benchmarks/dub_bench.py --seconds 300 --save-input out/in720_300.mp4   # long: memory
+    .venv/bin/python benchmarks/dub_bench.py --seconds 60 --own-sound    # calibrate + learn run too
 
 
 The input is made here: joygen_zh.mp4 of the shared media (900x900 @ 25 fps, a talking head),
@@ -10,6 +11,10 @@ played back and forth to the length, scaled to the height and centred on a 16:9 
 sides show the same picture enlarged and blurred (a 1280x720 @ 25 fps H.264 file at --height
 720), so the decoder, the tracker and the encoder see a real 720p video. The speech is the first
 --seconds of speech60s_en.wav, played again from its start when --seconds is longer than 60 s.
+With --own-sound the input carries joygen_zh's own sound track, played back and forth with its
+frames (each frame's samples, reversed where the picture runs backwards), so that the video has
+speech of its own: the calibration and the learned mouth (--mouth-model) run as they do on a
+real video with sound; such inputs are made whole, not looped.
 Stages are wall-clock time on the main thread; the encoder runs on its own thread ("encode
 (overlapped)"), its time overlaps the others.
 
@@ -37,8 +42,24 @@ LOOP_OVER_S = 30.0
 """Inputs longer than this are this much made and then repeated (loop_input)."""
 
 
-def make_input(path: Path, seconds: float, height: int) -> Path:
-    """A 16:9 talking-head video of ``seconds`` at 25 fps and ``height`` px (see the docstring)."""
+def own_sound(idx: np.ndarray, fps: float):
+    """joygen_zh's sound following the frames ``idx`` (source frame per output frame at ``fps``):
+    each output frame gets its source frame's samples, reversed where the frames run backwards."""
+    from facecast.audio import load_audio
+    from facecast.types import AudioChunk
+
+    a = load_audio(MEDIA / "video" / "joygen_zh.mp4", sample_rate=16000, mono=True).samples[0]
+    step = int(round(16000 / fps))
+    a = np.concatenate([a, np.zeros(step * (int(idx.max()) + 2) - len(a), np.float32)]) if len(a) < step * (
+        int(idx.max()) + 2) else a
+    back = np.r_[np.diff(idx) < 0, False]
+    parts = [a[j * step:(j + 1) * step][::-1] if b else a[j * step:(j + 1) * step] for j, b in zip(idx, back)]
+    return AudioChunk(np.concatenate(parts)[None], 16000, 0.0)
+
+
+def make_input(path: Path, seconds: float, height: int, sound: bool = False) -> Path:
+    """A 16:9 talking-head video of ``seconds`` at 25 fps and ``height`` px (see the docstring);
+    ``sound``: with the clip's own sound (own_sound)."""
     import cv2
     import torch
 
@@ -51,7 +72,10 @@ def make_input(path: Path, seconds: float, height: int) -> Path:
     W = int(round(height * 16 / 9)) // 2 * 2
     n = int(round(seconds * 25))
     idx = pingpong_index(np.arange(n), 25.0, len(frames), src.fps)
-    with Mp4Writer(path, fps=25.0, width=W, height=height, crf=18, preset="veryfast") as w:
+    with Mp4Writer(path, fps=25.0, width=W, height=height, crf=18, preset="veryfast",
+                   audio_rate=16000 if sound else None) as w:
+        if sound:
+            w.write_audio(own_sound(idx, 25.0))
         for a in range(0, n, 25):
             out = []
             for i in idx[a:a + 25]:
@@ -146,7 +170,8 @@ def rss_trend(marks: list[tuple[float, float]], seconds: float) -> dict:
 
 
 def run(seconds: float, height: int, mouth: str, video: Path | None = None, workers: int = 1,
-        save_input: Path | None = None, draw_workers: int | None = None) -> dict:
+        save_input: Path | None = None, draw_workers: int | None = None, sound: bool = False,
+        mouth_model: str = "auto") -> dict:
     from facecast.dubbing import DubReport, dub
     from facecast.dubbing.options import DubOptions
     from facecast.sysinfo import MemorySampler, rss_mb
@@ -156,10 +181,10 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
         d = Path(d)
         if video is None and save_input is not None and save_input.exists():
             video = save_input
-        if video is None and seconds > LOOP_OVER_S:  # long: LOOP_OVER_S made, then repeated
+        if video is None and seconds > LOOP_OVER_S and not sound:  # long: LOOP_OVER_S made, then repeated
             base = make_input(d / "base.mp4", LOOP_OVER_S, height)
             video = loop_input(base, save_input or d / "input.mp4", seconds)
-        vid = video or make_input(save_input or d / "input.mp4", seconds, height)
+        vid = video or make_input(save_input or d / "input.mp4", seconds, height, sound)
         wav = speech(d / "speech.wav", seconds)
         timings, report = Timings(), DubReport()
         load0 = load_average()
@@ -175,7 +200,8 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
         with MemorySampler(0.25) as mem:
             # draw_workers only when given: the script also runs on trees from before the option (before/after pairs)
             extra = {} if draw_workers is None else {"draw_workers": draw_workers}
-            dub(vid, d / "out.mp4", audio=wav, options=DubOptions(mouth=mouth, workers=workers, **extra),
+            dub(vid, d / "out.mp4", audio=wav,
+                options=DubOptions(mouth=mouth, mouth_model=mouth_model, workers=workers, **extra),
                 timings=timings, report=report, progress=progress)
         wall = time.perf_counter() - t0
         c1 = os.times()
@@ -188,7 +214,9 @@ def run(seconds: float, height: int, mouth: str, video: Path | None = None, work
             "cpu_rtf": round(cpu / audio_s, 3),
             "stage_rtf": {k: round(v / audio_s, 3) for k, v in timings.seconds.items()}, "stage_s": stages,
             "rss_mib": {f"{p}%": round(mem.at_fraction(p / 100), 0) for p in (10, 50, 90)}, "rss_peak_mib": round(mem.peak),
-            "mouth": report.mouth, "workers": workers, "draw_workers": draw_workers, "report": report.text(), "load_before": load0,
+            "mouth": report.mouth, "mouth_model": mouth_model, "own_sound": sound,
+            "learned": report.learned.text() if report.learned is not None else None, "workers": workers,
+            "draw_workers": draw_workers, "report": report.text(), "load_before": load0,
             "load_after": load1, "rss_marks": [(round(f, 4), round(m)) for f, m in marks], **rss_trend(marks, seconds),
             "cpu_count": os.cpu_count()}
 
@@ -197,7 +225,8 @@ def markdown(res: dict, command: str, machine: dict) -> str:
     lines = [f"## {machine['date']} - `facecast dub` on this CPU ({machine['cpu']}, {machine['cores']} cores)", "",
              f"`{command}` at revision {machine['git']}.", "",
              f"Input {res['size'][0]}x{res['size'][1]} @ {res['fps']:g} fps, {res['seconds']:g} s of speech, mouth from "
-             f"{res['mouth']}, {res['workers']} phone worker(s): **RTF {res['rtf']:.2f}** end to end ({res['wall_s']:.1f} s "
+             f"{res['mouth']} ({res.get('learned') or 'no sound of its own: phone-driven mouth'}), "
+             f"{res['workers']} phone worker(s): **RTF {res['rtf']:.2f}** end to end ({res['wall_s']:.1f} s "
              f"wall); the job (with its phone workers) used "
              f"{res['cpu_s']:.1f} CPU-seconds, {res['cpu_rtf']:.2f} per second of speech (on 2 free cores the wall RTF "
              f"cannot be below {res['cpu_rtf'] / 2:.2f}). "
@@ -223,6 +252,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--mouth", default="auto")
+    ap.add_argument("--mouth-model", default="auto", help="DubOptions.mouth_model: auto, learned or phones.")
+    ap.add_argument("--own-sound", action="store_true",
+                    help="Give the made input its own sound track (the calibration and the learned mouth run).")
     ap.add_argument("--workers", type=int, default=1, help="DubOptions.workers (the CLI's default: 1).")
     ap.add_argument("--draw-workers", type=int, default=None,
                     help="DubOptions.draw_workers (default: not set, i.e. auto; unset also runs on older trees).")
@@ -235,7 +267,8 @@ def main() -> None:
     from facecast.sysinfo import machine_info
 
     machine = machine_info()
-    res = run(a.seconds, a.height, a.mouth, a.video, a.workers, a.save_input, a.draw_workers)
+    res = run(a.seconds, a.height, a.mouth, a.video, a.workers, a.save_input, a.draw_workers, a.own_sound,
+              a.mouth_model)
     command = "python benchmarks/dub_bench.py " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=1))
     if a.json:

@@ -215,7 +215,8 @@ def test_dub_any_float_for_any_numeric_flag(tmp_path, monkeypatch, flag, value, 
 
     seen = []
 
-    def fake_dub(video, output, *, audio=None, text=None, options=None, progress=None, report=None, track=None):
+    def fake_dub(video, output, *, audio=None, text=None, options=None, progress=None, report=None, track=None,
+                 timings=None):
         seen.append(options)
         raise KeyboardInterrupt  # stop before any work: the options are what is checked here
 

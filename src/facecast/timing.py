@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 
 class Timings:
@@ -10,8 +11,10 @@ class Timings:
     encode), accumulated over a job; read by `facecast bench`. On CUDA the render stage is
     timed by the bench with device events instead (wall time there would only see launches)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stage: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.on_stage = on_stage
+        """Called with a stage's name each time it starts (a CLI shows what a job is doing)."""
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
@@ -38,6 +41,8 @@ class StageClock:
         self.timings, self.name = timings, name
 
     def __enter__(self):
+        if self.timings.on_stage is not None:
+            self.timings.on_stage(self.name)
         self.t = time.perf_counter()
         return self
 

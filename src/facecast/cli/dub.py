@@ -20,6 +20,11 @@ DUB_FLAGS = {
 """The option dataclasses' fields that `dub` sets from a flag: their range errors name the flag."""
 
 
+SETUP_STAGES = {"footage": "scanning the video", "calibrate": "measuring the speaker",
+                "learn": "learning this speaker's mouth"}
+"""What the progress bar says while `dub` prepares (Timings stages before the first frame)."""
+
+
 @app.command("dub")
 def dub_cmd(
     video: Path = typer.Argument(..., help="A video of the person talking (MP4, MOV, MKV, WebM ...)."),
@@ -31,7 +36,7 @@ def dub_cmd(
                                      "the video with a closed mouth (default: the output ends with the speech)."),
     mouth: str = typer.Option("auto", "--mouth", help="auto, footage (this video's own mouths) or mesh (warp + painted mouth)."),
     mouth_model: str = typer.Option("auto", "--mouth-model", help="auto (learn this speaker's mouth from the video's "
-                                    "own speech where it has >= 10 s and that beats the phones, ~1 min of CPU), "
+                                    "own speech where it has >= 10 s and that beats the phones, ~1 s of CPU), "
                                     "learned (always) or phones (the phone-driven model only)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto (the mesh renderer's device)."),
     crf: str = typer.Option("18", "--crf", help="H.264 quality, 0 ... 51 (lower is better; 18 keeps the untouched parts within encoding noise)."),
@@ -136,17 +141,23 @@ def run_dub(video: Path, output: Path, audio: Path | None, text: str | None, opt
     from ..dubbing.source import DubReport
     from ..media import probe_mp4
 
+    from ..timing import Timings
+
     report = DubReport()
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]dubbing"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("dub", total=None, done="")
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[done]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("dubbing", total=None, done="")
 
         def progress(done: float, total: float | None) -> None:
-            bar.update(task, completed=done, total=total, done=f"{done:6.1f} s of speech")
+            bar.update(task, description="dubbing", completed=done, total=total, done=f"{done:6.1f} s of speech")
+
+        def stage(name: str) -> None:  # what the job does before its first frame
+            if name in SETUP_STAGES:
+                bar.update(task, description=SETUP_STAGES[name])
 
         path = dub(video, output, audio=audio, text=text, options=options, progress=progress, report=report,
-                   track=track)
+                   track=track, timings=Timings(on_stage=stage))
     info = probe_mp4(path)
     secs = time.perf_counter() - t0
     err.print(f"wrote [bold]{path}[/]: {info['num_frames']} frames, {info['video_duration']:.2f} s, "

@@ -23,13 +23,14 @@ class DubOptions:
         warp with its painted mouth interior). docs/quality.md says which runs when.
     calibrate: fit this speaker's opening range, lip width and mouth-to-sound timing from the
         video's own speech (when it has a sound track with speech in the scanned part).
-    mouth_model: what says how open the mouth is: "auto" (this speaker's own audio-to-mouth
-        model, learned from the video's own speech in the scanned part and fused with the
-        phone-driven model, when the video has >= 10 s of speech and the fusion beats the phones
-        on a held-out part of it; else the phones), "learned" (the fusion whenever it can be
-        trained, even where it did not win) or "phones" (the calibrated phone-driven model
-        only). Learning costs two trainings of the twin's mouth model (an estimated ~30 s each
-        on 2 free CPU cores, minutes on a loaded machine; needs calibrate). docs/quality.md says which runs when.
+    mouth_model: what says how open the mouth is: "auto" (this speaker's own mouth model,
+        learned in closed form from the video's own speech in the scanned part: a ridge
+        regression of the lip gap and width on the sound, the recognised phones and the
+        phone-driven model's mouth, when the video has >= 10 s of speech and the model beats the
+        calibrated phones on held-out folds of it; else the phones), "learned" (that model
+        whenever it can be fitted, even where it did not win) or "phones" (the calibrated
+        phone-driven model only). Learning takes ~1 s of CPU (needs calibrate). docs/quality.md
+        says which runs when.
     scan_s: seconds of the video scanned before dubbing starts (at most 10 s past the job's
         length), for the mouth library, the calibration and the learned mouth (which read its
         sound: up to 60 s of it), 0 ... 600; the library keeps growing from the rest of the

@@ -7,8 +7,10 @@
     align       phones for each segment (pocketsphinx; TTS already knows them)     (speech.py)
     analyse     per-frame loudness and speech/silence                              (speech.py)
     calibrate   the motion model fitted to this speaker's own speech and mouth     (calibrate.py)
-    learn       this speaker's own audio-to-mouth model, fused with the phones     (learned.py)
+    learn       this speaker's own mouth, regressed on the sound, phones and the
+                phone model's mouth of its own speech (closed form, ~1 s)          (learned.py)
     animate     FootageSource.animate: the motion model (motion.py), the mouth targets
+                (each segment drawn once the next is analysed: the learned mouth's look-ahead)
     render      FootageSource.render_parts: decode + track the frames, draw the mouth, composite
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
 
@@ -135,19 +137,28 @@ def dub_chunks(
         if data is not None and options.mouth_model != "phones":
             with timings.stage("learn"):
                 source.use_learned(*_learned(source, data, options))
+                if source.learned is not None and audio is not None:
+                    source.learned.listen(_first_sound(a, OWN_SPEECH_MAX_S))
         workers = options.workers if text is None else 0
         heard = False
         end = 0
         ref: AudioChunk | None = None
+        pending = None  # a segment is drawn once the next one is analysed: the learned mouth's look-ahead
         for seg, phones in prefetch_alignment(segments, None, workers, so.word_timeline):
             source.expect(seg.first_frame + seg.num_frames)
             speech = analyser.speech(seg, timings, phones)
             heard = heard or bool(speech.voiced.any())
-            yield from _render(source, seg, speech, timings)
+            if pending is not None:
+                yield from _render(source, *pending, timings, ahead=(seg, speech))
+                if progress:
+                    progress(pending[0].end, total)
+            pending = (seg, speech)
             end = seg.first_frame + seg.num_frames
             ref = ref or next(iter(seg.output_audio), None)
+        if pending is not None:
+            yield from _render(source, *pending, timings)
             if progress:
-                progress(seg.end, total)
+                progress(pending[0].end, total)
         if not heard:
             src_name = audio if audio is not None else "--text"
             raise InputError(f"{src_name}: no speech found (the audio is silent or only noise). "
@@ -175,9 +186,9 @@ def _load_track(track, src, options: DubOptions):
     return load_track(track, src, face_index=options.face_index)
 
 
-def _render(source: FootageSource, seg: Segment, speech, timings: Timings) -> Iterator[SayChunk]:
+def _render(source: FootageSource, seg: Segment, speech, timings: Timings, ahead=None) -> Iterator[SayChunk]:
     with timings.stage("motion"):
-        drive = source.animate(seg, speech)
+        drive = source.animate(seg, speech, ahead)
     first = True
     for part in source.render_parts(drive):
         yield SayChunk(part, seg.output_audio if first else (), seg, speech if first else None)
@@ -231,6 +242,22 @@ def _calibration(source: FootageSource, data):
     from .calibrate import fit_calibration, mouth_shape
 
     return fit_calibration(data.params, mouth_shape(data.points), data.voiced, source.stats)
+
+
+def _first_sound(a, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of audio source ``a`` as 16 kHz mono (the learned mouth reads the new
+    recording's mean spectrum from it)."""
+    from ..types import ANALYSIS_RATE
+
+    rs = audio_mod.Resampler(ANALYSIS_RATE, mono=True)
+    out, got = [], 0
+    for chunk in a:
+        x = rs.feed(chunk).samples[0]
+        out.append(x)
+        got += len(x)
+        if got >= seconds * ANALYSIS_RATE:
+            break
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def _learned(source: FootageSource, data, options: DubOptions):

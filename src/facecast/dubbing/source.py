@@ -32,6 +32,7 @@ from ..types import MOTION_INDEX, FaceLandmarks, MotionFrames, Portrait, Speech,
 from .buffers import ChunkArrays
 from .calibrate import RIG_JAW_IOD, RIG_ROUND_IOD, RIG_SPREAD_IOD, Calibration, SpeakerStats, default_calibration, mouth_shape
 from .footage import FootageFrame, FootageReader, Timeline, head_speed
+from .cues import PHONE_GROUPS, phone_coverage
 from .learned import LearnedFit, LearnedMouth, OwnSpeech
 from .mask import composite, iod, lower_face_mask
 from .track import StreamTracker
@@ -173,6 +174,7 @@ class FootageSource:
             self.library = MouthLibrary(options, self.size)
         self.calibration: Calibration | None = None
         self.learned: LearnedMouth | None = None
+        self._ahead_motion: MotionModel | None = None
         self.timings = timings
         # Scan scan_s ahead, but not more than 10 s past what the job shows (a short dub of a long
         # video): the scanned frames are decoded twice.
@@ -212,17 +214,22 @@ class FootageSource:
         pts = self.reader.scanned_points(n)
         analyser = SpeechAnalyser(so, None, need_aligner=True)  # (its VAD comes with the aligner)
         model = MotionModel(self.options.motion)
-        params, voiced, audio = [], [], []
-        for seg, phones in pairs:
-            speech = analyser.speech(seg, self.timings, phones)
+        params, phones, energy, voiced, audio = [], [], [], [], []
+        for seg, future in pairs:
+            speech = analyser.speech(seg, self.timings, future)
             params.append(model.frames(speech).params)
+            phones.append(phone_coverage(speech))
+            energy.append(speech.energy)
             voiced.append(speech.voiced)
             audio.append(seg.analysis)
         if not params:
             return OwnSpeech(np.zeros((0, len(MOTION_INDEX)), np.float32), pts[:0], np.zeros(0, bool),
-                             np.zeros(0, np.float32), self.fps)
+                             np.zeros(0, np.float32), self.fps, np.zeros((0, len(PHONE_GROUPS)), np.float32),
+                             np.zeros(0, np.float32))
         P = np.concatenate(params)[:n]
-        return OwnSpeech(P, pts[:len(P)], np.concatenate(voiced)[:len(P)], np.concatenate(audio), self.fps)
+        k = len(P)
+        return OwnSpeech(P, pts[:k], np.concatenate(voiced)[:k], np.concatenate(audio), self.fps,
+                         np.concatenate(phones)[:k], np.concatenate(energy)[:k])
 
     def calibrate(self, calibration: Calibration | None) -> None:
         """Use ``calibration`` (None: the rig's geometry on the measured closed gap and width)."""
@@ -245,7 +252,10 @@ class FootageSource:
 
     # -- FaceSource ----------------------------------------------------------------------------
 
-    def animate(self, segment: Segment, speech: Speech | None) -> MouthDrive:
+    def animate(self, segment: Segment, speech: Speech | None,
+                ahead: tuple[Segment, Speech] | None = None) -> MouthDrive:
+        """The mouth for ``segment``; ``ahead``: the next segment and its speech, the learned
+        mouth's look-ahead across the cut (ignored by the phone model)."""
         if self.calibration is None:
             self.calibrate(None)
         silent = speech is None
@@ -254,7 +264,12 @@ class FootageSource:
             speech = Speech((), np.zeros(n, np.float32), np.zeros(n, bool), self.fps, segment.first_frame)
         motion = self.motion.frames(speech)
         if self.learned is not None and not silent:
-            targets = self.learned.targets(segment, motion.params)
+            nxt = None
+            if ahead is not None:  # its motion from a model of its own (MotionModel keeps blink state)
+                if self._ahead_motion is None or self._ahead_motion.options != self.motion.options:
+                    self._ahead_motion = MotionModel(self.motion.options)
+                nxt = (ahead[0], ahead[1], self._ahead_motion.frames(ahead[1]).params)
+            targets = self.learned.targets(segment, speech, motion.params, nxt)
         else:
             targets = self.calibration.target(motion.params)
         return MouthDrive(motion, targets)

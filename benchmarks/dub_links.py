@@ -1,0 +1,185 @@
+"""dub's lip sync, link 1 only (the mouth the model asks for, no rendering): every ordered pair of
+clips of one person, the video of one dubbed with the sound of another, the asked lip gap scored
+against the real mouth of the clip the sound came from (`facecast eval --mode dub`'s protocol and
+its "link 1" row, in seconds instead of an hour).
+
+    .venv/bin/python benchmarks/dub_links.py [CLIP.mp4 ...] [--json out/dub_links.json]
+
+Default clips: the three styletalk Obama clips and obama_en.mp4 of the shared media (the 4th is
+another recording of the same person: its pairs are reported apart from the three-clip ones).
+Per video, as `dub` does it: the face tracked with dub's own streaming tracker, the video's own
+speech (first 30 s, its phones recognised) -> the calibration and the learned mouth
+(dubbing.learned); per pair, the new sound cut into dub's segments at the video's frame rate,
+each segment's mouth with the next one as look-ahead. Rows: `phones` (the calibrated phone
+model: --mouth-model phones) and `learned` (the learned mouth: --mouth-model learned, and what
+auto runs where it won on the held-out folds). Scored like the eval: the real mouth tracked with
+face.track_video(smooth=False), the face mesh's inner-lip gap; r at lag 0, the best of lags
+-1..+1 (the goal: >= 0.6), the best lag within +-10 frames. A 25 fps truth against a 30 fps video
+is compared at the truth's frame times (the asked gap interpolated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media" / "video"
+CLIPS = ("styletalk_obama_clip1_en", "styletalk_obama_clip2_en", "styletalk_obama_clip3_en", "obama_en")
+
+
+@dataclasses.dataclass
+class Clip:
+    path: Path
+    fps: float
+    n: int
+    truth: np.ndarray  # [n] real inner-lip gap (eval's tracking)
+    audio: np.ndarray  # 16 kHz mono
+    own: object = None  # dubbing.learned.OwnSpeech
+    calibration: object = None
+    learned: object = None
+    fit: object = None
+
+
+def speeches(path: Path, fps: float, first: float | None, until: float | None = None):
+    from facecast.options import SayOptions
+    from facecast.segments import audio_segments
+    from facecast.speech import SpeechAnalyser
+    from facecast.timing import Timings
+
+    so = SayOptions(size=None, fps=fps, segment_max_s=4.0, workers=0, words=True)
+    an = SpeechAnalyser(so, None, need_aligner=True)
+    out = []
+    for seg in audio_segments(path, fps, 4.0, first):
+        out.append((seg, an.speech(seg, Timings())))
+        if until is not None and seg.end >= until:
+            break
+    return out
+
+
+def load(path: Path) -> Clip:
+    from facecast import face
+    from facecast.audio import load_audio
+    from facecast.dubbing.calibrate import SpeakerStats, fit_calibration, mouth_shape
+    from facecast.dubbing.cues import phone_coverage
+    from facecast.dubbing.learned import OwnSpeech
+    from facecast.dubbing.trackfile import track_video_file
+    from facecast.media import open_video
+    from facecast.motion import MotionModel
+    from facecast.options import MotionOptions
+
+    src = open_video(path)
+    frames = np.concatenate([c.frames.numpy() for c in src])
+    fps = src.fps
+    raw, _ = face.track_video(frames, fps=fps, smooth=False)
+    track = track_video_file(path)  # dub's own tracker: what the calibration and the learned mouth see
+    a = load_audio(path, sample_rate=16000, mono=True).samples[0]
+    clip = Clip(path, fps, len(frames), face.mouth_metrics(raw)["mouth_open"], a)
+    own = speeches(path, fps, None, until=30.0)
+    model = MotionModel(MotionOptions())
+    P = np.concatenate([model.frames(s).params for _, s in own])
+    k = min(len(P), len(track.points))
+
+    def cat(xs):
+        return np.concatenate(xs)[:k]
+
+    clip.own = OwnSpeech(P[:k], track.points[:k], cat([s.voiced for _, s in own]), np.concatenate([g.analysis for g, _ in own]),
+                         fps, cat([phone_coverage(s) for _, s in own]), cat([s.energy for _, s in own]))
+    shape = mouth_shape(track.points[:k])
+    stats = SpeakerStats()
+    for s in shape:
+        stats.add(s)
+    clip.calibration = fit_calibration(P[:k], shape, clip.own.voiced, stats)
+    return clip
+
+
+def asked(video: Clip, sound: Clip, learned: bool) -> np.ndarray:
+    """The asked gap of dubbing ``video`` with ``sound``, at ``video``'s frame rate."""
+    from facecast.motion import MotionModel
+    from facecast.options import MotionOptions
+
+    cal = video.calibration
+    lead = float(np.clip(MotionOptions().lead_s - cal.lag_frames / video.fps, 0.0, 0.25))  # as FootageSource does
+    mm, ahead_mm = (MotionModel(dataclasses.replace(MotionOptions(), lead_s=lead)) for _ in range(2))
+    segs = speeches(sound.path, video.fps, 2.0)
+    model = video.learned if learned else None
+    if model is not None:
+        model.reset()  # a new job
+        model.listen(sound.audio[: 60 * 16000])
+    out = []
+    for i, (seg, s) in enumerate(segs):
+        P = mm.frames(s).params
+        if model is None:
+            out.append(cal.target(P)[:, 0])
+            continue
+        nxt = segs[i + 1] if i + 1 < len(segs) else None
+        ahead = (nxt[0], nxt[1], ahead_mm.frames(nxt[1]).params) if nxt else None
+        out.append(model.targets(seg, s, P, ahead)[:, 0])
+    return np.concatenate(out)
+
+
+def score(gap: np.ndarray, fps: float, truth: Clip) -> dict:
+    from facecast.quality.metrics import lagged_corr
+
+    t = np.arange(truth.n) / truth.fps
+    x = np.interp(t, np.arange(len(gap)) / fps, gap) if abs(fps - truth.fps) > 1e-3 else gap[: truth.n]
+    n = min(len(x), truth.n)
+    lags, r = lagged_corr(x[:n], truth.truth[:n])
+    i = int(np.nanargmax(r))
+    return {"r0": float(r[lags == 0][0]), "near": float(np.nanmax(r[np.abs(lags) <= 1])), "best": float(r[i]),
+            "lag": int(lags[i])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("clips", nargs="*", type=Path)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    from facecast.dubbing.learned import fit_learned
+    from facecast.sysinfo import machine_info
+
+    paths = a.clips or [MEDIA / f"{c}.mp4" for c in CLIPS]
+    clips = {}
+    for p in paths:
+        t = time.perf_counter()
+        c = clips[p.stem] = load(p)
+        t1 = time.perf_counter()
+        c.learned, c.fit = fit_learned(c.own, c.calibration, force=True)
+        print(f"{p.stem}: calibration lag {c.calibration.lag_frames:+d}, r {c.calibration.r:.2f}; {c.fit.text()}; "
+              f"held-out r per cue set {({k: round(v, 2) for k, v in c.fit.r_cues.items()})}; "
+              f"prepared in {t1 - t:.0f} s, learned in {time.perf_counter() - t1:.2f} s", flush=True)
+    rows = []
+    for b, sound in clips.items():
+        for v, video in clips.items():
+            if v == b:
+                continue
+            row = {"video": v, "sound": b}
+            for name in ("phones", "learned"):
+                row[name] = score(asked(video, sound, name == "learned"), video.fps, sound)
+            rows.append(row)
+            print(f"{v} <- {b}: " + "; ".join(f"{k} r0 {row[k]['r0']:.2f} near {row[k]['near']:.2f} best "
+                                            f"{row[k]['best']:.2f} ({row[k]['lag']:+d})" for k in ("phones", "learned")),
+                  flush=True)
+    main3 = set(list(clips)[:3])
+    summary = {}
+    for label, sel in (("first 3 clips", [r for r in rows if {r["video"], r["sound"]} <= main3]),
+                       ("pairs with the others", [r for r in rows if not {r["video"], r["sound"]} <= main3])):
+        if not sel:
+            continue
+        summary[label] = {k: {m: float(np.mean([r[k][m] for r in sel])) for m in ("r0", "near", "best")}
+                          for k in ("phones", "learned")}
+        print(f"{label} ({len(sel)} pairs), means: " + "; ".join(
+            f"{k} r0 {v['r0']:.3f} near {v['near']:.3f} best {v['best']:.3f}" for k, v in summary[label].items()))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"command": "python benchmarks/dub_links.py " + " ".join(sys.argv[1:]),
+                                      "machine": machine_info(), "pairs": rows, "means": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
