@@ -90,6 +90,12 @@ def refused(folder: Path, *lines) -> str:
     ({"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "x.mp4", "mouth": "lips"},
      "line 2: field \"mouth\" = \"lips\": must be one of auto, footage, mesh"),
     ({"kind": "dub", "text": "Hi.", "output": "x.mp4"}, "line 2: no \"video\""),
+    ({"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "x.mp4", "mouth_model": "twin"},
+     "line 2: field \"mouth_model\" = \"twin\": must be one of auto, learned, phones"),
+    ({"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "x.mp4", "draw_workers": 65},
+     "line 2: field \"draw_workers\" = 65: must be a whole number in 0 ... 64"),
+    ({"kind": "script", "script": "s1.wav", "output": "x.mp4", "video_loop_s": 0.5},
+     "line 2: field \"video_loop_s\" = 0.5: must be a number in 1 ... 600"),
     ({"kind": "script", "script": "none.md", "output": "x.mp4"}, "line 2: field \"script\": script"),
     ({"kind": "say", "portrait": "sam.jpg", "text": "", "output": "x.mp4"}, "line 2: field \"text\":"),
 ])
@@ -343,3 +349,14 @@ def test_dub_jobs_use_their_track_and_one_of_another_video_fails_alone(folder, t
     assert [r.status for r in results] == [DONE, FAILED], [r.reason for r in results]
     assert "other.track.npz: was made for another video" in results[1].reason, results[1].reason
     assert output_complete(folder / "d.mp4") and not (folder / "e.mp4").exists()
+
+
+def test_dub_and_script_fields_reach_their_options(folder):
+    """mouth_model / draw_workers (dub) and video_loop_s (script) land in the typed options."""
+    (folder / "show.md").write_text("---\nspeakers:\n  SAM: {face: sam.jpg}\n---\nSAM: Hello.\n")
+    dub_line = {"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "d.mp4", "mouth_model": "phones",
+                "draw_workers": 3}
+    script_line = {"kind": "script", "script": "show.md", "output": "s.mp4", "video_loop_s": 12.5}
+    dub_job, script_job = read_jobs(jobs_file(folder, dub_line, script_line))
+    assert dub_job.request.options.mouth_model == "phones" and dub_job.request.options.draw_workers == 3
+    assert script_job.request.options.video_loop_s == 12.5

@@ -144,3 +144,27 @@ def test_outputs_over_the_limit_and_probe_files(tmp_path):
     with pytest.raises(FileNotFoundError):  # a folder that is gone: nothing half-written left
         write_back([(tmp_path / "gone" / "o.mp4", np.zeros(3, np.uint8))])
     assert not output_complete(tmp_path / "o.mp4")
+
+
+def test_a_video_face_ships_with_its_track_file(tmp_path):
+    """A script whose speaker is a video face: its track file (named in the front matter, or
+    STEM.track.npz beside the video) travels with the job and is read from the job's folder."""
+    import shutil
+
+    from facecast.batch.kinds import moved_script, script_files
+    from facecast.show import parse_script
+
+    shutil.copy(media("video/may_en.mp4"), tmp_path / "may.mp4")
+    shutil.copy(media("video/may_en.mp4"), tmp_path / "bob.mp4")
+    (tmp_path / "may.track.npz").write_bytes(b"beside")
+    (tmp_path / "bob_named.npz").write_bytes(b"named")
+    (tmp_path / "show.md").write_text("---\nspeakers:\n  MAY: {face: may.mp4}\n"
+                                      "  BOB: {face: bob.mp4, track: bob_named.npz}\n---\nMAY: Hello.\nBOB: Hi.\n")
+    script = parse_script(tmp_path / "show.md")
+    files = dict((label, p) for label, p in script_files(script))
+    assert files["face track of MAY"] == tmp_path / "may.track.npz"
+    assert files["face track of BOB"] == tmp_path / "bob_named.npz"
+    there = tmp_path / "job"
+    moved = moved_script(script, lambda p: there / p.name)
+    assert moved.speakers["BOB"].track == there / "bob_named.npz"
+    assert moved.speakers["MAY"].face == there / "may.mp4"  # its track is found beside it there

@@ -231,7 +231,8 @@ class DubKind:
         Field("mouth", "name", "DubOptions.mouth"), Field("device", "name"),
         Field("crf", "number", "EncodeOptions.crf"), Field("preset", "name", "EncodeOptions.preset"),
         Field("calibrate", "bool"), Field("words", "bool"), Field("workers", "number", "DubOptions.workers"),
-        Field("track", "path"),
+        Field("track", "path"), Field("mouth_model", "name", "DubOptions.mouth_model"),
+        Field("draw_workers", "number", "DubOptions.draw_workers"),
     )
 
     def parse(self, values: dict, where: str, base: Path):
@@ -248,6 +249,7 @@ class DubKind:
         try:
             options = DubOptions(face_index=g("face"), keep_length=g("keep_length", False), mouth=g("mouth", "auto"),
                                  calibrate=g("calibrate", True), words=g("words", True), workers=g("workers", 1),
+                                 mouth_model=g("mouth_model", "auto"), draw_workers=g("draw_workers", 0),
                                  render=RenderOptions(device=g("device", "cpu")),
                                  encode=EncodeOptions(crf=g("crf", 18), preset=g("preset", "veryfast")))
         except OptionError as exc:
@@ -316,6 +318,7 @@ class ScriptKind:
         Field("burn_subtitles", "bool"), Field("min_shot_s", "number", "ScriptOptions.min_shot_s"),
         Field("gap_s", "number", "ScriptOptions.gap_s"), Field("seed", "number", "MotionOptions.seed"),
         Field("crf", "number", "EncodeOptions.crf"), Field("preset", "name", "EncodeOptions.preset"),
+        Field("video_loop_s", "number", "ScriptOptions.video_loop_s"),
     )
 
     def parse(self, values: dict, where: str, base: Path):
@@ -330,7 +333,7 @@ class ScriptKind:
             options = ScriptOptions(
                 width=g("width"), height=g("height"), fps=g("fps", 25.0), layout=g("layout"),
                 captions=g("captions"), subtitles=g("subtitles", "none"), burn_subtitles=g("burn_subtitles", False),
-                min_shot_s=g("min_shot_s", 2.0), gap_s=g("gap_s", 0.25),
+                min_shot_s=g("min_shot_s", 2.0), gap_s=g("gap_s", 0.25), video_loop_s=g("video_loop_s", 30.0),
                 motion=MotionOptions(seed=g("seed", 0)), render=RenderOptions(device=g("device", "cpu")),
                 encode=EncodeOptions(crf=g("crf", 23), preset=g("preset", "veryfast")))
         except OptionError as exc:
@@ -372,12 +375,17 @@ class ScriptKind:
 
 def script_files(script) -> list[tuple[str, Path]]:
     """(label, path) of every file a parsed show.Script reads: the script, each speaker's face
-    and Piper voice (with its FILE.onnx.json), the background image, the recorded takes."""
+    (a video face with its track file: named, or STEM.track.npz beside it) and Piper voice (with
+    its FILE.onnx.json), the background image, the recorded takes."""
     from ..show.script import Recording
+    from ..show.video import track_beside
 
     out = [("script", script.path)]
     for sp in script.speakers.values():
         out.append((f"face of {sp.name}", sp.face))
+        track = sp.track if sp.track is not None else track_beside(sp.face)
+        if track is not None:
+            out.append((f"face track of {sp.name}", track))
         if sp.voice is not None:
             out.append((f"voice of {sp.name}", sp.voice))
             config = sp.voice.with_name(sp.voice.name + ".json")
@@ -394,7 +402,7 @@ def moved_script(script, move):
     """A parsed show.Script reading its files where ``move(path)`` puts them."""
     from ..show.script import Recording
 
-    speakers = {name: replace(sp, face=move(sp.face), voice=_moved(sp.voice, move))
+    speakers = {name: replace(sp, face=move(sp.face), voice=_moved(sp.voice, move), track=_moved(sp.track, move))
                 for name, sp in script.speakers.items()}
     lines = tuple(replace(line, parts=tuple(replace(p, path=move(p.path)) if isinstance(p, Recording) else p
                                             for p in line.parts)) for line in script.lines)
