@@ -430,3 +430,37 @@ def test_writer_shortens_segments_for_large_frames(tmp_path):
     order = {pts: i for i, pts in enumerate(sorted(p[0] for p in packets))}
     assert len(packets) == n
     assert [order[p[0]] for p in packets if p[2]] == list(range(0, n, seg))
+
+
+def test_wrapped_rgb_frames_encode_exactly_as_copied_ones():
+    """video_frame wraps C-contiguous RGB (no copy under the GIL): the encoder's packets are
+    byte-identical to those of frames copied with from_ndarray; other layouts are copied."""
+    from facecast.media.h264 import add_video_stream, video_frame
+
+    video = open_video(media("video/may_en.mp4"), max_side=256)
+    src = np.concatenate([c.frames.numpy() for c in list(video)[:2]])[:30]
+    h, w = src.shape[1:3]
+
+    def encode(make) -> list[bytes]:
+        with av.open(io.BytesIO(), mode="w", format="mp4") as c:
+            stream = add_video_stream(c, 25.0, w, h, "libx264", 23, "veryfast", 1)
+            out = []
+            for k in range(len(src)):
+                out += [bytes(p) for p in stream.encode(make(k))]
+            out += [bytes(p) for p in stream.encode(None)]
+            return out
+
+    def copied(k):
+        frame = av.VideoFrame.from_ndarray(src[k], format="rgb24")
+        frame.pts = k
+        return frame
+
+    want = encode(copied)
+    assert encode(lambda k: video_frame(src[k], "rgb24", k)) == want and len(want) == len(src)
+    mine = src[0].copy()
+    wrapped = video_frame(mine, "rgb24", 0)
+    mine[:] = 7  # wrapped, not copied: the frame sees the change
+    assert (wrapped.to_ndarray(format="rgb24") == 7).all()
+    cropped = src[0, :, 2:]  # not C-contiguous: copied, same picture
+    frame = video_frame(cropped, "rgb24", 5)
+    assert frame.pts == 5 and np.array_equal(frame.to_ndarray(format="rgb24"), cropped)

@@ -14,7 +14,7 @@ import numpy as np
 
 from facecast.media.aac import AAC_SAMPLE_RATES, AacTrack, add_aac_stream
 from facecast.media.convert import host_frames
-from facecast.media.h264 import add_video_stream, check_format
+from facecast.media.h264 import add_video_stream, check_format, video_frame
 from facecast.options import EncodeOptions
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 
@@ -158,8 +158,7 @@ class Fmp4SegmentWriter:
             self._first_pts = first_frame
         for k in range(data.shape[0]):
             pts = first_frame + k
-            frame = av.VideoFrame.from_ndarray(data[k], format=fmt)
-            frame.pts = pts
+            frame = video_frame(data[k], fmt, pts)
             if (pts - self._first_pts) % self.fragment_frames == 0:
                 frame.pict_type = av.video.frame.PictureType.I  # IDR: a fragment starts here
             self._container.mux(self._video.encode(frame))

@@ -41,7 +41,7 @@ from facecast.outputs import check_output_file
 from facecast.media.aac import AAC_SAMPLE_RATES, AacTrack, add_aac_stream
 from facecast.media.convert import host_frames
 from facecast.media.h264 import (SegmentEncoders, add_video_stream, as_fraction, check_format, quality_options,
-                                 segment_length)
+                                 segment_length, video_frame)
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 
 __all__ = ["SUPPORTED_EXTENSIONS", "Encoder", "Mp4Writer", "check_output_path", "partial_path", "prepare_output",
@@ -244,9 +244,7 @@ class Mp4Writer:
             self._frames_written += data.shape[0]
             return
         for k in range(data.shape[0]):
-            frame = av.VideoFrame.from_ndarray(data[k], format=fmt)
-            frame.pts = frames.first_frame + k
-            self._mux(self._video.encode(frame))
+            self._mux(self._video.encode(video_frame(data[k], fmt, frames.first_frame + k)))
         self._next_pts = frames.first_frame + data.shape[0]
         self._frames_written += data.shape[0]
 
