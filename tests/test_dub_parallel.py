@@ -128,7 +128,7 @@ def test_draw_workers_auto_and_range():
     from facecast.dubbing.options import DubOptions
     from facecast.errors import OptionError
 
-    assert DubOptions().draw_workers == 0 and 1 <= DubOptions().draw_threads() <= 32
+    assert DubOptions().draw_workers == 0 and 1 <= DubOptions().draw_threads() <= 4
     assert DubOptions(draw_workers=5).draw_threads() == 5
     for bad in (-1, 65, 2.5):
         with pytest.raises(OptionError, match="draw_workers"):

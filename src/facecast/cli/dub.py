@@ -45,7 +45,7 @@ def dub_cmd(
     words: bool = typer.Option(True, "--words/--no-words", help="Also recognise English words for the mouth (better sync, more CPU)."),
     workers: str = typer.Option("1", "--workers", help="Phone-recognition worker processes, 0 ... 64 (0 = in the main process)."),
     draw_workers: str = typer.Option("0", "--draw-workers", help="Threads that draw the mouths, 0 ... 64 (0 = auto: "
-                                     "the cores minus one where there are more than 2, else 1). The frames are "
+                                     "the cores minus one, at most 4, where there are more than 2, else 1). The frames are "
                                      "the same for any number."),
     track: Optional[Path] = typer.Option(None, "--track", help="The video's face track made by `facecast dub-track` "
                                          "(no face tracking here: e.g. a machine without mediapipe)."),

@@ -9,6 +9,12 @@ from typing import ClassVar
 from ..options import Choice, EncodeOptions, MotionOptions, Range, RenderOptions, SayOptions, check_type, check_ranges
 
 
+AUTO_DRAW_THREADS = 4
+"""Most draw threads ``draw_workers=0`` picks. On the 16-core H100 box 4 threads drew and
+decoded 1080p at 75 frames/s against 62 with 15, and dubbed end to end at RTF 0.29 against
+0.38 (docs/benchmarks.md): more threads only compete with the decoder and the encoders."""
+
+
 @dataclass(frozen=True)
 class DubOptions:
     """Everything `dub` needs besides the video and the new speech. The output keeps the video's
@@ -54,10 +60,10 @@ class DubOptions:
         critical path; 0 here, because worker processes are spawned, which needs the calling
         script to guard its entry point (``if __name__ == "__main__":``).
     draw_workers: threads that draw the mouths (and convert the decoded frames to RGB),
-        0 ... 64; 0 = auto: the usable cores minus one where there are more than 2 (at most 32),
-        else 1 (on 2 cores the encoder's thread already takes the second). Only the pixel work of each frame
-        fans out (placing, colour-matching and blending the mouth; the frame copy); which mouth
-        each frame shows, the loop and the tracking stay sequential, so the frames are the same
+        0 ... 64; 0 = auto: the usable cores minus one where there are more than 2, at most
+        AUTO_DRAW_THREADS (4), else 1 (on 2 cores the encoder's thread already takes the
+        second). Only the pixel work of each frame fans out (placing, colour-matching and
+        blending the mouth; the frame copy); which mouth each frame shows, the loop and the tracking stay sequential, so the frames are the same
         for any number.
     words: as SayOptions (the recognised-word timeline: better lip sync, ~4x the recognition CPU).
     motion: the mouth's motion model (head motion and blinks come from the footage: their
@@ -112,13 +118,13 @@ class DubOptions:
 
     def draw_threads(self) -> int:
         """``draw_workers`` resolved: auto (0) is the usable cores minus one where there are more
-        than 2 (at most 32), else 1."""
+        than 2 (at most AUTO_DRAW_THREADS), else 1."""
         if self.draw_workers:
             return self.draw_workers
         import os
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return min(cores - 1, 32) if cores > 2 else 1
+        return min(cores - 1, AUTO_DRAW_THREADS) if cores > 2 else 1
 
     def say_options(self, fps: float) -> SayOptions:
         """The SayOptions of the stages dub shares with `say` (segments, speech analysis, motion,
