@@ -181,8 +181,8 @@ def test_idle_workers_exit(tmp_path, portrait):
         while runner.worker_pids():
             assert time.monotonic() < end
             time.sleep(0.2)
-        # ... until it has been idle for worker_idle_s; the runner lets go of it when it says it
-        # is leaving, and the process may still be tearing down for a moment after that
+        # ... until it has been idle for worker_idle_s; the runner drops it from its list first and
+        # then ends the process (JobRunner._retire_idle), which takes a moment
         while _alive(pids[0]):
             assert time.monotonic() < end, f"worker {pids[0]} still running after it left"
             time.sleep(0.1)
