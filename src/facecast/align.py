@@ -37,7 +37,7 @@ from .options import AlignOptions
 from .text import acronyms, guess_pronunciation, transcript_words
 from .types import AudioChunk, PhoneSpan
 
-__all__ = ["AlignOptions", "Aligner", "SAMPLE_RATE"]
+__all__ = ["AlignOptions", "Aligner", "SAMPLE_RATE", "decode_utterance", "frame_db", "to_pcm16", "unaligned_speech"]
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,14 @@ class Aligner:
         try:
             # Pass 1: the word search (the last call left the decoder in alignment mode).
             dec.activate_search()
-            _decode(dec, pcm)
+            decode_utterance(dec, pcm)
             hyp = dec.hyp()
             if hyp is None or not transcript_words(hyp.hypstr):
                 return []
             # Pass 2: phone boundaries inside the recognised word path (its own word times, so
             # no second search that could fail to reach the end of the audio).
             dec.set_alignment()
-            _decode(dec, pcm)
+            decode_utterance(dec, pcm)
             alignment = dec.get_alignment()
             if alignment is None:
                 return []
@@ -212,7 +212,7 @@ class Aligner:
             # Fresh feature extraction per segment (0.5 ms): pocketsphinx carries normalisation
             # state from one utterance to the next (it is built for live streams), so without
             # this a segment's phones depend on what was decoded before it.
-            _decode(dec, pcm)
+            decode_utterance(dec, pcm)
         except RuntimeError as exc:  # e.g. audio too short to make one feature frame
             log.warning("phone recognition failed (%s); returning silence", exc)
             return []
@@ -239,11 +239,11 @@ class Aligner:
             # transcript grammar; pass 2 re-runs the audio against that fixed sequence to get
             # phone (and state) boundaries.  pocketsphinx has no single-pass phone alignment.
             dec.set_align_text(text)
-            _decode(dec, pcm)
+            decode_utterance(dec, pcm)
             if dec.hyp() is None:
                 raise RuntimeError("no path through the transcript reaches the end of the audio")
             dec.set_alignment()
-            _decode(dec, pcm)
+            decode_utterance(dec, pcm)
             alignment = dec.get_alignment()
             if alignment is None:
                 raise RuntimeError("decoder returned no alignment")
@@ -251,7 +251,7 @@ class Aligner:
         except RuntimeError as exc:
             log.warning("forced alignment of %r failed (%s); using phone recognition", _clip(text), exc)
             return []
-        unaligned = _unaligned_speech(spans, level, judged)
+        unaligned = unaligned_speech(spans, level, judged)
         if unaligned > self.options.max_unaligned_speech:
             log.warning("transcript %r does not fit the audio (%.0f%% of the loud frames aligned "
                         "to silence); using phone recognition", _clip(text), 100 * unaligned)
@@ -281,7 +281,7 @@ class Aligner:
 # Frames and spans
 
 
-def _decode(dec, pcm: bytes) -> None:
+def decode_utterance(dec, pcm: bytes) -> None:
     """One whole utterance through a pocketsphinx decoder in its current search mode; features
     re-initialised first, so no state (cepstral mean) carries over from earlier segments."""
     dec.reinit_feat()
@@ -318,7 +318,7 @@ def quiet_frames(level: np.ndarray, floor_db: float, min_run: int) -> np.ndarray
     return out
 
 
-def _unaligned_speech(spans: list[tuple[str, int, int]], level: np.ndarray,
+def unaligned_speech(spans: list[tuple[str, int, int]], level: np.ndarray,
                       judged: np.ndarray) -> float:
     """Fraction of clearly loud frames that ``spans`` label silence (0 when there are none).
 

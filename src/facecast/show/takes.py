@@ -212,13 +212,10 @@ class Transcriber:
 
 
 def _decode(dec, samples: np.ndarray) -> None:
-    """One utterance through ``dec`` in its current search (features re-initialised first)."""
-    from ..align import to_pcm16
+    """One utterance of float samples through ``dec`` (align.decode_utterance)."""
+    from ..align import decode_utterance, to_pcm16
 
-    dec.reinit_feat()
-    dec.start_utt()
-    dec.process_raw(to_pcm16(samples), full_utt=True)
-    dec.end_utt()
+    decode_utterance(dec, to_pcm16(samples))
 
 
 def _is_word(w: str) -> bool:
@@ -227,21 +224,14 @@ def _is_word(w: str) -> bool:
 
 def _unaligned(samples: np.ndarray, said: list[tuple[int, int]]) -> float:
     """Fraction of the take's clearly loud 10 ms frames that fall outside every aligned word (a
-    transcript that fits leaves few; as align.py's check)."""
-    from ..align import frame_db
+    transcript that fits leaves few): align.unaligned_speech on the take's levels."""
+    from ..align import frame_db, unaligned_speech
 
     level = frame_db(samples)
     judged = level > -100  # digital silence says nothing
     if judged.sum() < 10:
         return 0.0
-    floor, peak = np.percentile(level[judged], [10, 95])
-    if peak - floor < 10.0:
-        return 0.0
-    inside = np.zeros(level.size, bool)
-    for a, b in said:
-        inside[max(a, 0):max(b, 0)] = True
-    loud = judged & (level > (floor + peak) / 2)
-    return float(np.count_nonzero(loud & ~inside)) / max(1, int(np.count_nonzero(loud)))
+    return unaligned_speech([("WORD", a, b) for a, b in said], level[judged], judged)
 
 
 def _place(tokens: list[tuple[str, list[str]]], times: list[tuple[float, float] | None]) -> tuple[TimedWord, ...]:
