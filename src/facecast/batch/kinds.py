@@ -133,6 +133,17 @@ def _text(values: dict, where: str) -> str | None:
 # -- say ------------------------------------------------------------------------------------------
 
 
+class OnDevice:
+    """``with_device`` of every kind: a request that names no device renders on ``device`` (the
+    worker's GPU); one that names its own keeps it."""
+
+    def with_device(self, request, device: str):
+        if request.device is not None:
+            return request
+        o = request.options
+        return replace(request, options=replace(o, render=replace(o.render, device=device)))
+
+
 @dataclass(frozen=True)
 class SayRequest:
     """A `say` job: ``face`` a portrait image or a .twin file (told by content), exactly one of
@@ -146,7 +157,7 @@ class SayRequest:
     device: str | None = None
 
 
-class SayKind:
+class SayKind(OnDevice):
     name = "say"
     fields = (
         Field("portrait", "path"), Field("twin", "path"), Field("output", "path"), Field("text", "text"),
@@ -183,12 +194,6 @@ class SayKind:
         output = _output(values, base, where, inputs)
         return SayRequest(face, _text(values, where), audio, g("transcript"), options, g("device")), output, inputs
 
-    def with_device(self, request: SayRequest, device: str) -> SayRequest:
-        if request.device is not None:
-            return request
-        o = request.options
-        return replace(request, options=replace(o, render=replace(o.render, device=device)))
-
     def run(self, request: SayRequest, output: Path, worker, progress: Progress) -> None:
         from ..pipeline import say
 
@@ -223,7 +228,7 @@ class DubRequest:
     track: Path | None = None
 
 
-class DubKind:
+class DubKind(OnDevice):
     name = "dub"
     fields = (
         Field("video", "path"), Field("output", "path"), Field("audio", "path"), Field("text", "text"),
@@ -258,12 +263,6 @@ class DubKind:
             _check_track(track, options.face_index, where)
         output = _output(values, base, where, inputs)
         return DubRequest(video, _text(values, where), audio, options, g("device"), track), output, inputs
-
-    def with_device(self, request: DubRequest, device: str) -> DubRequest:
-        if request.device is not None:
-            return request
-        o = request.options
-        return replace(request, options=replace(o, render=replace(o.render, device=device)))
 
     def run(self, request: DubRequest, output: Path, worker, progress: Progress) -> None:
         from ..dubbing.pipeline import dub
@@ -308,7 +307,7 @@ class ScriptRequest:
     device: str | None = None
 
 
-class ScriptKind:
+class ScriptKind(OnDevice):
     name = "script"
     fields = (
         Field("script", "path"), Field("output", "path"), Field("device", "name"),
@@ -340,12 +339,6 @@ class ScriptKind:
             raise option_error(where, exc, self.fields) from None
         output = _output(values, base, where, inputs)
         return ScriptRequest(script, options, g("device")), output, inputs
-
-    def with_device(self, request: ScriptRequest, device: str) -> ScriptRequest:
-        if request.device is not None:
-            return request
-        o = request.options
-        return replace(request, options=replace(o, render=replace(o.render, device=device)))
 
     def run(self, request: ScriptRequest, output: Path, worker, progress: Progress) -> None:
         from ..show import render_script
