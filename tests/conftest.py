@@ -22,6 +22,21 @@ def media(relpath: str) -> Path:
     return path
 
 
+def short_clip(path: Path, side: int, frames: int) -> Path:
+    """may_en.mp4's first ``frames`` frames at side x side (a real talking head), written to
+    ``path`` as a 25 fps H.264 MP4 (CRF 14)."""
+    import numpy as np
+    import torch
+
+    from facecast.media import Mp4Writer, open_video
+    from facecast.types import VideoFrames
+
+    picture = np.concatenate([c.frames.numpy() for c in open_video(media("video/may_en.mp4"), max_side=side)])
+    with Mp4Writer(path, fps=25.0, width=side, height=side, crf=14) as w:
+        w.write_video(VideoFrames(torch.from_numpy(picture[:frames]), 25.0, 0))
+    return path
+
+
 @pytest.fixture
 def media_path():
     return media

@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import media
+from conftest import media, short_clip
 from facecast.audio import write_wav
 from facecast.batch.events import DONE, EXIT_FAILED, FAILED, SKIPPED, exit_code, output_complete
 from facecast.batch.local import run_batch
@@ -301,17 +300,10 @@ def tracked(tmp_path_factory):
     the same shape made for another video."""
     import dataclasses
 
-    import torch
-
     from facecast.dubbing.trackfile import save_track, track_video_file
-    from facecast.media import Mp4Writer, open_video
-    from facecast.types import VideoFrames
 
     tmp = tmp_path_factory.mktemp("dubtrack")
-    frames = np.concatenate([c.frames.numpy() for c in open_video(media("video/may_en.mp4"), max_side=128)])[:30]
-    video = tmp / "may.mp4"
-    with Mp4Writer(video, fps=25.0, width=128, height=128, crf=14) as w:
-        w.write_video(VideoFrames(torch.from_numpy(frames), 25.0, 0))
+    video = short_clip(tmp / "may.mp4", 128, 30)
     track = track_video_file(video)
     save_track(track, tmp / "may.track.npz")
     save_track(dataclasses.replace(track, sha256="0" * 64), tmp / "other.track.npz")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import media
+from conftest import media, short_clip
 from facecast.audio import write_wav
 
 CLI = [str(Path(sys.executable).with_name("facecast"))]
@@ -20,19 +20,11 @@ CLI = [str(Path(sys.executable).with_name("facecast"))]
 def clip(tmp_path_factory):
     """may_en.mp4's first 2 s at 192x192 (a real talking head), its face track, 1.5 s and 3 s of
     real speech (the 3 s outlast the video: the back-and-forth loop)."""
-    import torch
-
     from facecast.audio import load_audio
     from facecast.dubbing.trackfile import track_video_file
-    from facecast.media import Mp4Writer, open_video
-    from facecast.types import VideoFrames
 
     tmp = tmp_path_factory.mktemp("dubpar")
-    src = open_video(media("video/may_en.mp4"), max_side=192)
-    frames = np.concatenate([c.frames.numpy() for c in src])[:50]
-    video = tmp / "may192.mp4"
-    with Mp4Writer(video, fps=25.0, width=192, height=192, crf=14) as w:
-        w.write_video(VideoFrames(torch.from_numpy(frames), 25.0, 0))
+    video = short_clip(tmp / "may192.mp4", 192, 50)
     a = load_audio(media("audio/hdtf_radio31_en.wav"), sample_rate=16000, mono=True).samples[0]
     short = write_wav(tmp / "short.wav", a[: int(1.5 * 16000)])
     long = write_wav(tmp / "long.wav", a[: int(3.0 * 16000)])

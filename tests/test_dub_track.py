@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import media
+from conftest import media, short_clip
 from facecast.audio import write_wav
 from facecast.errors import InputError
 
@@ -19,18 +19,10 @@ CLI = [str(Path(sys.executable).with_name("facecast"))]
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """may_en.mp4's first 2 s at 256x256 (a real talking head), and 1.5 s of real speech."""
-    import torch
-
     from facecast.audio import load_audio
-    from facecast.media import Mp4Writer, open_video
-    from facecast.types import VideoFrames
 
     tmp = tmp_path_factory.mktemp("dubtrack")
-    src = open_video(media("video/may_en.mp4"), max_side=256)
-    frames = np.concatenate([c.frames.numpy() for c in src])[:50]
-    video = tmp / "may256.mp4"
-    with Mp4Writer(video, fps=25.0, width=256, height=256, crf=14) as w:
-        w.write_video(VideoFrames(torch.from_numpy(frames), 25.0, 0))
+    video = short_clip(tmp / "may256.mp4", 256, 50)
     a = load_audio(media("audio/hdtf_radio31_en.wav"), sample_rate=16000, mono=True).samples[0]
     wav = write_wav(tmp / "speech.wav", a[: int(1.5 * 16000)])
     return video, wav, tmp
