@@ -170,7 +170,8 @@ def long_input(video: Path, track_path: Path, seconds: float, out_dir: Path) -> 
     return looped, tiled, tiled.num_frames / track.fps
 
 
-def run_one(video: Path, track, wav: Path, seconds: float, mouth: str, draw_workers: int, a, out_dir: Path) -> dict:
+def run_one(video: Path, track, wav: Path, seconds: float, mouth: str, draw_workers: int, a, out_dir: Path,
+            processes: int = 1) -> dict:
     import torch
 
     from facecast.dubbing import DubReport, dub
@@ -181,7 +182,7 @@ def run_one(video: Path, track, wav: Path, seconds: float, mouth: str, draw_work
 
     cuda = a.device.startswith("cuda")
     opts = DubOptions(mouth=mouth, workers=a.phone_workers, calibrate=False, scan_s=a.scan_s, words=not a.no_words,
-                      draw_workers=draw_workers, render=RenderOptions(device=a.device),
+                      draw_workers=draw_workers, processes=processes, render=RenderOptions(device=a.device),
                       encode=EncodeOptions(crf=18, preset=a.preset, workers=a.encode_workers))
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -208,7 +209,8 @@ def run_one(video: Path, track, wav: Path, seconds: float, mouth: str, draw_work
     st = dict(timings.seconds)
     row = {"video": video.name, "size": list(report.size), "fps": report.fps, "frames": report.frames,
            "seconds": round(seconds, 2), "mouth": report.mouth, "device": a.device, "draw_workers": draw_workers,
-           "draw_threads": opts.draw_threads(), "wall_s": round(wall, 3),
+           "draw_threads": opts.draw_threads(), "processes": opts.process_count(), "notes": report.notes,
+           "preset": a.preset, "wall_s": round(wall, 3),
            "rtf": round(wall / seconds, 4), "stage_s": {k: round(v, 3) for k, v in st.items()},
            "report": report.text(), "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
            "rss_peak_mib": round(mem.peak), **rss_marks(marks, seconds)}
@@ -261,6 +263,8 @@ def main() -> None:
                     help="build a long input of at least this many seconds from the clip (see the docstring)")
     ap.add_argument("--draw-workers", type=int, nargs="+", default=[0], help="DubOptions.draw_workers, one run "
                     "each (0 = auto)")
+    ap.add_argument("--processes", type=int, nargs="+", default=[1], help="DubOptions.processes, one run each "
+                    "(1 = one process draws; 0 = auto; N >= 2: span workers, see dubbing/spans.py)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--encode-workers", type=int, default=8)
     ap.add_argument("--phone-workers", type=int, default=4)
@@ -303,24 +307,25 @@ def main() -> None:
                 t0 = time.perf_counter()
                 dub(video, a.out_dir / "gpu_dub_warm.mp4", audio=warm_wav, track=track,
                     options=DubOptions(mouth=mouth, workers=0, calibrate=False, scan_s=2.0, words=not a.no_words,
-                                       render=RenderOptions(device=a.device)))
+                                       processes=max(a.processes), render=RenderOptions(device=a.device)))
                 warm = round(time.perf_counter() - t0, 2)
             for dw in a.draw_workers:
-                row = run_one(video, track, wav, seconds, mouth, dw, a, a.out_dir)
-                row["warmup_s"] = warm
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                for pr in a.processes:
+                    row = run_one(video, track, wav, seconds, mouth, dw, a, a.out_dir, pr)
+                    row["warmup_s"] = warm
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
         if a.loop_seconds:
             video.unlink(missing_ok=True)
     print(f"\n{info['device_name']}, {info['cores']} cores, torch {info['torch']}, {info['date']}")
-    print("| video | mouth | draw threads | s of speech | wall s | RTF | decode | motion | render | composite | encode | "
+    print("| video | mouth | processes | draw threads | s of speech | wall s | RTF | decode | motion | render | composite | encode | "
           "render CUDA s | VRAM alloc / reserved MiB | RSS 10/50/90 % of output, peak MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         g = r["stage_rtf"]
         f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         rss = r.get("rss_at_output_mib") or {}
-        print(f"| {r['size'][0]}x{r['size'][1]} | {r['mouth']} | {r['draw_threads']} | {r['seconds']:.1f} | "
+        print(f"| {r['size'][0]}x{r['size'][1]} | {r['mouth']} | {r['processes']} | {r['draw_threads']} | {r['seconds']:.1f} | "
               f"{r['wall_s']:.2f} | {r['rtf']:.4f} | {f(g['decode'])} | {f(g['motion'])} | {f(g['render'])} | "
               f"{f(g['composite'])} | {f(g['encode'])} | {r.get('render_cuda_events_s', '-')} | "
               f"{r.get('vram_peak_allocated_mib', '-')} / {r.get('vram_peak_reserved_mib', '-')} | "

@@ -25,17 +25,36 @@ __all__ = ["process_pool", "tie_to_parent"]
 WATCHDOG_PERIOD_S = 0.25
 
 
-def process_pool(workers: int):
+SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Thread-pool sizes of the numeric libraries (torch, numpy's BLAS), read when they load."""
+
+
+def process_pool(workers: int, *, single_threaded: bool = False, warm_up=None):
     """A ProcessPoolExecutor of ``workers`` spawned processes tied to this one. All of them start
-    here, from the calling thread (not later from whichever thread submits)."""
+    here, from the calling thread (not later from whichever thread submits). ``single_threaded``:
+    the workers' numeric libraries use one thread each (the workers are the parallelism: a pool
+    of N workers with N threads each oversubscribes the cores N times). ``warm_up``: a function
+    each worker runs first (its imports); then this returns at once, while the workers start,
+    instead of waiting for them."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     main = threading.current_thread() is threading.main_thread()
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=tie_to_parent,
-                               initargs=(os.getpid(), main))
-    for f in [pool.submit(int) for _ in range(workers)]:  # each submit starts one more worker
-        f.result()
+    saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+    if single_threaded:  # spawned children copy the environment as it is when they start
+        os.environ.update({k: "1" for k in SINGLE_THREAD_ENV})
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=tie_to_parent,
+                                   initargs=(os.getpid(), main))
+        started = [pool.submit(warm_up or int) for _ in range(workers)]  # each submit starts one more worker
+        for f in started if warm_up is None else ():
+            f.result()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return pool
 
 

@@ -14,7 +14,7 @@ from .app import app, err, fail, flag_error, number, setup_logging
 
 DUB_FLAGS = {
     "DubOptions.face_index": "--face", "DubOptions.mouth": "--mouth", "DubOptions.mouth_model": "--mouth-model", "DubOptions.workers": "--workers",
-    "DubOptions.draw_workers": "--draw-workers",
+    "DubOptions.draw_workers": "--draw-workers", "DubOptions.processes": "--processes",
     "EncodeOptions.crf": "--crf", "EncodeOptions.preset": "--preset",
 }
 """The option dataclasses' fields that `dub` sets from a flag: their range errors name the flag."""
@@ -47,6 +47,9 @@ def dub_cmd(
     draw_workers: str = typer.Option("0", "--draw-workers", help="Threads that draw the mouths, 0 ... 64 (0 = auto: "
                                      "the cores minus one, at most 4, where there are more than 2, else 1). The frames are "
                                      "the same for any number."),
+    processes: str = typer.Option("0", "--processes", help="Worker processes that decode, draw and encode spans of "
+                                  "the video, 0 ... 64 (0 = auto: the cores minus one, at most 15, on machines with 8 "
+                                  "or more; else 1). Spans need --track and a video the speech does not outlast."),
     track: Optional[Path] = typer.Option(None, "--track", help="The video's face track made by `facecast dub-track` "
                                          "(no face tracking here: e.g. a machine without mediapipe)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -62,14 +65,16 @@ def dub_cmd(
         if (text is None) == (audio is None):
             raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
         try:
-            face_n, crf_n, workers_n, draw_n = (None if face is None else _num(face, "--face"), _num(crf, "--crf"),
-                                                _num(workers, "--workers"), _num(draw_workers, "--draw-workers"))
+            face_n, crf_n, workers_n, draw_n, proc_n = (
+                None if face is None else _num(face, "--face"), _num(crf, "--crf"), _num(workers, "--workers"),
+                _num(draw_workers, "--draw-workers"), _num(processes, "--processes"))
             options = DubOptions(face_index=face_n, keep_length=keep_length, mouth=mouth, mouth_model=mouth_model, calibrate=calibrate,
-                                 words=words, workers=workers_n, draw_workers=draw_n, render=RenderOptions(device=device),
+                                 words=words, workers=workers_n, draw_workers=draw_n, processes=proc_n,
+                                 render=RenderOptions(device=device),
                                  encode=EncodeOptions(crf=crf_n, preset=preset))
         except OptionError as exc:
             raise flag_error(exc, DUB_FLAGS, {"--face": face, "--crf": crf, "--workers": workers,
-                                                "--draw-workers": draw_workers}) from None
+                                                "--draw-workers": draw_workers, "--processes": processes}) from None
         run_dub(video, output, audio, text, options, track)
     except FacecastError as exc:
         fail(exc)

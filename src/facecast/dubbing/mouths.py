@@ -290,28 +290,40 @@ class FootageMouth:
         over to the next call) and, per frame, the pixel work as a job ``job(out)`` that draws
         into ``out`` (a copy of the frame's picture). The jobs share nothing that changes: they
         may run in any order, on any thread, and give the same pixels."""
-        picks = self.choose(targets, frames)
-        entries = [self.library.entries[k] for k in picks]
+        entries, shapes = self.pick(frames, targets)
         jobs = [functools.partial(self.paste, f, e) for f, e in zip(frames, entries)]
-        return jobs, np.stack([e.shape for e in entries])
+        return jobs, shapes
+
+    def pick(self, frames: list[FootageFrame], targets: np.ndarray) -> tuple[list[MouthEntry], np.ndarray]:
+        """``choose`` as entries, and their own mouth shapes [n, 2] (needs the frames' points only)."""
+        entries = [self.library.entries[k] for k in self.choose(targets, frames)]
+        return entries, np.stack([e.shape for e in entries])
 
     def paste(self, f: FootageFrame, e: MouthEntry, out: np.ndarray) -> None:
         """Entry ``e``'s lower face warped onto frame ``f`` under the feathered mask, into ``out``
         (which holds the frame's pixels). Only the mask's box is read, warped and written."""
+        pl = self.place(f.points, e)
+        if pl is not None:
+            x0, y0, x1, y1 = pl.box
+            self.paint(pl, e, f.image[y0:y1, x0:x1], out[y0:y1, x0:x1])
+
+    def place(self, points: np.ndarray, e: MouthEntry) -> Placement | None:
+        """Where entry ``e`` goes on a frame whose face is ``points`` [478, >=2] (no pixels
+        needed): the mask's box, the warp into it and the blend weights; None when the mask is
+        empty."""
         import cv2
 
         o = self.options
-        A = skull_affine(e.points, f.points)
+        A = skull_affine(e.points, points)
         moved = e.points @ A[:, :2].T + A[:, 2]
-        u = iod(f.points)
-        mask = lower_face_mask([f.points, moved], self.size, u, o.mask_grow, o.feather)
+        u = iod(points)
+        mask = lower_face_mask([points, moved], self.size, u, o.mask_grow, o.feather)
         x0, y0, x1, y1 = mask.box
         if x1 <= x0 or y1 <= y0:
-            return
+            return None
         Ab = A.copy()
         Ab[:, 2] -= [x0, y0]
         w, h = x1 - x0, y1 - y0
-        warped = cv2.warpAffine(e.image, Ab, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         # Where the picture ends (its box moved onto the frame) the mask fades out over 2 px.
         eh, ew = e.image.shape[:2]
         corners = np.array([[0, 0], [ew, 0], [ew, eh], [0, eh]], np.float64) @ Ab[:, :2].T + Ab[:, 2]
@@ -319,13 +331,34 @@ class FootageMouth:
         cv2.fillConvexPoly(inside, np.round(corners * 16).astype(np.int32), 255, lineType=cv2.LINE_AA, shift=4)
         inside = cv2.erode(inside, np.ones((3, 3), np.uint8))
         alpha = mask.alpha * (inside.astype(np.float32) * np.float32(1 / 255.0))
-        cur = f.image[y0:y1, x0:x1]
+        return Placement((x0, y0, x1, y1), Ab, alpha, u)
+
+    @staticmethod
+    def paint(pl: Placement, e: MouthEntry, cur: np.ndarray, out: np.ndarray) -> None:
+        """Blend entry ``e`` into ``out`` (uint8 [h, w, 3], the placement's box; may be ``cur``
+        itself) over ``cur`` (the frame's own pixels of that box), colour-matched to them."""
+        import cv2
+
+        h, w = pl.alpha.shape
+        warped = cv2.warpAffine(e.image, pl.affine, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         layer = warped.astype(np.float32)
-        gain = colour_gain(cur, warped, alpha, u)
+        gain = colour_gain(cur, warped, pl.alpha, pl.unit)
         if gain is not None:
             np.multiply(layer, gain, out=layer)
             np.minimum(layer, 255.0, out=layer)
-        blend_into(out[y0:y1, x0:x1], cur, layer, alpha)
+        blend_into(out, cur, layer, pl.alpha)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A library picture placed on a frame: ``box`` (x0, y0, x1, y1) in the frame, ``affine``
+    [2, 3] from the picture's pixels into the box's, ``alpha`` float32 [h, w] blend weights (0
+    outside the feathered mask), ``unit`` the frame's IOD in px."""
+
+    box: tuple[int, int, int, int]
+    affine: np.ndarray
+    alpha: np.ndarray
+    unit: float
 
 
 def colour_gain(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray | None:

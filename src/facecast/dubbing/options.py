@@ -15,6 +15,19 @@ decoded 1080p at 75 frames/s against 62 with 15, and dubbed end to end at RTF 0.
 0.38 (docs/benchmarks.md): more threads only compete with the decoder and the encoders."""
 
 
+SPAN_MIN_CORES = 8
+"""Cores from which ``processes=0`` draws in spans of worker processes (below, one process with
+its draw threads is as fast: the span workers' own decoders and encoders need cores)."""
+AUTO_PROCESSES = 15
+"""Most span workers ``processes=0`` starts."""
+
+
+def usable_cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class DubOptions:
     """Everything `dub` needs besides the video and the new speech. The output keeps the video's
@@ -65,6 +78,11 @@ class DubOptions:
         second). Only the pixel work of each frame fans out (placing, colour-matching and
         blending the mouth; the frame copy); which mouth each frame shows, the loop and the tracking stay sequential, so the frames are the same
         for any number.
+    processes: worker processes that decode, draw and encode spans of the video (spans.py),
+        0 ... 64; 0 = auto: the usable cores minus one (at most AUTO_PROCESSES) where there
+        are at least SPAN_MIN_CORES, else 1 (this process draws). Spans need a face track
+        (``track=``) and 8-bit yuv420p video the speech does not outlast; otherwise the job
+        draws here and its report says why.
     words: as SayOptions (the recognised-word timeline: better lip sync, ~4x the recognition CPU).
     motion: the mouth's motion model (head motion and blinks come from the footage: their
         settings are ignored). render: device and backend of the mesh path.
@@ -88,6 +106,7 @@ class DubOptions:
     chunk_frames: int = 25
     workers: int = 0
     draw_workers: int = 0
+    processes: int = 0
     words: bool = True
     motion: MotionOptions = MotionOptions()
     render: RenderOptions = RenderOptions()
@@ -108,6 +127,7 @@ class DubOptions:
         "chunk_frames": Range(1, 250, "frames", integer=True),
         "workers": Range(0, 64, integer=True),
         "draw_workers": Range(0, 64, "threads", integer=True),
+        "processes": Range(0, 64, "processes", integer=True),
     }
 
     def __post_init__(self) -> None:
@@ -121,10 +141,15 @@ class DubOptions:
         than 2 (at most AUTO_DRAW_THREADS), else 1."""
         if self.draw_workers:
             return self.draw_workers
-        import os
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         return min(cores - 1, AUTO_DRAW_THREADS) if cores > 2 else 1
+
+    def process_count(self) -> int:
+        """``processes`` resolved (see the field)."""
+        if self.processes:
+            return self.processes
+        cores = usable_cores()
+        return min(cores - 1, AUTO_PROCESSES) if cores >= SPAN_MIN_CORES else 1
 
     def say_options(self, fps: float) -> SayOptions:
         """The SayOptions of the stages dub shares with `say` (segments, speech analysis, motion,

@@ -13,6 +13,12 @@
                 (each segment drawn once the next is analysed: the learned mouth's look-ahead)
     render      FootageSource.render_parts: decode + track the frames, draw the mouth, composite
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
+or, with ``DubOptions.processes`` and a face track (spans.py): the mouths picked here
+    (FootageSource.pick_mouths), decode + draw + encode by worker processes in spans of the
+    video, their packets muxed here in order with the sound (Mp4Writer.write_encoded).
+
+DubJob holds the passes up to the drawing (``steps()``: one DubStep per segment, animated);
+``dub_chunks`` and ``dub`` draw them.
 
 Only the lower face changes; frames, frame rate and size are the video's. Memory stays flat:
 every stage streams (frames are decoded, tracked, drawn and encoded a chunk at a time).
@@ -20,8 +26,10 @@ every stage streams (frames are decoded, tracked, drawn and encoded a chunk at a
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -35,8 +43,8 @@ from ..pipeline import BackgroundWriter, Progress, SayChunk
 from ..segments import Segment, audio_segments, text_segments
 from ..speech import SpeechAnalyser, SpeechModels, prefetch_alignment
 from ..timing import Timings
-from ..types import AudioChunk
-from .source import DubReport, FootageSource
+from ..types import AudioChunk, Speech
+from .source import DubReport, FootageSource, MouthDrive
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,113 @@ def _check_sdr(src) -> None:
                          "zscale=t=linear,tonemap=hable,zscale=t=bt709:m=bt709:r=tv,format=yuv420p OUT.mp4")
 
 
+@dataclass(frozen=True)
+class DubStep:
+    """One segment of the job, animated and not yet drawn: the mouth for its frames, its sound
+    and speech (None: the rest of the video after the speech, --keep-length)."""
+
+    drive: MouthDrive
+    audio: tuple[AudioChunk, ...]
+    segment: Segment
+    speech: Speech | None
+
+
+class DubJob:
+    """The `dub` job up to the drawing: the video opened and scanned (a FootageSource), the
+    speaker calibrated and learned, and ``steps()``: the new speech's segments animated in
+    order. ``dub_chunks`` draws the steps here; ``dub`` may draw them in spans (spans.py)."""
+
+    def __init__(self, video, *, audio=None, text=None, options: DubOptions = DubOptions(), timings=None,
+                 report=None, models=None, track=None):
+        if (text is None) == (audio is None):
+            raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
+        self.options, self.audio, self.text = options, audio, text
+        self.timings = timings = timings if timings is not None else Timings()
+        torch.set_num_threads(1)  # one core draws while the other encodes
+        self.src = src = open_dub_video(video)
+        fps = src.fps
+        self.track = _load_track(track, src, options) if track is not None else None
+        self.so = so = options.say_options(fps)
+        self.total: float | None = None
+        if text is not None:
+            from ..text import check_text
+
+            check_text(text)
+            self.segments = timings.timed_iter("voice", text_segments(text, fps))
+        else:
+            self.sound = audio_mod.open_audio(audio)
+            self.total = total = self.sound.duration
+            if total is not None and total * fps < 1:
+                raise InputError(f"{audio}: the audio is empty ({total:.3f} s). Give a recording with speech.")
+            self.segments = timings.timed_iter("decode", audio_segments(audio, fps, so.segment_max_s,
+                                                                        so.first_segment_s))
+        n_video = src.num_frames
+        expect = math.ceil(self.total * fps - 1e-9) if self.total is not None else None
+        if options.keep_length and expect is not None and n_video:
+            expect = max(expect, n_video)
+        self.expect_frames = expect
+        with timings.stage("setup"):
+            self.analyser = SpeechAnalyser(so, None, need_aligner=text is None, models=models)
+        # The video's own speech (for the calibration) goes to the phone workers first, so that it is
+        # recognised while the scan decodes and tracks.
+        own = _own_speech(src, so, options)
+        with timings.stage("footage"):
+            self.source = source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report,
+                                                 track=self.track)
+        try:
+            with timings.stage("calibrate"):
+                data = source.scanned_speech(so, own) if own is not None and source.scanned else None
+                source.calibrate(_calibration(source, data))
+            if data is not None and options.mouth_model != "phones":
+                with timings.stage("learn"):
+                    source.use_learned(*_learned(source, data, options))
+                    if source.learned is not None and audio is not None:
+                        source.learned.listen(_first_sound(self.sound, OWN_SPEECH_MAX_S))
+        except BaseException:
+            source.close()
+            raise
+
+    def steps(self) -> Iterator[DubStep]:
+        """The segments of the new speech animated, in order (each once the next is analysed:
+        the learned mouth's look-ahead), then --keep-length's rest; InputError when no speech was
+        heard, NoFaceError when no frame had a face."""
+        source, timings, options = self.source, self.timings, self.options
+        workers = options.workers if self.text is None else 0
+        heard = False
+        end = 0
+        ref: AudioChunk | None = None
+        pending = None
+        for seg, phones in prefetch_alignment(self.segments, None, workers, self.so.word_timeline):
+            source.expect(seg.first_frame + seg.num_frames)
+            speech = self.analyser.speech(seg, timings, phones)
+            heard = heard or bool(speech.voiced.any())
+            if pending is not None:
+                yield self._step(*pending, ahead=(seg, speech))
+            pending = (seg, speech)
+            end = seg.first_frame + seg.num_frames
+            ref = ref or next(iter(seg.output_audio), None)
+        if pending is not None:
+            yield self._step(*pending)
+        if not heard:
+            src_name = self.audio if self.audio is not None else "--text"
+            raise InputError(f"{src_name}: no speech found (the audio is silent or only noise). "
+                             "Give a recording with speech.")
+        if options.keep_length and ref is not None:
+            n_video = source.reader.num_frames if source.reader.ended else self.src.num_frames
+            yield from _keep_rest(self, end, n_video or end, ref)
+        if source.report.dubbed == 0:
+            raise NoFaceError(f"{self.src.path}: no face found in any dubbed frame. dub needs a video where the "
+                              "speaker's face is visible (frontal, at least ~64 pixels wide).")
+
+    def _step(self, seg: Segment, speech: Speech | None, ahead=None, audio=None) -> DubStep:
+        with self.timings.stage("motion"):
+            drive = self.source.animate(seg, speech, ahead)
+        return DubStep(drive, seg.output_audio if audio is None else audio, seg, speech)
+
+    def close(self) -> None:
+        self.source.close()
+
+
 def dub_chunks(
     video: str | Path,
     *,
@@ -97,80 +212,18 @@ def dub_chunks(
     worker's). ``track``: the video's precomputed face track (a trackfile.VideoTrack or a track
     file's path; checked to be this video's), so no mediapipe runs. Raises InputError /
     NoFaceError for unusable input."""
-    if (text is None) == (audio is None):
-        raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
-    timings = timings if timings is not None else Timings()
-    torch.set_num_threads(1)  # one core draws while the other encodes
-    src = open_dub_video(video)
-    fps = src.fps
-    if track is not None:
-        track = _load_track(track, src, options)
-    so = options.say_options(fps)
-    total: float | None = None
-    if text is not None:
-        from ..text import check_text
-
-        check_text(text)
-        segments = timings.timed_iter("voice", text_segments(text, fps))
-    else:
-        a = audio_mod.open_audio(audio)
-        total = a.duration
-        if total is not None and total * fps < 1:
-            raise InputError(f"{audio}: the audio is empty ({total:.3f} s). Give a recording with speech.")
-        segments = timings.timed_iter("decode", audio_segments(audio, fps, so.segment_max_s, so.first_segment_s))
-    n_video = src.num_frames
-    speech_frames = math.ceil(total * fps - 1e-9) if total is not None else None
-    expect = speech_frames
-    if options.keep_length and expect is not None and n_video:
-        expect = max(expect, n_video)
-    with timings.stage("setup"):
-        analyser = SpeechAnalyser(so, None, need_aligner=text is None, models=models)
-    # The video's own speech (for the calibration) goes to the phone workers first, so that it is
-    # recognised while the scan decodes and tracks.
-    own = _own_speech(src, so, options)
-    with timings.stage("footage"):
-        source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report, track=track)
+    job = DubJob(video, audio=audio, text=text, options=options, timings=timings, report=report, models=models,
+                 track=track)
     try:
-        with timings.stage("calibrate"):
-            data = source.scanned_speech(so, own) if own is not None and source.scanned else None
-            source.calibrate(_calibration(source, data))
-        if data is not None and options.mouth_model != "phones":
-            with timings.stage("learn"):
-                source.use_learned(*_learned(source, data, options))
-                if source.learned is not None and audio is not None:
-                    source.learned.listen(_first_sound(a, OWN_SPEECH_MAX_S))
-        workers = options.workers if text is None else 0
-        heard = False
-        end = 0
-        ref: AudioChunk | None = None
-        pending = None  # a segment is drawn once the next one is analysed: the learned mouth's look-ahead
-        for seg, phones in prefetch_alignment(segments, None, workers, so.word_timeline):
-            source.expect(seg.first_frame + seg.num_frames)
-            speech = analyser.speech(seg, timings, phones)
-            heard = heard or bool(speech.voiced.any())
-            if pending is not None:
-                yield from _render(source, *pending, timings, ahead=(seg, speech))
-                if progress:
-                    progress(pending[0].end, total)
-            pending = (seg, speech)
-            end = seg.first_frame + seg.num_frames
-            ref = ref or next(iter(seg.output_audio), None)
-        if pending is not None:
-            yield from _render(source, *pending, timings)
+        for step in job.steps():
+            first = True
+            for part in job.source.render_parts(step.drive):
+                yield SayChunk(part, step.audio if first else (), step.segment, step.speech if first else None)
+                first = False
             if progress:
-                progress(pending[0].end, total)
-        if not heard:
-            src_name = audio if audio is not None else "--text"
-            raise InputError(f"{src_name}: no speech found (the audio is silent or only noise). "
-                             "Give a recording with speech.")
-        if options.keep_length and ref is not None:
-            n_video = source.reader.num_frames if source.reader.ended else n_video
-            yield from _keep_rest(source, end, n_video or end, ref, fps, timings)
-        if source.report.dubbed == 0:
-            raise NoFaceError(f"{src.path}: no face found in any dubbed frame. dub needs a video where the "
-                              "speaker's face is visible (frontal, at least ~64 pixels wide).")
+                progress(step.segment.end, job.total)
     finally:
-        source.close()
+        job.close()
 
 
 def _load_track(track, src, options: DubOptions):
@@ -186,18 +239,9 @@ def _load_track(track, src, options: DubOptions):
     return load_track(track, src, face_index=options.face_index)
 
 
-def _render(source: FootageSource, seg: Segment, speech, timings: Timings, ahead=None) -> Iterator[SayChunk]:
-    with timings.stage("motion"):
-        drive = source.animate(seg, speech, ahead)
-    first = True
-    for part in source.render_parts(drive):
-        yield SayChunk(part, seg.output_audio if first else (), seg, speech if first else None)
-        first = False
-
-
-def _keep_rest(source: FootageSource, start: int, end: int, ref: AudioChunk, fps: float, timings: Timings
-               ) -> Iterator[SayChunk]:
+def _keep_rest(job: DubJob, start: int, end: int, ref: AudioChunk) -> Iterator[DubStep]:
     """--keep-length: the video's frames after the speech, with a relaxed closed mouth and silence."""
+    fps = job.src.fps
     step = max(1, int(round(4.0 * fps)))
     for f0 in range(start, end, step):
         n = min(step, end - f0)
@@ -205,9 +249,8 @@ def _keep_rest(source: FootageSource, start: int, end: int, ref: AudioChunk, fps
         samples = int(round(t1 * ref.sample_rate)) - int(round(t0 * ref.sample_rate))
         silence = AudioChunk(np.zeros((ref.channels, max(samples, 0)), np.float32), ref.sample_rate, t0)
         seg = Segment(t0, t1, f0, n, np.zeros(0, np.float32), (silence,))
-        before = source.report.frames
-        yield from _render(source, seg, None, timings)
-        source.report.kept += source.report.frames - before
+        job.source.report.kept += n
+        yield job._step(seg, None)
 
 
 OWN_SPEECH_MAX_S = 60.0
@@ -286,7 +329,9 @@ def dub(
 ) -> Path:
     """Re-lip-sync ``video`` to ``audio`` or ``text``: an MP4 (H.264 + AAC) with the video's frames,
     size and rate, the lower face redrawn for the new speech. Returns the output path; nothing is
-    left at ``output`` unless the whole job succeeds. ``track``: see dub_chunks."""
+    left at ``output`` unless the whole job succeeds. ``track``: see dub_chunks. With
+    ``options.processes`` (and a track, see spans.py) the frames are drawn and encoded by
+    worker processes in spans of the video."""
     from ..media import check_output_path
 
     output = check_output_path(output)
@@ -295,19 +340,113 @@ def dub(
             raise OutputError(f"{output}: is the input {name}; writing there would destroy it. Choose another "
                               "output path.")
     timings = timings if timings is not None else Timings()
-    chunks = dub_chunks(video, audio=audio, text=text, options=options, progress=progress, timings=timings,
-                        report=report, models=models, track=track)
-    first = next(chunks, None)
+    processes = options.process_count()
+    pool = None
+    if processes > 1 and track is not None:  # spans need the track: start the workers now, alongside the scan
+        from .spans import start_workers
+
+        with timings.stage("span workers start"):
+            pool = start_workers(processes)
+    try:
+        job = DubJob(video, audio=audio, text=text, options=options, timings=timings, report=report, models=models,
+                     track=track)
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    try:
+        if processes > 1:
+            from .spans import span_blockers
+
+            why = span_blockers(job.src, job.track, processes, job.expect_frames)
+            if not why and job.source.mouth_drawer().__class__.__name__ != "FootageMouth":
+                why = ["the mesh mouth (the video shows too few mouths of its own)"]
+            if not why:
+                return _dub_in_spans(job, output, pool, processes, progress)
+            note = f"drawing on one process, not {processes}: " + "; ".join(why)
+            log.warning("%s: %s", job.src.path, note)
+            job.source.report.notes.append(note)
+        return _dub_here(job, output, progress)
+    finally:
+        job.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _dub_here(job: DubJob, output: Path, progress: Progress | None) -> Path:
+    """The steps drawn on this process (and its draw threads), encoded on a second thread."""
+    steps = job.steps()
+    first = next(steps, None)
     if first is None:
         raise InputError("dub: nothing to render (the input has no duration).")
-    H, W = first.video.frames.shape[1:3]
+    W, H = job.source.size
     ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
-    so = options.say_options(first.video.fps)
     # render_parts makes a new array for every chunk and never writes to it once handed out.
-    with BackgroundWriter(output, so, W, H, ref.sample_rate, ref.channels, timings, handed_over=True) as writer:
-        writer.put(first)
-        for chunk in chunks:
-            writer.put(chunk)
+    with BackgroundWriter(output, job.so, W, H, ref.sample_rate, ref.channels, job.timings,
+                          handed_over=True) as writer:
+        for step in itertools.chain([first], steps):
+            first_part = True
+            for part in job.source.render_parts(step.drive):
+                writer.put(SayChunk(part, step.audio if first_part else (), step.segment,
+                                    step.speech if first_part else None))
+                first_part = False
+            if progress:
+                progress(step.segment.end, job.total)
+    return output
+
+
+def _dub_in_spans(job: DubJob, output: Path, pool, processes: int, progress: Progress | None) -> Path:
+    """The steps drawn and encoded by ``processes`` workers in spans (spans.py); the sound is
+    written as the video it belongs to arrives, so the file stays interleaved."""
+    from ..media import Mp4Writer
+    from ..media.yuvroi import matrix_of
+    from .spans import SpanRenderer, source_colour
+
+    steps = job.steps()
+    first = next(steps, None)
+    if first is None:
+        raise InputError("dub: nothing to render (the input has no duration).")
+    W, H = job.source.size
+    ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
+    enc = job.options.encode
+    colour = source_colour(job.src)
+    timings = job.timings
+    sound: list[AudioChunk] = []  # written once the video reaches their end
+    with Mp4Writer(output, fps=job.src.fps, width=W, height=H, audio_rate=ref.sample_rate,
+                   audio_channels=ref.channels, crf=enc.crf, preset=enc.preset, codec=enc.codec,
+                   colour=colour) as writer:
+        with timings.stage("span setup"):
+            spans = SpanRenderer(job.source, job.track, job.src, pool, processes, writer.stream_settings(1),
+                                 matrix_of(colour[0]))
+        try:
+            done = 0
+
+            def write(results) -> int:
+                n = done
+                for res in results:
+                    with timings.stage("encode (overlapped)"):
+                        writer.write_encoded(res.packets, res.frames)
+                        n = res.first + res.frames
+                        while sound and sound[0].end <= n / job.src.fps + 1e-6:
+                            writer.write_audio(sound.pop(0))
+                if progress and n > done:
+                    progress(n / job.src.fps, job.total)
+                return n
+
+            for step in itertools.chain([first], steps):
+                with timings.stage("draw"):
+                    spans.add(step.drive)
+                sound.extend(step.audio)
+                done = write(spans.results())
+            spans.finish()
+            with timings.stage("span tail"):
+                done = write(spans.results(block=True))
+            for chunk in sound:
+                writer.write_audio(chunk)
+            for k, v in spans.spent.items():
+                timings.add(f"span {k} (workers)", v)
+        finally:
+            spans.close()
     return output
 
 

@@ -13,7 +13,6 @@ Mouth drawers (``DubOptions.mouth``):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -28,13 +27,12 @@ from ..motion import MotionModel
 from .options import DubOptions
 from ..segments import Segment
 from ..timing import Timings
-from ..types import MOTION_INDEX, FaceLandmarks, MotionFrames, Portrait, Speech, VideoFrames
+from ..types import MOTION_INDEX, MotionFrames, Speech, VideoFrames
 from .buffers import ChunkArrays
-from .calibrate import RIG_JAW_IOD, RIG_ROUND_IOD, RIG_SPREAD_IOD, Calibration, SpeakerStats, default_calibration, mouth_shape
+from .calibrate import Calibration, SpeakerStats, default_calibration, mouth_shape
 from .footage import FootageFrame, FootageReader, Timeline, head_speed
 from .cues import PHONE_GROUPS, phone_coverage
 from .learned import LearnedFit, LearnedMouth, OwnSpeech
-from .mask import composite, iod, lower_face_mask
 from .track import StreamTracker
 
 log = logging.getLogger(__name__)
@@ -349,23 +347,13 @@ class FootageSource:
         n = len(frames)
         out = self._arrays.get(n)
         idx = [k for k, f in enumerate(frames) if f.points is not None]
-        self.report.frames += n
-        self.report.no_face += n - len(idx)
         jobs: list = [None] * n
         drawn = None
         if idx:
-            paint, drawn = self._mouth_drawer().prepare([frames[k] for k in idx], targets[idx], params[idx])
+            paint, drawn = self.mouth_drawer().prepare([frames[k] for k in idx], targets[idx], params[idx])
             for k, job in zip(idx, paint):
                 jobs[k] = job
-            self.report.dubbed += len(idx)
-        trace = self.report.trace
-        if trace is not None:
-            asked, shown = np.full(n, np.nan), np.full(n, np.nan)
-            asked[idx] = targets[idx, 0]
-            if drawn is not None:
-                shown[idx] = drawn[:, 0]
-            trace.setdefault("asked", []).extend(asked.tolist())
-            trace.setdefault("drawn", []).extend(shown.tolist())
+        self._account(n, idx, targets, drawn)
         pictures = [f.image for f in frames]
 
         def work(k: int) -> None:
@@ -379,6 +367,34 @@ class FootageSource:
             return DrawJob(out, first, [])
         return DrawJob(out, first, [self.pool.submit(work, k) for k in range(n)])
 
+    def pick_mouths(self, frames: list[FootageFrame], targets: np.ndarray) -> list:
+        """The sequential part of drawing ``frames`` without their pixels (the span renderer's;
+        footage mouth only): the library entry each frame shows (None: no face), the report."""
+        n = len(frames)
+        idx = [k for k, f in enumerate(frames) if f.points is not None]
+        entries: list = [None] * n
+        drawn = None
+        if idx:
+            picked, drawn = self.mouth_drawer().pick([frames[k] for k in idx], targets[idx])
+            for k, e in zip(idx, picked):
+                entries[k] = e
+        self._account(n, idx, targets, drawn)
+        return entries
+
+    def _account(self, n: int, idx: list[int], targets: np.ndarray, drawn: np.ndarray | None) -> None:
+        """The report (and its trace) for n frames drawn, those at ``idx`` with a face."""
+        self.report.frames += n
+        self.report.no_face += n - len(idx)
+        self.report.dubbed += len(idx)
+        trace = self.report.trace
+        if trace is not None:
+            asked, shown = np.full(n, np.nan), np.full(n, np.nan)
+            asked[idx] = targets[idx, 0]
+            if drawn is not None:
+                shown[idx] = drawn[:, 0]
+            trace.setdefault("asked", []).extend(asked.tolist())
+            trace.setdefault("drawn", []).extend(shown.tolist())
+
     def _finish_draw(self, job: "DrawJob", fps: float) -> VideoFrames:
         with self.timings.stage("draw"):
             try:
@@ -391,7 +407,9 @@ class FootageSource:
         release_freed_memory(every_s=0.5)
         return VideoFrames(torch.from_numpy(job.out), fps, job.first)
 
-    def _mouth_drawer(self):
+    def mouth_drawer(self):
+        """The mouth drawer (FootageMouth or MeshMouth), chosen on first use (auto: footage when
+        the library can draw this speaker)."""
         if self._drawer is None:
             kind = self.options.mouth
             if kind == "auto":
@@ -405,6 +423,8 @@ class FootageSource:
 
                 self._drawer = FootageMouth(self.library, self.options, self.size)
             else:
+                from .meshmouth import MeshMouth
+
                 self._drawer = MeshMouth(self.options, self.size, self.fps, self.stats)
             self.report.mouth = kind
         if self.library is not None:
@@ -433,68 +453,3 @@ def release_freed_memory(every_s: float = 0.0) -> None:
 
 _TRIM = None
 _TRIMMED = -1e9
-
-
-class MeshMouth:
-    """The mesh path: the portrait renderer's warp over each frame, driven by the difference
-    between the target mouth and the frame's own (so a frame with an open mouth can close)."""
-
-    def __init__(self, options: DubOptions, size: tuple[int, int], fps: float, stats: SpeakerStats):
-        self.options, self.size, self.fps, self.stats = options, size, fps, stats
-        self.renderer = None
-
-    def deltas(self, points: np.ndarray, targets: np.ndarray, params: np.ndarray) -> np.ndarray:
-        """Motion params [n, P] that take each frame's mouth (points [n, 478, 3]) to its target
-        (gap, width) [n, 2] in the rig's geometry; no blink, no head motion (the footage's own)."""
-        closed = self.stats.summary()[0]
-        now = mouth_shape(points)
-        I = MOTION_INDEX
-        p = np.zeros_like(params)
-        rnd = params[:, I["lip_round"]]
-        p[:, I["jaw_open"]] = np.clip((targets[:, 0] - closed - (now[:, 0] - closed)) / RIG_JAW_IOD, -1.0, 1.2)
-        p[:, I["lip_spread"]] = np.clip((targets[:, 1] - now[:, 1] + RIG_ROUND_IOD * rnd) / RIG_SPREAD_IOD, -1.5, 1.5)
-        p[:, I["lip_round"]] = rnd
-        p[:, I["labiodental"]] = params[:, I["labiodental"]]
-        p[:, I["upper_lip"]] = params[:, I["upper_lip"]]
-        return p
-
-    def draw(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray,
-             outs: list[np.ndarray]) -> None:
-        """Draw each frame's mouth into ``outs`` (copies of the frames' pictures). Returns None
-        (the warp's own mouth shape is not known until measured)."""
-        jobs, _ = self.prepare(frames, targets, params)
-        for job, out in zip(jobs, outs):
-            job(out)
-
-    def prepare(self, frames: list[FootageFrame], targets: np.ndarray, params: np.ndarray) -> tuple[list, None]:
-        """The renderer's warp of all frames here (one batch); per frame, a job ``job(out)`` that
-        composites it through the mask into ``out`` (a copy of the frame's picture)."""
-        from ..render import MeshRenderer
-
-        W, H = self.size
-        pts = np.stack([f.points for f in frames])
-        p = self.deltas(pts, targets, params)
-        bases = [Portrait(np.ascontiguousarray(f.image), FaceLandmarks(f.points, (W, H))) for f in frames]
-        if self.renderer is None:
-            self.renderer = MeshRenderer(bases[0], self.options.render)
-        rendered = self.renderer.render(MotionFrames(p, self.fps, 0), bases=bases).frames.cpu().numpy()
-        jobs = [functools.partial(self._composite, f, rendered[k], float(p[k, MOTION_INDEX["jaw_open"]]))
-                for k, f in enumerate(frames)]
-        return jobs, None
-
-    def _composite(self, f: FootageFrame, rendered: np.ndarray, jaw: float, out: np.ndarray) -> None:
-        u = iod(f.points)
-        drop = max(jaw, 0.0) * RIG_JAW_IOD * u
-        mask = lower_face_mask([f.points, f.points[:, :2] + _down(f.points) * drop], self.size, u,
-                               self.options.mask_grow, self.options.feather)
-        composite(f.image, rendered, mask, out=out)
-
-
-def _down(points: np.ndarray) -> np.ndarray:
-    """Unit vector [2] down the face (perpendicular to the eye line, towards the chin)."""
-    from ..landmarks import CHIN, LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
-
-    ex = points[list(LEFT_EYE_CORNERS), :2].mean(0) - points[list(RIGHT_EYE_CORNERS), :2].mean(0)
-    ex = ex / max(math.hypot(*ex), 1e-6)
-    ey = np.array([-ex[1], ex[0]])
-    return ey if np.dot(ey, points[CHIN, :2] - points[10, :2]) >= 0 else -ey

@@ -244,7 +244,7 @@ class VideoFaceRenderer:
 
             self.drawer = FootageMouth(face.library, o, face.size)
         else:
-            from .source import MeshMouth
+            from .meshmouth import MeshMouth
 
             self.drawer = MeshMouth(o, face.size, self.fps, face.stats)
             self.drawer.renderer = face.mesh_renderer(o.render)

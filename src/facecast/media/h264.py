@@ -7,6 +7,9 @@ Public API (for ``facecast.media.mp4`` and ``facecast.media.fmp4``)
 - ``add_video_stream(container, fps, width, height, codec, crf, preset, threads, extra)``.
 - ``quality_options(codec, crf, preset) -> dict``, ``as_fraction(fps) -> Fraction``.
 - ``SegmentEncoders``: closed-GOP segments encoded by a thread pool, muxed back in order.
+- ``StreamSettings`` + ``segment_context(settings)``: a standalone encoder whose packets fit a
+  stream (another thread's or another process's); ``EncodedPacket``/``export_packets``: its
+  packets as plain data (they cross process boundaries).
 
 Speed (2 shared CPU cores, 512x512 @ 25 fps real talking-head footage, CRF 23, best of 5):
 ultrafast ~3 ms/frame (700 KiB per 5 s), superfast ~5.5 (340 KiB), veryfast ~5-7 (200 KiB),
@@ -16,6 +19,7 @@ faster ~8-9 (250 KiB); thread settings change little on 2 cores. veryfast is the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -23,8 +27,13 @@ import numpy as np
 
 from facecast.errors import OutputError
 
-__all__ = ["SEGMENT_BUFFER_BYTES", "SegmentEncoders", "add_video_stream", "as_fraction", "check_format",
-           "quality_options", "segment_length", "video_frame"]
+__all__ = ["SEGMENT_BUFFER_BYTES", "BT601_TAGS", "EncodedPacket", "SegmentEncoders", "StreamSettings",
+           "add_video_stream", "as_fraction", "check_format", "export_packets", "quality_options", "segment_context",
+           "segment_length", "video_frame"]
+
+BT601_TAGS = (6, 6, 6, 1)
+"""(colorspace, primaries, transfer, range) of our RGB encoded by swscale: BT.601 (SMPTE 170M),
+limited range."""
 
 SEGMENT_BUFFER_BYTES = 1 << 30
 """Most bytes of RGB frames the segment encoders hold at once (``workers + 1`` segments): 1 GiB."""
@@ -42,10 +51,13 @@ def quality_options(codec: str, crf: int, preset: str) -> dict:
 
 
 def add_video_stream(container, fps: float, width: int, height: int, codec: str, crf: int, preset: str,
-                     threads: int, extra: dict | None = None) -> av.VideoStream:
+                     threads: int, extra: dict | None = None, colour: tuple[int, int, int, int] = BT601_TAGS
+                     ) -> av.VideoStream:
     """An H.264/H.265 yuv420p stream tagged BT.601 limited range. The encoder converts our RGB
     with swscale's default BT.601 matrix; say so in the stream, or players guess BT.709 for HD
-    sizes and shift the colours. ``extra``: more encoder options (e.g. zerolatency, GOP)."""
+    sizes and shift the colours. ``extra``: more encoder options (e.g. zerolatency, GOP).
+    ``colour``: other tags (colorspace, primaries, transfer, range) for yuv420p frames passed
+    through from a source as they were decoded."""
     rate = as_fraction(fps)
     options = quality_options(codec, crf, preset)
     options.update(extra or {})
@@ -55,11 +67,51 @@ def add_video_stream(container, fps: float, width: int, height: int, codec: str,
     ctx = stream.codec_context
     ctx.time_base = 1 / rate
     ctx.thread_count = threads
-    ctx.colorspace = 6  # AVCOL_SPC_SMPTE170M (BT.601)
-    ctx.color_primaries = 6  # AVCOL_PRI_SMPTE170M
-    ctx.color_trc = 6  # AVCOL_TRC_SMPTE170M
-    ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+    ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = colour
     return stream
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What a standalone encoder needs to make packets that fit an output stream (the same
+    SPS/PPS): codec, quality, frame rate and size, colour tags (as ``add_video_stream``), the
+    stream's codec flags (global header, as the MP4 muxer set them) and its own thread count."""
+
+    codec: str
+    crf: int
+    preset: str
+    fps: float
+    width: int
+    height: int
+    colour: tuple[int, int, int, int]
+    flags: int
+    threads: int = 1
+
+
+def segment_context(s: StreamSettings) -> av.CodecContext:
+    """A fresh encoder with the settings ``s`` (the first frame it gets becomes an IDR frame)."""
+    ctx = av.CodecContext.create(s.codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = s.width, s.height, "yuv420p"
+    ctx.time_base, ctx.framerate = 1 / as_fraction(s.fps), as_fraction(s.fps)
+    ctx.thread_count = s.threads
+    ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = s.colour
+    ctx.flags = s.flags
+    ctx.options = quality_options(s.codec, s.crf, s.preset)
+    return ctx
+
+
+@dataclass(frozen=True)
+class EncodedPacket:
+    """An encoded video packet as plain data: bytes, timestamps in 1/fps, whether it is a keyframe."""
+
+    data: bytes
+    pts: int
+    dts: int
+    keyframe: bool
+
+
+def export_packets(packets) -> list[EncodedPacket]:
+    return [EncodedPacket(bytes(p), int(p.pts), int(p.dts), bool(p.is_keyframe)) for p in packets]
 
 
 def check_format(width: int, height: int, fps: float) -> None:

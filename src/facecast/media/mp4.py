@@ -40,8 +40,8 @@ from facecast.options import EncodeOptions
 from facecast.outputs import check_output_file
 from facecast.media.aac import AAC_SAMPLE_RATES, AacTrack, add_aac_stream
 from facecast.media.convert import host_frames
-from facecast.media.h264 import (SegmentEncoders, add_video_stream, as_fraction, check_format, quality_options,
-                                 segment_length, video_frame)
+from facecast.media.h264 import (BT601_TAGS, EncodedPacket, SegmentEncoders, StreamSettings, add_video_stream,
+                                 as_fraction, check_format, segment_context, segment_length, video_frame)
 from facecast.types import AudioChunk, I420Frames, VideoFrames
 
 __all__ = ["SUPPORTED_EXTENSIONS", "Encoder", "Mp4Writer", "check_output_path", "partial_path", "prepare_output",
@@ -105,6 +105,24 @@ class Encoder(Protocol):
 
     def write_video(self, frames: VideoFrames) -> None: ...
 
+    def write_encoded(self, packets: list[EncodedPacket], frames: int) -> None:
+        """Mux video packets encoded elsewhere (``stream_settings``' encoders; each run of them
+        starts with an IDR frame), ``frames`` frames' worth, in stream order."""
+        self._check_open()
+        rate = as_fraction(self.fps)
+        out = []
+        for e in packets:
+            if self._last_dts is not None and e.dts <= self._last_dts:
+                raise OutputError(f"{self.path}: encoded packets arrived out of order ({e.dts} after {self._last_dts})")
+            self._last_dts = e.dts
+            p = av.Packet(e.data)
+            p.pts, p.dts, p.time_base, p.is_keyframe = e.pts, e.dts, 1 / rate, e.keyframe
+            p.stream = self._video
+            out.append(p)
+        self._mux(out)
+        self._next_pts += frames
+        self._frames_written += frames
+
     def write_audio(self, chunk: AudioChunk) -> None: ...
 
     def close(self) -> None: ...
@@ -150,6 +168,7 @@ class Mp4Writer:
         threads: int = 0,
         workers: int = 1,
         segment_frames: int = 50,
+        colour: tuple[int, int, int, int] = BT601_TAGS,
     ) -> None:
         check_format(width, height, fps)
         EncodeOptions(crf=crf, preset=preset, codec=codec)  # OptionError for a bad crf/preset/codec
@@ -168,6 +187,8 @@ class Mp4Writer:
         self._closed = False
         self._next_pts = 0  # first video pts not yet written
         self._frames_written = 0
+        self._last_dts: int | None = None
+        self._settings = (codec, crf, preset, colour)
 
         fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
         try:
@@ -187,7 +208,8 @@ class Mp4Writer:
                 f"{self.path}: cannot create the output file ({exc}). Choose a folder you can write to."
             ) from exc
         try:
-            self._video = self._add_video(codec, crf, preset, threads)
+            self._video = add_video_stream(self._container, self.fps, self.width, self.height, codec, crf, preset,
+                                           threads, colour=colour)
             self._audio = self._add_audio() if audio_rate is not None else None
             self._segments = None
             if workers > 1:
@@ -201,22 +223,17 @@ class Mp4Writer:
 
     # -- setup -------------------------------------------------------------------------------
 
-    def _add_video(self, codec: str, crf: int, preset: str, threads: int) -> av.VideoStream:
-        return add_video_stream(self._container, self.fps, self.width, self.height, codec, crf, preset, threads)
-
     def _segment_context(self, codec: str, crf: int, preset: str, threads: int) -> av.CodecContext:
         """A standalone encoder with the output stream's settings (same SPS/PPS: its extradata
         equals the stream's, so its packets fit the stream)."""
-        ctx = av.CodecContext.create(codec, "w")
-        ref = self._video.codec_context
-        ctx.width, ctx.height, ctx.pix_fmt = ref.width, ref.height, ref.pix_fmt
-        ctx.time_base, ctx.framerate = ref.time_base, as_fraction(self.fps)
-        ctx.thread_count = threads
-        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = (
-            ref.colorspace, ref.color_primaries, ref.color_trc, ref.color_range)
-        ctx.flags = ref.flags  # global header, as the MP4 muxer set on the stream
-        ctx.options = quality_options(codec, crf, preset)
-        return ctx
+        return segment_context(self.stream_settings(threads))
+
+    def stream_settings(self, threads: int = 1) -> StreamSettings:
+        """The video stream's settings, for encoders elsewhere (threads, processes) whose packets
+        ``write_encoded`` takes."""
+        codec, crf, preset, colour = self._settings
+        return StreamSettings(codec, crf, preset, self.fps, self.width, self.height, colour,
+                              int(self._video.codec_context.flags), threads)
 
     def _add_audio(self) -> av.AudioStream:
         assert self.audio_rate is not None
@@ -247,6 +264,24 @@ class Mp4Writer:
             self._mux(self._video.encode(video_frame(data[k], fmt, frames.first_frame + k)))
         self._next_pts = frames.first_frame + data.shape[0]
         self._frames_written += data.shape[0]
+
+    def write_encoded(self, packets: list[EncodedPacket], frames: int) -> None:
+        """Mux video packets encoded elsewhere (``stream_settings``' encoders; each run of them
+        starts with an IDR frame), ``frames`` frames' worth, in stream order."""
+        self._check_open()
+        rate = as_fraction(self.fps)
+        out = []
+        for e in packets:
+            if self._last_dts is not None and e.dts <= self._last_dts:
+                raise OutputError(f"{self.path}: encoded packets arrived out of order ({e.dts} after {self._last_dts})")
+            self._last_dts = e.dts
+            p = av.Packet(e.data)
+            p.pts, p.dts, p.time_base, p.is_keyframe = e.pts, e.dts, 1 / rate, e.keyframe
+            p.stream = self._video
+            out.append(p)
+        self._mux(out)
+        self._next_pts += frames
+        self._frames_written += frames
 
     def write_audio(self, chunk: AudioChunk) -> None:
         """Encode audio float32 [C, n] at ``audio_rate``, placed at ``chunk.start`` seconds."""
