@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,25 @@ import numpy as np
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media" / "video"
 CLIPS = ("styletalk_obama_clip1_en", "styletalk_obama_clip2_en", "styletalk_obama_clip3_en", "obama_en")
+CACHE: Path | None = None
+"""--cache: where each clip's analysis (tracking, its own speech, calibration) and each sound's
+speech analysis per frame rate are kept between runs (pickles; delete the folder after changing
+the tracker, the speech analysis or the calibration)."""
+
+
+def cached(key: str, make):
+    """make(), kept under CACHE/key.pkl when --cache is given."""
+    if CACHE is None:
+        return make()
+    f = CACHE / f"{key}.pkl"
+    if f.exists():
+        return pickle.loads(f.read_bytes())
+    value = make()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(value))
+    tmp.replace(f)
+    return value
 
 
 @dataclasses.dataclass
@@ -47,6 +67,10 @@ class Clip:
 
 
 def speeches(path: Path, fps: float, first: float | None, until: float | None = None):
+    return cached(f"speech_{path.stem}_{fps:.3f}_{first}_{until}", lambda: _speeches(path, fps, first, until))
+
+
+def _speeches(path: Path, fps: float, first: float | None, until: float | None = None):
     from facecast.options import SayOptions
     from facecast.segments import audio_segments
     from facecast.speech import SpeechAnalyser
@@ -63,6 +87,10 @@ def speeches(path: Path, fps: float, first: float | None, until: float | None = 
 
 
 def load(path: Path) -> Clip:
+    return cached(f"clip_{path.stem}", lambda: _load(path))
+
+
+def _load(path: Path) -> Clip:
     from facecast import face
     from facecast.audio import load_audio
     from facecast.dubbing.calibrate import SpeakerStats, fit_calibration, mouth_shape
@@ -139,7 +167,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", nargs="*", type=Path)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--cache", type=Path, default=None, help="keep per-clip analyses here (e.g. out/dub_links_cache)")
     a = ap.parse_args()
+    global CACHE
+    CACHE = a.cache
     from facecast.dubbing.learned import fit_learned
     from facecast.sysinfo import machine_info
 
