@@ -87,7 +87,8 @@ def _speeches(path: Path, fps: float, first: float | None, until: float | None =
 
 
 def load(path: Path) -> Clip:
-    return cached(f"clip_{path.stem}", lambda: _load(path))
+    fields = cached(f"clip_{path.stem}", lambda: vars(_load(path)))  # a dict: the pickle does not name this script
+    return Clip(**fields)
 
 
 def _load(path: Path) -> Clip:
