@@ -38,8 +38,9 @@ MELS = 32
 MEL_SMOOTH_S = 0.02
 """Gaussian smoothing (sigma, s) of the log-mel spectra along time before they are sampled at
 OFFSETS_S: a sample then reads the ~40 ms around it, not one 25 ms window (link 1 on the 12
-Obama pairs, best of lags -1..+1, with the kernel members of dubbing.learned: +0.003 on the
-three-clip pairs, +0.01 on the obama_en pairs; docs/quality.md, fourth round)."""
+Obama pairs, best of lags -1..+1: +0.003 to +0.004 on the three-clip pairs and +0.005 to +0.006
+on the obama_en pairs, alike with linear, kernel or both kinds of members of dubbing.learned;
+docs/quality.md, fourth round)."""
 BLOCKS = ("sound", "phones", "motion")
 
 PHONE_GROUPS: tuple[tuple[str, ...], ...] = (
