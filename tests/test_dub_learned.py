@@ -9,7 +9,8 @@ from facecast.dubbing import learned
 from facecast.dubbing.calibrate import Calibration
 from facecast.dubbing.cues import OFFSETS_S, PHONE_GROUPS, around, feature_blocks, phone_coverage
 from facecast.dubbing.learned import OwnSpeech, fit_learned
-from facecast.dubbing.ridge import fit_ridge, folds, out_of_fold
+from facecast.dubbing import cues, ridge
+from facecast.dubbing.ridge import fit_kernel_ridge, fit_ridge, folds, kernel_out_of_fold, out_of_fold
 from facecast.face import mouth_metrics
 from facecast.landmarks import JAW_LOWER, LIPS_INNER_LOWER, LIPS_OUTER_LOWER
 from facecast.segments import Segment
@@ -102,6 +103,35 @@ def test_ridge_cv_prefers_shrinkage_on_noise():
 def test_ridge_rejects_bad_shapes():
     with pytest.raises(ValueError, match="must be"):
         fit_ridge(np.zeros((5, 2)), np.zeros((4, 1)), 1.0)
+    with pytest.raises(ValueError, match="must be"):
+        fit_kernel_ridge(np.zeros((5, 2)), np.zeros((4, 1)), 1.0)
+
+
+def test_kernel_ridge_learns_what_a_linear_one_cannot():
+    """y = x0 * x1 (a loud open vowel is not a loud closure plus a quiet vowel): no linear map
+    knows it; the kernel does, on held-out folds, and its held-out predictions are the model
+    refitted without each fold."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(0, 1, (500, 4))
+    Y = (X[:, 0] * X[:, 1])[:, None] + 0.1 * rng.normal(0, 1, (500, 1))
+    held = folds(500, 5)
+    lin = out_of_fold(X, Y, (0.01,), held)[0.01]
+    ker = kernel_out_of_fold(X, Y, (1e-3,), held)[1e-3]
+    r = lambda p: np.corrcoef(p[:, 0], Y[:, 0])[0, 1]  # noqa: E731
+    assert r(ker) > 0.8 and abs(r(lin)) < 0.2
+    m0 = fit_kernel_ridge(X[~held[0]], Y[~held[0]], 1e-3)
+    assert np.allclose(ker[held[0]], m0.predict(X[held[0]]), atol=1e-4)
+    assert m0.predict(X[:3]).shape == (3, 1)
+
+
+def test_kernel_ridge_builds_on_at_most_kernel_rows_frames(monkeypatch):
+    monkeypatch.setattr(ridge, "KERNEL_ROWS", 50)
+    rng = np.random.default_rng(3)
+    X = rng.normal(0, 1, (200, 3))
+    Y = np.sin(X[:, :1])
+    m = fit_kernel_ridge(X, Y, 1e-3)
+    assert m.basis.shape == (50, 3) and m.coef.shape == (50, 1)
+    assert np.corrcoef(m.predict(X)[:, 0], Y[:, 0])[0, 1] > 0.9  # 50 of 200 frames still span sin()
 
 
 # -- cues ----------------------------------------------------------------------------------------
@@ -143,6 +173,25 @@ def test_sound_cues_ignore_the_recording_level():
     assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() < 0.6
 
 
+def test_sound_cues_are_smoothed_along_time(monkeypatch):
+    """Each sample of the sound block reads the ~40 ms around it (MEL_SMOOTH_S), not one 25 ms
+    window: a 10 ms click spreads over the neighbouring frames' cues instead of hitting one."""
+    audio = np.zeros(RATE * 2, np.float32)
+    audio[RATE: RATE + 160] = np.random.default_rng(6).normal(0, 0.5, 160)
+    n = 50
+    args = (0.0, 0, FPS, np.zeros((n, len(MOTION_INDEX)), np.float32), np.zeros((n, len(PHONE_GROUPS))),
+            np.zeros(n), np.zeros(n, bool))
+
+    def click_frames():
+        centre = list(OFFSETS_S).index(0.0)
+        x = feature_blocks(audio, *args)["sound"].reshape(n, cues.MELS, len(OFFSETS_S))[:, :, centre].mean(1)
+        return int((x > x.min() + 0.25 * (x.max() - x.min())).sum())  # frames whose own sample hears the click
+
+    smoothed = click_frames()
+    monkeypatch.setattr(cues, "MEL_SMOOTH_S", 0.0)
+    assert smoothed > click_frames() >= 1
+
+
 # -- the learned mouth ---------------------------------------------------------------------------
 
 
@@ -161,8 +210,10 @@ def test_learned_mouth_beats_the_phones_and_follows_new_speech():
     own, _ = footage(30.0, 1)
     model, fit = fit_learned(own, Calibration(0.0, 0.8))
     assert fit.used and model is not None, fit.why
-    assert fit.r_cues["sound + motion"] > 0.5 > fit.r_cues["motion"]  # the sound knows the mouth here
-    assert fit.r_cues["motion"] < 0.3 < fit.r_learned  # the phone model's cues alone know nothing
+    for lrn in learned.LEARNERS:  # each cue set, linear and kernel
+        assert fit.r_cues[f"{lrn}: sound + motion"] > 0.5 > fit.r_cues[f"{lrn}: motion"]  # the sound knows the mouth
+        assert fit.r_cues[f"{lrn}: motion"] < 0.3 < fit.r_learned  # the phone model's cues alone know nothing
+    assert len(model.members) == len(fit.r_cues) == 2 * len(learned.CUE_SETS)
     assert fit.r_learned >= fit.r_phones + learned.MIN_GAIN and fit.seconds < 30
     # New speech in two contiguous segments, the second the first's look-ahead: the targets
     # follow its mouth, on this speaker's scale.

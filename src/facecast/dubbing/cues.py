@@ -4,7 +4,8 @@
 Three blocks, each a window of +-CONTEXT_S around the frame's time (OFFSETS_S, in seconds, so
 25 and 30 fps footage read alike; edges held):
 
-    sound    log-mel spectra (MELS bands, 25 ms window, 10 ms hop) of the 16 kHz sound
+    sound    log-mel spectra (MELS bands, 25 ms window, 10 ms hop) of the 16 kHz sound, smoothed
+             along time (MEL_SMOOTH_S) so that the samples 40 ms apart each stand for their stretch
     phones   per-phone-class coverage of the frame (PHONE_GROUPS: lip closures, lip-teeth,
              rounded, open vowels ...), the mean of the recognised phones and the recognised
              words' phones (Speech.phones / alt_phones): what the phone model reads, before its
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..types import Speech
+from ..types import ANALYSIS_RATE, Speech
 from .calibrate import model_mouth
 
-__all__ = ["BLOCKS", "CONTEXT_S", "MELS", "OFFSETS_S", "PHONE_GROUPS", "feature_blocks", "phone_coverage"]
+__all__ = ["BLOCKS", "CONTEXT_S", "MEL_SMOOTH_S", "MELS", "OFFSETS_S", "PHONE_GROUPS", "feature_blocks", "phone_coverage"]
 
 CONTEXT_S = 0.2
 """Seconds of sound before and after each frame the cues read (the mouth anticipates by up to
@@ -34,6 +35,12 @@ OFFSETS_S = np.round(np.arange(-CONTEXT_S, CONTEXT_S + 1e-9, STEP_S), 6)
 """Where around a frame's time the cues are sampled (s)."""
 MELS = 32
 """log-mel bands of the sound block."""
+MEL_SMOOTH_S = 0.02
+"""Gaussian smoothing (sigma, s) of the log-mel spectra along time before they are sampled at
+OFFSETS_S: a sample then reads the ~40 ms around it, not one 25 ms window (link 1 on the 12
+Obama pairs, best of lags -1..+1: +0.003 to +0.004 on the three-clip pairs and +0.005 to +0.006
+on the obama_en pairs, alike with linear, kernel or both kinds of members of dubbing.learned;
+docs/quality.md, fourth round)."""
 BLOCKS = ("sound", "phones", "motion")
 
 PHONE_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -144,8 +151,12 @@ def feature_blocks(audio: np.ndarray, start: float, first_frame: int, fps: float
     n = len(params)
     jaw, side = model_mouth(params)
     motion = np.stack([jaw, side, _fit(energy, n), _fit(voiced.astype(np.float32), n)], 1).astype(np.float32)
+    from scipy.ndimage import gaussian_filter1d
+
     mel = log_mel(audio)
     mel = mel - (mel.mean(0) if mel_mean is None else mel_mean)
+    if MEL_SMOOTH_S > 0:
+        mel = gaussian_filter1d(mel, MEL_SMOOTH_S * ANALYSIS_RATE / _MelConfig.hop, axis=0, mode="nearest")
     return {"sound": sound_windows(mel, start, first_frame, n, fps),
             "phones": around(_fit(phones, n), fps), "motion": around(motion, fps)}
 

@@ -7,10 +7,12 @@ offset of this speaker and recording is in the weights), articulation and openin
 motion block is the phone model itself, so the regression is also the fusion of the two, with
 weights fitted rather than chosen.
 
-Which cues and how much shrinkage are chosen by cross-validation on the video's own speech
-(FOLDS contiguous folds: each fold is predicted by a model that has not heard it); the model
-runs when it beats the calibrated phone model on those held-out folds by MIN_GAIN r. Seconds of
-CPU (no network to train; the twin's mouth model took 1-3 minutes per training here).
+The model is an ensemble (MEMBERS): each of four cue sets regressed twice, linearly and with a
+Gaussian kernel (dubbing.ridge), the members' held-out predictions averaged. How much shrinkage
+each member takes is chosen by cross-validation on the video's own speech (FOLDS contiguous
+folds: each fold is predicted by a model that has not heard it); the model runs when it beats
+the calibrated phone model on those held-out folds by MIN_GAIN r. 1-3 s of CPU (no network to
+train; the twin's mouth model took 1-3 minutes per training here).
 
     OwnSpeech     the scanned part of the video: motion params of its own speech, phone classes,
                   loudness, speech/silence, the tracked landmarks, its 16 kHz sound
@@ -31,7 +33,7 @@ from ..segments import Segment
 from ..types import ANALYSIS_RATE, Speech
 from .calibrate import Calibration, mouth_shape
 from .cues import feature_blocks, log_mel, phone_coverage
-from .ridge import Ridge, fit_ridge, folds, out_of_fold
+from .ridge import KernelRidge, Ridge, fit_kernel_ridge, fit_ridge, folds, kernel_out_of_fold, out_of_fold
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,22 @@ FOLDS = 5
 """Contiguous folds of the own speech the choice of cues and shrinkage is scored on."""
 ALPHAS = (0.3, 1.0, 3.0, 10.0)
 """Candidate ridge penalties (per frame, on standardised cues)."""
+KERNEL_ALPHAS = (3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1)
+"""Candidate kernel ridge penalties (per frame, on the Gaussian kernel's function norm)."""
 CUE_SETS: tuple[tuple[str, ...], ...] = (("sound", "phones", "motion"), ("sound", "motion"), ("phones", "motion"),
                                          ("motion",))
 """The ensemble's members, by cue blocks (dubbing.cues.BLOCKS); the phone model's own mouth is in
 each. Their mean beat the best member picked on held-out folds on the 12 pairs of 4 Obama clips
 (link-1 r at the best of lags -1..+1: 0.496 vs 0.476 on the styletalk pairs, 0.460 vs 0.435 on
 all 12): 16-26 s of speech picks noisily."""
+LEARNERS = {"linear": (out_of_fold, fit_ridge, ALPHAS), "kernel": (kernel_out_of_fold, fit_kernel_ridge, KERNEL_ALPHAS)}
+"""How each member is regressed: (held-out predictions, fit, candidate penalties)."""
+MEMBERS: tuple[tuple[str, tuple[str, ...]], ...] = tuple((lrn, cues) for lrn in LEARNERS for cues in CUE_SETS)
+"""The ensemble: every cue set, linearly and with the kernel. The kernel members see what a
+linear map cannot (the sound's cues combine: a loud open vowel is not a loud closure plus a quiet
+open vowel); with them link 1 on the Obama pairs rose by 0.014 (best of lags -1..+1, three-clip
+pairs) and 0.035 (obama_en pairs), where kernel members alone gave +0.011 / +0.05
+(docs/quality.md, fourth round)."""
 MIN_GAIN = 0.02
 """The learned mouth must beat the calibrated phones on the held-out folds by this much r to run."""
 TAIL_S = 0.5
@@ -80,7 +92,7 @@ class OwnSpeech:
 class LearnedFit:
     """What the fit found (for the report and docs): held-out aperture r of the learned model
     (``r_learned``, the ensemble) and of the calibrated phone model on the same frames
-    (``r_phones``), the held-out r of each member (``r_cues``, by cue set), the smoothing chosen
+    (``r_phones``), the held-out r of each member (``r_cues``, "learner: cue + cue"), the smoothing chosen
     (``smooth_s``, Gaussian sigma in s), seconds of speech
     learned from, seconds to learn; ``used`` and why not."""
 
@@ -96,7 +108,8 @@ class LearnedFit:
     def text(self) -> str:
         if not self.used:
             return f"phone-driven mouth ({self.why})"
-        return (f"learned mouth ({len(self.r_cues)} ridge models on sound, phone and phone-model cues; held-out r "
+        return (f"learned mouth ({len(self.r_cues)} linear and kernel ridge models on sound, phone and phone-model "
+                f"cues; held-out r "
                 f"{self.r_learned:.2f} vs phones {self.r_phones:.2f}; {self.speech_s:.0f} s of the video's speech, "
                 f"{self.seconds:.1f} s to learn)")
 
@@ -135,12 +148,13 @@ def spread_map(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float], tuple
 
 @dataclass(frozen=True)
 class Member:
-    """One ridge model of the ensemble: its cue blocks, its gap and width models, and the mean and
-    spread of its held-out predictions (gap, width), which put every member on one scale."""
+    """One model of the ensemble: its cue blocks, its gap and width models (linear or kernel ridge),
+    and the mean and spread of its held-out predictions (gap, width), which put every member on
+    one scale."""
 
     cues: tuple[str, ...]
-    gap: Ridge
-    width: Ridge
+    gap: Ridge | KernelRidge
+    width: Ridge | KernelRidge
     centre: tuple[float, float]
     spread: tuple[float, float]
 
@@ -249,19 +263,20 @@ def fit_learned(own: OwnSpeech, calibration: Calibration, *, force: bool = False
     fit.r_phones = _corr(calibration.target(params)[tracked, 0], Y[:, 0])
     held = folds(len(Y), FOLDS)
     members, zs = [], []
-    for k, cues in enumerate(CUE_SETS):
+    for k, (learner, cues) in enumerate(MEMBERS):
+        held_out_fn, fit_fn, alphas = LEARNERS[learner]
         X = np.concatenate([blocks[c][tracked] for c in cues], 1)
-        oof = out_of_fold(X, Y, ALPHAS, held)
+        oof = held_out_fn(X, Y, alphas, held)
         r_gap = {a: _corr(p[:, 0], Y[:, 0]) for a, p in oof.items()}
         a_gap = max(r_gap, key=lambda a: np.nan_to_num(r_gap[a], nan=-2.0))
         a_width = max(oof, key=lambda a: np.nan_to_num(_corr(oof[a][:, 1], Y[:, 1]), nan=-2.0))
-        fit.r_cues[" + ".join(cues)] = r_gap[a_gap]
+        fit.r_cues[f"{learner}: " + " + ".join(cues)] = r_gap[a_gap]
         held_out = np.stack([oof[a_gap][:, 0], oof[a_width][:, 1]], -1)
         centre, spread = held_out.mean(0), np.maximum(held_out.std(0), 1e-9)
         zs.append((held_out - centre) / spread)
-        members.append((cues, X, a_gap, a_width, tuple(map(float, centre)), tuple(map(float, spread))))
+        members.append((cues, fit_fn, X, a_gap, a_width, tuple(map(float, centre)), tuple(map(float, spread))))
         if progress:
-            progress((k + 1) / (len(CUE_SETS) + 1))
+            progress((k + 1) / (len(MEMBERS) + 1))
     z = np.mean(zs, axis=0)  # the ensemble's held-out predictions
     # (the held-out frames are contiguous runs of the tracked frames: smoothing them is the dub's)
     r_smooth = {s_: _corr(smooth(z, s_ * own.fps)[:, 0], Y[:, 0]) for s_ in SMOOTH_S}
@@ -283,8 +298,8 @@ def fit_learned(own: OwnSpeech, calibration: Calibration, *, force: bool = False
     # as much as this person's does. (Quantile maps, as the calibration uses, cost 0.01 r: they
     # flatten the ends.)
     gap_map, width_map = spread_map(z[:, 0], Y[:, 0]), spread_map(z[:, 1], Y[:, 1])
-    model = LearnedMouth([Member(cues, fit_ridge(X, Y[:, :1], a_gap), fit_ridge(X, Y[:, 1:], a_width), centre, spread)
-                          for cues, X, a_gap, a_width, centre, spread in members], gap_map, width_map, own_mel,
+    model = LearnedMouth([Member(cues, fit_fn(X, Y[:, :1], a_gap), fit_fn(X, Y[:, 1:], a_width), centre, spread)
+                          for cues, fit_fn, X, a_gap, a_width, centre, spread in members], gap_map, width_map, own_mel,
                          fit.smooth_s)
     if progress:
         progress(1.0)
