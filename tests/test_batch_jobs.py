@@ -93,6 +93,8 @@ def refused(folder: Path, *lines) -> str:
      "line 2: field \"mouth_model\" = \"twin\": must be one of auto, learned, phones"),
     ({"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "x.mp4", "draw_workers": 65},
      "line 2: field \"draw_workers\" = 65: must be a whole number in 0 ... 64"),
+    ({"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "x.mp4", "processes": -1},
+     "line 2: field \"processes\" = -1: must be a whole number in 0 ... 64"),
     ({"kind": "script", "script": "s1.wav", "output": "x.mp4", "video_loop_s": 0.5},
      "line 2: field \"video_loop_s\" = 0.5: must be a number in 1 ... 600"),
     ({"kind": "script", "script": "none.md", "output": "x.mp4"}, "line 2: field \"script\": script"),
@@ -344,11 +346,14 @@ def test_dub_jobs_use_their_track_and_one_of_another_video_fails_alone(folder, t
 
 
 def test_dub_and_script_fields_reach_their_options(folder):
-    """mouth_model / draw_workers (dub) and video_loop_s (script) land in the typed options."""
+    """mouth_model / draw_workers / processes (dub) and video_loop_s (script) land in the typed options;
+    a batch dub draws on one process unless its line asks for span workers."""
     (folder / "show.md").write_text("---\nspeakers:\n  SAM: {face: sam.jpg}\n---\nSAM: Hello.\n")
     dub_line = {"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "d.mp4", "mouth_model": "phones",
                 "draw_workers": 3}
     script_line = {"kind": "script", "script": "show.md", "output": "s.mp4", "video_loop_s": 12.5}
-    dub_job, script_job = read_jobs(jobs_file(folder, dub_line, script_line))
+    spans_line = {"kind": "dub", "video": "s1.wav", "text": "Hi.", "output": "e.mp4", "processes": 6}
+    dub_job, script_job, spans_job = read_jobs(jobs_file(folder, dub_line, script_line, spans_line))
     assert dub_job.request.options.mouth_model == "phones" and dub_job.request.options.draw_workers == 3
+    assert dub_job.request.options.processes == 1 and spans_job.request.options.processes == 6
     assert script_job.request.options.video_loop_s == 12.5

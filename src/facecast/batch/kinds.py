@@ -238,6 +238,7 @@ class DubKind(OnDevice):
         Field("calibrate", "bool"), Field("words", "bool"), Field("workers", "number", "DubOptions.workers"),
         Field("track", "path"), Field("mouth_model", "name", "DubOptions.mouth_model"),
         Field("draw_workers", "number", "DubOptions.draw_workers"),
+        Field("processes", "number", "DubOptions.processes"),
     )
 
     def parse(self, values: dict, where: str, base: Path):
@@ -255,6 +256,8 @@ class DubKind(OnDevice):
             options = DubOptions(face_index=g("face"), keep_length=g("keep_length", False), mouth=g("mouth", "auto"),
                                  calibrate=g("calibrate", True), words=g("words", True), workers=g("workers", 1),
                                  mouth_model=g("mouth_model", "auto"), draw_workers=g("draw_workers", 0),
+                                 # jobs run side by side: a job's own span workers only when asked
+                                 processes=g("processes", 1),
                                  render=RenderOptions(device=g("device", "cpu")),
                                  encode=EncodeOptions(crf=g("crf", 18), preset=g("preset", "veryfast")))
         except OptionError as exc:

@@ -364,8 +364,11 @@ def dub(
             if not why:
                 return _dub_in_spans(job, output, pool, processes, progress)
             note = f"drawing on one process, not {processes}: " + "; ".join(why)
-            log.warning("%s: %s", job.src.path, note)
-            job.source.report.notes.append(note)
+            if options.processes:  # asked for: say so; auto: only in the log
+                log.warning("%s: %s", job.src.path, note)
+                job.source.report.notes.append(note)
+            else:
+                log.info("%s: %s", job.src.path, note)
         return _dub_here(job, output, progress)
     finally:
         job.close()
