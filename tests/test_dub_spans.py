@@ -70,7 +70,6 @@ def short_spans(monkeypatch):
     import facecast.dubbing.spans as spans
 
     monkeypatch.setattr(spans, "SPAN_S", 0.3)
-    monkeypatch.setattr(spans, "LONG_GOP", 1.0)
 
 
 def test_spans_give_the_one_process_frames_up_to_encoding(clip, tmp_path, short_spans):
@@ -164,6 +163,17 @@ def test_yuv_box_to_rgb_matches_ffmpeg(clip, colorspace, matrix):
     ref = frame.reformat(format="rgb24", src_colorspace="ITU709" if matrix == "bt709" else "ITU601").to_ndarray()
     d = np.abs(ours - ref[60:180, 40:160].astype(int))
     assert d.mean() < 1.5 and np.percentile(d, 99) <= 6
+
+
+def test_spans_end_at_keyframes_unless_that_starves_the_workers():
+    from facecast.dubbing.spans import next_span
+
+    two_s = np.arange(0, 3000, 50)  # a keyframe every 2 s at 25 fps
+    assert next_span(0, 49, two_s, 50, 200) is None and next_span(0, 50, two_s, 50, 200) == 50
+    ten_s = np.arange(0, 15000, 250)
+    assert next_span(0, 300, ten_s, 50, 1000) == 250  # a long input: whole groups, nothing decoded twice
+    assert next_span(0, 300, ten_s, 50, 200) == 50  # a short one: every worker gets spans
+    assert next_span(250, 400, ten_s, 50, 200) == 50 and next_span(440, 400, ten_s, 50, 200) == 60
 
 
 def test_processes_auto_and_range():

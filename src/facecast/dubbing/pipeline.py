@@ -420,7 +420,7 @@ def _dub_in_spans(job: DubJob, output: Path, pool, processes: int, progress: Pro
                    colour=colour) as writer:
         with timings.stage("span setup"):
             spans = SpanRenderer(job.source, job.track, job.src, pool, processes, writer.stream_settings(1),
-                                 matrix_of(colour[0]))
+                                 matrix_of(colour[0]), job.expect_frames)
         try:
             done = 0
 

@@ -39,14 +39,15 @@ from .options import DubOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpanRenderer", "SpanResult", "SpanTask", "render_span", "span_blockers", "start_workers"]
+__all__ = ["SpanRenderer", "SpanResult", "SpanTask", "next_span", "render_span", "span_blockers", "start_workers"]
 
 SPAN_S = 2.0
-"""Seconds of video a worker takes at a time: from 0.5 x this up to the next keyframe where one
-comes within LONG_GOP x this (the next span's decoder then starts where it starts: no frame
-decoded twice), else this much (a decoder starting inside a long group of pictures decodes
-from its keyframe). Short spans keep the last ones short, so the workers finish together."""
-LONG_GOP = 5.0
+"""Seconds of video a worker takes at a time: from 0.5 x this up to the next keyframe, where one
+comes before a span would hold more than the job's frames / processes (the next span's decoder
+then starts where it starts: no frame decoded twice), else this much (a decoder starting inside
+a long group of pictures decodes from its keyframe: on a short 4K job with 6 s groups, spans of
+whole groups left 5 of 15 workers idle and the job took 1.6x as long). Short spans keep the
+last ones short, so the workers finish together."""
 
 
 def span_blockers(src, track, processes: int, expect_frames: int | None) -> list[str]:
@@ -197,6 +198,15 @@ def render_span(task: SpanTask) -> SpanResult:
     return SpanResult(task.first, n, export_packets(packets), spent)
 
 
+def next_span(start: int, have: int, keys: np.ndarray, span: int, longest: int) -> int | None:
+    """Frames in the span starting at frame ``start`` (``have`` frames gathered; None: wait for
+    more): up to the first keyframe (``keys``) after half a ``span`` and within ``longest``
+    frames, else ``span``."""
+    k = keys[(keys > start + span // 2) & (keys <= start + longest)]
+    n = int(k[0]) - start if len(k) else span
+    return n if have >= n else None
+
+
 def start_workers(processes: int):
     """The span workers, started (and their imports under way) before the job's scan, so that
     their start-up overlaps it."""
@@ -222,10 +232,11 @@ class SpanRenderer:
     processes, results handed back in order (``results``). At most 2 x processes spans in
     flight (memory: packets and tasks only)."""
 
-    def __init__(self, source, track, video, pool, processes: int, settings, matrix: str):
+    def __init__(self, source, track, video, pool, processes: int, settings, matrix: str, total_frames: int):
         self.source, self.track, self.video = source, track, video
         self.settings, self.matrix = settings, matrix
         self.span = max(2, int(round(SPAN_S * source.fps)))
+        self.longest = max(self.span, -(-int(total_frames) // processes))  # a span up to a keyframe
         self.keys = keyframe_slots(video)
         self.pool = pool  # from start_workers; shut down by close()
         try:
@@ -272,12 +283,7 @@ class SpanRenderer:
         self._block.unlink()
 
     def _cut(self) -> int | None:
-        """Frames in the next span, once enough are gathered: up to the first keyframe in
-        (0.5, LONG_GOP] x span from its start, else a span's worth."""
-        start, have = self._first, len(self._picks)
-        k = self.keys[(self.keys > start + self.span // 2) & (self.keys <= start + int(self.span * LONG_GOP))]
-        n = int(k[0]) - start if len(k) else self.span
-        return n if have >= n else None
+        return next_span(self._first, len(self._picks), self.keys, self.span, self.longest)
 
     def _frame(self, i: int) -> FootageFrame:
         t = self.track.frame(i) if i < self.track.num_frames else None
