@@ -212,3 +212,12 @@ def test_cli_dub_in_spans_with_a_track(clip, tmp_path):
     assert "one process" not in r.stderr
     assert rgb_frames(out).shape == (38, 192, 192, 3)
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_span_worker_does_not_load_torch():
+    """What render_span imports stays free of torch (each of 15 workers carried ~0.6 GB of it)."""
+    code = ("import sys, facecast.dubbing.spans as s, facecast.media.video, facecast.media.yuvroi, facecast.media.h264;"
+            "s.warm_up(); print(sorted(m for m in ('torch', 'mediapipe', 'facecast.media.convert') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

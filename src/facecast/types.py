@@ -8,9 +8,12 @@ seconds, per-frame data carries ``fps`` and the index of its first frame on the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # only in annotations: importing the types does not load torch (span workers)
+    import torch
 
 from facecast.landmarks import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
 

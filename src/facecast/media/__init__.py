@@ -13,14 +13,6 @@ Public API (everything below is importable from ``facecast.media``)
 - ``aac``: ``AAC_SAMPLE_RATES``; with ``h264`` the track settings both writers share.
 """
 
-from facecast.media.aac import AAC_SAMPLE_RATES
-from facecast.media.convert import encode_jpeg, to_i420
-from facecast.media.fmp4 import Fmp4SegmentWriter, fmp4_boxes
-from facecast.media.mp4 import (SUPPORTED_EXTENSIONS, Encoder, Mp4Writer, check_output_path, partial_path,
-                                prepare_output, sweep_partial)
-from facecast.media.probe import probe_mp4
-from facecast.media.video import VideoSource, open_video
-
 __all__ = [
     "AAC_SAMPLE_RATES",
     "SUPPORTED_EXTENSIONS",
@@ -38,3 +30,20 @@ __all__ = [
     "sweep_partial",
     "to_i420",
 ]
+
+_LAZY = {
+    "AAC_SAMPLE_RATES": "aac", "encode_jpeg": "convert", "to_i420": "convert", "Fmp4SegmentWriter": "fmp4",
+    "fmp4_boxes": "fmp4", "SUPPORTED_EXTENSIONS": "mp4", "Encoder": "mp4", "Mp4Writer": "mp4",
+    "check_output_path": "mp4", "partial_path": "mp4", "prepare_output": "mp4", "sweep_partial": "mp4",
+    "probe_mp4": "probe", "VideoSource": "video", "open_video": "video",
+}
+"""Each name loads its module on first use: a process that only decodes (a span worker) does not
+load torch (convert, fmp4) or the writers."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'facecast.media' has no attribute {name!r}")

@@ -28,7 +28,6 @@ from pathlib import Path
 import av
 import av.error
 import numpy as np
-import torch
 from av.stream import Disposition
 from av.video.reformatter import Interpolation, VideoReformatter
 
@@ -112,11 +111,11 @@ class VideoSource:
         for rgb in self.frames():
             batch.append(rgb)
             if len(batch) == self.chunk_frames:
-                yield VideoFrames(torch.from_numpy(np.stack(batch)), self.fps, first)
+                yield VideoFrames(_tensor(np.stack(batch)), self.fps, first)
                 first += len(batch)
                 batch = []
         if batch:
-            yield VideoFrames(torch.from_numpy(np.stack(batch)), self.fps, first)
+            yield VideoFrames(_tensor(np.stack(batch)), self.fps, first)
 
     def frames(self, pool: Executor | None = None, ahead: int = 8) -> Iterator[np.ndarray]:
         """uint8 [H, W, 3] RGB per grid slot, in order, one at a time (no chunk is stacked: each
@@ -251,6 +250,12 @@ class VideoSource:
         # Possibly a strided view (swscale pads lines); the np.stack in __iter__ makes the one
         # copy. An extra ascontiguousarray here halves 1080p throughput (page faults).
         return rgb
+
+
+def _tensor(frames: np.ndarray):
+    import torch  # here, not at import: a span worker decodes without loading torch
+
+    return torch.from_numpy(frames)
 
 
 def open_video(path: str | Path, *, chunk_frames: int = 25, max_side: int | None = None) -> VideoSource:
