@@ -39,7 +39,7 @@ from .options import DubOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpanRenderer", "SpanResult", "SpanTask", "next_span", "render_span", "span_blockers", "start_workers"]
+__all__ = ["SpanRenderer", "SpanResult", "SpanTask", "draw_in_yuv", "next_span", "render_span", "span_blockers", "start_workers"]
 
 SPAN_S = 2.0
 """Seconds of video a worker takes at a time: from 0.5 x this up to the next keyframe, where one
@@ -150,9 +150,7 @@ def render_span(task: SpanTask) -> SpanResult:
 
     from ..media import open_video
     from ..media.h264 import export_packets, segment_context
-    from ..media.yuvroi import Planes, even_box, rgb_into_roi, roi_to_rgb
 
-    W, H = task.size
     buf = _attach(task.block).buf
     pictures = {k: MouthEntry(np.ndarray(p.shape, np.uint8, buf, p.offset), p.points, np.zeros(2, np.float32),
                               np.zeros(2, np.float32), p.index, 0.0) for k, p in task.pictures.items()}
@@ -169,17 +167,7 @@ def render_span(task: SpanTask) -> SpanResult:
         spent["decode"] += t1 - t
         e = pictures.get(int(task.picks[k]))
         if e is not None:
-            planes = Planes(arr[:H], arr[H:H + H // 4].reshape(H // 2, W // 2), arr[H + H // 4:].reshape(H // 2, W // 2))
-            pl = drawer.place(task.points[k], e)
-            if pl is not None:
-                x0, y0, x1, y1 = pl.box
-                box = even_box(pl.box, task.size)
-                rgb = roi_to_rgb(planes, box, task.matrix)
-                sub = rgb[y0 - box[1]:y1 - box[1], x0 - box[0]:x1 - box[0]]
-                drawer.paint(pl, e, sub, sub)
-                where = np.zeros(rgb.shape[:2], bool)
-                where[y0 - box[1]:y1 - box[1], x0 - box[0]:x1 - box[0]] = pl.alpha > 0
-                rgb_into_roi(rgb, planes, box, task.matrix, where)
+            draw_in_yuv(arr, task.size, drawer, e, task.points[k], task.matrix)
         t2 = time.perf_counter()
         spent["draw"] += t2 - t1
         vf = av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
@@ -196,6 +184,28 @@ def render_span(task: SpanTask) -> SpanResult:
     packets.extend(ctx.encode(None))
     spent["encode"] += time.perf_counter() - t
     return SpanResult(task.first, n, export_packets(packets), spent)
+
+
+def draw_in_yuv(arr: np.ndarray, size: tuple[int, int], drawer: FootageMouth, entry: MouthEntry,
+                points: np.ndarray, matrix: str) -> None:
+    """Draw ``entry`` onto the face ``points`` of a yuv420p frame ``arr`` (uint8 [H * 3 / 2, W], as
+    ``VideoFrame.to_ndarray`` gives it), in place: only the mask's box goes to RGB and back, and
+    only the pixels the mask touches are written."""
+    from ..media.yuvroi import Planes, even_box, rgb_into_roi, roi_to_rgb
+
+    W, H = size
+    pl = drawer.place(points, entry)
+    if pl is None:
+        return
+    planes = Planes(arr[:H], arr[H:H + H // 4].reshape(H // 2, W // 2), arr[H + H // 4:].reshape(H // 2, W // 2))
+    x0, y0, x1, y1 = pl.box
+    box = even_box(pl.box, size)
+    rgb = roi_to_rgb(planes, box, matrix)
+    inner = (slice(y0 - box[1], y1 - box[1]), slice(x0 - box[0], x1 - box[0]))
+    drawer.paint(pl, entry, rgb[inner], rgb[inner])
+    where = np.zeros(rgb.shape[:2], bool)
+    where[inner] = pl.alpha > 0
+    rgb_into_roi(rgb, planes, box, matrix, where)
 
 
 def next_span(start: int, have: int, keys: np.ndarray, span: int, longest: int) -> int | None:
