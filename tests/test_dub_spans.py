@@ -32,12 +32,12 @@ def clip(tmp_path_factory):
     return video, short, long, track_video_file(video), tmp
 
 
-def run_dub(video, wav, out, track, processes, **kw):
+def run_dub(video, wav, out, track, processes, mouth="footage", **kw):
     from facecast.dubbing import DubReport, dub
     from facecast.dubbing.options import DubOptions
 
     report = DubReport()
-    opts = DubOptions(scan_s=2.0, calibrate=False, words=False, mouth="footage", processes=processes, **kw)
+    opts = DubOptions(scan_s=2.0, calibrate=False, words=False, mouth=mouth, processes=processes, **kw)
     dub(video, out, audio=wav, options=opts, track=track, report=report)
     return report
 
@@ -119,6 +119,8 @@ def test_what_spans_cannot_take_runs_on_one_process_and_says_why(clip, tmp_path)
     r = run_dub(video, long, tmp_path / "long.mp4", track, 2)
     assert any("outlast" in n for n in r.notes) and r.looped > 0
     assert rgb_frames(tmp_path / "long.mp4").shape[0] == 75
+    r = run_dub(video, short, tmp_path / "mesh.mp4", track, 2, mouth="mesh")
+    assert any("mesh mouth" in n for n in r.notes) and r.mouth == "mesh" and r.dubbed > 0
 
 
 def test_yuv_box_round_trip_leaves_unmarked_pixels_exact():

@@ -358,9 +358,7 @@ def dub(
         if processes > 1:
             from .spans import span_blockers
 
-            why = span_blockers(job.src, job.track, processes, job.expect_frames)
-            if not why and job.source.mouth_drawer().__class__.__name__ != "FootageMouth":
-                why = ["the mesh mouth (the video shows too few mouths of its own)"]
+            why = span_blockers(job.src, job.track, processes, job.expect_frames, job.source.mouth_drawer())
             if not why:
                 return _dub_in_spans(job, output, pool, processes, progress)
             note = f"drawing on one process, not {processes}: " + "; ".join(why)

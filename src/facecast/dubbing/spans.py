@@ -50,13 +50,15 @@ whole groups left 5 of 15 workers idle and the job took 1.6x as long). Short spa
 last ones short, so the workers finish together."""
 
 
-def span_blockers(src, track, processes: int, expect_frames: int | None) -> list[str]:
-    """Why the job cannot draw in spans (empty: it can)."""
+def span_blockers(src, track, processes: int, expect_frames: int | None, drawer=None) -> list[str]:
+    """Why the job cannot draw in spans (empty: it can); ``drawer``: the job's mouth drawer."""
     import av
 
     why = []
     if processes < 2:
         return ["one process"]
+    if drawer is not None and not isinstance(drawer, FootageMouth):
+        why.append("the mesh mouth (the video shows too few usable mouths of its own, or --mouth mesh)")
     if track is None:
         why.append("no face track (give --track FILE, made once by `facecast dub-track`)")
     if src.rotation:
