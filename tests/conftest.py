@@ -37,6 +37,22 @@ def short_clip(path: Path, side: int, frames: int) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def dub_clip(tmp_path_factory):
+    """A short dub job's inputs (tests/test_dub_parallel.py, tests/test_dub_spans.py): may_en.mp4's
+    first 2 s at 192x192 (a real talking head), 1.5 s and 3 s of real speech (the 3 s outlast the
+    video: the back-and-forth loop), the clip's face track, and the folder they are in."""
+    from facecast.audio import load_audio, write_wav
+    from facecast.dubbing.trackfile import track_video_file
+
+    tmp = tmp_path_factory.mktemp("dubclip")
+    video = short_clip(tmp / "may192.mp4", 192, 50)
+    a = load_audio(media("audio/hdtf_radio31_en.wav"), sample_rate=16000, mono=True).samples[0]
+    short = write_wav(tmp / "short.wav", a[: int(1.5 * 16000)])
+    long = write_wav(tmp / "long.wav", a[: int(3.0 * 16000)])
+    return video, short, long, track_video_file(video), tmp
+
+
 @pytest.fixture
 def media_path():
     return media

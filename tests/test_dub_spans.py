@@ -12,24 +12,14 @@ import av
 import numpy as np
 import pytest
 
-from conftest import media, short_clip
-from facecast.audio import write_wav
 
 CLI = [str(Path(sys.executable).with_name("facecast"))]
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """may_en.mp4's first 2 s at 192x192, its face track, 1.5 s and 3 s of real speech."""
-    from facecast.audio import load_audio
-    from facecast.dubbing.trackfile import track_video_file
-
-    tmp = tmp_path_factory.mktemp("dubspans")
-    video = short_clip(tmp / "may192.mp4", 192, 50)
-    a = load_audio(media("audio/hdtf_radio31_en.wav"), sample_rate=16000, mono=True).samples[0]
-    short = write_wav(tmp / "short.wav", a[: int(1.5 * 16000)])
-    long = write_wav(tmp / "long.wav", a[: int(3.0 * 16000)])
-    return video, short, long, track_video_file(video), tmp
+@pytest.fixture
+def clip(dub_clip):
+    """conftest's dub_clip: (video, short.wav, long.wav, track, folder)."""
+    return dub_clip
 
 
 def run_dub(video, wav, out, track, processes, mouth="footage", **kw):

@@ -47,8 +47,9 @@ def process_pool(workers: int, *, single_threaded: bool = False, warm_up=None):
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=tie_to_parent,
                                    initargs=(os.getpid(), main))
         started = [pool.submit(warm_up or int) for _ in range(workers)]  # each submit starts one more worker
-        for f in started if warm_up is None else ():
-            f.result()
+        if warm_up is None:
+            for f in started:
+                f.result()
     finally:
         for k, v in saved.items():
             if v is None:

@@ -185,10 +185,10 @@ class DubJob:
             raise NoFaceError(f"{self.src.path}: no face found in any dubbed frame. dub needs a video where the "
                               "speaker's face is visible (frontal, at least ~64 pixels wide).")
 
-    def _step(self, seg: Segment, speech: Speech | None, ahead=None, audio=None) -> DubStep:
+    def _step(self, seg: Segment, speech: Speech | None, ahead=None) -> DubStep:
         with self.timings.stage("motion"):
             drive = self.source.animate(seg, speech, ahead)
-        return DubStep(drive, seg.output_audio if audio is None else audio, seg, speech)
+        return DubStep(drive, seg.output_audio, seg, speech)
 
     def close(self) -> None:
         self.source.close()
@@ -215,15 +215,20 @@ def dub_chunks(
     job = DubJob(video, audio=audio, text=text, options=options, timings=timings, report=report, models=models,
                  track=track)
     try:
-        for step in job.steps():
-            first = True
-            for part in job.source.render_parts(step.drive):
-                yield SayChunk(part, step.audio if first else (), step.segment, step.speech if first else None)
-                first = False
-            if progress:
-                progress(step.segment.end, job.total)
+        yield from _drawn(job, progress)
     finally:
         job.close()
+
+
+def _drawn(job: DubJob, progress: Progress | None) -> Iterator[SayChunk]:
+    """The job's steps drawn on this process (and its draw threads), as SayChunks in order."""
+    for step in job.steps():
+        first = True
+        for part in job.source.render_parts(step.drive):
+            yield SayChunk(part, step.audio if first else (), step.segment, step.speech if first else None)
+            first = False
+        if progress:
+            progress(step.segment.end, job.total)
 
 
 def _load_track(track, src, options: DubOptions):
@@ -376,24 +381,29 @@ def dub(
 
 def _dub_here(job: DubJob, output: Path, progress: Progress | None) -> Path:
     """The steps drawn on this process (and its draw threads), encoded on a second thread."""
-    steps = job.steps()
-    first = next(steps, None)
-    if first is None:
-        raise InputError("dub: nothing to render (the input has no duration).")
+    chunks = _drawn(job, progress)
+    first = _first_of(chunks)
     W, H = job.source.size
-    ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
+    ref = _sound_format(first.audio)
     # render_parts makes a new array for every chunk and never writes to it once handed out.
     with BackgroundWriter(output, job.so, W, H, ref.sample_rate, ref.channels, job.timings,
                           handed_over=True) as writer:
-        for step in itertools.chain([first], steps):
-            first_part = True
-            for part in job.source.render_parts(step.drive):
-                writer.put(SayChunk(part, step.audio if first_part else (), step.segment,
-                                    step.speech if first_part else None))
-                first_part = False
-            if progress:
-                progress(step.segment.end, job.total)
+        for chunk in itertools.chain([first], chunks):
+            writer.put(chunk)
     return output
+
+
+def _first_of(items: Iterator):
+    """The first item (a step or chunk); InputError when the job has none."""
+    first = next(items, None)
+    if first is None:
+        raise InputError("dub: nothing to render (the input has no duration).")
+    return first
+
+
+def _sound_format(audio: tuple[AudioChunk, ...]) -> AudioChunk:
+    """The first chunk of the job's sound (its rate and channels make the AAC track)."""
+    return audio[0] if audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
 
 
 def _dub_in_spans(job: DubJob, output: Path, pool, processes: int, progress: Progress | None) -> Path:
@@ -404,11 +414,9 @@ def _dub_in_spans(job: DubJob, output: Path, pool, processes: int, progress: Pro
     from .spans import SpanRenderer, source_colour
 
     steps = job.steps()
-    first = next(steps, None)
-    if first is None:
-        raise InputError("dub: nothing to render (the input has no duration).")
+    first = _first_of(steps)
     W, H = job.source.size
-    ref = first.audio[0] if first.audio else AudioChunk(np.zeros((1, 0), np.float32), 22050)
+    ref = _sound_format(first.audio)
     enc = job.options.encode
     colour = source_colour(job.src)
     timings = job.timings

@@ -105,24 +105,6 @@ class Encoder(Protocol):
 
     def write_video(self, frames: VideoFrames) -> None: ...
 
-    def write_encoded(self, packets: list[EncodedPacket], frames: int) -> None:
-        """Mux video packets encoded elsewhere (``stream_settings``' encoders; each run of them
-        starts with an IDR frame), ``frames`` frames' worth, in stream order."""
-        self._check_open()
-        rate = as_fraction(self.fps)
-        out = []
-        for e in packets:
-            if self._last_dts is not None and e.dts <= self._last_dts:
-                raise OutputError(f"{self.path}: encoded packets arrived out of order ({e.dts} after {self._last_dts})")
-            self._last_dts = e.dts
-            p = av.Packet(e.data)
-            p.pts, p.dts, p.time_base, p.is_keyframe = e.pts, e.dts, 1 / rate, e.keyframe
-            p.stream = self._video
-            out.append(p)
-        self._mux(out)
-        self._next_pts += frames
-        self._frames_written += frames
-
     def write_audio(self, chunk: AudioChunk) -> None: ...
 
     def close(self) -> None: ...
@@ -213,20 +195,17 @@ class Mp4Writer:
             self._audio = self._add_audio() if audio_rate is not None else None
             self._segments = None
             if workers > 1:
-                settings = (codec, crf, preset, threads or 2)
+                # Each segment's own encoder has the output stream's settings (same SPS/PPS: its
+                # extradata equals the stream's, so its packets fit the stream).
+                settings = self.stream_settings(threads or 2)
                 segment = segment_length(segment_frames, workers, self.width, self.height)
-                self._segments = SegmentEncoders(lambda: self._segment_context(*settings), self._video,
+                self._segments = SegmentEncoders(lambda: segment_context(settings), self._video,
                                                   workers, segment, self._mux)
         except BaseException:
             self.abort()
             raise
 
     # -- setup -------------------------------------------------------------------------------
-
-    def _segment_context(self, codec: str, crf: int, preset: str, threads: int) -> av.CodecContext:
-        """A standalone encoder with the output stream's settings (same SPS/PPS: its extradata
-        equals the stream's, so its packets fit the stream)."""
-        return segment_context(self.stream_settings(threads))
 
     def stream_settings(self, threads: int = 1) -> StreamSettings:
         """The video stream's settings, for encoders elsewhere (threads, processes) whose packets
