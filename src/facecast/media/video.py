@@ -195,15 +195,12 @@ class VideoSource:
             origin = container.start_time / av.time_base if container.start_time is not None else 0.0
             total = self.num_frames
             slot_next = first  # next grid slot to emit
-            if first:  # the keyframe at or before its time (frames before the slot only set `held`)
-                container.seek(int(round((origin + (first - 0.5) / self.fps) / stream.time_base)), stream=stream,
-                               backward=True)
             held: av.VideoFrame | None = None  # latest frame with slot <= slot_next
             last_t: float | None = None
             step = 1.0 / self.fps
             decoded = 0
             try:
-                for frame in container.decode(stream):
+                for frame in self._decode_from(container, stream, origin, first):
                     decoded += 1
                     if frame.time is not None:
                         t = float(frame.time)
@@ -232,6 +229,37 @@ class VideoSource:
                 slot_next += 1
         finally:
             container.close()
+
+    def _decode_from(self, container, stream, origin: float, first: int) -> Iterator[av.VideoFrame]:
+        """The stream's frames in display order from the last keyframe shown at or before grid
+        slot ``first`` (frames before the slot only set the held frame). The seek aims at the
+        slot itself, so a span that starts on a keyframe decodes from it, not from the keyframe
+        before (a whole group of pictures more). A demuxer that lands after the slot (one that
+        seeks by decoding time, with B-frames) is caught at the first frame and sent a second
+        further back, down to the start."""
+        if not first:
+            yield from container.decode(stream)
+            return
+        back = 0.49  # frames after the slot's start: its own keyframe counts (slot = round(t * fps))
+        while True:
+            target = origin + max(first + back, 0.0) / self.fps
+            try:
+                container.seek(int(round(target / stream.time_base)), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                if back != 0.49:
+                    raise
+                yield from container.decode(stream)  # nothing read yet: from the start
+                return
+            frames = container.decode(stream)
+            head = next(frames, None)
+            # Late: past the slot, or at the end (a demuxer that seeks by bytes, e.g. MPEG-TS).
+            late = head is None or (head.time is not None and round((float(head.time) - origin) * self.fps) > first)
+            if not late or target <= origin:
+                if head is not None:
+                    yield head
+                    yield from frames
+                return
+            back -= self.fps  # a second further back
 
     def _to_rgb(self, reformatter: VideoReformatter, frame: av.VideoFrame) -> np.ndarray:
         w, h = self.size if self.rotation % 180 == 0 else self.size[::-1]
