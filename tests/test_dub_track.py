@@ -154,3 +154,29 @@ def test_cli_dub_track_of_audio_only_and_dub_with_a_wrong_track(clip, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a facecast track file" in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_cut_thumbnail_samples_large_frames_like_the_full_average():
+    """dubbing.track.thumb reads every few rows and columns of a large frame: on a real 1280x720
+    talking head its thumbnails and the cut measure between frames stay within a grey level or
+    two of the full-frame average's (the cut threshold is CUT_DIFF = 28)."""
+    import cv2
+
+    from facecast.dubbing.track import CUT_DIFF, thumb
+    from facecast.media import open_video
+
+    src = open_video(media("video/obama_en.mp4"))
+    frames = []
+    for f in src.frames():
+        frames.append(cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC))
+        if len(frames) == 30:
+            break
+    full = [cv2.resize(f, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32).mean(2) for f in frames]
+    fast = [thumb(f) for f in frames]
+    assert max(float(np.abs(a - b).mean()) for a, b in zip(full, fast)) < 2.0
+    cut_full = [float(np.abs(a - b).mean()) for a, b in zip(full, full[1:])]
+    cut_fast = [float(np.abs(a - b).mean()) for a, b in zip(fast, fast[1:])]
+    assert np.abs(np.subtract(cut_full, cut_fast)).max() < 1.0 and max(cut_fast) < CUT_DIFF / 4
+    flipped = np.ascontiguousarray(frames[0][::-1])  # another picture: a cut by either measure
+    assert float(np.abs(thumb(flipped) - fast[0]).mean()) > 0.5 * float(np.abs(
+        cv2.resize(flipped, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32).mean(2) - full[0]).mean())

@@ -91,10 +91,13 @@ class OneEuro:
 
 
 def thumb(frame: np.ndarray) -> np.ndarray:
-    """32x18 grey thumbnail (float32) for shot-cut detection."""
+    """32x18 grey thumbnail (float32) for shot-cut detection: each cell the mean of >= 8 x 8 of
+    its pixels (every ``step``-th row and column: a full 720p frame cost 1.2 ms, this 0.1-0.4)."""
     import cv2
 
-    small = cv2.resize(frame, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+    h, w = frame.shape[:2]
+    step = max(1, min(h // 144, w // 256))
+    small = cv2.resize(frame[::step, ::step], (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
     return small.mean(axis=2) if small.ndim == 3 else small
 
 
