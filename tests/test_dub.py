@@ -12,7 +12,7 @@ from conftest import media
 from facecast.audio import write_wav
 from facecast.dubbing import DubReport, dub, dub_chunks
 from facecast.dubbing.footage import Timeline, head_speed
-from facecast.dubbing.mask import composite, lower_face_mask
+from facecast.dubbing.mask import composite, iod, lower_face_mask
 from facecast.dubbing.track import StreamTracker
 from facecast.errors import InputError, OutputError
 from facecast.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
@@ -89,6 +89,37 @@ def test_mask_is_zero_outside_and_composite_keeps_those_pixels():
     assert np.array_equal(out[outside], img[outside])
     assert (m.alpha == 1).sum() > 1000  # the mouth itself is fully replaced
     assert not np.array_equal(out, img)
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_colour_gain_on_its_grid_matches_the_full_resolution_reference(scale):
+    """mouths.colour_gain (grid of 2-8 px cells) against gain_reference (every pixel): a picture
+    darker by a smooth, uneven shading gets that shading back as its gain, within 0.02 where it
+    is drawn, at may_en's size and 4x it (the grid's coarsest, as at 4K)."""
+    import cv2
+
+    from facecast.dubbing.mouths import colour_gain, gain_reference
+    from facecast.face import find_face
+
+    img = decode(media("video/may_en.mp4"), 1)[0]
+    pts = find_face(img).points
+    if scale > 1:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        pts = pts * scale
+    unit = iod(pts)
+    m = lower_face_mask([pts], (img.shape[1], img.shape[0]), unit, 0.12, 0.08)
+    x0, y0, x1, y1 = m.box
+    cur = img[y0:y1, x0:x1]
+    h, w = m.alpha.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    shade = (0.8 + 0.15 * xx / w + 0.05 * yy / h)[..., None] * np.array([1.0, 0.95, 0.9], np.float32)
+    warped = np.clip(cur * shade, 0, 255).astype(np.uint8)
+    fast, ref = colour_gain(cur, warped, m.alpha, unit), gain_reference(cur, warped, m.alpha, unit)
+    drawn = m.alpha > 0.5
+    assert np.abs(fast - ref)[drawn].mean() < 0.02
+    truth = 1.0 / shade
+    assert np.abs(fast - truth)[drawn].mean() < 0.05 and np.abs(ref - truth)[drawn].mean() < 0.05
+    assert colour_gain(cur, warped, np.zeros_like(m.alpha), unit) is None  # no band: no gain
 
 
 def test_timeline_turns_at_slow_frames_and_never_jumps():

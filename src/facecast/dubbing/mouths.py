@@ -361,35 +361,70 @@ class Placement:
     unit: float
 
 
+GAIN_GRID_SIGMA = 6.0
+"""The colour gain's field is computed on a grid 2, 4 or 8x coarser than the pixels while its
+blur (0.25 IOD) stays at least this many grid cells wide: a smooth field needs no finer one."""
+
+
 def colour_gain(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray | None:
     """float32 [h, w, 3]: the gain that takes the picture's shading to the frame's (None: no skin
     band to measure): a smooth per-channel field, the ratio of the two images' skin near the mask
     edge (normalised convolution over that band, so the gain follows the frame's light across the
     face and extends smoothly inwards; the lips and teeth inside the band keep the picture's own
     contrast). Per frame: a picture on a frame always gets the same gain, so this cannot flicker
-    by itself. Computed at a quarter of the size (the field is smooth; the images are shrunk as
-    uint8, one pass each) and scaled back up once."""
+    by itself. The band's pixels are averaged into grid cells of k x k (k = 1, 2, 4 or 8: see
+    GAIN_GRID_SIGMA), blurred there and the field scaled back up once; ``gain_reference`` is the
+    same at full resolution (a 1080p mouth box: 1.5-1.8 ms against 3.5-3.9 ms for the earlier
+    grid of 4 cells with every pixel averaged; mean gain error against the reference, weighted by
+    alpha, 0.007 against 0.006)."""
+    import cv2
+
+    band = ((alpha > 0.02) & (alpha < 0.8)).astype(np.uint8)
+    if int(np.count_nonzero(band)) < 20:
+        return None
+    h, w = alpha.shape
+    sigma = max(0.25 * unit, 1.0)
+    k = 1
+    while k < 8 and sigma / (2 * k) >= GAIN_GRID_SIGMA and min(h, w) // (2 * k) >= 8:
+        k *= 2
+    ph, pw = -h % k, -w % k  # zeros beyond the box: outside the band, so they count for nothing
+
+    def shrink(x: np.ndarray) -> np.ndarray:
+        if ph or pw:
+            x = cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+        return cv2.resize(x, ((w + pw) // k, (h + ph) // k), interpolation=cv2.INTER_AREA)  # exact k x k means
+
+    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma / k, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
+    cur = np.ascontiguousarray(cur)
+    den = blur(shrink(band.astype(np.float32)))[..., None] + 1e-4
+    c = blur(shrink(cv2.copyTo(cur, band).astype(np.float32))) / den  # the band's colours only
+    p = blur(shrink(cv2.copyTo(warped, band).astype(np.float32))) / den
+    # Where the band is far away (den ~ 0) fall back to the band's mean gain.
+    mean = (np.array(cv2.mean(cur, band)[:3]) + 1) / (np.array(cv2.mean(warped, band)[:3]) + 1)
+    gain = _blend_gain(c, p, den, mean)
+    if k == 1:
+        return gain
+    return cv2.resize(gain, (w + pw, h + ph), interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+
+def gain_reference(cur: np.ndarray, warped: np.ndarray, alpha: np.ndarray, unit: float) -> np.ndarray | None:
+    """``colour_gain`` at full resolution (slow: the reference for tests)."""
     import cv2
 
     band = ((alpha > 0.02) & (alpha < 0.8)).astype(np.float32)
-    if band.sum() < 20:
+    if np.count_nonzero(band) < 20:
         return None
-    h, w = alpha.shape
-    k = 4 if min(h, w) >= 64 else 1
-    sw, sh = max(w // k, 1), max(h // k, 1)
-    b = cv2.resize(band, (sw, sh), interpolation=cv2.INTER_AREA)
-    cs = cv2.resize(np.ascontiguousarray(cur), (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    ps = cv2.resize(warped, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    sigma = max(0.25 * unit / k, 1.0)
-    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
-    bb = b[..., None]
-    den = blur(b)[..., None] + 1e-4
-    c = blur(cs * bb) / den
-    p = blur(ps * bb) / den
-    gain = np.clip((c + 1.0) / (p + 1.0), 0.7, 1.4)
-    # Where the band is far away (den ~ 0) fall back to the band's mean gain.
-    nb = float(b.sum()) + 1e-6
-    mean = ((cs * bb).sum((0, 1)) / nb + 1) / ((ps * bb).sum((0, 1)) / nb + 1)
+    blur = lambda x: cv2.GaussianBlur(x, (0, 0), max(0.25 * unit, 1.0), borderType=cv2.BORDER_REPLICATE)  # noqa: E731
+    den = blur(band)[..., None] + 1e-4
+    c = blur(cur.astype(np.float32) * band[..., None]) / den
+    p = blur(warped.astype(np.float32) * band[..., None]) / den
+    m = band > 0
+    return _blend_gain(c, p, den, (cur[m].mean(0) + 1) / (warped[m].mean(0) + 1))
+
+
+def _blend_gain(c: np.ndarray, p: np.ndarray, den: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The local ratio (c + 1) / (p + 1) where the band is near (den: its blurred coverage),
+    the band's mean ratio where it is not; both within 0.7 ... 1.4."""
     wgt = np.clip(den / 0.05, 0, 1)
-    gain = wgt * gain + (1 - wgt) * np.clip(mean, 0.7, 1.4).astype(np.float32)
-    return cv2.resize(gain.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    gain = wgt * np.clip((c + 1.0) / (p + 1.0), 0.7, 1.4) + (1 - wgt) * np.clip(mean, 0.7, 1.4).astype(np.float32)
+    return gain.astype(np.float32)
