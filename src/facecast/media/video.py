@@ -18,6 +18,7 @@ one, a VFR file gets a frame repeated or dropped where its timing demands.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -241,14 +242,14 @@ class VideoSource:
             yield from container.decode(stream)
             return
         back = 0.49  # frames after the slot's start: its own keyframe counts (slot = round(t * fps))
-        while True:
+        for attempt in itertools.count():
             target = origin + max(first + back, 0.0) / self.fps
             try:
                 container.seek(int(round(target / stream.time_base)), stream=stream, backward=True)
             except av.error.FFmpegError:
-                if back != 0.49:
+                if attempt:
                     raise
-                yield from container.decode(stream)  # nothing read yet: from the start
+                yield from container.decode(stream)  # a demuxer that cannot seek; nothing read yet
                 return
             frames = container.decode(stream)
             head = next(frames, None)
