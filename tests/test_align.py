@@ -13,7 +13,9 @@ import pocketsphinx
 import pytest
 from conftest import media
 
-from facecast.align import SAMPLE_RATE, Aligner
+from facecast.align import SAMPLE_RATE, Aligner, word_search
+from facecast.errors import OptionError
+from facecast.options import AlignOptions
 from facecast.types import AudioChunk, PhoneSpan
 
 JFK = ("And so, my fellow Americans: ask not what your country can do for you -- "
@@ -230,7 +232,7 @@ def test_recognition_agrees_with_alignment_on_mouth_shapes(aligner, jfk_results)
 def test_recognised_words_aligned_agree_with_the_transcript_better_than_phone_recognition(aligner, jfk_results):
     """align_words (word n-gram + forced alignment of the recognised words): a valid timeline in
     absolute time whose phones match the transcript's alignment on far more speech frames than
-    free phone recognition does (measured: 0.71 / 0.90 / 0.89 against 0.43 / 0.60 / 0.48)."""
+    free phone recognition does (measured: 0.76 / 0.88 / 0.86 against 0.43 / 0.60 / 0.48)."""
     pairs = [(jfk_results[0], jfk_results[1], clip("jfk_en.flac"))]
     for name, text in (("hdtf_radio31_en.wav", RADIO), ("lecture_en.wav", LECTURE)):
         pairs.append((aligner.align(clip(name), text), aligner.align(clip(name)), clip(name)))
@@ -249,6 +251,21 @@ def test_recognised_words_aligned_agree_with_the_transcript_better_than_phone_re
         assert acc_words > 0.6 and acc_words > acc_rec + 0.1, (acc_words, acc_rec)
     shifted = aligner.align_words(AudioChunk(clip("jfk_en.flac").samples, SAMPLE_RATE, start=7.0))
     assert shifted[0].start == pytest.approx(7.0) and shifted[-1].end == pytest.approx(7.0 + clip("jfk_en.flac").duration)
+
+
+def test_word_search_settings_and_option_ranges():
+    """The word search's per-frame caps reach pocketsphinx (None = no cap; caps=False: its own
+    defaults, what show.takes uses), and out-of-range AlignOptions are refused by name."""
+    capped = word_search(AlignOptions())
+    assert (capped["maxhmmpf"], capped["maxwpf"], capped["fwdflat"]) == (5000, 10, False)
+    uncapped = word_search(AlignOptions(word_max_hmms=None, word_max_words=None))
+    assert (uncapped["maxhmmpf"], uncapped["maxwpf"]) == (-1, -1)
+    assert "maxhmmpf" not in word_search(AlignOptions(), caps=False)
+    assert word_search(AlignOptions(word_beam=1e-40), caps=False)["beam"] == 1e-40
+    for field, value in (("word_max_hmms", 0), ("word_max_words", 2.5), ("word_beam", 0.0), ("lw", float("nan")),
+                         ("downsample", 0), ("max_unaligned_speech", 1.5), ("silence_dbfs", 3.0)):
+        with pytest.raises(OptionError, match=f"AlignOptions.{field}"):
+            AlignOptions(**{field: value})
 
 
 def test_recognised_words_of_silence_and_noise_are_empty_or_valid(aligner):

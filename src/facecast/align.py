@@ -15,7 +15,7 @@ both (``Speech.alt_phones``; the mouth is their mean).
 
 Everything runs on the models inside the pocketsphinx wheel; nothing is downloaded.  The two
 paths of :meth:`Aligner.align` cost well under 0.1 s of one CPU core per second of audio (numbers
-in the docstring of :class:`AlignOptions`); :meth:`Aligner.align_words` 0.24-0.44 s.
+in the docstring of :class:`AlignOptions`); :meth:`Aligner.align_words` 0.15-0.23 s.
 
 Segments are meant to be short (the caller cuts at pauses, up to ~15 s); up to a minute works
 (alignment time and memory grow linearly); longer audio is not refused but should be cut first.
@@ -37,7 +37,8 @@ from .options import AlignOptions
 from .text import acronyms, guess_pronunciation, transcript_words
 from .types import AudioChunk, PhoneSpan
 
-__all__ = ["AlignOptions", "Aligner", "SAMPLE_RATE", "decode_utterance", "frame_db", "to_pcm16", "unaligned_speech"]
+__all__ = ["AlignOptions", "Aligner", "SAMPLE_RATE", "decode_utterance", "frame_db", "to_pcm16", "unaligned_speech",
+           "word_search"]
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +152,11 @@ class Aligner:
 
         Where the speech is English, its phones agree with a true transcript's alignment far more
         often than free phone recognition does (frames with the right phone on jfk / radio /
-        lecture: 0.71 / 0.90 / 0.89 against 0.43 / 0.60 / 0.48), but a misrecognised word puts a
+        lecture: 0.76 / 0.88 / 0.86 against 0.43 / 0.60 / 0.48), but a misrecognised word puts a
         whole wrong word there.  The pipeline therefore uses it next to :meth:`align`, not
-        instead of it (``Speech.alt_phones``).  Costs 0.24-0.44 s of one core per second of
-        audio (5-8x :meth:`align`; both passes included) plus ~0.5 s to load the word model on
+        instead of it (``Speech.alt_phones``).  Costs 0.15-0.23 s of one core per second of
+        audio (3-4x :meth:`align`; both passes included; 0.19-0.46 s before the word search's
+        per-frame caps, ``AlignOptions.word_max_hmms``) plus ~0.5 s to load the word model on
         the first call, so live streams do not use it.
 
         Same input and output conventions as :meth:`align`; [] when no word is recognised or the
@@ -195,9 +197,7 @@ class Aligner:
             o = self.options
             try:
                 self._words_decoder = pocketsphinx.Decoder(
-                    hmm=self._hmm, lm=lm, dict=self._dict,
-                    beam=o.word_beam, wbeam=o.word_wbeam, pbeam=o.word_pbeam, fwdflat=False,
-                    loglevel=o.sphinx_loglevel,
+                    hmm=self._hmm, lm=lm, dict=self._dict, loglevel=o.sphinx_loglevel, **word_search(o),
                 )
             except (RuntimeError, ValueError) as exc:
                 raise ModelError(f"{self._model_dir}: cannot load the pocketsphinx word model ({exc})") from exc
@@ -279,6 +279,20 @@ class Aligner:
 
 # ---------------------------------------------------------------------------------------------
 # Frames and spans
+
+
+def word_search(options: AlignOptions, caps: bool = True) -> dict:
+    """The word n-gram search's pocketsphinx settings (beams, no forward-flat pass and, with
+    ``caps``, the per-frame caps on HMMs and words) from ``options``; :meth:`Aligner.align_words`
+    and ``show.takes`` build their word decoders with them.  ``caps=False`` keeps pocketsphinx's
+    own caps (30000 HMMs, no word cap): the capped search's lattice has fewer rivals, so its word
+    posteriors run higher (``show.takes`` judges English by them)."""
+    o = options
+    if not caps:
+        return dict(beam=o.word_beam, wbeam=o.word_wbeam, pbeam=o.word_pbeam, fwdflat=False)
+    return dict(beam=o.word_beam, wbeam=o.word_wbeam, pbeam=o.word_pbeam, fwdflat=False,
+                maxhmmpf=-1 if o.word_max_hmms is None else o.word_max_hmms,
+                maxwpf=-1 if o.word_max_words is None else o.word_max_words)
 
 
 def decode_utterance(dec, pcm: bytes) -> None:

@@ -438,6 +438,12 @@ class AlignOptions:
         7e-29 / 1e-48).  Its forward-flat second pass is off: it costs ~50 % more time for
         nothing measurable.  Narrower beams (1e-40 and below) are faster but garble the words
         (jfk phone agreement 0.71 -> 0.46), so the defaults stay.
+    word_max_hmms, word_max_words: the word search's caps per 10 ms frame on active HMMs and on
+        distinct word exits (pocketsphinx ``maxhmmpf`` / ``maxwpf``, its defaults 30000 / no
+        cap; None = no cap).  5000 / 10 make align_words 1.6-1.8x cheaper on jfk / radio /
+        lecture (per clip 1.3-2x) with the same phone agreement (0.75 / 0.88 / 0.86 -> 0.76 /
+        0.88 / 0.86) and dub's link 1 unchanged; 3000 HMMs or 5 words garble jfk (0.55 / 0.57).
+        benchmarks/word_pass.py; docs/benchmarks.md, 2026-12-06 13:51 UTC.
 
     model_dir: pocketsphinx model folder holding ``en-us/`` (acoustic model),
         ``cmudict-en-us.dict``, ``en-us-phone.lm.bin`` and (for :meth:`Aligner.align_words`)
@@ -456,8 +462,24 @@ class AlignOptions:
     word_beam: float = 1e-48
     word_wbeam: float = 7e-29
     word_pbeam: float = 1e-48
+    word_max_hmms: int | None = 5000
+    word_max_words: int | None = 10
     model_dir: str | None = None
     sphinx_loglevel: str = "FATAL"
+
+    RANGES: ClassVar[dict] = {
+        "lw": Range(0, 100, lo_open=True),
+        **dict.fromkeys(("beam", "pbeam", "word_beam", "word_wbeam", "word_pbeam"), Range(0, 1, lo_open=True)),
+        "downsample": Range(1, 10, "frames", integer=True),
+        "silence_dbfs": Range(-200, 0, "dBFS"),
+        "min_silence_s": Range(0.01, 10, "s"),
+        "max_unaligned_speech": Range(0, 1),
+        "word_max_hmms": Range(100, 1_000_000, "HMMs per frame", integer=True, optional=True),
+        "word_max_words": Range(1, 100_000, "words per frame", integer=True, optional=True),
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)

@@ -101,9 +101,13 @@ class Transcriber:
                                                          loglevel=o.sphinx_loglevel)
                 return self._aligner
             if self._recogniser is None:
-                self._recogniser = pocketsphinx.Decoder(hmm=hmm, lm=lm, dict=dictionary, beam=o.word_beam,
-                                                        wbeam=o.word_wbeam, pbeam=o.word_pbeam, fwdflat=False,
-                                                        loglevel=o.sphinx_loglevel)
+                from ..align import word_search
+
+                # Uncapped search (caps=False): with AlignOptions' word caps (5000 HMMs, 10 words
+                # per frame) the posteriors rise on foreign speech and MIN_CONFIDENT no longer
+                # separates it (German 0.12 -> 0.20, French 0.04 -> 0.22; English 0.26-0.65).
+                self._recogniser = pocketsphinx.Decoder(hmm=hmm, lm=lm, dict=dictionary,
+                                                        loglevel=o.sphinx_loglevel, **word_search(o, caps=False))
             return self._recogniser
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"{hmm}: cannot load the pocketsphinx models ({exc})") from exc
