@@ -102,15 +102,22 @@ def test_realtime_barge_in_cuts_a_long_sentence(portrait, voice):
     long = "This is a rather long sentence, and it would take quite a few seconds to say out loud."
     full = sum(v.audio.duration for v in voice.synthesize(long))
 
+    got: list = []
+
     async def source():
         yield long
-        await asyncio.sleep(1.6)  # let ~1 s of the sentence (several open vowels) play first
+        # Let ~1.2 s of the sentence (several open vowels) reach the listener first: counted in
+        # frames received, not in wall time (a loaded machine starts the stream later).
+        while sum(c.num_frames for c in got) < 1.2 * FPS:
+            await asyncio.sleep(0.02)
         yield INTERRUPT
         yield "Okay."
 
     async def main():
-        return [c async for c in stream(portrait, source(), options=StreamOptions(size=128, realtime=True),
-                                        render=still(portrait), voice=voice)]
+        async for c in stream(portrait, source(), options=StreamOptions(size=128, realtime=True),
+                              render=still(portrait), voice=voice):
+            got.append(c)
+        return got
 
     chunks = asyncio.run(main())
     n = check_contiguous(chunks)
