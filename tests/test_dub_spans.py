@@ -102,6 +102,31 @@ def test_spans_keep_every_untouched_pixel_exactly(clip, tmp_path, short_spans):
         assert changed[k].mean() < 0.35
 
 
+def test_spans_of_an_mpeg_ts_video_take_the_right_frames(clip, tmp_path, short_spans):
+    """The clip remuxed into MPEG-TS (whose demuxer seeks by bytes: span decoders used to start
+    a group late and draw other frames), lossless: frames without a face are the input's own,
+    bit for bit, at their own places."""
+    from facecast.dubbing.trackfile import track_video_file
+    from facecast.options import EncodeOptions
+
+    video, short, _, _, _ = clip
+    ts = tmp_path / "clip.ts"
+    with av.open(str(video)) as src, av.open(str(ts), "w", format="mpegts") as dst:
+        vin = src.streams.video[0]
+        vout = dst.add_stream_from_template(vin)
+        for packet in src.demux(vin):
+            if packet.dts is not None:
+                packet.stream = vout
+                dst.mux(packet)
+    track = track_video_file(ts)
+    holes = without_face(track, slice(20, 26))
+    report = run_dub(ts, short, tmp_path / "ts.mp4", holes, 2, encode=EncodeOptions(crf=0))
+    assert not report.notes, report.notes  # it ran in spans
+    out, src_frames = yuv_frames(tmp_path / "ts.mp4"), yuv_frames(ts)[:38]
+    assert out.shape == src_frames.shape
+    assert np.array_equal(out[20:26], src_frames[20:26])
+
+
 def test_what_spans_cannot_take_runs_on_one_process_and_says_why(clip, tmp_path):
     video, short, long, track, _ = clip
     r = run_dub(video, short, tmp_path / "notrack.mp4", None, 2)

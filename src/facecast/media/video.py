@@ -236,16 +236,17 @@ class VideoSource:
         slot ``first`` (frames before the slot only set the held frame). The seek aims at the
         slot itself, so a span that starts on a keyframe decodes from it, not from the keyframe
         before (a whole group of pictures more). A demuxer that lands after the slot (one that
-        seeks by decoding time, with B-frames) is caught at the first frame and sent a second
-        further back, down to the start."""
+        seeks by decoding time, with B-frames) is caught at the first frame and sent 1, 2, 4 ...
+        seconds further back, at last to the file's start."""
         if not first:
             yield from container.decode(stream)
             return
         back = 0.49  # frames after the slot's start: its own keyframe counts (slot = round(t * fps))
         for attempt in itertools.count():
-            target = origin + max(first + back, 0.0) / self.fps
+            at_start = first + back <= 0  # the last resort: timestamp 0, the file's start (below origin)
+            target = 0 if at_start else int(round((origin + (first + back) / self.fps) / stream.time_base))
             try:
-                container.seek(int(round(target / stream.time_base)), stream=stream, backward=True)
+                container.seek(target, stream=stream, backward=True)
             except av.error.FFmpegError:
                 if attempt:
                     raise
@@ -255,12 +256,12 @@ class VideoSource:
             head = next(frames, None)
             # Late: past the slot, or at the end (a demuxer that seeks by bytes, e.g. MPEG-TS).
             late = head is None or (head.time is not None and round((float(head.time) - origin) * self.fps) > first)
-            if not late or target <= origin:
+            if not late or at_start:
                 if head is not None:
                     yield head
                     yield from frames
                 return
-            back -= self.fps  # a second further back
+            back -= self.fps * 2 ** attempt  # 1, 2, 4 ... s further back
 
     def _to_rgb(self, reformatter: VideoReformatter, frame: av.VideoFrame) -> np.ndarray:
         w, h = self.size if self.rotation % 180 == 0 else self.size[::-1]
