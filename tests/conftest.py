@@ -37,6 +37,36 @@ def short_clip(path: Path, side: int, frames: int) -> Path:
     return path
 
 
+def encode_video(path: Path, frames, *, times_ms=None, fps=25, pix_fmt="yuv420p", rotation=None,
+                 options: dict | None = None) -> Path:
+    """uint8 RGB frames [n, H, W, 3] -> H.264 without sound (``options``: the encoder's, default
+    CRF 10; the container from the suffix); frame i at times_ms[i] (a 1/1000 time base) when
+    given; ``rotation``: a display matrix (degrees, as phones store it)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=fps)
+        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        st.options = options or {"crf": "10"}
+        if times_ms is not None:
+            st.time_base = st.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            st.set_display_rotation(rotation)
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            if pix_fmt != "yuv420p":
+                vf = vf.reformat(format=pix_fmt)
+            vf.pts = int(times_ms[i]) if times_ms is not None else i
+            for p in st.encode(vf):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    return path
+
+
 @pytest.fixture(scope="session")
 def dub_clip(tmp_path_factory):
     """A short dub job's inputs (tests/test_dub_parallel.py, tests/test_dub_spans.py): may_en.mp4's

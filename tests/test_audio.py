@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import media
+from conftest import encode_video, media
 
 from facecast.audio import Resampler, load_audio, open_audio, wav_truncation
 from facecast.errors import InputError
@@ -179,17 +179,8 @@ def test_png_image_given_as_audio(tmp_path):
 
 
 def test_silent_video_has_no_audio_stream(tmp_path):
-    path = tmp_path / "silent.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 40 * i, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    grey = np.repeat(40 * np.arange(5, dtype=np.uint8), 64 * 64 * 3).reshape(5, 64, 64, 3)
+    path = encode_video(tmp_path / "silent.mp4", grey, options={"crf": "23"})
     _expect_input_error(path, "no audio stream", "video")
 
 

@@ -1,13 +1,11 @@
 """`dub` on the inputs phones and editors produce: variable frame rate, a display rotation, 10-bit
 pixels, no sound track, odd and vertical sizes. Small (256 px) clips made from a real one."""
 
-from fractions import Fraction
-
 import av
 import numpy as np
 import pytest
 
-from conftest import media
+from conftest import encode_video as encode, media
 from facecast.dubbing import DubReport, dub
 from facecast.dubbing.options import DubOptions
 from facecast.media import open_video, probe_mp4
@@ -41,29 +39,6 @@ def read_mark(frame):
     """The source index (mod 40) a marked frame shows."""
     row = frame[2:BAR - 2, :240].astype(float).mean((0, 2))
     return int(np.argmax(row.reshape(40, 6).sum(1)))
-
-
-def encode(path, frames, *, times_ms=None, fps=25, pix_fmt="yuv420p", rotation=None):
-    """uint8 RGB frames [n, H, W, 3] -> H.264 (CRF 10) without sound; frame i at times_ms[i] (a
-    1/1000 time base) when given; ``rotation``: a display matrix (degrees, as phones store it)."""
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("libx264", rate=fps)
-        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        st.options = {"crf": "10"}
-        if times_ms is not None:
-            st.time_base = st.codec_context.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            st.set_display_rotation(rotation)
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            if pix_fmt != "yuv420p":
-                vf = vf.reformat(format=pix_fmt)
-            vf.pts = int(times_ms[i]) if times_ms is not None else i
-            for p in st.encode(vf):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
 
 
 def test_dub_variable_frame_rate_video_stays_in_sync(tmp_path):

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import media
+from conftest import encode_video, media
 
 from facecast.errors import InputError
 from facecast.media import open_video
@@ -94,20 +94,10 @@ def test_hevc_vertical_clip():
 
 
 def test_display_rotation_is_applied(tmp_path):
-    path = tmp_path / "phone.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
-        stream.set_display_rotation(-90)  # what phones record in portrait: rotate clockwise to show
-        for i in range(3):
-            img = np.zeros((32, 64, 3), np.uint8)
-            img[:8, :8] = (255, 0, 0)  # red block top-left as stored
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    img = np.zeros((3, 32, 64, 3), np.uint8)
+    img[:, :8, :8] = (255, 0, 0)  # red block top-left as stored
+    # -90: what phones record in portrait (rotate clockwise to show)
+    path = encode_video(tmp_path / "phone.mp4", img, rotation=-90, options={"crf": "23"})
     src = open_video(path)
     assert src.size == (32, 64) and src.source_size == (64, 32)
     frame = next(iter(src)).frames[0].numpy().astype(int)
@@ -159,17 +149,9 @@ def test_audio_of_a_video():
 def _numbered_video(path: Path, frames: int = 60, keyint: int = 10) -> None:
     """frames of 64x48 whose grey level is 4 x the frame number, H.264 with B-frames and a
     keyframe every ``keyint`` frames (a closed GOP each)."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "0", "g": str(keyint), "keyint_min": str(keyint),
-                                                      "sc_threshold": "0", "bf": "3"})
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 4 * i, np.uint8), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    grey = np.repeat(4 * np.arange(frames, dtype=np.uint8), 48 * 64 * 3).reshape(frames, 48, 64, 3)
+    encode_video(path, grey, options={"crf": "0", "g": str(keyint), "keyint_min": str(keyint),
+                                      "sc_threshold": "0", "bf": "3"})
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
