@@ -17,7 +17,8 @@ The runs issue #14 asks for (footage mouth, the default; estimated minutes of a 
         --no-warmup --no-words --json $OUT/gpu_dub_30min.json
 
 --loop-seconds builds the long input on the machine (a call carries at most 64 MiB, and the box has
-no mediapipe to track one): ``in{H}.mp4`` repeated by copying its packets with shifted timestamps
+no mediapipe to track one; ``--tracks none`` dubs without the track, tracking with mediapipe
+carried there): ``in{H}.mp4`` repeated by copying its packets with shifted timestamps
 (no re-encoding; whole repeats, so at least --loop-seconds), and its track tiled to match: the
 same landmarks for the same decoded pictures, a shot cut marked at each seam where dub's own
 tracker would see one (its thumbnail test, run on the clip's last and first frames), the SHA-256
@@ -44,6 +45,7 @@ that it works, not a GPU number).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -265,6 +267,9 @@ def main() -> None:
                     "each (0 = auto)")
     ap.add_argument("--processes", type=int, nargs="+", default=[1], help="DubOptions.processes, one run each "
                     "(1 = one process draws; 0 = auto; N >= 2: span workers, see dubbing/spans.py)")
+    ap.add_argument("--tracks", nargs="+", choices=["given", "none"], default=["given"],
+                    help="given: dub reads the carried (tiled) track; none: dub tracks the face itself (with "
+                    "--processes N >= 2 in pieces on its workers: needs mediapipe). One run each")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--encode-workers", type=int, default=8)
     ap.add_argument("--phone-workers", type=int, default=4)
@@ -309,12 +314,11 @@ def main() -> None:
                     options=DubOptions(mouth=mouth, workers=0, calibrate=False, scan_s=2.0, words=not a.no_words,
                                        processes=max(a.processes), render=RenderOptions(device=a.device)))
                 warm = round(time.perf_counter() - t0, 2)
-            for dw in a.draw_workers:
-                for pr in a.processes:
-                    row = run_one(video, track, wav, seconds, mouth, dw, a, a.out_dir, pr)
-                    row["warmup_s"] = warm
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+            for dw, pr, given in itertools.product(a.draw_workers, a.processes, a.tracks):
+                row = run_one(video, track if given == "given" else None, wav, seconds, mouth, dw, a, a.out_dir, pr)
+                row["warmup_s"], row["track"] = warm, given
+                rows.append(row)
+                print(json.dumps(row), flush=True)
         if a.loop_seconds:
             video.unlink(missing_ok=True)
     print(f"\n{info['device_name']}, {info['cores']} cores, torch {info['torch']}, {info['date']}")

@@ -129,7 +129,12 @@ def test_spans_of_an_mpeg_ts_video_take_the_right_frames(clip, tmp_path, short_s
 
 def test_what_spans_cannot_take_runs_on_one_process_and_says_why(clip, tmp_path):
     video, short, long, track, _ = clip
-    r = run_dub(video, short, tmp_path / "notrack.mp4", None, 2)
+    from facecast.dubbing import DubReport, dub
+    from facecast.dubbing.options import DubOptions
+
+    r = DubReport()  # --text and no track: no workers (the speech's length is not known before it is spoken)
+    dub(video, tmp_path / "text.mp4", text="Hi there.", report=r,
+        options=DubOptions(scan_s=2.0, calibrate=False, words=False, mouth="footage", processes=2))
     assert any("no face track" in n for n in r.notes) and r.dubbed > 0
     r = run_dub(video, long, tmp_path / "long.mp4", track, 2)
     assert any("outlast" in n for n in r.notes) and r.looped > 0

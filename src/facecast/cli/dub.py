@@ -49,7 +49,8 @@ def dub_cmd(
                                      "the same for any number."),
     processes: str = typer.Option("0", "--processes", help="Worker processes that decode, draw and encode spans of "
                                   "the video, 0 ... 64 (0 = auto: the cores minus one, at most 15, on machines with 8 "
-                                  "or more; else 1). Spans need --track and a video the speech does not outlast."),
+                                  "or more; else 1). They track the face in pieces first (unless --track); spans need "
+                                  "--audio and a video the speech does not outlast."),
     track: Optional[Path] = typer.Option(None, "--track", help="The video's face track made by `facecast dub-track` "
                                          "(no face tracking here: e.g. a machine without mediapipe)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),

@@ -13,7 +13,8 @@
                 (each segment drawn once the next is analysed: the learned mouth's look-ahead)
     render      FootageSource.render_parts: decode + track the frames, draw the mouth, composite
     encode      H.264 + AAC on a second thread (pipeline.BackgroundWriter)
-or, with ``DubOptions.processes`` and a face track (spans.py): the mouths picked here
+or, with ``DubOptions.processes`` (> 1): the face tracked in pieces by worker processes first
+    (trackspans.py; or a track given), then the mouths picked here
     (FootageSource.pick_mouths), decode + draw + encode by worker processes in spans of the
     video, their packets muxed here in order with the sound (Mp4Writer.write_encoded).
 
@@ -44,7 +45,7 @@ from ..segments import Segment, audio_segments, text_segments
 from ..speech import SpeechAnalyser, SpeechModels, prefetch_alignment
 from ..timing import Timings
 from ..types import AudioChunk, Speech
-from .source import DubReport, FootageSource, MouthDrive
+from .source import SCAN_PAST_S, DubReport, FootageSource, MouthDrive
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class DubJob:
     order. ``dub_chunks`` draws the steps here; ``dub`` may draw them in spans (spans.py)."""
 
     def __init__(self, video, *, audio=None, text=None, options: DubOptions = DubOptions(), timings=None,
-                 report=None, models=None, track=None):
+                 report=None, models=None, track=None, pool=None):
         if (text is None) == (audio is None):
             raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
         self.options, self.audio, self.text = options, audio, text
@@ -132,6 +133,10 @@ class DubJob:
         if options.keep_length and expect is not None and n_video:
             expect = max(expect, n_video)
         self.expect_frames = expect
+        if self.track is None and pool is not None and expect is not None and src.num_frames:
+            scan = min(round(options.scan_s * fps), expect + round(SCAN_PAST_S * fps))  # as FootageSource scans
+            with timings.stage("track (workers)"):
+                self.track = _track_in_pieces(src, pool, options, min(src.num_frames, max(expect, scan)))
         with timings.stage("setup"):
             self.analyser = SpeechAnalyser(so, None, need_aligner=text is None, models=models)
         # The video's own speech (for the calibration) goes to the phone workers first, so that it is
@@ -229,6 +234,15 @@ def _drawn(job: DubJob, progress: Progress | None) -> Iterator[SayChunk]:
             first = False
         if progress:
             progress(step.segment.end, job.total)
+
+
+def _track_in_pieces(src, pool, options: DubOptions, frames: int):
+    """The face track of ``src``'s first ``frames`` frames, made by ``pool``'s workers
+    (trackspans.py); None when they disagree on the face (then the job tracks in order)."""
+    from .trackspans import track_in_pieces
+
+    return track_in_pieces(src, pool, options.process_count(), frames=frames, face_index=options.face_index,
+                           max_gap_s=options.max_gap_s)
 
 
 def _load_track(track, src, options: DubOptions):
@@ -335,8 +349,8 @@ def dub(
     """Re-lip-sync ``video`` to ``audio`` or ``text``: an MP4 (H.264 + AAC) with the video's frames,
     size and rate, the lower face redrawn for the new speech. Returns the output path; nothing is
     left at ``output`` unless the whole job succeeds. ``track``: see dub_chunks. With
-    ``options.processes`` (and a track, see spans.py) the frames are drawn and encoded by
-    worker processes in spans of the video."""
+    ``options.processes`` worker processes track the face in pieces (without ``track``;
+    trackspans.py), then decode, draw and encode spans of the video (spans.py)."""
     from ..media import check_output_path
 
     output = check_output_path(output)
@@ -347,14 +361,14 @@ def dub(
     timings = timings if timings is not None else Timings()
     processes = options.process_count()
     pool = None
-    if processes > 1 and track is not None:  # spans need the track: start the workers now, alongside the scan
+    if processes > 1 and (track is not None or audio is not None):  # workers: the track's pieces, then spans
         from .spans import start_workers
 
         with timings.stage("span workers start"):
             pool = start_workers(processes)
     try:
         job = DubJob(video, audio=audio, text=text, options=options, timings=timings, report=report, models=models,
-                     track=track)
+                     track=track, pool=pool if track is None else None)
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -37,6 +37,9 @@ from .track import StreamTracker
 
 log = logging.getLogger(__name__)
 
+SCAN_PAST_S = 10.0
+"""The scan reads at most this many seconds of video past the job's last frame."""
+
 
 @dataclass(frozen=True)
 class MouthDrive:
@@ -174,11 +177,11 @@ class FootageSource:
         self.learned: LearnedMouth | None = None
         self._ahead_motion: MotionModel | None = None
         self.timings = timings
-        # Scan scan_s ahead, but not more than 10 s past what the job shows (a short dub of a long
-        # video): the scanned frames are decoded twice.
+        # Scan scan_s ahead, but not more than SCAN_PAST_S past what the job shows (a short dub of
+        # a long video): the scanned frames are decoded twice.
         scan = int(round(options.scan_s * self.fps))
         if expect_frames is not None:
-            scan = min(scan, expect_frames + int(round(10 * self.fps)))
+            scan = min(scan, expect_frames + int(round(SCAN_PAST_S * self.fps)))
         self.reader.scan(scan)
         if self.reader.tracker.detected == 0 and self.reader.ended:
             raise NoFaceError(f"{self.name}: no face found in any frame. dub needs a video where the speaker's face "

@@ -17,8 +17,9 @@ frame's pixels after the scan; worker processes take spans of the video in order
 and the main process muxes the runs in order with the sound (``Mp4Writer.write_encoded``).
 The library's pictures reach the workers once, through one shared-memory block.
 
-When it runs (``plan_spans``): a face track for the whole video (a track file, or
-``track=``: the main process reads the face from it instead of tracking), the video stored as
+When it runs (``span_blockers``): a face track for the whole job (a track file, ``track=``, or
+made by the same workers in pieces first: trackspans.py; the main process reads the face from
+it instead of tracking), the video stored as
 8-bit yuv420p (limited range), even sides, no rotation; the speech no longer than the video (no
 back-and-forth loop); the footage mouth. Otherwise ``dub`` draws on one process, and says why.
 """
@@ -60,7 +61,8 @@ def span_blockers(src, track, processes: int, expect_frames: int | None, drawer=
     if drawer is not None and not isinstance(drawer, FootageMouth):
         why.append("the mesh mouth (the video shows too few usable mouths of its own, or --mouth mesh)")
     if track is None:
-        why.append("no face track (give --track FILE, made once by `facecast dub-track`)")
+        why.append("no face track of the whole job (--text, or the tracked pieces followed different faces: give "
+                   "--track FILE, made once by `facecast dub-track`)")
     if src.rotation:
         why.append(f"the video is rotated ({src.rotation} degrees)")
     W, H = src.size

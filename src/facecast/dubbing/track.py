@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..landmarks import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
 from ..types import FaceLandmarks
+from .mask import iod
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,6 @@ def _centre(pts: np.ndarray) -> np.ndarray:
     return pts[:, :2].mean(0)
 
 
-def _iod(pts: np.ndarray) -> float:
-    r = pts[list(RIGHT_EYE_CORNERS), :2].mean(0)
-    lft = pts[list(LEFT_EYE_CORNERS), :2].mean(0)
-    return float(np.linalg.norm(lft - r))
-
-
 class OneEuro:
     """Streaming One-Euro filter over [478, 3] landmark arrays (Casiez et al. 2012), the
     cutoff adapting to each point's speed in IOD/s."""
@@ -84,7 +78,7 @@ class OneEuro:
             return x
         a_d = self._alpha(_D_CUTOFF_HZ)
         self.dx = a_d * (x - self.prev) * self.fps + (1 - a_d) * self.dx
-        speed = np.linalg.norm(self.dx, axis=-1, keepdims=True) / max(_iod(x), 1.0)
+        speed = np.linalg.norm(self.dx, axis=-1, keepdims=True) / max(iod(x), 1.0)
         a = self._alpha(_MIN_CUTOFF_HZ + _BETA * speed)
         self.prev = a * x + (1 - a) * self.prev
         return self.prev
@@ -105,12 +99,18 @@ class StreamTracker:
     """Push frames in order, get TrackedFrames back ``lookahead`` frames later (``finish``
     returns the rest). ``face_index`` chooses the face left to right at the first frame with
     faces (None: the largest, with a warning when there are several); from then on the face
-    nearest the last position is followed, and chosen again by the same rule after a cut."""
+    nearest the last position is followed, and chosen again by the same rule after a cut.
 
-    def __init__(self, fps: float, *, face_index: int | None = None, max_gap_s: float = 0.25, source: str = ""):
+    A piece of a longer video (trackspans.py): ``first_index`` is the video frame the first push
+    shows; ``resumed``: the rule was applied before this piece, so choosing here neither warns
+    nor fails (as after a cut)."""
+
+    def __init__(self, fps: float, *, face_index: int | None = None, max_gap_s: float = 0.25, source: str = "",
+                 first_index: int = 0, resumed: bool = False):
         self.fps = fps
         self.face_index = face_index
         self.source = source
+        self.resumed = resumed
         self.max_gap = int(round(max_gap_s * fps))
         self.lookahead = max(self.max_gap + 1, int(round(0.2 * fps)))
         self._mesh = None
@@ -123,7 +123,7 @@ class StreamTracker:
         self._prev_raw: tuple[int, np.ndarray] | None = None  # last emitted detected frame (for gaps)
         self._fwd = OneEuro(fps)
         self._thumb: np.ndarray | None = None
-        self._next = 0
+        self._next = first_index
         self._finishing = False
         self._seen_at = -1  # last frame the face was detected in
         self.detected = 0  # frames the face was seen in
@@ -160,14 +160,14 @@ class StreamTracker:
         by_x = sorted(faces, key=lambda f: float(_centre(f.points)[0]))
         if self.face_index is not None:
             if self.face_index >= len(by_x):
-                if not self._chosen:
+                if not (self._chosen or self.resumed):
                     raise InputError(
                         f"{self.source}: face {self.face_index} does not exist: {len(by_x)} face(s) found, numbered "
                         f"0 to {len(by_x) - 1} from left to right. Pass --face with a number in that range.")
                 return by_x[-1]
             return by_x[self.face_index]
         face = faces[0]  # detect() sorts the largest first
-        if len(faces) > 1 and not self._chosen:
+        if len(faces) > 1 and not (self._chosen or self.resumed):
             log.warning("%s: %d faces found; dubbing the largest, face %d (faces are numbered from 0, left to "
                         "right). Pass --face N to choose another.", self.source, len(faces),
                         next(i for i, f in enumerate(by_x) if f is face))
@@ -187,7 +187,7 @@ class StreamTracker:
             face = self._choose(faces)
             self._chosen = True
             self._max_faces = min(len(faces), 5)
-            self._last, self._last_iod = _centre(face.points), _iod(face.points)
+            self._last, self._last_iod = _centre(face.points), iod(face.points)
             self._seen_at = index
             return face.points
         faces = self._tracker(frame.shape).detect(frame, source=self.source)
@@ -199,7 +199,7 @@ class StreamTracker:
             face = min(faces, key=lambda f: float(np.linalg.norm(_centre(f.points) - self._last)))
             if np.linalg.norm(_centre(face.points) - self._last) > 1.5 * max(self._last_iod, 1.0):
                 return None  # only other faces in view: ours is not there
-        self._last, self._last_iod = _centre(face.points), _iod(face.points)
+        self._last, self._last_iod = _centre(face.points), iod(face.points)
         self._seen_at = index
         return face.points
 

@@ -184,6 +184,16 @@ class VideoSource:
         finally:
             slots.close()
 
+    def rgb_frames(self, first: int, count: int, threads: int = 0) -> Iterator[np.ndarray]:
+        """uint8 [H, W, 3] RGB of grid slots [first, first + count), as ``frames`` gives them
+        (rotated, scaled), decoded from the keyframe before ``first`` (``decoded_frames``)."""
+        reformatter = VideoReformatter()
+        last: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
+        for frame in self.decoded_frames(first, count, threads):
+            if last[0] is not frame:
+                last = (frame, self._to_rgb(reformatter, frame))
+            yield last[1]
+
     def _grid_slots(self, first: int = 0, threads: int = 0) -> Iterator[av.VideoFrame]:
         """The decoded frame shown in each grid slot from ``first`` on, in order (the same object
         for a repeated slot)."""
