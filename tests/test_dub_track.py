@@ -134,6 +134,10 @@ def test_cli_dub_track_then_dub_with_it(clip, tmp_path):
     (["-o", "{tmp}/nofolder/t.npz"], "does not exist"),
     (["-o", "{tmp}/t.npz", "--face", "x"], "--face x: not a number"),
     (["-o", "{tmp}/t.npz", "--face", "-1"], "--face"),
+    (["-o", "{tmp}/t.npz", "--processes", "x"], "--processes x: not a number"),
+    (["-o", "{tmp}/t.npz", "--processes", "-1"], "--processes"),
+    (["-o", "{tmp}/t.npz", "--processes", "65"], "--processes"),
+    (["-o", "{tmp}/t.npz", "--processes", "1.5"], "--processes"),
 ])
 def test_cli_dub_track_bad_input(clip, tmp_path, args, message):
     video, _, _ = clip
@@ -154,6 +158,24 @@ def test_cli_dub_track_of_audio_only_and_dub_with_a_wrong_track(clip, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a facecast track file" in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_cli_dub_track_in_pieces_writes_the_one_tracker_track(tmp_path):
+    """--processes 2 on a real 20 s clip: four pieces tracked by two workers; the file is this video's (it
+    loads against it) and its landmarks are the one tracker's within the smoothing's settling."""
+    from facecast.dubbing.mask import iod
+    from facecast.dubbing.trackfile import load_track, track_video_file
+
+    video = media("video/styletalk_obama_clip1_en.mp4")
+    one = track_video_file(video)
+    trk = tmp_path / "p.npz"
+    r = subprocess.run(CLI + ["dub-track", str(video), "-o", str(trk), "--processes", "2"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    par = load_track(trk, video)
+    assert par.num_frames == one.num_frames > 500 and (par.detected == one.detected).all() and (par.has_face == one.has_face).all()
+    diff = np.abs(par.points[..., :2] - one.points[..., :2]).max(axis=(1, 2))
+    assert 0 < diff.max() and (diff / np.array([iod(p) for p in one.points])).max() < 0.01
 
 
 def test_cut_thumbnail_samples_large_frames_like_the_full_average():

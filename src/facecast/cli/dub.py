@@ -98,6 +98,8 @@ def dub_track_cmd(
     video: Path = typer.Argument(..., help="The video `facecast dub --track` will dub."),
     output: Path = typer.Option(..., "-o", "--output", help="The track file to write (.npz)."),
     face: Optional[str] = typer.Option(None, "--face", help="Which face, 0-based from the left (default: the largest)."),
+    processes: str = typer.Option("0", "--processes", help="Worker processes that track pieces of the video, 0 ... 64 "
+                                  "(0 = auto: the cores minus one, at most 15, on machines with 8 or more; else 1)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Track the face through a video once, for `facecast dub --track` (here or on another machine)."""
@@ -107,20 +109,27 @@ def dub_track_cmd(
     try:
         from ..dubbing.options import DubOptions
         from ..dubbing.trackfile import save_track, track_video_file
+        from ..dubbing.trackspans import track_file_in_pieces
         from ..outputs import check_output_file
 
         face_n = None if face is None else _num(face, "--face")
         try:
-            DubOptions(face_index=face_n)
+            proc_n = DubOptions(face_index=face_n, processes=_num(processes, "--processes")).process_count()
         except OptionError as exc:
-            raise flag_error(exc, DUB_FLAGS, {"--face": face}) from None
+            raise flag_error(exc, DUB_FLAGS, {"--face": face, "--processes": processes}) from None
         out = check_output_file(output, suffixes=(".npz",), inputs=[("video", video)], what="track file")
         src = _open_video(video)
         with Progress(TextColumn("[bold]tracking"), BarColumn(), TextColumn("{task.fields[done]}"),
                       TimeElapsedColumn(), console=err, transient=True) as bar:
             task = bar.add_task("track", total=src.num_frames, done="")
-            track = track_video_file(src, face_index=face_n, progress=lambda done, total: bar.update(
-                task, completed=done, total=total, done=f"{done} frames"))
+
+            def show(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total, done=f"{done} frames")
+
+            if proc_n > 1 and src.num_frames:
+                track = track_file_in_pieces(src, proc_n, face_index=face_n, progress=show)
+            else:
+                track = track_video_file(src, face_index=face_n, progress=show)
         if not track.detected.any():
             raise NoFaceError(f"{video}: no face found in any frame. dub needs a video where the speaker's face is "
                               "visible (frontal, at least ~64 pixels wide).")

@@ -21,18 +21,20 @@ tests/test_dub_trackspans.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .mask import iod
 from .track import StreamTracker
-from .trackfile import VideoTrack
+from .trackfile import VideoTrack, track_video_file, video_sha256
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrackPiece", "TrackTask", "plan_pieces", "track_in_pieces", "track_piece"]
+__all__ = ["TrackPiece", "TrackTask", "plan_pieces", "track_file_in_pieces", "track_in_pieces", "track_piece"]
 
 PRE_S = 1.0
 """Seconds tracked before a piece's first frame and dropped (the face search runs every 0.2 s;
@@ -120,11 +122,11 @@ def track_piece(task: TrackTask) -> TrackPiece:
 
 
 def track_in_pieces(src, pool, processes: int, *, frames: int, face_index: int | None = None,
-                    max_gap_s: float = 0.25) -> VideoTrack | None:
+                    max_gap_s: float = 0.25, progress: Callable[[int, int], None] | None = None) -> VideoTrack | None:
     """The track of frames [0, frames) of ``src`` (a media.VideoSource) made by ``pool``'s
     ``processes`` workers (spans.start_workers), as one StreamTracker would make it; None when
     two pieces followed different faces (track in order then). Its ``sha256`` is empty: it is
-    this job's, never saved."""
+    this job's, never saved. ``progress(frames done, frames)`` as pieces finish in order."""
     fps = float(src.fps)
     pre = max(1, int(round(PRE_S * fps)))
     post = StreamTracker(fps, max_gap_s=max_gap_s).lookahead + 1
@@ -132,7 +134,11 @@ def track_in_pieces(src, pool, processes: int, *, frames: int, face_index: int |
              for a, n in plan_pieces(frames, fps, processes)]
     futures = [pool.submit(track_piece, t) for t in tasks]
     try:
-        pieces = [f.result() for f in futures]
+        pieces = []
+        for f in futures:
+            pieces.append(f.result())
+            if progress:
+                progress(sum(len(p.detected) for p in pieces), frames)
     finally:
         for f in futures:
             f.cancel()
@@ -145,6 +151,23 @@ def track_in_pieces(src, pool, processes: int, *, frames: int, face_index: int |
             return None
     cat = [np.concatenate([getattr(p, k) for p in pieces]) for k in ("points", "detected", "cuts")]
     return VideoTrack("", fps, tuple(src.size), *cat, face_index)
+
+
+def track_file_in_pieces(src, processes: int, *, face_index: int | None = None, max_gap_s: float = 0.25,
+                         progress: Callable[[int, int], None] | None = None) -> VideoTrack:
+    """The whole video's track for a track file (`facecast dub-track --processes N`), with its
+    SHA-256: in pieces on ``processes`` new workers, or by one tracker where they disagree."""
+    from .spans import start_workers
+
+    pool = start_workers(processes)
+    try:
+        track = track_in_pieces(src, pool, processes, frames=src.num_frames, face_index=face_index,
+                                max_gap_s=max_gap_s, progress=progress)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if track is None:
+        return track_video_file(src, face_index=face_index, max_gap_s=max_gap_s, progress=progress)
+    return dataclasses.replace(track, sha256=video_sha256(src.path))
 
 
 def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
