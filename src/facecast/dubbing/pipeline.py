@@ -133,15 +133,15 @@ class DubJob:
         if options.keep_length and expect is not None and n_video:
             expect = max(expect, n_video)
         self.expect_frames = expect
-        if self.track is None and pool is not None and expect is not None and src.num_frames:
-            scan = min(round(options.scan_s * fps), expect + round(SCAN_PAST_S * fps))  # as FootageSource scans
-            with timings.stage("track (workers)"):
-                self.track = _track_in_pieces(src, pool, options, min(src.num_frames, max(expect, scan)))
         with timings.stage("setup"):
             self.analyser = SpeechAnalyser(so, None, need_aligner=text is None, models=models)
         # The video's own speech (for the calibration) goes to the phone workers first, so that it is
-        # recognised while the scan decodes and tracks.
+        # recognised while the scan decodes and tracks (and the track's pieces are made).
         own = _own_speech(src, so, options)
+        if self.track is None and pool is not None and expect is not None and src.num_frames:  # while that is
+            scan = min(round(options.scan_s * fps), expect + round(SCAN_PAST_S * fps))  # as FootageSource scans
+            with timings.stage("track (workers)"):
+                self.track = _track_in_pieces(src, pool, options, min(src.num_frames, max(expect, scan)))
         with timings.stage("footage"):
             self.source = source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report,
                                                  track=self.track)
