@@ -20,7 +20,7 @@ DUB_FLAGS = {
 """The option dataclasses' fields that `dub` sets from a flag: their range errors name the flag."""
 
 
-SETUP_STAGES = {"footage": "scanning the video", "calibrate": "measuring the speaker",
+SETUP_STAGES = {"track (workers)": "tracking the face", "footage": "scanning the video", "calibrate": "measuring the speaker",
                 "learn": "learning this speaker's mouth"}
 """What the progress bar says while `dub` prepares (Timings stages before the first frame)."""
 
