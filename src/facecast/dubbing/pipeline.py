@@ -105,7 +105,7 @@ class DubJob:
     order. ``dub_chunks`` draws the steps here; ``dub`` may draw them in spans (spans.py)."""
 
     def __init__(self, video, *, audio=None, text=None, options: DubOptions = DubOptions(), timings=None,
-                 report=None, models=None, track=None, pool=None):
+                 report=None, models=None, track=None, pieces: int = 0):
         if (text is None) == (audio is None):
             raise InputError("dub: give either --audio FILE or --text \"...\" (exactly one).")
         self.options, self.audio, self.text = options, audio, text
@@ -138,10 +138,10 @@ class DubJob:
         # The video's own speech (for the calibration) goes to the phone workers first, so that it is
         # recognised while the scan decodes and tracks (and the track's pieces are made).
         own = _own_speech(src, so, options)
-        if self.track is None and pool is not None and expect is not None and src.num_frames:  # while that is
+        if self.track is None and pieces > 1 and expect is not None and src.num_frames:  # while that is
             scan = min(round(options.scan_s * fps), expect + round(SCAN_PAST_S * fps))  # as FootageSource scans
             with timings.stage("track (workers)"):
-                self.track = _track_in_pieces(src, pool, options, min(src.num_frames, max(expect, scan)))
+                self.track = _track_in_pieces(src, pieces, options, min(src.num_frames, max(expect, scan)))
         with timings.stage("footage"):
             self.source = source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report,
                                                  track=self.track)
@@ -236,13 +236,14 @@ def _drawn(job: DubJob, progress: Progress | None) -> Iterator[SayChunk]:
             progress(step.segment.end, job.total)
 
 
-def _track_in_pieces(src, pool, options: DubOptions, frames: int):
-    """The face track of ``src``'s first ``frames`` frames, made by ``pool``'s workers
-    (trackspans.py); None when they disagree on the face (then the job tracks in order)."""
-    from .trackspans import track_in_pieces
+def _track_in_pieces(src, processes: int, options: DubOptions, frames: int):
+    """The face track of ``src``'s first ``frames`` frames, made in pieces by ``processes``
+    workers of its own (trackspans.py); None when they disagree on the face (then the job tracks
+    in order)."""
+    from .trackspans import track_with_workers
 
-    return track_in_pieces(src, pool, options.process_count(), frames=frames, face_index=options.face_index,
-                           max_gap_s=options.max_gap_s)
+    return track_with_workers(src, processes, frames=frames, face_index=options.face_index,
+                              max_gap_s=options.max_gap_s)
 
 
 def _load_track(track, src, options: DubOptions):
@@ -350,7 +351,7 @@ def dub(
     size and rate, the lower face redrawn for the new speech. Returns the output path; nothing is
     left at ``output`` unless the whole job succeeds. ``track``: see dub_chunks. With
     ``options.processes`` worker processes track the face in pieces (without ``track``;
-    trackspans.py), then decode, draw and encode spans of the video (spans.py)."""
+    trackspans.py), then others decode, draw and encode spans of the video (spans.py)."""
     from ..media import check_output_path
 
     output = check_output_path(output)
@@ -361,14 +362,14 @@ def dub(
     timings = timings if timings is not None else Timings()
     processes = options.process_count()
     pool = None
-    if processes > 1 and (track is not None or audio is not None):  # workers: the track's pieces, then spans
+    if processes > 1 and (track is not None or audio is not None):  # the span workers start alongside the scan
         from .spans import start_workers
 
         with timings.stage("span workers start"):
             pool = start_workers(processes)
     try:
         job = DubJob(video, audio=audio, text=text, options=options, timings=timings, report=report, models=models,
-                     track=track, pool=pool if track is None else None)
+                     track=track, pieces=processes if pool is not None else 0)
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

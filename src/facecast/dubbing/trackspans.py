@@ -34,7 +34,8 @@ from .trackfile import VideoTrack, track_video_file, video_sha256
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrackPiece", "TrackTask", "plan_pieces", "track_file_in_pieces", "track_in_pieces", "track_piece"]
+__all__ = ["TrackPiece", "TrackTask", "plan_pieces", "track_file_in_pieces", "track_in_pieces", "track_piece",
+           "track_with_workers"]
 
 PRE_S = 1.0
 """Seconds tracked before a piece's first frame and dropped (the face search runs every 0.2 s;
@@ -153,18 +154,29 @@ def track_in_pieces(src, pool, processes: int, *, frames: int, face_index: int |
     return VideoTrack("", fps, tuple(src.size), *cat, face_index)
 
 
-def track_file_in_pieces(src, processes: int, *, face_index: int | None = None, max_gap_s: float = 0.25,
-                         progress: Callable[[int, int], None] | None = None) -> VideoTrack:
-    """The whole video's track for a track file (`facecast dub-track --processes N`), with its
-    SHA-256: in pieces on ``processes`` new workers, or by one tracker where they disagree."""
+def track_with_workers(src, processes: int, *, frames: int | None = None, face_index: int | None = None,
+                       max_gap_s: float = 0.25, progress: Callable[[int, int], None] | None = None) -> VideoTrack | None:
+    """``track_in_pieces`` on ``processes`` workers of its own, gone when it returns: the memory a
+    worker's mediapipe and decoder leave behind (~0.4-0.6 GB a 1080p worker) goes with them, not
+    into the span workers' job. ``frames``: from the start (None: the whole video)."""
     from .spans import start_workers
 
     pool = start_workers(processes)
+    done = False
     try:
-        track = track_in_pieces(src, pool, processes, frames=src.num_frames, face_index=face_index,
-                                max_gap_s=max_gap_s, progress=progress)
+        track = track_in_pieces(src, pool, processes, frames=src.num_frames if frames is None else frames,
+                                face_index=face_index, max_gap_s=max_gap_s, progress=progress)
+        done = True
+        return track
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=done, cancel_futures=True)  # an error is not kept waiting for the running pieces
+
+
+def track_file_in_pieces(src, processes: int, *, face_index: int | None = None, max_gap_s: float = 0.25,
+                         progress: Callable[[int, int], None] | None = None) -> VideoTrack:
+    """The whole video's track for a track file (`facecast dub-track --processes N`), with its
+    SHA-256: in pieces on ``processes`` workers, or by one tracker where they disagree."""
+    track = track_with_workers(src, processes, face_index=face_index, max_gap_s=max_gap_s, progress=progress)
     if track is None:
         return track_video_file(src, face_index=face_index, max_gap_s=max_gap_s, progress=progress)
     return dataclasses.replace(track, sha256=video_sha256(src.path))
