@@ -17,7 +17,6 @@ one, a VFR file gets a frame repeated or dropped where its timing demands.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections import deque
@@ -126,13 +125,7 @@ class VideoSource:
         threads, up to ``ahead`` frames (about 2 per thread is enough) ahead of the consumer, while this
         thread decodes; errors still surface at the frame where they happen."""
         if pool is None:
-            reformatter = VideoReformatter()  # one for the stream: its swscale context is reused
-            convert = functools.partial(self._to_rgb, reformatter)
-            last: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
-            for frame in self._grid_slots():
-                if last[0] is not frame:  # repeated slots reuse the converted array
-                    last = (frame, convert(frame))
-                yield last[1]
+            yield from self._rgb_of(self._grid_slots())
             return
         local = threading.local()
 
@@ -187,9 +180,13 @@ class VideoSource:
     def rgb_frames(self, first: int, count: int, threads: int = 0) -> Iterator[np.ndarray]:
         """uint8 [H, W, 3] RGB of grid slots [first, first + count), as ``frames`` gives them
         (rotated, scaled), decoded from the keyframe before ``first`` (``decoded_frames``)."""
-        reformatter = VideoReformatter()
+        yield from self._rgb_of(self.decoded_frames(first, count, threads))
+
+    def _rgb_of(self, slots: Iterator[av.VideoFrame]) -> Iterator[np.ndarray]:
+        """RGB of each slot's frame, on this thread (a repeated slot reuses the converted array)."""
+        reformatter = VideoReformatter()  # one for the stream: its swscale context is reused
         last: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
-        for frame in self.decoded_frames(first, count, threads):
+        for frame in slots:
             if last[0] is not frame:
                 last = (frame, self._to_rgb(reformatter, frame))
             yield last[1]
