@@ -31,7 +31,8 @@ from .track import StreamTracker, TrackedFrame
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplayTracker", "VideoTrack", "load_track", "save_track", "track_video_file", "video_sha256"]
+__all__ = ["ReplayTracker", "VideoTrack", "load_track", "save_track", "track_video_file", "tracked_arrays",
+           "video_sha256"]
 
 FORMAT = "facecast-track"
 VERSION = 1
@@ -104,16 +105,23 @@ def track_video_file(video, *, face_index: int | None = None, max_gap_s: float =
         out += tracker.finish()
     finally:
         tracker.close()
-    n = len(out)
+    points, detected, cuts = tracked_arrays(out, len(out))
+    return VideoTrack(sha256 or video_sha256(src.path), float(src.fps), tuple(src.size), points, detected, cuts,
+                      face_index)
+
+
+def tracked_arrays(frames: list[TrackedFrame], n: int, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points float32 [n, 478, 3], NaN without a face; detected, cuts bool [n]) of the tracked
+    ``frames`` of video frames [start, start + n) (a frame not among them: no face)."""
     points = np.full((n, 478, 3), np.nan, np.float32)
     detected = np.zeros(n, bool)
     cuts = np.zeros(n, bool)
-    for t in out:
+    for t in frames:
+        k = t.index - start
         if t.points is not None:
-            points[t.index] = t.points
-        detected[t.index], cuts[t.index] = t.detected, t.cut
-    return VideoTrack(sha256 or video_sha256(src.path), float(src.fps), tuple(src.size), points, detected, cuts,
-                      face_index)
+            points[k] = t.points
+        detected[k], cuts[k] = t.detected, t.cut
+    return points, detected, cuts
 
 
 def save_track(track: VideoTrack, path: str | os.PathLike) -> Path:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .mask import iod
 from .track import StreamTracker
-from .trackfile import VideoTrack, track_video_file, video_sha256
+from .trackfile import VideoTrack, track_video_file, tracked_arrays, video_sha256
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,6 @@ def track_piece(task: TrackTask) -> TrackPiece:
     tracker = StreamTracker(src.fps, face_index=task.face_index, max_gap_s=task.max_gap_s, source=str(src.path),
                             first_index=start, resumed=task.first > 0)
     span = task.pre + task.count + task.post
-    points = np.full((span, 478, 3), np.nan, np.float32)
-    detected = np.zeros(span, bool)
-    cuts = np.zeros(span, bool)
     heard = _Warnings()
     track_log = logging.getLogger(StreamTracker.__module__)
     track_log.addHandler(heard)
@@ -115,11 +112,7 @@ def track_piece(task: TrackTask) -> TrackPiece:
     finally:
         track_log.removeHandler(heard)
         tracker.close()
-    for t in out:
-        k = t.index - start
-        if t.points is not None:
-            points[k] = t.points
-        detected[k], cuts[k] = t.detected, t.cut
+    points, detected, cuts = tracked_arrays(out, span, start)
     keep = slice(task.pre, task.pre + task.count)
     return TrackPiece(task.first, points[keep], detected[keep], cuts[keep], points[task.pre + task.count:],
                       tuple(heard.messages))
