@@ -45,7 +45,7 @@ from ..segments import Segment, audio_segments, text_segments
 from ..speech import SpeechAnalyser, SpeechModels, prefetch_alignment
 from ..timing import Timings
 from ..types import AudioChunk, Speech
-from .source import SCAN_PAST_S, DubReport, FootageSource, MouthDrive
+from .source import DubReport, FootageSource, MouthDrive, scan_frames
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,10 @@ class DubJob:
         # The video's own speech (for the calibration) goes to the phone workers first, so that it is
         # recognised while the scan decodes and tracks (and the track's pieces are made).
         own = _own_speech(src, so, options)
-        if self.track is None and pieces > 1 and expect is not None and src.num_frames:  # while that is
-            scan = min(round(options.scan_s * fps), expect + round(SCAN_PAST_S * fps))  # as FootageSource scans
+        if self.track is None and pieces > 1 and expect is not None and src.num_frames:  # while that runs
+            shown = max(expect, scan_frames(options, fps, expect))  # the job's frames and the scan's
             with timings.stage("track (workers)"):
-                self.track = _track_in_pieces(src, pieces, options, min(src.num_frames, max(expect, scan)))
+                self.track = _track_in_pieces(src, pieces, options, min(src.num_frames, shown))
         with timings.stage("footage"):
             self.source = source = FootageSource(src, options, expect_frames=expect, timings=timings, report=report,
                                                  track=self.track)

@@ -41,6 +41,16 @@ SCAN_PAST_S = 10.0
 """The scan reads at most this many seconds of video past the job's last frame."""
 
 
+def scan_frames(options: DubOptions, fps: float, expect_frames: int | None) -> int:
+    """Frames FootageSource scans ahead: ``scan_s`` of video, but not more than SCAN_PAST_S past
+    what the job shows (``expect_frames``; None: unknown), so a short dub of a long video does
+    not scan far past its end."""
+    scan = int(round(options.scan_s * fps))
+    if expect_frames is not None:
+        scan = min(scan, expect_frames + int(round(SCAN_PAST_S * fps)))
+    return scan
+
+
 @dataclass(frozen=True)
 class MouthDrive:
     """What FootageSource.animate makes of a segment: the phone-driven motion (the mesh path
@@ -177,12 +187,7 @@ class FootageSource:
         self.learned: LearnedMouth | None = None
         self._ahead_motion: MotionModel | None = None
         self.timings = timings
-        # Scan scan_s ahead, but not more than SCAN_PAST_S past what the job shows (a short dub of
-        # a long video): the scanned frames are decoded twice.
-        scan = int(round(options.scan_s * self.fps))
-        if expect_frames is not None:
-            scan = min(scan, expect_frames + int(round(SCAN_PAST_S * self.fps)))
-        self.reader.scan(scan)
+        self.reader.scan(scan_frames(options, self.fps, expect_frames))  # the scanned frames are decoded twice
         if self.reader.tracker.detected == 0 and self.reader.ended:
             raise NoFaceError(f"{self.name}: no face found in any frame. dub needs a video where the speaker's face "
                               "is visible (frontal, at least ~64 pixels wide).")
